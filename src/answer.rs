@@ -1,0 +1,554 @@
+//! The answer function: (snapshot, question, client) -> answer. Synchronous and pure but for
+//! the round-robin counter and the weighted draw, so that tests, benches and `explain` all
+//! aim at the same code the server runs.
+//!
+//! Architecture invariant: no I/O, no locks, no awaits, and nothing a client sends can make
+//! it panic; every failure is an RCODE.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use ipnet::IpNet;
+
+use crate::config::{AllUnhealthy, PolicyKind};
+use crate::snapshot::{ClusterId, FedName, Health, Located, Member, Snapshot};
+
+/// How many CNAMEs inside the zone an answer follows before it stops (loops are config
+/// mistakes, but must not hang or grow a reply without bound).
+const MAX_CHAIN: usize = 8;
+
+/// What was asked.
+#[derive(Clone, Copy, Debug)]
+pub struct Question<'a> {
+    /// As the client wrote it; its case is kept in the answer's owner names.
+    pub name: &'a Name,
+    pub qtype: RecordType,
+    pub qclass: DNSClass,
+}
+
+/// Who asked: the packet's source and, when present and enabled, the EDNS Client Subnet.
+#[derive(Clone, Copy, Debug)]
+pub struct Client {
+    pub source: IpAddr,
+    /// The validated ECS source network (prefix length > 0).
+    pub ecs: Option<IpNet>,
+}
+
+impl Client {
+    /// The address that locates the client: ECS first, else the source.
+    pub fn locating_address(&self) -> IpAddr {
+        self.ecs.map_or(self.source, |n| n.addr())
+    }
+}
+
+/// The reply, before it is encoded.
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additionals: Vec<Record>,
+    /// ECS scope prefix length: how much of the client's address the answer depends on.
+    pub scope: u8,
+    /// The geo decisions taken, in chain order; filled only when tracing (explain).
+    pub decisions: Vec<Decision>,
+}
+
+/// One cluster considered for a federated name.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub cluster: ClusterId,
+    pub healthy: bool,
+    pub distance_km: Option<f64>,
+}
+
+/// How a federated name was answered.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// The federated name (`ns/name` or host) and the level asked (global, region, zone).
+    pub name: String,
+    pub level: String,
+    pub policy: PolicyKind,
+    pub located: Option<Located>,
+    /// Every cluster that has the name at this level, best first.
+    pub candidates: Vec<Candidate>,
+    pub chosen: Vec<ClusterId>,
+    /// No candidate was healthy and the answer treats them all as healthy.
+    pub fail_open: bool,
+}
+
+/// Which clusters of a federated name a name asks for.
+#[derive(Clone, Copy, Debug)]
+enum Level<'s> {
+    Global,
+    Region(&'s [u8], &'s [ClusterId]),
+    Zone(&'s [u8], &'s [u8], &'s [ClusterId]),
+}
+
+/// Round-robin position for policy `all`; shared by all queries, relaxed is enough.
+static ROUND_ROBIN: AtomicU64 = AtomicU64::new(0);
+
+/// Answers one question. `trace` fills `Answer::decisions` for `explain`.
+pub fn answer(snap: &Snapshot, q: &Question<'_>, client: &Client, trace: bool) -> Answer {
+    let mut ans = Answer {
+        authoritative: true,
+        ..Answer::default()
+    };
+    if q.qclass != DNSClass::IN && q.qclass != DNSClass::ANY {
+        ans.rcode = ResponseCode::Refused;
+        ans.authoritative = false;
+        return ans;
+    }
+    let lower = LowerName::new(q.name);
+    if !snap.apex_lower.zone_of(&lower) {
+        // Not an open resolver: names outside the zone are refused.
+        ans.rcode = ResponseCode::Refused;
+        ans.authoritative = false;
+        return ans;
+    }
+    let mut ctx = Ctx {
+        snap,
+        client,
+        qtype: q.qtype,
+        trace,
+        ans,
+    };
+    let mut owner = q.name.clone();
+    owner.set_fqdn(true);
+    ctx.resolve(owner, lower, 0);
+    ctx.ans
+}
+
+struct Ctx<'a> {
+    snap: &'a Snapshot,
+    client: &'a Client,
+    qtype: RecordType,
+    trace: bool,
+    ans: Answer,
+}
+
+impl Ctx<'_> {
+    /// Answers for `owner` (emitted as given) and follows CNAMEs inside the zone.
+    fn resolve(&mut self, owner: Name, lower: LowerName, depth: usize) {
+        let snap = self.snap;
+        if depth > MAX_CHAIN {
+            self.ans.rcode = ResponseCode::ServFail;
+            return;
+        }
+        if self.referral(&lower) {
+            return;
+        }
+        if let Some(records) = snap.statics.get(&lower) {
+            self.static_records(owner, &lower, records, depth);
+            return;
+        }
+        if let Some((fed, level)) = federated(snap, &lower) {
+            self.geo(owner, fed, level, depth);
+            return;
+        }
+        if let Some(fed) = snap.hosts.get(&lower) {
+            self.geo(owner, fed, Level::Global, depth);
+            return;
+        }
+        if snap.empty_non_terminals.contains(&lower) {
+            self.negative(ResponseCode::NoError);
+        } else {
+            self.negative(ResponseCode::NXDomain);
+        }
+    }
+
+    /// A name at or below a delegation (NS records below the apex) gets a referral.
+    fn referral(&mut self, lower: &LowerName) -> bool {
+        let snap = self.snap;
+        let mut cut: Option<Name> = None;
+        let mut n = Name::from(lower);
+        while n.num_labels() > snap.apex.num_labels() {
+            let l = LowerName::new(&n);
+            if snap
+                .statics
+                .get(&l)
+                .is_some_and(|rs| rs.iter().any(|r| r.record_type() == RecordType::NS))
+            {
+                cut = Some(n.clone());
+            }
+            n = n.base_name();
+        }
+        let Some(cut) = cut else {
+            return false;
+        };
+        let ns: Vec<Record> = snap.statics[&LowerName::new(&cut)]
+            .iter()
+            .filter(|r| r.record_type() == RecordType::NS)
+            .cloned()
+            .collect();
+        self.ans.authoritative = false;
+        self.glue(&ns);
+        self.ans.authority.extend(ns);
+        true
+    }
+
+    /// A and AAAA records inside the zone for the NS targets in `ns`.
+    fn glue(&mut self, ns: &[Record]) {
+        for r in ns {
+            if let RData::NS(target) = &r.data
+                && let Some(rs) = self.snap.statics.get(&LowerName::new(&target.0))
+            {
+                self.ans.additionals.extend(
+                    rs.iter()
+                        .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+                        .cloned(),
+                );
+            }
+        }
+    }
+
+    fn static_records(&mut self, owner: Name, lower: &LowerName, records: &[Record], depth: usize) {
+        let matching: Vec<Record> = records
+            .iter()
+            .filter(|r| self.qtype == RecordType::ANY || r.record_type() == self.qtype)
+            .map(|r| with_owner(r, &owner))
+            .collect();
+        if !matching.is_empty() {
+            if self.qtype == RecordType::NS {
+                self.glue(&matching);
+            }
+            self.ans.answers.extend(matching);
+            return;
+        }
+        if let Some(cname) = records.iter().find(|r| r.record_type() == RecordType::CNAME) {
+            self.ans.answers.push(with_owner(cname, &owner));
+            if let RData::CNAME(target) = &cname.data {
+                self.chase(target.0.clone(), depth);
+            }
+            return;
+        }
+        let _ = lower;
+        self.negative(ResponseCode::NoError);
+    }
+
+    /// Follows a CNAME target if it is inside the zone.
+    fn chase(&mut self, target: Name, depth: usize) {
+        if self.qtype == RecordType::CNAME {
+            return;
+        }
+        let lower = LowerName::new(&target);
+        if self.snap.apex_lower.zone_of(&lower) {
+            self.resolve(target, lower, depth + 1);
+        }
+    }
+
+    /// SOA in the authority section, for NXDOMAIN and NODATA (RFC 2308). In a CNAME chain
+    /// the RCODE is the last name's (RFC 6604).
+    fn negative(&mut self, rcode: ResponseCode) {
+        self.ans.rcode = rcode;
+        let mut soa = self.snap.soa.clone();
+        soa.ttl = self.snap.negative_ttl;
+        self.ans.authority.push(soa);
+    }
+
+    /// Answers a federated name at a level: the chosen clusters' addresses, a CNAME to a
+    /// hostname load balancer, or a CNAME up the hierarchy when no cluster here is healthy.
+    fn geo(&mut self, owner: Name, fed: &FedName, level: Level<'_>, depth: usize) {
+        let snap = self.snap;
+        let in_level: Vec<&Member> = match level {
+            Level::Global => fed.members.iter().collect(),
+            Level::Region(_, ids) | Level::Zone(_, _, ids) => {
+                fed.members.iter().filter(|m| ids.contains(&m.cluster)).collect()
+            }
+        };
+        let any_healthy = in_level.iter().any(|m| m.healthy());
+        if !any_healthy && !matches!(level, Level::Global) {
+            // Federation v1 semantics: nothing healthy here, so point one level up.
+            if let Some(target) = up_name(&owner) {
+                self.record(owner, RData::CNAME(CNAME(target.clone())));
+                self.chase(target, depth);
+            } else {
+                self.ans.rcode = ResponseCode::ServFail;
+            }
+            return;
+        }
+        if !any_healthy && snap.on_all_unhealthy == AllUnhealthy::Servfail {
+            self.ans.rcode = ResponseCode::ServFail;
+            return;
+        }
+        let decision = self.decide(fed, &in_level, level, !any_healthy);
+        let mut wrote = false;
+        let mut hostname = None;
+        for id in &decision.chosen {
+            let Some(m) = in_level.iter().find(|m| m.cluster == *id) else {
+                continue;
+            };
+            let usable = |h: Health| decision.fail_open || h == Health::Healthy;
+            if matches!(self.qtype, RecordType::A | RecordType::ANY) {
+                for (a, h) in &m.v4 {
+                    if usable(*h) {
+                        self.record(owner.clone(), RData::A(A(*a)));
+                        wrote = true;
+                    }
+                }
+            }
+            if matches!(self.qtype, RecordType::AAAA | RecordType::ANY) {
+                for (a, h) in &m.v6 {
+                    if usable(*h) {
+                        self.record(owner.clone(), RData::AAAA(AAAA(*a)));
+                        wrote = true;
+                    }
+                }
+            }
+            if hostname.is_none() {
+                hostname = m.hostname.clone();
+            }
+        }
+        if self.trace {
+            self.ans.decisions.push(decision);
+        }
+        if wrote {
+            return;
+        }
+        let wants_target = matches!(
+            self.qtype,
+            RecordType::A | RecordType::AAAA | RecordType::CNAME | RecordType::ANY
+        );
+        match hostname {
+            Some(h) if wants_target => self.record(owner, RData::CNAME(CNAME(h))),
+            _ => self.negative(ResponseCode::NoError),
+        }
+    }
+
+    fn record(&mut self, owner: Name, rdata: RData) {
+        self.ans
+            .answers
+            .push(Record::from_rdata(owner, self.snap.ttl, rdata));
+    }
+
+    /// Ranks the clusters of a name for this client and picks by policy.
+    fn decide(
+        &mut self,
+        fed: &FedName,
+        members: &[&Member],
+        level: Level<'_>,
+        fail_open: bool,
+    ) -> Decision {
+        let snap = self.snap;
+        let policy = &fed.policy;
+        let eligible: Vec<ClusterId> = members
+            .iter()
+            .filter(|m| fail_open || m.healthy())
+            .map(|m| m.cluster)
+            .collect();
+        // Only `nearest` with a real choice, and explain, need the client's location.
+        let needs_location = self.trace
+            || (policy.kind == PolicyKind::Nearest && eligible.len() > policy.count)
+            || (policy.kind == PolicyKind::Failover
+                && eligible.iter().any(|c| !policy.order.contains(c)));
+        let located = needs_location.then(|| {
+            snap.locator
+                .locate(self.client.locating_address(), &snap.clusters)
+        });
+        let distance = |c: ClusterId| {
+            located
+                .as_ref()
+                .and_then(|l| l.location)
+                .map(|loc| snap.distance_km(loc, c))
+        };
+        let fallback_pos = |c: ClusterId| {
+            snap.fallback
+                .iter()
+                .position(|f| *f == c)
+                .unwrap_or(usize::MAX)
+        };
+        // Nearest first; clusters at the same distance break ties by name so every replica
+        // answers alike; with no location, the configured fallback order.
+        let by_distance = |ids: &mut Vec<ClusterId>| {
+            let pinned = located.as_ref().and_then(|l| l.pinned);
+            ids.sort_by(|a, b| {
+                let pa = Some(*a) != pinned;
+                let pb = Some(*b) != pinned;
+                let da = distance(*a);
+                let db = distance(*b);
+                pa.cmp(&pb)
+                    .then_with(|| match (da, db) {
+                        (Some(x), Some(y)) => x.total_cmp(&y),
+                        _ => fallback_pos(*a).cmp(&fallback_pos(*b)),
+                    })
+                    .then_with(|| {
+                        snap.clusters[*a as usize]
+                            .name
+                            .cmp(&snap.clusters[*b as usize].name)
+                    })
+            });
+        };
+        let mut ranked = eligible.clone();
+        by_distance(&mut ranked);
+        let (chosen, depends) = match policy.kind {
+            PolicyKind::Nearest => {
+                let n = policy.count.max(1);
+                (ranked.iter().take(n).copied().collect(), ranked.len() > n)
+            }
+            PolicyKind::Failover => {
+                let mut order: Vec<ClusterId> = policy
+                    .order
+                    .iter()
+                    .copied()
+                    .filter(|c| eligible.contains(c))
+                    .collect();
+                // The client's location matters only when no listed cluster is eligible and
+                // the pick falls to distance.
+                let by_distance = order.is_empty() && ranked.len() > 1;
+                order.extend(ranked.iter().filter(|c| !policy.order.contains(c)));
+                (order.first().copied().into_iter().collect(), by_distance)
+            }
+            PolicyKind::Weighted => {
+                let weighted: Vec<(ClusterId, u32)> = eligible
+                    .iter()
+                    .map(|c| {
+                        let w = policy
+                            .weights
+                            .iter()
+                            .find(|(id, _)| id == c)
+                            .map_or(0, |(_, w)| *w);
+                        (*c, w)
+                    })
+                    .collect();
+                match pick_weighted(&weighted) {
+                    Some(c) => (vec![c], false),
+                    None => (ranked.iter().take(1).copied().collect(), ranked.len() > 1),
+                }
+            }
+            PolicyKind::All => {
+                let mut all = eligible.clone();
+                if !all.is_empty() {
+                    let k = (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % all.len() as u64)
+                        as usize;
+                    all.rotate_left(k);
+                }
+                (all, false)
+            }
+        };
+        if depends && let Some(l) = &located {
+            let mut scope = l.network.prefix_len();
+            if let Some(ecs) = self.client.ecs {
+                scope = scope.min(ecs.prefix_len());
+            }
+            self.ans.scope = self.ans.scope.max(scope);
+        }
+        let mut candidates: Vec<Candidate> = members
+            .iter()
+            .map(|m| Candidate {
+                cluster: m.cluster,
+                healthy: m.healthy(),
+                distance_km: distance(m.cluster),
+            })
+            .collect();
+        candidates.sort_by_key(|c| ranked.iter().position(|r| *r == c.cluster).unwrap_or(usize::MAX));
+        Decision {
+            name: fed.display.clone(),
+            level: match level {
+                Level::Global => "global".into(),
+                Level::Region(r, _) => format!("region {}", String::from_utf8_lossy(r)),
+                Level::Zone(r, z, _) => format!(
+                    "zone {}.{}",
+                    String::from_utf8_lossy(z),
+                    String::from_utf8_lossy(r)
+                ),
+            },
+            policy: policy.kind,
+            located,
+            candidates,
+            chosen,
+            fail_open,
+        }
+    }
+}
+
+/// Recognises `<svc>.<ns>.<F>.svc[.<zone>][.<region>].<Z>`.
+fn federated<'s>(snap: &'s Snapshot, lower: &LowerName) -> Option<(&'s FedName, Level<'s>)> {
+    let rel = lower.num_labels().checked_sub(snap.apex.num_labels())? as usize;
+    if !(4..=6).contains(&rel) {
+        return None;
+    }
+    let name = Name::from(lower);
+    let labels: Vec<&[u8]> = name.iter().take(rel).collect();
+    if labels[2] != snap.federation.as_slice() || labels[3] != b"svc" {
+        return None;
+    }
+    let level = match rel {
+        4 => Level::Global,
+        5 => {
+            let (r, ids) = snap.regions.get_key_value(labels[4])?;
+            Level::Region(r, ids)
+        }
+        _ => {
+            let ((r, z), ids) = snap
+                .zones
+                .get_key_value(&(labels[5].to_vec(), labels[4].to_vec()))?;
+            Level::Zone(r, z, ids)
+        }
+    };
+    let ns = std::str::from_utf8(labels[1]).ok()?;
+    let svc = std::str::from_utf8(labels[0]).ok()?;
+    let fed = snap.services.get(&format!("{ns}/{svc}"))?;
+    Some((fed, level))
+}
+
+/// The name one level up the hierarchy: `<svc>.<ns>.<F>.svc.<zone>.<region>.<Z>` becomes
+/// `<svc>.<ns>.<F>.svc.<region>.<Z>`, which becomes `<svc>.<ns>.<F>.svc.<Z>`: both drop the
+/// label right after `svc`.
+fn up_name(owner: &Name) -> Option<Name> {
+    let labels: Vec<&[u8]> = owner.iter().collect();
+    if labels.len() < 5 {
+        return None;
+    }
+    let mut n = Name::from_labels(labels[..4].iter().chain(&labels[5..]).copied()).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+fn with_owner(r: &Record, owner: &Name) -> Record {
+    let mut r = r.clone();
+    r.name = owner.clone();
+    r
+}
+
+/// Draws one cluster with probability proportional to its weight.
+fn pick_weighted(weighted: &[(ClusterId, u32)]) -> Option<ClusterId> {
+    let total: u64 = weighted.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut x = random_u64() % total;
+    for (c, w) in weighted {
+        let w = u64::from(*w);
+        if x < w {
+            return Some(*c);
+        }
+        x -= w;
+    }
+    None
+}
+
+/// A cheap per-thread pseudo-random number (splitmix64); weighted answers need spread, not
+/// cryptographic strength.
+fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let local = 0u8;
+            t ^ (&local as *const u8 as u64).rotate_left(32)
+        });
+    }
+    STATE.with(|s| {
+        let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        s.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}

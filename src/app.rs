@@ -1,0 +1,154 @@
+//! Wiring: load the config and everything it names (before any port is bound), fill the
+//! store from the sources, build and publish the first snapshot, start the listeners.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::Name;
+
+use crate::config::{Config, ConfigError};
+use crate::demo;
+use crate::dns::{DnsServer, Handler};
+use crate::geo::{GeoDb, GeoError};
+use crate::snapshot::{BuildError, Health, Published, Snapshot};
+use crate::store::{self, Store};
+use crate::zonefile::{ZoneData, ZoneError};
+
+/// Anything that stops a config from loading. Each names the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    #[error("{0}")]
+    Build(#[from] BuildError),
+}
+
+/// A config and what it names, loaded and checked.
+pub struct Loaded {
+    pub config: Config,
+    /// None for the embedded demo.
+    pub path: Option<PathBuf>,
+    pub zone: ZoneData,
+    pub geoip: Option<Arc<GeoDb>>,
+}
+
+impl Loaded {
+    /// Loads a config file, its zone file and its GeoIP database.
+    pub fn from_file(path: &Path) -> Result<Loaded, LoadError> {
+        let config = Config::load(path)?;
+        let apex = apex(&config)?;
+        let zone = match &config.zone_file {
+            Some(z) => ZoneData::load(z, &apex)?,
+            None => ZoneData::synthesized(&apex, config.ttl),
+        };
+        let geoip = match &config.geoip {
+            Some(g) => Some(Arc::new(GeoDb::open(&g.database)?)),
+            None => None,
+        };
+        Ok(Loaded {
+            config,
+            path: Some(path.to_owned()),
+            zone,
+            geoip,
+        })
+    }
+
+    /// The embedded demo federation.
+    pub fn demo() -> Result<Loaded, LoadError> {
+        let name = Path::new("<embedded demo config>");
+        let config = Config::parse(demo::CONFIG, name)?;
+        let apex = apex(&config)?;
+        let zone = ZoneData::parse(demo::ZONE, Path::new("<embedded demo zone>"), &apex)?;
+        let geoip = GeoDb::from_bytes(demo::GEOIP.to_vec(), Path::new("<embedded geoip/demo.mmdb>"))?;
+        Ok(Loaded {
+            config,
+            path: None,
+            zone,
+            geoip: Some(Arc::new(geoip)),
+        })
+    }
+
+    /// Builds a snapshot from this config and the store's contents.
+    pub fn snapshot(&self, store: &Store) -> Result<Snapshot, BuildError> {
+        Snapshot::build(
+            &self.config,
+            &self.zone,
+            self.geoip.clone(),
+            &store.contents(),
+            &all_healthy,
+        )
+    }
+}
+
+/// Until active probes exist (the health issue), every declared address is healthy.
+fn all_healthy(_: IpAddr, _: Option<u16>) -> Health {
+    Health::Healthy
+}
+
+fn apex(config: &Config) -> Result<Name, BuildError> {
+    let mut n = Name::from_ascii(&config.zone).map_err(|_| BuildError::Zone(config.zone.clone()))?;
+    n.set_fqdn(true);
+    Ok(n)
+}
+
+/// A running fedns.
+pub struct Running {
+    pub dns: DnsServer,
+    pub published: Published,
+    pub store: Arc<Store>,
+}
+
+impl Running {
+    /// Where DNS is served.
+    pub fn dns_addrs(&self) -> &[SocketAddr] {
+        &self.dns.addrs
+    }
+
+    pub async fn shutdown(self) {
+        self.dns.shutdown().await;
+    }
+}
+
+/// Fills the store, publishes the first snapshot and binds the DNS listeners. `listen`
+/// overrides the config's DNS addresses when not empty.
+pub async fn start(loaded: &Loaded, listen: &[SocketAddr]) -> Result<Running, StartError> {
+    let store = Arc::new(Store::default());
+    for (cluster, endpoints) in store::static_endpoints(&loaded.config) {
+        store.replace_cluster(&cluster, endpoints);
+    }
+    let snapshot = loaded.snapshot(&store)?;
+    let published: Published = Arc::new(ArcSwap::from_pointee(snapshot));
+    let addrs = if listen.is_empty() {
+        &loaded.config.listen.dns[..]
+    } else {
+        listen
+    };
+    let dns = DnsServer::bind(addrs, Handler::new(published.clone()))
+        .await
+        .map_err(|source| StartError::Bind {
+            addrs: addrs.to_vec(),
+            source,
+        })?;
+    Ok(Running {
+        dns,
+        published,
+        store,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Build(#[from] BuildError),
+    #[error("cannot listen on {addrs:?}: {source}")]
+    Bind {
+        addrs: Vec<SocketAddr>,
+        source: std::io::Error,
+    },
+}

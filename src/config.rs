@@ -1,0 +1,701 @@
+//! The YAML configuration: its shape (SPEC section 6), parsing with errors that name the
+//! file, line and field, and the semantic checks that serde cannot express.
+//!
+//! Field names here are an interface that users and outside tests rely on: add fields
+//! freely, rename none. Every struct rejects unknown fields so that a typo is an error,
+//! not a silently ignored setting.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, de};
+use serde_saphyr::Spanned;
+
+use crate::geo::{LatLon, places};
+
+/// A configuration error: the file, the line (when one can be named) and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Syntax and type errors; serde-saphyr's message already names line, column and the
+    /// offending field, with a snippet of the file.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// Semantic errors found after parsing, located at the YAML node they concern.
+    #[error("{path}:{line}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The apex fedns is authoritative for, e.g. `fed.example.com`.
+    pub zone: String,
+    /// The federation name: names are `<svc>.<ns>.<federation>.svc.<zone>`.
+    pub federation: String,
+    /// Optional zone file with SOA, NS, glue and static records. Relative to the config file.
+    #[serde(default)]
+    pub zone_file: Option<PathBuf>,
+    #[serde(default)]
+    pub listen: Listen,
+    /// TTL of geo answers, in seconds. Short, so that failover reaches clients quickly.
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    #[serde(default)]
+    pub geoip: Option<GeoipConfig>,
+    /// Source overrides, longest prefix wins; checked before the GeoIP database.
+    #[serde(default)]
+    pub networks: Vec<Spanned<NetworkOverride>>,
+    /// The default policy of every federated name.
+    #[serde(default)]
+    pub policy: PolicyKind,
+    /// How many clusters a `nearest` answer holds by default.
+    #[serde(default = "default_count")]
+    pub count: u32,
+    /// Cluster order for clients that cannot be located. Default: the order of `clusters`.
+    #[serde(default)]
+    pub fallback: Vec<Spanned<String>>,
+    /// Per-service policy settings (the Kubernetes source can also set them by annotation).
+    #[serde(default)]
+    pub services: Vec<Spanned<ServicePolicy>>,
+    #[serde(default)]
+    pub health: HealthConfig,
+    pub clusters: Vec<Spanned<ClusterConfig>>,
+}
+
+fn default_ttl() -> u32 {
+    30
+}
+
+fn default_count() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// UDP and TCP are served on each of these.
+    #[serde(default = "default_dns_listen")]
+    pub dns: Vec<SocketAddr>,
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            dns: default_dns_listen(),
+            admin: None,
+        }
+    }
+}
+
+fn default_dns_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:53".parse().expect("literal address")]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// A GeoIP2/GeoLite2/DB-IP City or Country MMDB, or an ip-location-db one.
+    /// Relative to the config file.
+    pub database: PathBuf,
+    /// Locate clients by EDNS Client Subnet when the query carries one.
+    #[serde(default = "yes")]
+    pub use_ecs: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkOverride {
+    pub cidr: Cidr,
+    /// Clients in `cidr` get this cluster first.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Clients in `cidr` are placed at this region's location.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Clients in `cidr` are placed at these coordinates.
+    #[serde(default)]
+    pub location: Option<Coordinates>,
+}
+
+/// A CIDR whose host bits must be zero, so that `10.1.2.3/8` is caught as a likely typo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let net = IpNet::from_str(&s).map_err(|_| {
+            de::Error::custom(format!("`{s}` is not a CIDR (expected e.g. 10.8.0.0/14)"))
+        })?;
+        if net.trunc() != net {
+            return Err(de::Error::custom(format!(
+                "`{s}` has host bits set; did you mean {}?",
+                net.trunc()
+            )));
+        }
+        Ok(Cidr(net))
+    }
+}
+
+/// `{ lat: 50.11, lon: 8.68 }`, range-checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coordinates(pub LatLon);
+
+impl<'de> Deserialize<'de> for Coordinates {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            lat: f64,
+            lon: f64,
+        }
+        let raw = Raw::deserialize(d)?;
+        if !(-90.0..=90.0).contains(&raw.lat) || !(-180.0..=180.0).contains(&raw.lon) {
+            return Err(de::Error::custom(format!(
+                "coordinates out of range: lat {} must be in [-90, 90], lon {} in [-180, 180]",
+                raw.lat, raw.lon
+            )));
+        }
+        Ok(Coordinates(LatLon {
+            lat: raw.lat,
+            lon: raw.lon,
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// The nearest healthy cluster(s) to the client.
+    #[default]
+    Nearest,
+    /// The first healthy cluster of an ordered list.
+    Failover,
+    /// One healthy cluster drawn at random by weight.
+    Weighted,
+    /// Every healthy cluster, rotated round robin.
+    All,
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PolicyKind::Nearest => "nearest",
+            PolicyKind::Failover => "failover",
+            PolicyKind::Weighted => "weighted",
+            PolicyKind::All => "all",
+        })
+    }
+}
+
+/// Policy settings for one federated service (`namespace/name`) or Ingress host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePolicy {
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An Ingress host inside the zone, instead of namespace/name.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub policy: Option<PolicyKind>,
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Cluster order for `failover`.
+    #[serde(default)]
+    pub order: Vec<String>,
+    /// Cluster weights for `weighted`; clusters not named weigh 0.
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default)]
+    pub probe: ProbeKind,
+    #[serde(default = "default_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+    #[serde(default)]
+    pub on_all_unhealthy: AllUnhealthy,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            probe: ProbeKind::default(),
+            interval: default_interval(),
+            timeout: default_timeout(),
+            rise: default_rise(),
+            fall: default_fall(),
+            on_all_unhealthy: AllUnhealthy::default(),
+        }
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    #[default]
+    Tcp,
+    Http,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllUnhealthy {
+    /// Answer as if every candidate were healthy (Route 53's behaviour).
+    #[default]
+    FailOpen,
+    /// Answer SERVFAIL, so that resolvers try elsewhere or report the outage.
+    Servfail,
+}
+
+/// Parses `500ms`, `2s`, `1m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(s) => parse_duration(&s).ok_or_else(|| {
+            de::Error::custom(format!("`{s}` is not a duration (expected e.g. 500ms, 2s, 1m)"))
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// Cloud region name (e.g. `us-east-1`, `europe-west1`, `westeurope`); also the label of
+    /// the region names `<svc>.<ns>.<F>.svc.<region>.<zone>`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Availability zone, the label of `<svc>.<ns>.<F>.svc.<zone>.<region>.<Z>`.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Explicit coordinates; optional when `region` is in the built-in table.
+    #[serde(default)]
+    pub location: Option<Coordinates>,
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Static services, for clusters or endpoints outside Kubernetes.
+    #[serde(default)]
+    pub services: Vec<Spanned<StaticService>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticService {
+    pub namespace: String,
+    pub name: String,
+    /// Load-balancer addresses, IPv4 and IPv6.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    /// A load-balancer hostname (e.g. a cloud LB) answered as a CNAME when the cluster has no
+    /// address of the asked type.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// The port probes connect to.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Ingress-style host names inside the zone that this service also answers for.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+impl Config {
+    /// Reads, parses and checks a config file. Relative paths inside it are resolved against
+    /// the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and checks config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().replace("<input>", &path.display().to_string()),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(z) = &mut self.zone_file {
+            join(z);
+        }
+        if let Some(g) = &mut self.geoip {
+            join(&mut g.database);
+        }
+        for c in &mut self.clusters {
+            if let Some(k) = &mut c.value.kubeconfig {
+                join(k);
+            }
+        }
+    }
+
+    /// Checks what serde cannot: names are valid DNS labels, references point at clusters
+    /// that exist, every cluster can be located.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |line: u64, field: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            field: field.to_owned(),
+            message,
+        };
+        if hickory_proto::rr::Name::from_ascii(&self.zone).is_err() || self.zone.is_empty() {
+            return Err(err(1, "zone", format!("`{}` is not a domain name", self.zone)));
+        }
+        if !is_label(&self.federation) {
+            return Err(err(
+                1,
+                "federation",
+                format!("`{}` is not a DNS label", self.federation),
+            ));
+        }
+        if self.listen.dns.is_empty() {
+            return Err(err(1, "listen.dns", "at least one address is needed".into()));
+        }
+        if self.clusters.is_empty() {
+            return Err(err(1, "clusters", "at least one cluster is needed".into()));
+        }
+        if self.count == 0 {
+            return Err(err(1, "count", "must be at least 1".into()));
+        }
+        if self.health.rise == 0 || self.health.fall == 0 {
+            return Err(err(1, "health", "rise and fall must be at least 1".into()));
+        }
+        let mut names = HashSet::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            let line = c.referenced.line();
+            let field = |f: &str| format!("clusters[{i}].{f}");
+            let c = &c.value;
+            if !is_label(&c.name) {
+                return Err(err(
+                    line,
+                    &field("name"),
+                    format!("`{}` is not a DNS label", c.name),
+                ));
+            }
+            if !names.insert(c.name.to_ascii_lowercase()) {
+                return Err(err(
+                    line,
+                    &field("name"),
+                    format!("cluster `{}` is declared twice", c.name),
+                ));
+            }
+            for (label, what) in [(&c.region, "region"), (&c.zone, "zone")] {
+                if let Some(l) = label
+                    && !is_label(l)
+                {
+                    return Err(err(line, &field(what), format!("`{l}` is not a DNS label")));
+                }
+            }
+            if c.zone.is_some() && c.region.is_none() {
+                return Err(err(
+                    line,
+                    &field("zone"),
+                    "a zone needs a region (names are <zone>.<region>.<Z>)".into(),
+                ));
+            }
+            if c.location.is_none() {
+                match &c.region {
+                    None => {
+                        return Err(err(
+                            line,
+                            &field("location"),
+                            format!("cluster `{}` has neither location nor region", c.name),
+                        ));
+                    }
+                    Some(r) if places::cloud_region(r).is_none() => {
+                        return Err(err(
+                            line,
+                            &field("location"),
+                            format!(
+                                "region `{r}` is not in the built-in table of cloud regions; \
+                                 give `location: {{ lat: .., lon: .. }}`"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if c.context.is_some() && c.kubeconfig.is_none() {
+                return Err(err(
+                    line,
+                    &field("context"),
+                    "a context needs a kubeconfig".into(),
+                ));
+            }
+            for (j, s) in c.services.iter().enumerate() {
+                let sline = s.referenced.line();
+                let sfield = |f: &str| format!("clusters[{i}].services[{j}].{f}");
+                let s = &s.value;
+                for (v, f) in [(&s.namespace, "namespace"), (&s.name, "name")] {
+                    if !is_label(v) {
+                        return Err(err(sline, &sfield(f), format!("`{v}` is not a DNS label")));
+                    }
+                }
+                if s.addresses.is_empty() && s.hostname.is_none() {
+                    return Err(err(
+                        sline,
+                        &sfield("addresses"),
+                        format!(
+                            "service {}/{} has neither addresses nor hostname",
+                            s.namespace, s.name
+                        ),
+                    ));
+                }
+                if let Some(h) = &s.hostname
+                    && hickory_proto::rr::Name::from_ascii(h).is_err()
+                {
+                    return Err(err(sline, &sfield("hostname"), format!("`{h}` is not a host name")));
+                }
+                for h in &s.hosts {
+                    if !in_zone(h, &self.zone) {
+                        return Err(err(
+                            sline,
+                            &sfield("hosts"),
+                            format!("host `{h}` is not inside zone `{}`", self.zone),
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, n) in self.networks.iter().enumerate() {
+            let line = n.referenced.line();
+            let field = format!("networks[{i}]");
+            let n = &n.value;
+            let targets = [n.cluster.is_some(), n.region.is_some(), n.location.is_some()];
+            if targets.iter().filter(|t| **t).count() != 1 {
+                return Err(err(
+                    line,
+                    &field,
+                    "give exactly one of cluster, region, location".into(),
+                ));
+            }
+            if let Some(c) = &n.cluster
+                && !names.contains(&c.to_ascii_lowercase())
+            {
+                return Err(err(line, &format!("{field}.cluster"), format!("no cluster `{c}`")));
+            }
+            if let Some(r) = &n.region
+                && places::cloud_region(r).is_none()
+                && !self.clusters.iter().any(|c| {
+                    c.value.region.as_deref().map(str::to_ascii_lowercase)
+                        == Some(r.to_ascii_lowercase())
+                        && c.value.location.is_some()
+                })
+            {
+                return Err(err(
+                    line,
+                    &format!("{field}.region"),
+                    format!("region `{r}` is neither a built-in cloud region nor a located cluster's region"),
+                ));
+            }
+        }
+        for (i, f) in self.fallback.iter().enumerate() {
+            if !names.contains(&f.value.to_ascii_lowercase()) {
+                return Err(err(
+                    f.referenced.line(),
+                    &format!("fallback[{i}]"),
+                    format!("no cluster `{}`", f.value),
+                ));
+            }
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            let line = s.referenced.line();
+            let field = format!("services[{i}]");
+            let s = &s.value;
+            match (&s.namespace, &s.name, &s.host) {
+                (Some(_), Some(_), None) => {}
+                (None, None, Some(h)) if in_zone(h, &self.zone) => {}
+                (None, None, Some(h)) => {
+                    return Err(err(
+                        line,
+                        &format!("{field}.host"),
+                        format!("host `{h}` is not inside zone `{}`", self.zone),
+                    ));
+                }
+                _ => {
+                    return Err(err(
+                        line,
+                        &field,
+                        "give either namespace and name, or host".into(),
+                    ));
+                }
+            }
+            if s.count == Some(0) {
+                return Err(err(line, &format!("{field}.count"), "must be at least 1".into()));
+            }
+            for c in s.order.iter().chain(s.weights.keys()) {
+                if !names.contains(&c.to_ascii_lowercase()) {
+                    return Err(err(line, &field, format!("no cluster `{c}`")));
+                }
+            }
+            if s.policy == Some(PolicyKind::Weighted) && s.weights.values().all(|w| *w == 0) {
+                return Err(err(
+                    line,
+                    &format!("{field}.weights"),
+                    "policy weighted needs at least one cluster with a weight above 0".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A single DNS label: letters, digits, hyphens (and underscores, which Kubernetes does not
+/// allow but DNS tolerates); 1 to 63 bytes.
+pub fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `host` is the zone apex or below it, case-insensitively.
+pub fn in_zone(host: &str, zone: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    let z = zone.trim_end_matches('.').to_ascii_lowercase();
+    h == z || h.ends_with(&format!(".{z}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "zone: fed.example.com\nfederation: myfed\nclusters:\n  - name: us-east\n    region: us-east-1\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.ttl, 30);
+        assert_eq!(c.policy, PolicyKind::Nearest);
+        assert_eq!(c.health.interval, Duration::from_secs(2));
+        assert_eq!(c.health.on_all_unhealthy, AllUnhealthy::FailOpen);
+        assert!(c.geoip.is_none());
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = format!("{MINIMAL}    regoin: x\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("test.yaml"), "{e}");
+        assert!(e.contains("line 6"), "{e}");
+        assert!(e.contains("regoin"), "{e}");
+    }
+
+    #[test]
+    fn semantic_error_names_line_and_field() {
+        let text = format!("{MINIMAL}  - name: mars\n    region: olympus-mons-1\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:6: clusters[1].location:"), "{e}");
+        assert!(e.contains("olympus-mons-1"), "{e}");
+    }
+
+    #[test]
+    fn host_bits_in_cidr_are_rejected() {
+        let text = format!("{MINIMAL}networks:\n  - {{ cidr: 10.1.2.3/8, cluster: us-east }}\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("line 7") && e.contains("10.0.0.0/8"), "{e}");
+    }
+
+    #[test]
+    fn network_to_unknown_cluster_is_rejected() {
+        let text = format!("{MINIMAL}networks:\n  - {{ cidr: 10.0.0.0/8, cluster: nope }}\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:7: networks[0].cluster: no cluster `nope`"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2 weeks"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! The DNS side: hickory-server's `RequestHandler` seam. It loads the published snapshot
+//! once per query, checks what the protocol requires of the request, calls the pure answer
+//! function and encodes the reply (EDNS, ECS echo, truncation by hickory's encoder).
+//!
+//! Architecture invariant: hickory types stay in this module and `answer`; nothing here
+//! knows of Kubernetes, the store or how snapshots are built.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::rr::RecordType;
+use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::net::{TcpListener, UdpSocket};
+use tracing::{debug, warn};
+
+use crate::answer::{self, Answer, Client, Question};
+use crate::ecs;
+use crate::snapshot::Published;
+
+/// The largest UDP reply we send, whatever the client offers: 1232 bytes avoids IP
+/// fragmentation on every common path (DNS Flag Day 2020).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// How long an idle TCP connection is kept (RFC 7766 recommends seconds, not minutes).
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request handler. Holds only the published snapshot.
+#[derive(Clone)]
+pub struct Handler {
+    published: Published,
+}
+
+impl Handler {
+    pub fn new(published: Published) -> Handler {
+        Handler { published }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let reply = self.reply(request);
+        let queries = &request.queries;
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.response_code = reply.answer.rcode;
+        metadata.authoritative = reply.answer.authoritative;
+        let builder = MessageResponseBuilder::new(queries, reply.edns.as_ref());
+        let response = builder.build(
+            metadata,
+            reply.answer.answers.iter(),
+            reply.answer.authority.iter(),
+            std::iter::empty(),
+            reply.answer.additionals.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                debug!(error = %e, "failed to send reply");
+                let mut m = Metadata::response_from_request(&request.metadata);
+                m.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_server::proto::op::Header {
+                    metadata: m,
+                    counts: Default::default(),
+                })
+            }
+        }
+    }
+}
+
+/// A reply ready to encode.
+struct Reply {
+    answer: Answer,
+    edns: Option<Edns>,
+}
+
+impl Handler {
+    fn reply(&self, request: &Request) -> Reply {
+        let error = |rcode: ResponseCode, edns: Option<Edns>| Reply {
+            answer: Answer {
+                rcode,
+                ..Answer::default()
+            },
+            edns,
+        };
+        // OPT in the reply whenever the query had one (RFC 6891 section 7).
+        let mut edns = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            e.set_version(0);
+            e
+        });
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return error(ResponseCode::BADVERS, edns);
+        }
+        if request.metadata.op_code != OpCode::Query {
+            return error(ResponseCode::NotImp, edns);
+        }
+        let info = match request.request_info() {
+            Ok(info) => info,
+            // QDCOUNT is not 1.
+            Err(_) => return error(ResponseCode::FormErr, edns),
+        };
+        let ecs = match ecs::extract(request.as_slice()) {
+            Ok(ecs) => ecs,
+            Err(e) => {
+                debug!(src = %request.src(), error = %e, "malformed ECS");
+                return error(ResponseCode::FormErr, edns);
+            }
+        };
+        let query = info.query;
+        if matches!(
+            query.query_type(),
+            RecordType::AXFR | RecordType::IXFR
+        ) {
+            // Zone transfers of geo answers make no sense (SPEC section 8).
+            return error(ResponseCode::Refused, edns);
+        }
+        let snap = self.published.load_full();
+        let use_ecs = snap.use_ecs;
+        let client = Client {
+            source: request.src().ip(),
+            ecs: ecs
+                .filter(|e| use_ecs && e.net.prefix_len() > 0)
+                .map(|e| e.net),
+        };
+        let question = Question {
+            name: query.original().name(),
+            qtype: query.query_type(),
+            qclass: query.query_class(),
+        };
+        let answer = answer::answer(&snap, &question, &client, false);
+        // Echo ECS with the scope the answer depends on (RFC 7871 section 7.2.1).
+        if let (Some(e), Some(ecs)) = (edns.as_mut(), ecs.filter(|_| use_ecs)) {
+            let scope = if ecs.net.prefix_len() == 0 {
+                0
+            } else {
+                answer.scope.min(ecs.net.prefix_len())
+            };
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                ecs.net.addr(),
+                ecs.net.prefix_len(),
+                scope,
+            )));
+        }
+        Reply { answer, edns }
+    }
+}
+
+/// The DNS listeners of a running server.
+pub struct DnsServer {
+    server: Server<Handler>,
+    /// Where it listens (the real ports when the config asked for port 0).
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl DnsServer {
+    /// Binds UDP and TCP on every address and starts serving.
+    pub async fn bind(addrs: &[SocketAddr], handler: Handler) -> std::io::Result<DnsServer> {
+        let mut server = Server::new(handler);
+        let mut bound = Vec::new();
+        for addr in addrs {
+            let (udp, tcp) = bind_pair(*addr).await?;
+            let local = udp.local_addr()?;
+            server.register_socket(udp);
+            server.register_listener(tcp, TCP_IDLE_TIMEOUT, 65_535);
+            bound.push(local);
+        }
+        Ok(DnsServer {
+            server,
+            addrs: bound,
+        })
+    }
+
+    /// Stops accepting and waits for in-flight work.
+    pub async fn shutdown(mut self) {
+        if let Err(e) = self.server.shutdown_gracefully().await {
+            warn!(error = %e, "DNS server shut down with an error");
+        }
+    }
+}
+
+/// UDP and TCP on the same address; with port 0, the same ephemeral port for both.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    if addr.port() != 0 {
+        return Ok((UdpSocket::bind(addr).await?, TcpListener::bind(addr).await?));
+    }
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(addr).await?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
+}
+
+/// Keeps `Arc` in the public signature readable.
+pub type SharedHandler = Arc<Handler>;

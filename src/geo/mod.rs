@@ -1,0 +1,270 @@
+//! Where a client is: source overrides, then the GeoIP database (city coordinates, else the
+//! country's centroid, else the continent's), and how far it is from each cluster.
+//!
+//! Architecture invariant: this module knows nothing of DNS or Kubernetes. It maps an IP
+//! address to a location and the prefix length that decided it.
+
+pub mod mmdb_writer;
+pub mod places;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// A point on the globe in degrees.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatLon {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl fmt::Display for LatLon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2},{:.2}", self.lat, self.lon)
+    }
+}
+
+/// Mean Earth radius (IUGG), in km.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// Great-circle distance in km (haversine; accurate to ~0.5 %, far below what GeoIP gives).
+pub fn distance_km(a: LatLon, b: LatLon) -> f64 {
+    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dlat = la2 - la1;
+    let dlon = (b.lon - a.lon).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().clamp(0.0, 1.0).asin()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    #[error("{path}: cannot read GeoIP database: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid MMDB file: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// How precisely the database placed a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// The record carried coordinates (a City database).
+    City,
+    /// Only a country code: its centroid.
+    Country([u8; 2]),
+    /// Only a continent code: its representative point.
+    Continent([u8; 2]),
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = |c: &[u8; 2]| String::from_utf8_lossy(c).into_owned();
+        match self {
+            Precision::City => f.write_str("city coordinates"),
+            Precision::Country(c) => write!(f, "centroid of country {}", code(c)),
+            Precision::Continent(c) => write!(f, "centroid of continent {}", code(c)),
+        }
+    }
+}
+
+/// The result of one database lookup.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GeoHit {
+    pub location: Option<(LatLon, Precision)>,
+    /// The database network that contains the address: the ECS scope of an answer decided
+    /// by this lookup.
+    pub network: IpNet,
+}
+
+/// The fields fedns reads, in both record shapes it supports: MaxMind's GeoIP2/GeoLite2 and
+/// DB-IP (`location.latitude`, `country.iso_code`, `continent.code`) and ip-location-db's
+/// flat one (`latitude`, `longitude`, `country_code`). Strings are borrowed: no allocation.
+#[derive(Deserialize, Default)]
+struct Record<'a> {
+    #[serde(default)]
+    location: Option<Location>,
+    #[serde(borrow, default)]
+    country: Option<Code<'a>>,
+    #[serde(borrow, default)]
+    registered_country: Option<Code<'a>>,
+    #[serde(borrow, default)]
+    continent: Option<Code<'a>>,
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
+    #[serde(borrow, default)]
+    country_code: Option<&'a str>,
+    #[serde(borrow, default)]
+    continent_code: Option<&'a str>,
+}
+
+#[derive(Deserialize, Default)]
+struct Location {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+struct Code<'a> {
+    #[serde(borrow, default)]
+    iso_code: Option<&'a str>,
+    #[serde(borrow, default)]
+    code: Option<&'a str>,
+}
+
+fn two_letters(s: &str) -> Option<[u8; 2]> {
+    let b = s.as_bytes();
+    (b.len() == 2 && b.iter().all(u8::is_ascii_alphabetic))
+        .then(|| [b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()])
+}
+
+impl Record<'_> {
+    fn locate(&self) -> Option<(LatLon, Precision)> {
+        let coords = match &self.location {
+            Some(Location {
+                latitude: Some(lat),
+                longitude: Some(lon),
+            }) => Some((*lat, *lon)),
+            _ => self.latitude.zip(self.longitude),
+        };
+        if let Some((lat, lon)) = coords
+            && (-90.0..=90.0).contains(&lat)
+            && (-180.0..=180.0).contains(&lon)
+        {
+            return Some((LatLon { lat, lon }, Precision::City));
+        }
+        let country = self
+            .country
+            .as_ref()
+            .and_then(|c| c.iso_code)
+            .or(self.country_code)
+            .or(self.registered_country.as_ref().and_then(|c| c.iso_code))
+            .and_then(two_letters);
+        if let Some(cc) = country {
+            let code = std::str::from_utf8(&cc).unwrap_or_default();
+            if let Some(p) = places::country_centroid(code) {
+                return Some((p, Precision::Country(cc)));
+            }
+        }
+        let continent = self
+            .continent
+            .as_ref()
+            .and_then(|c| c.code)
+            .or(self.continent_code)
+            .and_then(two_letters)
+            .or_else(|| {
+                let cc = country?;
+                two_letters(places::country_continent(std::str::from_utf8(&cc).ok()?)?)
+            });
+        let cont = continent?;
+        let p = places::continent_centroid(std::str::from_utf8(&cont).ok()?)?;
+        Some((p, Precision::Continent(cont)))
+    }
+}
+
+/// An open GeoIP database, read whole into memory (databases are tens of MB at most, and a
+/// reload replaces the file by rename, which a memory map would not follow).
+pub struct GeoDb {
+    reader: maxminddb::Reader<Vec<u8>>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeoDb")
+            .field("path", &self.path)
+            .field("type", &self.reader.metadata().database_type)
+            .finish()
+    }
+}
+
+impl GeoDb {
+    pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
+        let bytes = std::fs::read(path).map_err(|source| GeoError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        GeoDb::from_bytes(bytes, path)
+    }
+
+    /// Opens a database from memory; `path` names it in errors and in `explain`.
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<GeoDb, GeoError> {
+        let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let reader = maxminddb::Reader::from_source(bytes).map_err(invalid)?;
+        // A truncated or corrupt file must fail here, at load, and not on a query.
+        reader.verify().map_err(invalid)?;
+        Ok(GeoDb {
+            reader,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn database_type(&self) -> &str {
+        &self.reader.metadata().database_type
+    }
+
+    /// Looks an address up. Never fails: a record that cannot be decoded counts as no
+    /// location, since a query must not fail because of one odd record.
+    pub fn lookup(&self, ip: IpAddr) -> GeoHit {
+        let host = IpNet::from(ip);
+        let Ok(result) = self.reader.lookup(ip) else {
+            return GeoHit {
+                location: None,
+                network: host,
+            };
+        };
+        let network = result
+            .network()
+            .ok()
+            .and_then(|n| IpNet::new(n.network(), n.prefix()).ok())
+            .unwrap_or(host);
+        let location = match result.decode::<Record>() {
+            Ok(Some(record)) => record.locate(),
+            _ => None,
+        };
+        GeoHit { location, network }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_are_plausible() {
+        let nyc = LatLon {
+            lat: 40.71,
+            lon: -74.01,
+        };
+        let london = LatLon {
+            lat: 51.51,
+            lon: -0.13,
+        };
+        let d = distance_km(nyc, london);
+        assert!((5550.0..5600.0).contains(&d), "{d}");
+        assert_eq!(distance_km(nyc, nyc), 0.0);
+        // Across the antimeridian: Fiji to Samoa is ~1150 km, not ~38000.
+        let fiji = LatLon {
+            lat: -17.7,
+            lon: 178.0,
+        };
+        let samoa = LatLon {
+            lat: -13.8,
+            lon: -172.1,
+        };
+        assert!(distance_km(fiji, samoa) < 1300.0);
+    }
+}

@@ -1,0 +1,19 @@
+//! fedns: a geo-aware, multi-cluster, authoritative DNS server for a Kubernetes federation
+//! zone. Modules in the order data flows:
+//!
+//! `config` -> `store` (what sources learned, per cluster) -> `snapshot` (immutable,
+//! published through arc-swap) -> `answer` (pure) -> `dns` (hickory-server handler).
+//! Beside them: `geo` (GeoIP and distances), `ecs` (strict ECS parsing), `zonefile`
+//! (static records), `demo` (the embedded federation), `explain`, and `app` (wiring).
+
+pub mod answer;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod dns;
+pub mod ecs;
+pub mod explain;
+pub mod geo;
+pub mod snapshot;
+pub mod store;
+pub mod zonefile;

@@ -1,0 +1,185 @@
+//! The `fedns` command: `serve`, `check`, `explain`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hickory_proto::rr::{Name, RecordType};
+use tracing::{error, info};
+
+use fedns::app::{self, Loaded};
+use fedns::store::Store;
+
+/// EX_USAGE from sysexits.h: the config (or the command line) is wrong.
+const EX_USAGE: u8 = 64;
+/// EX_UNAVAILABLE: a port could not be bound, or the server failed.
+const EX_UNAVAILABLE: u8 = 69;
+
+#[derive(Parser)]
+#[command(name = "fedns", version, about = "Geo-aware, multi-cluster, authoritative DNS for a Kubernetes federation zone")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS. With no --config, serves the embedded demo federation on 127.0.0.1:5353.
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen here instead of the config's `listen.dns` (repeatable; port 0 picks one).
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
+    },
+    /// Check a config, its zone file and GeoIP database, then exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show where a client is, each candidate cluster, and the answer it would get.
+    Explain {
+        /// Config file; the embedded demo when absent.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The client: an address (packet source) or a CIDR (sent as EDNS Client Subnet).
+        #[arg(long)]
+        client: String,
+        name: String,
+        #[arg(default_value = "A")]
+        qtype: String,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Loaded, ExitCode> {
+    let loaded = match config {
+        Some(path) => Loaded::from_file(path),
+        None => Loaded::demo(),
+    };
+    loaded.map_err(|e| {
+        eprintln!("fedns: {e}");
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen } => serve(config, listen),
+        Command::Check { config } => match load(Some(&config)) {
+            Ok(loaded) => match loaded.snapshot(&Store::default()) {
+                Ok(snap) => {
+                    println!(
+                        "{}: ok: zone {}, {} clusters, {} static names, GeoIP {}",
+                        config.display(),
+                        snap.apex,
+                        snap.clusters.len(),
+                        snap.statics.len(),
+                        loaded
+                            .geoip
+                            .as_ref()
+                            .map_or("none".to_owned(), |g| format!("{} ({})", g.path().display(), g.database_type()))
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fedns: {}: {e}", config.display());
+                    ExitCode::from(EX_USAGE)
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Explain { config, client, name, qtype } => {
+            let loaded = match load(config.as_ref()) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let store = Store::default();
+            for (c, e) in fedns::store::static_endpoints(&loaded.config) {
+                store.replace_cluster(&c, e);
+            }
+            let (Ok(name), Ok(qtype)) = (Name::from_ascii(&name), qtype.to_ascii_uppercase().parse::<RecordType>()) else {
+                eprintln!("fedns: `{name} {qtype}` is not a name and record type");
+                return ExitCode::from(EX_USAGE);
+            };
+            let snap = match loaded.snapshot(&store) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("fedns: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            match fedns::explain::explain(&snap, &client, &name, qtype) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fedns: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FEDNS_LOG")
+        // hickory-server logs every request at info; that is our query log's job.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn serve(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> ExitCode {
+    init_logging();
+    let demo = config.is_none();
+    // Load and check everything before binding any port.
+    let loaded = match load(config.as_ref()) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fedns: cannot start the runtime: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    runtime.block_on(async move {
+        let running = match app::start(&loaded, &listen).await {
+            Ok(r) => r,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        };
+        for addr in running.dns_addrs() {
+            info!(%addr, "serving DNS (UDP and TCP)");
+            // A machine-readable line for scripts and tests that use port 0.
+            println!("listening dns {addr}");
+        }
+        if demo {
+            println!("\nfedns demo federation: zone fed.example.com, clusters us-east, eu-west, ap-northeast, sa-east, ap-southeast.\nTry:");
+            if let Some(addr) = running.dns_addrs().first() {
+                for line in fedns::demo::dig_examples(addr) {
+                    println!("  {line}");
+                }
+            }
+            println!();
+        }
+        wait_for_signal().await;
+        info!("shutting down");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}

@@ -1,0 +1,536 @@
+//! The immutable snapshot: everything an answer needs, built off the query path from the
+//! config, the zone data, the GeoIP database and the endpoint store, then published whole
+//! through `ArcSwap` (see `Published`). A snapshot never changes once built.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{LowerName, Name, Record};
+use ipnet::IpNet;
+
+use crate::config::{AllUnhealthy, Config, PolicyKind};
+use crate::geo::{self, GeoDb, GeoHit, LatLon, Precision, places};
+use crate::store::ClusterEndpoints;
+use crate::zonefile::ZoneData;
+
+/// Index of a cluster in `Snapshot::clusters`.
+pub type ClusterId = u16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("zone `{0}` is not a valid domain name")]
+    Zone(String),
+    #[error("too many clusters ({0}); at most 65535")]
+    TooManyClusters(usize),
+}
+
+/// Health of one load-balancer address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub name: String,
+    pub region: Option<String>,
+    pub zone: Option<String>,
+    pub location: LatLon,
+    /// Its API is unreachable: records are last-known.
+    pub stale: bool,
+}
+
+/// One cluster's part of a federated name.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub cluster: ClusterId,
+    pub v4: Vec<(Ipv4Addr, Health)>,
+    pub v6: Vec<(Ipv6Addr, Health)>,
+    /// A load-balancer host name, answered as CNAME when no address of the asked type exists.
+    pub hostname: Option<Name>,
+    /// Kubernetes readiness (ready endpoints behind the Service).
+    pub ready: bool,
+}
+
+impl Member {
+    /// Healthy: Kubernetes says it can serve and at least one address passes its probe (or,
+    /// for a hostname-only load balancer, Kubernetes readiness alone).
+    pub fn healthy(&self) -> bool {
+        if !self.ready {
+            return false;
+        }
+        let any_addr = !self.v4.is_empty() || !self.v6.is_empty();
+        !any_addr
+            || self.v4.iter().any(|(_, h)| *h == Health::Healthy)
+            || self.v6.iter().any(|(_, h)| *h == Health::Healthy)
+    }
+}
+
+/// How one federated name picks clusters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub kind: PolicyKind,
+    /// Clusters in a `nearest` answer.
+    pub count: usize,
+    /// `failover` order.
+    pub order: Vec<ClusterId>,
+    /// `weighted` weights, by cluster id; missing clusters weigh 0.
+    pub weights: Vec<(ClusterId, u32)>,
+}
+
+/// A federated name: a Service (`ns/name`) or an Ingress host, with every cluster that has it.
+#[derive(Clone, Debug)]
+pub struct FedName {
+    /// `namespace/name` or the host, for logs and explain.
+    pub display: String,
+    /// Sorted by cluster id.
+    pub members: Vec<Member>,
+    pub policy: Policy,
+}
+
+/// A source override: clients in `net` are placed by the config, not by GeoIP.
+#[derive(Clone, Debug)]
+pub struct Override {
+    pub net: IpNet,
+    pub target: OverrideTarget,
+}
+
+#[derive(Clone, Debug)]
+pub enum OverrideTarget {
+    Cluster(ClusterId),
+    Location(LatLon, String),
+}
+
+/// Where a client was placed, and what decided it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located {
+    pub location: Option<LatLon>,
+    /// A `networks` override that names a cluster: that cluster comes first.
+    pub pinned: Option<ClusterId>,
+    /// The network whose prefix decided the location (the ECS scope of a geo answer).
+    pub network: IpNet,
+    pub source: LocationSource,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LocationSource {
+    Override(IpNet),
+    GeoIp(Precision),
+    /// Neither an override nor the database knows the address.
+    Unknown,
+}
+
+impl fmt::Display for LocationSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocationSource::Override(net) => write!(f, "networks override {net}"),
+            LocationSource::GeoIp(p) => write!(f, "GeoIP ({p})"),
+            LocationSource::Unknown => f.write_str("unknown (fallback order)"),
+        }
+    }
+}
+
+/// Source overrides and the GeoIP database together.
+#[derive(Debug, Default, Clone)]
+pub struct Locator {
+    /// Sorted by prefix length, longest first, so the first match wins.
+    overrides: Vec<Override>,
+    geoip: Option<Arc<GeoDb>>,
+}
+
+impl Locator {
+    pub fn new(mut overrides: Vec<Override>, geoip: Option<Arc<GeoDb>>) -> Locator {
+        overrides.sort_by(|a, b| b.net.prefix_len().cmp(&a.net.prefix_len()));
+        Locator { overrides, geoip }
+    }
+
+    pub fn geoip(&self) -> Option<&GeoDb> {
+        self.geoip.as_deref()
+    }
+
+    pub fn locate(&self, ip: IpAddr, clusters: &[Cluster]) -> Located {
+        // An IPv4 client seen on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        for o in &self.overrides {
+            if o.net.contains(&ip) {
+                let (location, pinned) = match &o.target {
+                    OverrideTarget::Cluster(id) => {
+                        (Some(clusters[*id as usize].location), Some(*id))
+                    }
+                    OverrideTarget::Location(l, _) => (Some(*l), None),
+                };
+                return Located {
+                    location,
+                    pinned,
+                    network: o.net,
+                    source: LocationSource::Override(o.net),
+                };
+            }
+        }
+        if let Some(db) = &self.geoip {
+            let GeoHit { location, network } = db.lookup(ip);
+            return match location {
+                Some((l, precision)) => Located {
+                    location: Some(l),
+                    pinned: None,
+                    network,
+                    source: LocationSource::GeoIp(precision),
+                },
+                None => Located {
+                    location: None,
+                    pinned: None,
+                    network,
+                    source: LocationSource::Unknown,
+                },
+            };
+        }
+        Located {
+            location: None,
+            pinned: None,
+            network: IpNet::from(ip),
+            source: LocationSource::Unknown,
+        }
+    }
+}
+
+/// Everything the answer function reads.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The apex, lowercase and fully qualified.
+    pub apex: Name,
+    pub apex_lower: LowerName,
+    /// The federation label, lowercase.
+    pub federation: Vec<u8>,
+    pub ttl: u32,
+    pub negative_ttl: u32,
+    pub soa: Record,
+    /// Static records from the zone file, by owner.
+    pub statics: HashMap<LowerName, Vec<Record>>,
+    /// Names that own nothing but have descendants: NODATA, not NXDOMAIN (RFC 8020).
+    pub empty_non_terminals: HashSet<LowerName>,
+    pub clusters: Vec<Cluster>,
+    /// Region label -> clusters in it; zone label -> (region label, clusters in it).
+    pub regions: HashMap<Vec<u8>, Vec<ClusterId>>,
+    pub zones: HashMap<(Vec<u8>, Vec<u8>), Vec<ClusterId>>,
+    /// `namespace/name` (lowercase) -> federated service.
+    pub services: HashMap<String, Arc<FedName>>,
+    /// Ingress or static host names inside the zone.
+    pub hosts: HashMap<LowerName, Arc<FedName>>,
+    pub locator: Locator,
+    pub use_ecs: bool,
+    /// Cluster order for clients that cannot be located.
+    pub fallback: Vec<ClusterId>,
+    pub on_all_unhealthy: AllUnhealthy,
+}
+
+impl Snapshot {
+    pub fn cluster_id(&self, name: &str) -> Option<ClusterId> {
+        self.clusters
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+            .map(|i| i as ClusterId)
+    }
+
+    /// Builds a snapshot. `health` gives the probe state of an address; addresses it does
+    /// not know are healthy (probing arrives with the health issue).
+    pub fn build(
+        config: &Config,
+        zone: &ZoneData,
+        geoip: Option<Arc<GeoDb>>,
+        endpoints: &BTreeMap<String, ClusterEndpoints>,
+        health: &dyn Fn(IpAddr, Option<u16>) -> Health,
+    ) -> Result<Snapshot, BuildError> {
+        let apex = Name::from_ascii(&config.zone)
+            .map_err(|_| BuildError::Zone(config.zone.clone()))?
+            .to_lowercase();
+        let mut apex = apex;
+        apex.set_fqdn(true);
+        let apex_lower = LowerName::new(&apex);
+        if config.clusters.len() > ClusterId::MAX as usize {
+            return Err(BuildError::TooManyClusters(config.clusters.len()));
+        }
+
+        let clusters: Vec<Cluster> = config
+            .clusters
+            .iter()
+            .map(|c| {
+                let c = &c.value;
+                let location = c
+                    .location
+                    .map(|l| l.0)
+                    .or_else(|| c.region.as_deref().and_then(places::cloud_region))
+                    // Config validation guarantees one of the two.
+                    .unwrap_or(LatLon { lat: 0.0, lon: 0.0 });
+                Cluster {
+                    name: c.name.clone(),
+                    region: c.region.as_ref().map(|r| r.to_ascii_lowercase()),
+                    zone: c.zone.as_ref().map(|z| z.to_ascii_lowercase()),
+                    location,
+                    stale: endpoints.get(&c.name).is_some_and(|e| e.stale),
+                }
+            })
+            .collect();
+        let id_of = |name: &str| {
+            clusters
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(name))
+                .map(|i| i as ClusterId)
+        };
+
+        let mut regions: HashMap<Vec<u8>, Vec<ClusterId>> = HashMap::new();
+        let mut zones: HashMap<(Vec<u8>, Vec<u8>), Vec<ClusterId>> = HashMap::new();
+        for (i, c) in clusters.iter().enumerate() {
+            if let Some(r) = &c.region {
+                regions.entry(r.as_bytes().to_vec()).or_default().push(i as ClusterId);
+                if let Some(z) = &c.zone {
+                    zones
+                        .entry((r.as_bytes().to_vec(), z.as_bytes().to_vec()))
+                        .or_default()
+                        .push(i as ClusterId);
+                }
+            }
+        }
+
+        // Policies by name, from the config.
+        let default_policy = Policy {
+            kind: config.policy,
+            count: config.count as usize,
+            order: Vec::new(),
+            weights: Vec::new(),
+        };
+        let mut service_policies: HashMap<String, Policy> = HashMap::new();
+        let mut host_policies: HashMap<String, Policy> = HashMap::new();
+        for sp in &config.services {
+            let sp = &sp.value;
+            let policy = Policy {
+                kind: sp.policy.unwrap_or(config.policy),
+                count: sp.count.unwrap_or(config.count) as usize,
+                order: sp.order.iter().filter_map(|c| id_of(c)).collect(),
+                weights: sp
+                    .weights
+                    .iter()
+                    .filter_map(|(c, w)| Some((id_of(c)?, *w)))
+                    .collect(),
+            };
+            match (&sp.namespace, &sp.name, &sp.host) {
+                (Some(ns), Some(n), _) => {
+                    service_policies.insert(key(ns, n), policy);
+                }
+                (_, _, Some(h)) => {
+                    host_policies.insert(h.trim_end_matches('.').to_ascii_lowercase(), policy);
+                }
+                _ => {}
+            }
+        }
+
+        // Group endpoints into federated names.
+        let mut services: BTreeMap<String, Vec<Member>> = BTreeMap::new();
+        let mut hosts: BTreeMap<String, Vec<Member>> = BTreeMap::new();
+        for (cluster_name, ce) in endpoints {
+            let Some(cid) = id_of(cluster_name) else {
+                continue;
+            };
+            for ep in &ce.endpoints {
+                let member = Member {
+                    cluster: cid,
+                    v4: ep
+                        .addresses
+                        .iter()
+                        .filter_map(|a| match a.to_canonical() {
+                            IpAddr::V4(v4) => Some((v4, health(IpAddr::V4(v4), ep.port))),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect(),
+                    v6: ep
+                        .addresses
+                        .iter()
+                        .filter_map(|a| match a.to_canonical() {
+                            IpAddr::V6(v6) => Some((v6, health(IpAddr::V6(v6), ep.port))),
+                            IpAddr::V4(_) => None,
+                        })
+                        .collect(),
+                    hostname: ep
+                        .hostname
+                        .as_deref()
+                        .and_then(|h| Name::from_ascii(h).ok())
+                        .map(|mut n| {
+                            n.set_fqdn(true);
+                            n
+                        }),
+                    ready: ep.ready,
+                };
+                if ep.federated_name {
+                    merge(services.entry(key(&ep.namespace, &ep.name)).or_default(), &member);
+                }
+                for h in &ep.hosts {
+                    merge(hosts.entry(h.clone()).or_default(), &member);
+                }
+            }
+        }
+        let finish = |display: String, mut members: Vec<Member>, policy: Policy| {
+            members.sort_by_key(|m| m.cluster);
+            for m in &mut members {
+                m.v4.sort();
+                m.v4.dedup_by_key(|(a, _)| *a);
+                m.v6.sort();
+                m.v6.dedup_by_key(|(a, _)| *a);
+            }
+            Arc::new(FedName {
+                display,
+                members,
+                policy,
+            })
+        };
+        let services: HashMap<String, Arc<FedName>> = services
+            .into_iter()
+            .map(|(k, members)| {
+                let policy = service_policies
+                    .get(&k)
+                    .cloned()
+                    .unwrap_or_else(|| default_policy.clone());
+                let fed = finish(k.clone(), members, policy);
+                (k, fed)
+            })
+            .collect();
+        let hosts: HashMap<LowerName, Arc<FedName>> = hosts
+            .into_iter()
+            .filter_map(|(h, members)| {
+                let mut name = Name::from_ascii(&h).ok()?;
+                name.set_fqdn(true);
+                let policy = host_policies
+                    .get(&h)
+                    .cloned()
+                    .unwrap_or_else(|| default_policy.clone());
+                Some((LowerName::new(&name), finish(h, members, policy)))
+            })
+            .collect();
+
+        // Empty non-terminals (RFC 8020: NODATA, not NXDOMAIN): every ancestor below the
+        // apex of every owned name, and `<ns>.<F>.svc[.<zone>][.<region>]` for every
+        // namespace with a service (the federated names themselves are not listed here).
+        let fed = config.federation.to_ascii_lowercase();
+        let mut namespaces: Vec<&str> = services
+            .keys()
+            .filter_map(|k| k.split_once('/').map(|(ns, _)| ns))
+            .collect();
+        namespaces.dedup();
+        let mut suffixes: Vec<String> = vec![String::new()];
+        for c in &clusters {
+            if let Some(r) = &c.region {
+                suffixes.push(format!(".{r}"));
+                if let Some(z) = &c.zone {
+                    suffixes.push(format!(".{z}.{r}"));
+                }
+            }
+        }
+        suffixes.sort();
+        suffixes.dedup();
+        let mut parents: Vec<Name> = zone.records.keys().map(|n| Name::from(n).base_name()).collect();
+        parents.extend(hosts.keys().map(|n| Name::from(n).base_name()));
+        for ns in &namespaces {
+            for s in &suffixes {
+                if let Ok(n) = Name::from_ascii(format!("{ns}.{fed}.svc{s}"))
+                    .and_then(|n| n.append_domain(&apex))
+                {
+                    parents.push(n);
+                }
+            }
+        }
+        let mut empty_non_terminals = HashSet::new();
+        for mut n in parents {
+            while n.num_labels() > apex.num_labels() {
+                let lower = LowerName::new(&n);
+                if !zone.records.contains_key(&lower) && !hosts.contains_key(&lower) {
+                    empty_non_terminals.insert(lower);
+                }
+                n = n.base_name();
+            }
+        }
+
+        let overrides = config
+            .networks
+            .iter()
+            .filter_map(|n| {
+                let n = &n.value;
+                let target = if let Some(c) = &n.cluster {
+                    OverrideTarget::Cluster(id_of(c)?)
+                } else if let Some(l) = n.location {
+                    OverrideTarget::Location(l.0, format!("{}", l.0))
+                } else {
+                    let r = n.region.as_deref()?;
+                    let loc = clusters
+                        .iter()
+                        .find(|c| c.region.as_deref() == Some(&r.to_ascii_lowercase()))
+                        .map(|c| c.location)
+                        .or_else(|| places::cloud_region(r))?;
+                    OverrideTarget::Location(loc, format!("region {r}"))
+                };
+                Some(Override {
+                    net: n.cidr.0,
+                    target,
+                })
+            })
+            .collect();
+
+        let mut fallback: Vec<ClusterId> =
+            config.fallback.iter().filter_map(|f| id_of(&f.value)).collect();
+        for i in 0..clusters.len() as ClusterId {
+            if !fallback.contains(&i) {
+                fallback.push(i);
+            }
+        }
+
+        Ok(Snapshot {
+            apex,
+            apex_lower,
+            federation: fed.into_bytes(),
+            ttl: config.ttl,
+            negative_ttl: zone.negative_ttl(),
+            soa: zone.soa.clone(),
+            statics: zone.records.clone(),
+            empty_non_terminals,
+            clusters,
+            regions,
+            zones,
+            services,
+            hosts,
+            locator: Locator::new(overrides, geoip),
+            use_ecs: config.geoip.as_ref().is_none_or(|g| g.use_ecs),
+            fallback,
+            on_all_unhealthy: config.health.on_all_unhealthy,
+        })
+    }
+
+    /// Great-circle distance from a location to a cluster, in km.
+    pub fn distance_km(&self, from: LatLon, cluster: ClusterId) -> f64 {
+        geo::distance_km(from, self.clusters[cluster as usize].location)
+    }
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    format!(
+        "{}/{}",
+        namespace.to_ascii_lowercase(),
+        name.to_ascii_lowercase()
+    )
+}
+
+/// Adds a cluster's object to a name; two objects of one cluster for one name merge.
+fn merge(members: &mut Vec<Member>, m: &Member) {
+    if let Some(existing) = members.iter_mut().find(|e| e.cluster == m.cluster) {
+        existing.v4.extend_from_slice(&m.v4);
+        existing.v6.extend_from_slice(&m.v6);
+        existing.hostname = existing.hostname.take().or_else(|| m.hostname.clone());
+        existing.ready |= m.ready;
+    } else {
+        members.push(m.clone());
+    }
+}
+
+/// The published snapshot. Readers `load_full` it once per query; writers build a new one
+/// off the query path and swap it in.
+pub type Published = Arc<ArcSwap<Snapshot>>;

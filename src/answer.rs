@@ -219,7 +219,10 @@ impl Ctx<'_> {
             self.ans.answers.extend(matching);
             return;
         }
-        if let Some(cname) = records.iter().find(|r| r.record_type() == RecordType::CNAME) {
+        if let Some(cname) = records
+            .iter()
+            .find(|r| r.record_type() == RecordType::CNAME)
+        {
             self.ans.answers.push(with_owner(cname, &owner));
             if let RData::CNAME(target) = &cname.data {
                 self.chase(target.0.clone(), depth);
@@ -256,9 +259,11 @@ impl Ctx<'_> {
         let snap = self.snap;
         let in_level: Vec<&Member> = match level {
             Level::Global => fed.members.iter().collect(),
-            Level::Region(_, ids) | Level::Zone(_, _, ids) => {
-                fed.members.iter().filter(|m| ids.contains(&m.cluster)).collect()
-            }
+            Level::Region(_, ids) | Level::Zone(_, _, ids) => fed
+                .members
+                .iter()
+                .filter(|m| ids.contains(&m.cluster))
+                .collect(),
         };
         let any_healthy = in_level.iter().any(|m| m.healthy());
         if !any_healthy && !matches!(level, Level::Global) {
@@ -422,8 +427,8 @@ impl Ctx<'_> {
             PolicyKind::All => {
                 let mut all = eligible.clone();
                 if !all.is_empty() {
-                    let k = (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % all.len() as u64)
-                        as usize;
+                    let k =
+                        (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % all.len() as u64) as usize;
                     all.rotate_left(k);
                 }
                 (all, false)
@@ -444,7 +449,12 @@ impl Ctx<'_> {
                 distance_km: distance(m.cluster),
             })
             .collect();
-        candidates.sort_by_key(|c| ranked.iter().position(|r| *r == c.cluster).unwrap_or(usize::MAX));
+        candidates.sort_by_key(|c| {
+            ranked
+                .iter()
+                .position(|r| *r == c.cluster)
+                .unwrap_or(usize::MAX)
+        });
         Decision {
             name: fed.display.clone(),
             level: match level {

@@ -65,7 +65,10 @@ impl Loaded {
         let config = Config::parse(demo::CONFIG, name)?;
         let apex = apex(&config)?;
         let zone = ZoneData::parse(demo::ZONE, Path::new("<embedded demo zone>"), &apex)?;
-        let geoip = GeoDb::from_bytes(demo::GEOIP.to_vec(), Path::new("<embedded geoip/demo.mmdb>"))?;
+        let geoip = GeoDb::from_bytes(
+            demo::GEOIP.to_vec(),
+            Path::new("<embedded geoip/demo.mmdb>"),
+        )?;
         Ok(Loaded {
             config,
             path: None,
@@ -92,7 +95,8 @@ fn all_healthy(_: IpAddr, _: Option<u16>) -> Health {
 }
 
 fn apex(config: &Config) -> Result<Name, BuildError> {
-    let mut n = Name::from_ascii(&config.zone).map_err(|_| BuildError::Zone(config.zone.clone()))?;
+    let mut n =
+        Name::from_ascii(&config.zone).map_err(|_| BuildError::Zone(config.zone.clone()))?;
     n.set_fqdn(true);
     Ok(n)
 }

@@ -297,7 +297,9 @@ pub enum AllUnhealthy {
 /// Parses `500ms`, `2s`, `1m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit.trim() {
@@ -320,7 +322,9 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Raw::deserialize(d)? {
         Raw::Secs(n) => Ok(Duration::from_secs(n)),
         Raw::Text(s) => parse_duration(&s).ok_or_else(|| {
-            de::Error::custom(format!("`{s}` is not a duration (expected e.g. 500ms, 2s, 1m)"))
+            de::Error::custom(format!(
+                "`{s}` is not a duration (expected e.g. 500ms, 2s, 1m)"
+            ))
         }),
     }
 }
@@ -386,7 +390,9 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().replace("<input>", &path.display().to_string()),
+            message: e
+                .to_string()
+                .replace("<input>", &path.display().to_string()),
         })?;
         config.validate(path)?;
         Ok(config)
@@ -421,7 +427,11 @@ impl Config {
             message,
         };
         if hickory_proto::rr::Name::from_ascii(&self.zone).is_err() || self.zone.is_empty() {
-            return Err(err(1, "zone", format!("`{}` is not a domain name", self.zone)));
+            return Err(err(
+                1,
+                "zone",
+                format!("`{}` is not a domain name", self.zone),
+            ));
         }
         if !is_label(&self.federation) {
             return Err(err(
@@ -431,7 +441,11 @@ impl Config {
             ));
         }
         if self.listen.dns.is_empty() {
-            return Err(err(1, "listen.dns", "at least one address is needed".into()));
+            return Err(err(
+                1,
+                "listen.dns",
+                "at least one address is needed".into(),
+            ));
         }
         if self.clusters.is_empty() {
             return Err(err(1, "clusters", "at least one cluster is needed".into()));
@@ -526,7 +540,11 @@ impl Config {
                 if let Some(h) = &s.hostname
                     && hickory_proto::rr::Name::from_ascii(h).is_err()
                 {
-                    return Err(err(sline, &sfield("hostname"), format!("`{h}` is not a host name")));
+                    return Err(err(
+                        sline,
+                        &sfield("hostname"),
+                        format!("`{h}` is not a host name"),
+                    ));
                 }
                 for h in &s.hosts {
                     if !in_zone(h, &self.zone) {
@@ -543,7 +561,11 @@ impl Config {
             let line = n.referenced.line();
             let field = format!("networks[{i}]");
             let n = &n.value;
-            let targets = [n.cluster.is_some(), n.region.is_some(), n.location.is_some()];
+            let targets = [
+                n.cluster.is_some(),
+                n.region.is_some(),
+                n.location.is_some(),
+            ];
             if targets.iter().filter(|t| **t).count() != 1 {
                 return Err(err(
                     line,
@@ -554,7 +576,11 @@ impl Config {
             if let Some(c) = &n.cluster
                 && !names.contains(&c.to_ascii_lowercase())
             {
-                return Err(err(line, &format!("{field}.cluster"), format!("no cluster `{c}`")));
+                return Err(err(
+                    line,
+                    &format!("{field}.cluster"),
+                    format!("no cluster `{c}`"),
+                ));
             }
             if let Some(r) = &n.region
                 && places::cloud_region(r).is_none()
@@ -567,7 +593,9 @@ impl Config {
                 return Err(err(
                     line,
                     &format!("{field}.region"),
-                    format!("region `{r}` is neither a built-in cloud region nor a located cluster's region"),
+                    format!(
+                        "region `{r}` is neither a built-in cloud region nor a located cluster's region"
+                    ),
                 ));
             }
         }
@@ -603,7 +631,11 @@ impl Config {
                 }
             }
             if s.count == Some(0) {
-                return Err(err(line, &format!("{field}.count"), "must be at least 1".into()));
+                return Err(err(
+                    line,
+                    &format!("{field}.count"),
+                    "must be at least 1".into(),
+                ));
             }
             for c in s.order.iter().chain(s.weights.keys()) {
                 if !names.contains(&c.to_ascii_lowercase()) {
@@ -686,7 +718,10 @@ mod tests {
     fn network_to_unknown_cluster_is_rejected() {
         let text = format!("{MINIMAL}networks:\n  - {{ cidr: 10.0.0.0/8, cluster: nope }}\n");
         let e = parse(&text).unwrap_err().to_string();
-        assert!(e.starts_with("test.yaml:7: networks[0].cluster: no cluster `nope`"), "{e}");
+        assert!(
+            e.starts_with("test.yaml:7: networks[0].cluster: no cluster `nope`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -90,17 +90,94 @@ pub struct DemoNetwork {
 
 /// The networks of the demo database. Tests and README examples use these.
 pub const NETWORKS: &[DemoNetwork] = &[
-    DemoNetwork { net: "198.18.0.0/24", city: "New York", country: "US", continent: "NA", coords: Some((40.71, -74.01)), nearest: "us-east" },
-    DemoNetwork { net: "198.18.1.0/24", city: "London", country: "GB", continent: "EU", coords: Some((51.51, -0.13)), nearest: "eu-west" },
-    DemoNetwork { net: "198.18.2.0/24", city: "Tokyo", country: "JP", continent: "AS", coords: Some((35.68, 139.69)), nearest: "ap-northeast" },
-    DemoNetwork { net: "198.18.3.0/24", city: "Sao Paulo", country: "BR", continent: "SA", coords: Some((-23.55, -46.63)), nearest: "sa-east" },
-    DemoNetwork { net: "198.18.4.0/24", city: "Sydney", country: "AU", continent: "OC", coords: Some((-33.87, 151.21)), nearest: "ap-southeast" },
-    DemoNetwork { net: "198.18.5.0/24", city: "", country: "AR", continent: "SA", coords: None, nearest: "sa-east" },
-    DemoNetwork { net: "198.18.6.0/24", city: "", country: "NZ", continent: "OC", coords: None, nearest: "ap-southeast" },
-    DemoNetwork { net: "198.19.0.0/16", city: "Chicago", country: "US", continent: "NA", coords: Some((41.88, -87.63)), nearest: "us-east" },
-    DemoNetwork { net: "2001:db8:1::/48", city: "New York", country: "US", continent: "NA", coords: Some((40.71, -74.01)), nearest: "us-east" },
-    DemoNetwork { net: "2001:db8:2::/48", city: "Frankfurt", country: "DE", continent: "EU", coords: Some((50.11, 8.68)), nearest: "eu-west" },
-    DemoNetwork { net: "2001:db8:3::/48", city: "Tokyo", country: "JP", continent: "AS", coords: Some((35.68, 139.69)), nearest: "ap-northeast" },
+    DemoNetwork {
+        net: "198.18.0.0/24",
+        city: "New York",
+        country: "US",
+        continent: "NA",
+        coords: Some((40.71, -74.01)),
+        nearest: "us-east",
+    },
+    DemoNetwork {
+        net: "198.18.1.0/24",
+        city: "London",
+        country: "GB",
+        continent: "EU",
+        coords: Some((51.51, -0.13)),
+        nearest: "eu-west",
+    },
+    DemoNetwork {
+        net: "198.18.2.0/24",
+        city: "Tokyo",
+        country: "JP",
+        continent: "AS",
+        coords: Some((35.68, 139.69)),
+        nearest: "ap-northeast",
+    },
+    DemoNetwork {
+        net: "198.18.3.0/24",
+        city: "Sao Paulo",
+        country: "BR",
+        continent: "SA",
+        coords: Some((-23.55, -46.63)),
+        nearest: "sa-east",
+    },
+    DemoNetwork {
+        net: "198.18.4.0/24",
+        city: "Sydney",
+        country: "AU",
+        continent: "OC",
+        coords: Some((-33.87, 151.21)),
+        nearest: "ap-southeast",
+    },
+    DemoNetwork {
+        net: "198.18.5.0/24",
+        city: "",
+        country: "AR",
+        continent: "SA",
+        coords: None,
+        nearest: "sa-east",
+    },
+    DemoNetwork {
+        net: "198.18.6.0/24",
+        city: "",
+        country: "NZ",
+        continent: "OC",
+        coords: None,
+        nearest: "ap-southeast",
+    },
+    DemoNetwork {
+        net: "198.19.0.0/16",
+        city: "Chicago",
+        country: "US",
+        continent: "NA",
+        coords: Some((41.88, -87.63)),
+        nearest: "us-east",
+    },
+    DemoNetwork {
+        net: "2001:db8:1::/48",
+        city: "New York",
+        country: "US",
+        continent: "NA",
+        coords: Some((40.71, -74.01)),
+        nearest: "us-east",
+    },
+    DemoNetwork {
+        net: "2001:db8:2::/48",
+        city: "Frankfurt",
+        country: "DE",
+        continent: "EU",
+        coords: Some((50.11, 8.68)),
+        nearest: "eu-west",
+    },
+    DemoNetwork {
+        net: "2001:db8:3::/48",
+        city: "Tokyo",
+        country: "JP",
+        continent: "AS",
+        coords: Some((35.68, 139.69)),
+        nearest: "ap-northeast",
+    },
 ];
 
 /// Generates the demo GeoIP database (MaxMind City record shape).
@@ -149,7 +226,9 @@ pub const GEOIP: &[u8] = include_bytes!("../geoip/demo.mmdb");
 pub fn dig_examples(addr: &std::net::SocketAddr) -> Vec<String> {
     let at = format!("@{} -p {}", addr.ip(), addr.port());
     let name = "app.default.myfed.svc.fed.example.com";
-    let mut v = vec![format!("dig {at} {name} A +norecurse   # from this host: Frankfurt (networks override) -> eu-west")];
+    let mut v = vec![format!(
+        "dig {at} {name} A +norecurse   # from this host: Frankfurt (networks override) -> eu-west"
+    )];
     for (subnet, who) in [
         ("198.18.0.0/24", "New York -> us-east"),
         ("198.18.2.0/24", "Tokyo -> ap-northeast"),

@@ -6,7 +6,6 @@
 //! knows of Kubernetes, the store or how snapshots are built.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::Server;
@@ -118,10 +117,7 @@ impl Handler {
             }
         };
         let query = info.query;
-        if matches!(
-            query.query_type(),
-            RecordType::AXFR | RecordType::IXFR
-        ) {
+        if matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) {
             // Zone transfers of geo answers make no sense (SPEC section 8).
             return error(ResponseCode::Refused, edns);
         }
@@ -204,6 +200,3 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
-
-/// Keeps `Arc` in the public signature readable.
-pub type SharedHandler = Arc<Handler>;

@@ -189,14 +189,26 @@ mod tests {
 
     #[test]
     fn malformed_options() {
-        assert_eq!(parse_option(&opt(3, 24, 0, &[1, 2, 3])), Err(EcsError::Family(3)));
-        assert_eq!(parse_option(&opt(1, 33, 0, &[1, 2, 3, 4, 5])), Err(EcsError::SourcePrefix(33)));
-        assert_eq!(parse_option(&opt(1, 24, 8, &[1, 2, 3])), Err(EcsError::Scope(8)));
+        assert_eq!(
+            parse_option(&opt(3, 24, 0, &[1, 2, 3])),
+            Err(EcsError::Family(3))
+        );
+        assert_eq!(
+            parse_option(&opt(1, 33, 0, &[1, 2, 3, 4, 5])),
+            Err(EcsError::SourcePrefix(33))
+        );
+        assert_eq!(
+            parse_option(&opt(1, 24, 8, &[1, 2, 3])),
+            Err(EcsError::Scope(8))
+        );
         assert_eq!(
             parse_option(&opt(1, 24, 0, &[1, 2, 3, 4])),
             Err(EcsError::AddressLength { got: 4, want: 3 })
         );
-        assert_eq!(parse_option(&opt(1, 20, 0, &[1, 2, 0xff])), Err(EcsError::HostBits));
+        assert_eq!(
+            parse_option(&opt(1, 20, 0, &[1, 2, 0xff])),
+            Err(EcsError::HostBits)
+        );
         assert_eq!(parse_option(&[0, 1, 24]), Err(EcsError::Truncated));
     }
 

@@ -12,7 +12,12 @@ use crate::snapshot::Snapshot;
 
 /// Explains the answer to `name`/`qtype` for a client given as an address (the packet
 /// source) or a CIDR (an ECS subnet, sent from `source`).
-pub fn explain(snap: &Snapshot, client: &str, name: &Name, qtype: RecordType) -> Result<String, String> {
+pub fn explain(
+    snap: &Snapshot,
+    client: &str,
+    name: &Name,
+    qtype: RecordType,
+) -> Result<String, String> {
     let client = parse_client(client, snap.use_ecs)?;
     let q = answer::Question {
         name,
@@ -31,26 +36,45 @@ pub fn explain(snap: &Snapshot, client: &str, name: &Name, qtype: RecordType) ->
         }
     }
     for d in &a.decisions {
-        let _ = writeln!(out, "name:     {} ({}), policy {}", d.name, d.level, d.policy);
+        let _ = writeln!(
+            out,
+            "name:     {} ({}), policy {}",
+            d.name, d.level, d.policy
+        );
         if let Some(l) = &d.located {
             match l.location {
                 Some(loc) => {
-                    let _ = writeln!(out, "located:  {loc} by {} (network {})", l.source, l.network);
+                    let _ = writeln!(
+                        out,
+                        "located:  {loc} by {} (network {})",
+                        l.source, l.network
+                    );
                 }
                 None => {
-                    let _ = writeln!(out, "located:  nowhere: {} (network {})", l.source, l.network);
+                    let _ = writeln!(
+                        out,
+                        "located:  nowhere: {} (network {})",
+                        l.source, l.network
+                    );
                 }
             }
         }
         if d.fail_open {
-            let _ = writeln!(out, "note:     no candidate is healthy; failing open (all treated as healthy)");
+            let _ = writeln!(
+                out,
+                "note:     no candidate is healthy; failing open (all treated as healthy)"
+            );
         }
         for (i, c) in d.candidates.iter().enumerate() {
             let cl = &snap.clusters[c.cluster as usize];
             let dist = c
                 .distance_km
                 .map_or_else(|| "-".to_owned(), |d| format!("{d:.0} km"));
-            let chosen = if d.chosen.contains(&c.cluster) { "  <- chosen" } else { "" };
+            let chosen = if d.chosen.contains(&c.cluster) {
+                "  <- chosen"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
                 "  {}. {:<16} {:<9} {:>10}  region {}{}{}",
@@ -64,7 +88,16 @@ pub fn explain(snap: &Snapshot, client: &str, name: &Name, qtype: RecordType) ->
             );
         }
     }
-    let _ = writeln!(out, "rcode:    {}{}", a.rcode, if client.ecs.is_some() { format!(", ECS scope /{}", a.scope) } else { String::new() });
+    let _ = writeln!(
+        out,
+        "rcode:    {}{}",
+        a.rcode,
+        if client.ecs.is_some() {
+            format!(", ECS scope /{}", a.scope)
+        } else {
+            String::new()
+        }
+    );
     for r in a.answers.iter().chain(&a.authority) {
         let _ = writeln!(out, "  {r}");
     }
@@ -73,13 +106,19 @@ pub fn explain(snap: &Snapshot, client: &str, name: &Name, qtype: RecordType) ->
 
 fn parse_client(s: &str, use_ecs: bool) -> Result<Client, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(Client { source: ip, ecs: None });
+        return Ok(Client {
+            source: ip,
+            ecs: None,
+        });
     }
     let net: IpNet = s
         .parse()
         .map_err(|_| format!("--client `{s}` is neither an IP address nor a CIDR"))?;
     if net.trunc() != net {
-        return Err(format!("--client `{s}` has host bits set; did you mean {}?", net.trunc()));
+        return Err(format!(
+            "--client `{s}` has host bits set; did you mean {}?",
+            net.trunc()
+        ));
     }
     let source = match net {
         IpNet::V4(_) => IpAddr::from([192, 0, 2, 53]),

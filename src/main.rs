@@ -17,7 +17,11 @@ const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 
 #[derive(Parser)]
-#[command(name = "fedns", version, about = "Geo-aware, multi-cluster, authoritative DNS for a Kubernetes federation zone")]
+#[command(
+    name = "fedns",
+    version,
+    about = "Geo-aware, multi-cluster, authoritative DNS for a Kubernetes federation zone"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,10 +80,11 @@ fn main() -> ExitCode {
                         snap.apex,
                         snap.clusters.len(),
                         snap.statics.len(),
-                        loaded
-                            .geoip
-                            .as_ref()
-                            .map_or("none".to_owned(), |g| format!("{} ({})", g.path().display(), g.database_type()))
+                        loaded.geoip.as_ref().map_or("none".to_owned(), |g| format!(
+                            "{} ({})",
+                            g.path().display(),
+                            g.database_type()
+                        ))
                     );
                     ExitCode::SUCCESS
                 }
@@ -90,7 +95,12 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
-        Command::Explain { config, client, name, qtype } => {
+        Command::Explain {
+            config,
+            client,
+            name,
+            qtype,
+        } => {
             let loaded = match load(config.as_ref()) {
                 Ok(l) => l,
                 Err(code) => return code,
@@ -99,7 +109,10 @@ fn main() -> ExitCode {
             for (c, e) in fedns::store::static_endpoints(&loaded.config) {
                 store.replace_cluster(&c, e);
             }
-            let (Ok(name), Ok(qtype)) = (Name::from_ascii(&name), qtype.to_ascii_uppercase().parse::<RecordType>()) else {
+            let (Ok(name), Ok(qtype)) = (
+                Name::from_ascii(&name),
+                qtype.to_ascii_uppercase().parse::<RecordType>(),
+            ) else {
                 eprintln!("fedns: `{name} {qtype}` is not a name and record type");
                 return ExitCode::from(EX_USAGE);
             };
@@ -128,7 +141,10 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FEDNS_LOG")
         // hickory-server logs every request at info; that is our query log's job.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn serve(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> ExitCode {
@@ -139,7 +155,10 @@ fn serve(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("fedns: cannot start the runtime: {e}");

@@ -144,7 +144,7 @@ pub struct Locator {
 
 impl Locator {
     pub fn new(mut overrides: Vec<Override>, geoip: Option<Arc<GeoDb>>) -> Locator {
-        overrides.sort_by(|a, b| b.net.prefix_len().cmp(&a.net.prefix_len()));
+        overrides.sort_by_key(|o| std::cmp::Reverse(o.net.prefix_len()));
         Locator { overrides, geoip }
     }
 
@@ -285,7 +285,10 @@ impl Snapshot {
         let mut zones: HashMap<(Vec<u8>, Vec<u8>), Vec<ClusterId>> = HashMap::new();
         for (i, c) in clusters.iter().enumerate() {
             if let Some(r) = &c.region {
-                regions.entry(r.as_bytes().to_vec()).or_default().push(i as ClusterId);
+                regions
+                    .entry(r.as_bytes().to_vec())
+                    .or_default()
+                    .push(i as ClusterId);
                 if let Some(z) = &c.zone {
                     zones
                         .entry((r.as_bytes().to_vec(), z.as_bytes().to_vec()))
@@ -364,7 +367,10 @@ impl Snapshot {
                     ready: ep.ready,
                 };
                 if ep.federated_name {
-                    merge(services.entry(key(&ep.namespace, &ep.name)).or_default(), &member);
+                    merge(
+                        services.entry(key(&ep.namespace, &ep.name)).or_default(),
+                        &member,
+                    );
                 }
                 for h in &ep.hosts {
                     merge(hosts.entry(h.clone()).or_default(), &member);
@@ -429,7 +435,11 @@ impl Snapshot {
         }
         suffixes.sort();
         suffixes.dedup();
-        let mut parents: Vec<Name> = zone.records.keys().map(|n| Name::from(n).base_name()).collect();
+        let mut parents: Vec<Name> = zone
+            .records
+            .keys()
+            .map(|n| Name::from(n).base_name())
+            .collect();
         parents.extend(hosts.keys().map(|n| Name::from(n).base_name()));
         for ns in &namespaces {
             for s in &suffixes {
@@ -476,8 +486,11 @@ impl Snapshot {
             })
             .collect();
 
-        let mut fallback: Vec<ClusterId> =
-            config.fallback.iter().filter_map(|f| id_of(&f.value)).collect();
+        let mut fallback: Vec<ClusterId> = config
+            .fallback
+            .iter()
+            .filter_map(|f| id_of(&f.value))
+            .collect();
         for i in 0..clusters.len() as ClusterId {
             if !fallback.contains(&i) {
                 fallback.push(i);

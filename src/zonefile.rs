@@ -150,7 +150,12 @@ fn error_line<T>(text: &str, message: &str, parse: impl Fn(&str) -> Result<T, St
 /// The 1-based line of the first prefix of the file whose records include `name`.
 fn record_line<T>(
     text: &str,
-    parse: impl Fn(&str) -> Option<(T, std::collections::BTreeMap<hickory_proto::rr::RrKey, hickory_proto::rr::RecordSet>)>,
+    parse: impl Fn(
+        &str,
+    ) -> Option<(
+        T,
+        std::collections::BTreeMap<hickory_proto::rr::RrKey, hickory_proto::rr::RecordSet>,
+    )>,
     name: &Name,
 ) -> usize {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();

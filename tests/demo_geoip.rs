@@ -32,7 +32,9 @@ fn demo_networks_resolve_as_documented() {
         };
         let hit = db.lookup(ip);
         assert_eq!(hit.network, net, "{}", n.net);
-        let (loc, precision) = hit.location.unwrap_or_else(|| panic!("{} not located", n.net));
+        let (loc, precision) = hit
+            .location
+            .unwrap_or_else(|| panic!("{} not located", n.net));
         match n.coords {
             Some((lat, lon)) => {
                 assert_eq!(precision, Precision::City, "{}", n.net);
@@ -49,7 +51,10 @@ fn demo_networks_resolve_as_documented() {
     // Outside every demo network: no location, and the network that says so.
     let miss = db.lookup("8.8.8.8".parse().unwrap());
     assert!(miss.location.is_none());
-    assert!(miss.network.contains(&"8.8.8.8".parse::<std::net::IpAddr>().unwrap()));
+    assert!(
+        miss.network
+            .contains(&"8.8.8.8".parse::<std::net::IpAddr>().unwrap())
+    );
     // An IPv4-mapped IPv6 address is looked up as IPv4 by the locator, not here; the raw
     // database has no alias for it.
 }

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Edns, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::RecordType;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::ProtoError;
+use hickory_server::proto::op::{Edns, Header, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_server::proto::rr::{Record, RecordType};
+use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, warn};
 
@@ -49,25 +52,14 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let reply = self.reply(request);
-        let queries = &request.queries;
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.response_code = reply.answer.rcode;
-        metadata.authoritative = reply.answer.authoritative;
-        let builder = MessageResponseBuilder::new(queries, reply.edns.as_ref());
-        let response = builder.build(
-            metadata,
-            reply.answer.answers.iter(),
-            reply.answer.authority.iter(),
-            std::iter::empty(),
-            reply.answer.additionals.iter(),
-        );
+        let response = reply.response(request);
         match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {
                 debug!(error = %e, "failed to send reply");
                 let mut m = Metadata::response_from_request(&request.metadata);
                 m.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(hickory_server::proto::op::Header {
+                ResponseInfo::from(Header {
                     metadata: m,
                     counts: Default::default(),
                 })
@@ -82,7 +74,50 @@ struct Reply {
     edns: Option<Edns>,
 }
 
+impl Reply {
+    /// The hickory response for this reply, ready to encode.
+    fn response<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> MessageResponse<
+        'a,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    > {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.response_code = self.answer.rcode;
+        metadata.authoritative = self.answer.authoritative;
+        MessageResponseBuilder::new(&request.queries, self.edns.as_ref()).build(
+            metadata,
+            self.answer.answers.iter(),
+            self.answer.authority.iter(),
+            std::iter::empty(),
+            self.answer.additionals.iter(),
+        )
+    }
+}
+
 impl Handler {
+    /// The whole query path without a socket: the reply to a parsed request, encoded as the
+    /// server would send it over `protocol` (UDP replies are truncated to the client's
+    /// buffer). Benches and socket-free tests aim here.
+    pub fn reply_bytes(&self, request: &Request) -> Result<Vec<u8>, ProtoError> {
+        let reply = self.reply(request);
+        let response = reply.response(request);
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(match (request.protocol(), &reply.edns) {
+            (Protocol::Udp, Some(e)) => e.max_payload(),
+            (Protocol::Udp, None) => 512,
+            _ => u16::MAX,
+        });
+        response.destructive_emit(&mut encoder)?;
+        Ok(bytes)
+    }
+
     fn reply(&self, request: &Request) -> Reply {
         let error = |rcode: ResponseCode, edns: Option<Edns>| Reply {
             answer: Answer {

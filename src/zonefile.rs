@@ -213,7 +213,7 @@ www IN CNAME app.default.myfed.svc
 
     #[test]
     fn missing_soa_is_an_error() {
-        let e = ZoneData::parse("@ IN NS ns1\n", Path::new("z.zone"), &apex()).unwrap_err();
+        let e = ZoneData::parse("@ 3600 IN NS ns1\n", Path::new("z.zone"), &apex()).unwrap_err();
         assert!(e.to_string().contains("no SOA"), "{e}");
     }
 }

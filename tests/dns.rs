@@ -307,6 +307,7 @@ fn cases() -> Vec<Case> {
             A,
             Some("198.18.0.0/24"),
             &[
+                "two.default.myfed.svc.fed.example.com. 30 IN A 192.0.2.113",
                 "two.default.myfed.svc.fed.example.com. 30 IN A 192.0.2.13",
                 "two.default.myfed.svc.fed.example.com. 30 IN A 198.51.100.13",
             ],

@@ -201,7 +201,7 @@ clusters:
       - { namespace: default, name: app, addresses: [192.0.2.10, "2001:db8:10::10"], port: 443 }
       - { namespace: default, name: web, addresses: [192.0.2.11], port: 80 }
       - { namespace: shop, name: checkout, addresses: [192.0.2.12], port: 443 }
-      - { namespace: default, name: two, addresses: [192.0.2.13] }
+      - { namespace: default, name: two, addresses: [192.0.2.13, 192.0.2.113] }
       - { namespace: default, name: rr, addresses: [192.0.2.14] }
       - { namespace: default, name: wt, addresses: [192.0.2.15] }
   - name: eu-west
@@ -234,3 +234,8 @@ clusters:
         name: big
         addresses: ["2001:db8:99::1", "2001:db8:99::2", "2001:db8:99::3", "2001:db8:99::4", "2001:db8:99::5", "2001:db8:99::6", "2001:db8:99::7", "2001:db8:99::8", "2001:db8:99::9", "2001:db8:99::10", "2001:db8:99::11", "2001:db8:99::12", "2001:db8:99::13", "2001:db8:99::14", "2001:db8:99::15", "2001:db8:99::16", "2001:db8:99::17", "2001:db8:99::18", "2001:db8:99::19", "2001:db8:99::20", "2001:db8:99::21", "2001:db8:99::22", "2001:db8:99::23", "2001:db8:99::24", "2001:db8:99::25", "2001:db8:99::26", "2001:db8:99::27", "2001:db8:99::28", "2001:db8:99::29", "2001:db8:99::30"]
 "#;
+
+/// Loads `CONFIG` (or another config) from real files without starting a server.
+pub fn load(config: &str) -> Loaded {
+    Loaded::from_file(&write_config("load", config)).unwrap_or_else(|e| panic!("{e}"))
+}

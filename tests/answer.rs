@@ -1,0 +1,182 @@
+//! The answer function with a parsed question and no socket: health decisions (readiness and
+//! probe state per address come from the snapshot), fail-open and SERVFAIL, the CNAME up the
+//! hierarchy when a region has nothing healthy, and `explain`.
+
+mod support;
+
+use std::net::IpAddr;
+
+use fedns::answer::{Client, Question, answer};
+use fedns::snapshot::{Health, Snapshot};
+use fedns::store::{Store, static_endpoints};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+
+/// A snapshot of `config` in which the addresses in `down` fail their probes.
+fn snapshot(config: &str, down: &[&str]) -> Snapshot {
+    let loaded = support::load(config);
+    let store = Store::default();
+    for (c, e) in static_endpoints(&loaded.config) {
+        store.replace_cluster(&c, e);
+    }
+    let down: Vec<IpAddr> = down.iter().map(|a| a.parse().unwrap()).collect();
+    let health = |ip: IpAddr, _port: Option<u16>| {
+        if down.contains(&ip) {
+            Health::Unhealthy
+        } else {
+            Health::Healthy
+        }
+    };
+    Snapshot::build(
+        &loaded.config,
+        &loaded.zone,
+        loaded.geoip.clone(),
+        &store.contents(),
+        &health,
+    )
+    .unwrap()
+}
+
+fn ask(snap: &Snapshot, name: &str, qtype: RecordType, ecs: &str) -> (ResponseCode, Vec<String>) {
+    let name = Name::from_ascii(name).unwrap();
+    let q = Question {
+        name: &name,
+        qtype,
+        qclass: DNSClass::IN,
+    };
+    let client = Client {
+        source: "192.0.2.53".parse().unwrap(),
+        ecs: Some(ecs.parse().unwrap()),
+    };
+    let a = answer(snap, &q, &client, false);
+    (a.rcode, a.answers.iter().map(|r| r.to_string()).collect())
+}
+
+const NEW_YORK: &str = "198.18.0.0/24";
+const APP: &str = "app.default.myfed.svc.fed.example.com.";
+
+#[test]
+fn an_unhealthy_nearest_cluster_gives_way_to_the_next_nearest() {
+    let snap = snapshot(support::CONFIG, &["192.0.2.10", "2001:db8:10::10"]);
+    let (rcode, answers) = ask(&snap, APP, RecordType::A, NEW_YORK);
+    assert_eq!(rcode, ResponseCode::NoError);
+    assert_eq!(answers, [format!("{APP} 30 IN A 198.51.100.10")]);
+}
+
+#[test]
+fn only_healthy_addresses_of_a_cluster_are_answered() {
+    let snap = snapshot(support::CONFIG, &["192.0.2.113"]);
+    let (_, answers) = ask(
+        &snap,
+        "two.default.myfed.svc.fed.example.com.",
+        RecordType::A,
+        NEW_YORK,
+    );
+    assert_eq!(
+        answers,
+        [
+            "two.default.myfed.svc.fed.example.com. 30 IN A 192.0.2.13",
+            "two.default.myfed.svc.fed.example.com. 30 IN A 198.51.100.13",
+        ]
+    );
+}
+
+#[test]
+fn all_unhealthy_fails_open_to_the_nearest() {
+    let all = [
+        "192.0.2.10",
+        "2001:db8:10::10",
+        "198.51.100.10",
+        "2001:db8:20::10",
+        "203.0.113.10",
+        "2001:db8:30::10",
+        "192.0.2.40",
+        "203.0.113.50",
+        "2001:db8:50::10",
+    ];
+    let snap = snapshot(support::CONFIG, &all);
+    let (rcode, answers) = ask(&snap, APP, RecordType::A, NEW_YORK);
+    assert_eq!(rcode, ResponseCode::NoError);
+    assert_eq!(answers, [format!("{APP} 30 IN A 192.0.2.10")]);
+    let name = Name::from_ascii(APP).unwrap();
+    let q = Question {
+        name: &name,
+        qtype: RecordType::A,
+        qclass: DNSClass::IN,
+    };
+    let client = Client {
+        source: "192.0.2.53".parse().unwrap(),
+        ecs: Some(NEW_YORK.parse().unwrap()),
+    };
+    let traced = answer(&snap, &q, &client, true);
+    assert!(traced.decisions[0].fail_open);
+
+    // With `on_all_unhealthy: servfail`, the same question is SERVFAIL.
+    let servfail = support::CONFIG.replace(
+        "ttl: 30\n",
+        "ttl: 30\nhealth: { on_all_unhealthy: servfail }\n",
+    );
+    let snap = snapshot(&servfail, &all);
+    assert_eq!(
+        ask(&snap, APP, RecordType::A, NEW_YORK).0,
+        ResponseCode::ServFail
+    );
+    // A name with a healthy cluster is not affected.
+    let (rcode, _) = ask(
+        &snap,
+        "web.default.myfed.svc.fed.example.com.",
+        RecordType::A,
+        NEW_YORK,
+    );
+    assert_eq!(rcode, ResponseCode::NoError);
+}
+
+#[test]
+fn a_region_with_nothing_healthy_points_up_to_the_global_name() {
+    let snap = snapshot(support::CONFIG, &["192.0.2.10", "2001:db8:10::10"]);
+    let (rcode, answers) = ask(
+        &snap,
+        "app.default.myfed.svc.us-east-1.fed.example.com.",
+        RecordType::A,
+        NEW_YORK,
+    );
+    assert_eq!(rcode, ResponseCode::NoError);
+    assert_eq!(
+        answers,
+        [
+            format!("app.default.myfed.svc.us-east-1.fed.example.com. 30 IN CNAME {APP}"),
+            format!("{APP} 30 IN A 198.51.100.10"),
+        ]
+    );
+}
+
+#[test]
+fn explain_names_location_candidates_and_choice() {
+    let snap = snapshot(support::CONFIG, &["192.0.2.10", "2001:db8:10::10"]);
+    let name = Name::from_ascii(APP).unwrap();
+    let text = fedns::explain::explain(&snap, NEW_YORK, &name, RecordType::A).unwrap();
+    assert!(
+        text.contains("located:  40.71,-74.01 by GeoIP (city coordinates) (network 198.18.0.0/24)"),
+        "{text}"
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[0].contains("eu-west") && lines[0].contains("<- chosen"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("us-east") && l.contains("UNHEALTHY")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{APP} 30 IN A 198.51.100.10")),
+        "{text}"
+    );
+    assert!(fedns::explain::explain(&snap, "198.18.0.1/24", &name, RecordType::A).is_err());
+}

@@ -1,0 +1,211 @@
+//! The real `fedns` binary: `check` with good and bad input (exit 64, file and line named),
+//! `serve` on an ephemeral port answering over UDP and stopping on SIGTERM, the embedded
+//! demo, and `explain`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+
+use hickory_proto::rr::RecordType;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedns");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let path = support::write_config("check-good", support::CONFIG);
+    let o = run(&["check", "--config", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("ok: zone fed.example.com., 5 clusters"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_file_line_and_field_of_a_bad_config() {
+    let bad = support::CONFIG.replace(
+        "    region: sa-east-1\n",
+        "    region: sa-east-1\n    regoin: typo\n",
+    );
+    let path = support::write_config("check-bad", &bad);
+    let o = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64));
+    let e = stderr(&o);
+    let line = bad.lines().position(|l| l.contains("regoin")).unwrap() + 1;
+    assert!(e.contains(path.to_str().unwrap()), "{e}");
+    assert!(e.contains(&format!("line {line}")), "{e}");
+    assert!(e.contains("unknown field `regoin`"), "{e}");
+
+    let bad = support::CONFIG.replace("cluster: sa-east }", "cluster: mars }");
+    let path = support::write_config("check-bad-ref", &bad);
+    let o = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64));
+    let line = bad
+        .lines()
+        .position(|l| l.contains("cluster: mars"))
+        .unwrap()
+        + 1;
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "fedns.yaml:{line}: networks[1].cluster: no cluster `mars`"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_names_the_line_of_a_bad_zone_file() {
+    let path = support::write_config("check-zone", support::CONFIG);
+    let zone = path.parent().unwrap().join("fed.zone");
+    let text =
+        fedns::demo::ZONE.replace("ns1     IN A    127.0.0.1", "ns1     IN A    127.0.0.300");
+    std::fs::write(&zone, &text).unwrap();
+    let o = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64));
+    let line = text
+        .lines()
+        .position(|l| l.contains("127.0.0.300"))
+        .unwrap()
+        + 1;
+    let e = stderr(&o);
+    assert!(e.contains(&format!("fed.zone:{line}:")), "{e}");
+}
+
+#[test]
+fn check_rejects_a_corrupt_geoip_database() {
+    let path = support::write_config("check-mmdb", support::CONFIG);
+    let db = path.parent().unwrap().join("city.mmdb");
+    let bytes = std::fs::read(&db).unwrap();
+    std::fs::write(&db, &bytes[..bytes.len() / 2]).unwrap();
+    let o = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).contains("city.mmdb: not a valid MMDB file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Starts `fedns serve` with `args` and returns it with the DNS address it printed.
+fn serve(args: &[&str]) -> (std::process::Child, SocketAddr, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("fedns exited before listening")
+            .unwrap();
+        seen.push(line.clone());
+        if let Some(a) = line.strip_prefix("listening dns ") {
+            break a.parse().unwrap();
+        }
+    };
+    // The demo prints its dig examples after the address; read what is there.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr, seen)
+}
+
+fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap()
+}
+
+#[tokio::test]
+async fn serve_answers_and_exits_cleanly_on_sigterm() {
+    let path = support::write_config("serve", support::CONFIG);
+    let (mut child, addr, _) = serve(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let client = support::DnsClient { server: addr };
+    let r = client
+        .ask(
+            "app.default.myfed.svc.fed.example.com",
+            RecordType::A,
+            Some("198.18.2.0/24"),
+        )
+        .await;
+    assert_eq!(
+        support::answer_lines(&r),
+        ["app.default.myfed.svc.fed.example.com. 30 IN A 203.0.113.10"]
+    );
+    let status = sigterm(&mut child);
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn the_embedded_demo_serves_with_no_config() {
+    let (mut child, addr, _) = serve(&["--listen", "127.0.0.1:0"]);
+    let client = support::DnsClient { server: addr };
+    for n in fedns::demo::NETWORKS {
+        let r = client
+            .ask(
+                "app.default.myfed.svc.fed.example.com",
+                RecordType::A,
+                Some(n.net),
+            )
+            .await;
+        assert_eq!(r.answers.len(), 1, "{}", n.net);
+    }
+    let r = client
+        .ask("www.fed.example.com", RecordType::A, Some("198.18.2.0/24"))
+        .await;
+    assert_eq!(
+        support::answer_lines(&r),
+        ["www.fed.example.com. 30 IN A 203.0.113.10"]
+    );
+    assert!(sigterm(&mut child).success());
+}
+
+#[test]
+fn explain_shows_the_decision() {
+    let o = run(&[
+        "explain",
+        "--client",
+        "198.18.2.0/24",
+        "app.default.myfed.svc.fed.example.com",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let chosen = out
+        .lines()
+        .find(|l| l.contains("<- chosen"))
+        .unwrap_or_default();
+    assert!(chosen.contains("ap-northeast"), "{out}");
+    assert!(out.contains("GeoIP (city coordinates)"), "{out}");
+    assert!(
+        out.contains("app.default.myfed.svc.fed.example.com. 30 IN A 203.0.113.10"),
+        "{out}"
+    );
+    let o = run(&[
+        "explain",
+        "--client",
+        "not-an-ip",
+        "app.default.myfed.svc.fed.example.com",
+    ]);
+    assert_eq!(o.status.code(), Some(64));
+}

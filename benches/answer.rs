@@ -20,7 +20,7 @@ use fedns::answer::{Client, Question};
 use fedns::app::Loaded;
 use fedns::dns::Handler;
 use fedns::snapshot::{Published, Snapshot};
-use fedns::store::{Store, static_endpoints};
+use fedns::store::Store;
 
 /// A geo-routed name of the demo (`app` in namespace `default`, policy nearest).
 const GEO_NAME: &str = "app.default.myfed.svc.fed.example.com.";
@@ -30,10 +30,7 @@ const ECS_NET: &str = "198.18.2.0/24";
 /// The demo config and the store filled from its static endpoints.
 fn demo() -> (Loaded, Store) {
     let loaded = Loaded::demo().unwrap();
-    let store = Store::default();
-    for (c, e) in static_endpoints(&loaded.config) {
-        store.replace_cluster(&c, e);
-    }
+    let store = Store::from_config(&loaded.config);
     (loaded, store)
 }
 

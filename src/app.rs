@@ -12,9 +12,12 @@ use crate::config::{Config, ConfigError};
 use crate::demo;
 use crate::dns::{DnsServer, Handler};
 use crate::geo::{GeoDb, GeoError};
+use crate::kubernetes::{self, ClusterAccess, KubeError};
 use crate::snapshot::{BuildError, Health, Published, Snapshot};
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::zonefile::{ZoneData, ZoneError};
+use tokio::task::JoinHandle;
+use tracing::error;
 
 /// Anything that stops a config from loading. Each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,8 @@ pub enum LoadError {
     Geo(#[from] GeoError),
     #[error("{0}")]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
 }
 
 /// A config and what it names, loaded and checked.
@@ -36,6 +41,8 @@ pub struct Loaded {
     pub path: Option<PathBuf>,
     pub zone: ZoneData,
     pub geoip: Option<Arc<GeoDb>>,
+    /// API access of every watched member cluster, kubeconfigs read and checked.
+    pub clusters: Vec<ClusterAccess>,
 }
 
 impl Loaded {
@@ -51,11 +58,16 @@ impl Loaded {
             Some(g) => Some(Arc::new(GeoDb::open(&g.database)?)),
             None => None,
         };
+        let mut clusters = Vec::new();
+        for c in &config.clusters {
+            clusters.extend(ClusterAccess::load(&c.value)?);
+        }
         Ok(Loaded {
             config,
             path: Some(path.to_owned()),
             zone,
             geoip,
+            clusters,
         })
     }
 
@@ -74,6 +86,7 @@ impl Loaded {
             path: None,
             zone,
             geoip: Some(Arc::new(geoip)),
+            clusters: Vec::new(),
         })
     }
 
@@ -106,6 +119,8 @@ pub struct Running {
     pub dns: DnsServer,
     pub published: Published,
     pub store: Arc<Store>,
+    /// The snapshot builder and the cluster watchers; aborted on shutdown.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -115,19 +130,38 @@ impl Running {
     }
 
     pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
         self.dns.shutdown().await;
     }
 }
 
 /// Fills the store, publishes the first snapshot and binds the DNS listeners. `listen`
 /// overrides the config's DNS addresses when not empty.
-pub async fn start(loaded: &Loaded, listen: &[SocketAddr]) -> Result<Running, StartError> {
-    let store = Arc::new(Store::default());
-    for (cluster, endpoints) in store::static_endpoints(&loaded.config) {
-        store.replace_cluster(&cluster, endpoints);
-    }
+pub async fn start(loaded: Loaded, listen: &[SocketAddr]) -> Result<Running, StartError> {
+    let loaded = Arc::new(loaded);
+    let store = Arc::new(Store::from_config(&loaded.config));
     let snapshot = loaded.snapshot(&store)?;
     let published: Published = Arc::new(ArcSwap::from_pointee(snapshot));
+    let mut tasks = vec![tokio::spawn(publish(
+        loaded.clone(),
+        store.clone(),
+        published.clone(),
+    ))];
+    let zone = loaded
+        .config
+        .zone
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    for access in &loaded.clusters {
+        tasks.push(kubernetes::spawn(
+            access.clone(),
+            loaded.config.kubernetes.clone(),
+            zone.clone(),
+            store.clone(),
+        ));
+    }
     let addrs = if listen.is_empty() {
         &loaded.config.listen.dns[..]
     } else {
@@ -143,7 +177,21 @@ pub async fn start(loaded: &Loaded, listen: &[SocketAddr]) -> Result<Running, St
         dns,
         published,
         store,
+        tasks,
     })
+}
+
+/// The snapshot builder: rebuilds and publishes whenever the store changes. Bursts of
+/// changes coalesce: a change during a build triggers one more build, not one per change.
+async fn publish(loaded: Arc<Loaded>, store: Arc<Store>, published: Published) {
+    loop {
+        store.changed().await;
+        match loaded.snapshot(&store) {
+            Ok(s) => published.store(Arc::new(s)),
+            // The old snapshot keeps serving.
+            Err(e) => error!("cannot build a snapshot: {e}"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -74,7 +74,44 @@ pub struct Config {
     pub services: Vec<Spanned<ServicePolicy>>,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
     pub clusters: Vec<Spanned<ClusterConfig>>,
+}
+
+/// How fedns talks to member clusters' API servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Server-side timeout of each watch request; the watch is then re-established. A
+    /// cluster whose API stops answering is noticed after this plus a margin.
+    #[serde(default = "default_watch_timeout", deserialize_with = "duration")]
+    pub watch_timeout: Duration,
+    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// `/readyz` stops waiting for clusters that have not synced after this long.
+    #[serde(default = "default_sync_timeout", deserialize_with = "duration")]
+    pub sync_timeout: Duration,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            watch_timeout: default_watch_timeout(),
+            connect_timeout: default_connect_timeout(),
+            sync_timeout: default_sync_timeout(),
+        }
+    }
+}
+
+fn default_watch_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_sync_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_ttl() -> u32 {
@@ -347,6 +384,13 @@ pub struct ClusterConfig {
     pub kubeconfig: Option<PathBuf>,
     #[serde(default)]
     pub context: Option<String>,
+    /// Watch only these namespaces (one watch per namespace and kind, so that a Role per
+    /// namespace suffices). Empty: every namespace.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Watch only objects matching this label selector, e.g. `fedns.io/federate=true`.
+    #[serde(default)]
+    pub label_selector: Option<String>,
     /// Static services, for clusters or endpoints outside Kubernetes.
     #[serde(default)]
     pub services: Vec<Spanned<StaticService>>,
@@ -370,6 +414,31 @@ pub struct StaticService {
     /// Ingress-style host names inside the zone that this service also answers for.
     #[serde(default)]
     pub hosts: Vec<String>,
+}
+
+impl ClusterConfig {
+    /// How this cluster's objects are learned: a kubeconfig, the in-cluster service account
+    /// (no kubeconfig and no static services), or not at all (static services only).
+    pub fn kube_source(&self) -> Option<KubeSource> {
+        match (&self.kubeconfig, self.services.is_empty()) {
+            (Some(path), _) => Some(KubeSource::Kubeconfig {
+                path: path.clone(),
+                context: self.context.clone(),
+            }),
+            (None, true) => Some(KubeSource::InCluster),
+            (None, false) => None,
+        }
+    }
+}
+
+/// Where a member cluster's API is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeSource {
+    Kubeconfig {
+        path: PathBuf,
+        context: Option<String>,
+    },
+    InCluster,
 }
 
 impl Config {
@@ -509,6 +578,15 @@ impl Config {
                         ));
                     }
                     Some(_) => {}
+                }
+            }
+            for ns in &c.namespaces {
+                if !is_label(ns) {
+                    return Err(err(
+                        line,
+                        &field("namespaces"),
+                        format!("`{ns}` is not a namespace name"),
+                    ));
                 }
             }
             if c.context.is_some() && c.kubeconfig.is_none() {

@@ -75,10 +75,11 @@ fn main() -> ExitCode {
             Ok(loaded) => match loaded.snapshot(&Store::default()) {
                 Ok(snap) => {
                     println!(
-                        "{}: ok: zone {}, {} clusters, {} static names, GeoIP {}",
+                        "{}: ok: zone {}, {} clusters ({} watched through Kubernetes), {} static names, GeoIP {}",
                         config.display(),
                         snap.apex,
                         snap.clusters.len(),
+                        loaded.clusters.len(),
                         snap.statics.len(),
                         loaded.geoip.as_ref().map_or("none".to_owned(), |g| format!(
                             "{} ({})",
@@ -105,10 +106,7 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            let store = Store::default();
-            for (c, e) in fedns::store::static_endpoints(&loaded.config) {
-                store.replace_cluster(&c, e);
-            }
+            let store = Store::from_config(&loaded.config);
             let (Ok(name), Ok(qtype)) = (
                 Name::from_ascii(&name),
                 qtype.to_ascii_uppercase().parse::<RecordType>(),
@@ -166,7 +164,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match app::start(&loaded, &listen).await {
+        let running = match app::start(loaded, &listen).await {
             Ok(r) => r,
             Err(e) => {
                 error!("{e}");

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use crate::config::{AllUnhealthy, Config, PolicyKind};
 use crate::geo::{self, GeoDb, GeoHit, LatLon, Precision, places};
-use crate::store::ClusterEndpoints;
+use crate::store::{ClusterEndpoints, Settings};
 use crate::zonefile::ZoneData;
 
 /// Index of a cluster in `Snapshot::clusters`.
@@ -270,7 +270,7 @@ impl Snapshot {
                     region: c.region.as_ref().map(|r| r.to_ascii_lowercase()),
                     zone: c.zone.as_ref().map(|z| z.to_ascii_lowercase()),
                     location,
-                    stale: endpoints.get(&c.name).is_some_and(|e| e.stale),
+                    stale: endpoints.get(&c.name).is_some_and(|e| e.stale()),
                 }
             })
             .collect();
@@ -331,13 +331,15 @@ impl Snapshot {
         }
 
         // Group endpoints into federated names.
-        let mut services: BTreeMap<String, Vec<Member>> = BTreeMap::new();
-        let mut hosts: BTreeMap<String, Vec<Member>> = BTreeMap::new();
+        // Per name: its members and the settings each cluster's object carries.
+        type Group<'e> = (Vec<Member>, Vec<(ClusterId, &'e Settings)>);
+        let mut services: BTreeMap<String, Group> = BTreeMap::new();
+        let mut hosts: BTreeMap<String, Group> = BTreeMap::new();
         for (cluster_name, ce) in endpoints {
             let Some(cid) = id_of(cluster_name) else {
                 continue;
             };
-            for ep in &ce.endpoints {
+            for ep in ce.endpoints() {
                 let member = Member {
                     cluster: cid,
                     v4: ep
@@ -367,13 +369,14 @@ impl Snapshot {
                     ready: ep.ready,
                 };
                 if ep.federated_name {
-                    merge(
-                        services.entry(key(&ep.namespace, &ep.name)).or_default(),
-                        &member,
-                    );
+                    let g = services.entry(key(&ep.namespace, &ep.name)).or_default();
+                    merge(&mut g.0, &member);
+                    g.1.push((cid, &ep.settings));
                 }
                 for h in &ep.hosts {
-                    merge(hosts.entry(h.clone()).or_default(), &member);
+                    let g = hosts.entry(h.clone()).or_default();
+                    merge(&mut g.0, &member);
+                    g.1.push((cid, &ep.settings));
                 }
             }
         }
@@ -393,24 +396,24 @@ impl Snapshot {
         };
         let services: HashMap<String, Arc<FedName>> = services
             .into_iter()
-            .map(|(k, members)| {
+            .map(|(k, (members, settings))| {
                 let policy = service_policies
                     .get(&k)
                     .cloned()
-                    .unwrap_or_else(|| default_policy.clone());
+                    .unwrap_or_else(|| from_settings(&default_policy, settings, &id_of));
                 let fed = finish(k.clone(), members, policy);
                 (k, fed)
             })
             .collect();
         let hosts: HashMap<LowerName, Arc<FedName>> = hosts
             .into_iter()
-            .filter_map(|(h, members)| {
+            .filter_map(|(h, (members, settings))| {
                 let mut name = Name::from_ascii(&h).ok()?;
                 name.set_fqdn(true);
                 let policy = host_policies
                     .get(&h)
                     .cloned()
-                    .unwrap_or_else(|| default_policy.clone());
+                    .unwrap_or_else(|| from_settings(&default_policy, settings, &id_of));
                 Some((LowerName::new(&name), finish(h, members, policy)))
             })
             .collect();
@@ -530,6 +533,33 @@ fn key(namespace: &str, name: &str) -> String {
         namespace.to_ascii_lowercase(),
         name.to_ascii_lowercase()
     )
+}
+
+/// The policy of a name from the settings its objects carry: policy, count and order from
+/// the first cluster (in config order) that sets them; weights from each cluster's own.
+fn from_settings(
+    default: &Policy,
+    mut settings: Vec<(ClusterId, &Settings)>,
+    id_of: &dyn Fn(&str) -> Option<ClusterId>,
+) -> Policy {
+    settings.sort_by_key(|(c, _)| *c);
+    let first =
+        |f: &dyn Fn(&Settings) -> bool| settings.iter().find(|(_, s)| f(s)).map(|(_, s)| *s);
+    Policy {
+        kind: first(&|s| s.policy.is_some())
+            .and_then(|s| s.policy)
+            .unwrap_or(default.kind),
+        count: first(&|s| s.count.is_some())
+            .and_then(|s| s.count)
+            .map_or(default.count, |c| c.max(1) as usize),
+        order: first(&|s| !s.order.is_empty())
+            .map(|s| s.order.iter().filter_map(|c| id_of(c)).collect())
+            .unwrap_or_default(),
+        weights: settings
+            .iter()
+            .filter_map(|(c, s)| Some((*c, s.weight?)))
+            .collect(),
+    }
 }
 
 /// Adds a cluster's object to a name; two objects of one cluster for one name merge.

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::config::Config;
+use crate::config::{Config, PolicyKind};
 
 /// What kind of object an endpoint came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,53 +41,105 @@ pub struct Endpoint {
     pub port: Option<u16>,
     /// Kubernetes readiness: at least one ready endpoint (always true for static ones).
     pub ready: bool,
+    /// Per-service settings from annotations (Kubernetes) or none (static).
+    pub settings: Settings,
 }
 
-/// Everything known about one member cluster.
+/// Per-service settings carried by an object (Kubernetes annotations `fedns.io/...`). The
+/// config's `services:` entries take precedence over these.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    pub policy: Option<PolicyKind>,
+    pub count: Option<u32>,
+    /// Cluster names, for `failover`.
+    pub order: Vec<String>,
+    /// This cluster's weight, for `weighted`.
+    pub weight: Option<u32>,
+}
+
+/// Everything known about one member cluster, from each source.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterEndpoints {
-    pub endpoints: Vec<Endpoint>,
-    /// The cluster's API cannot be reached: these are last-known records.
+    /// Services declared in the config.
+    pub static_endpoints: Arc<Vec<Endpoint>>,
+    /// What the cluster's API says; `None` when the cluster is not watched.
+    pub kube: Option<KubeState>,
+}
+
+impl ClusterEndpoints {
+    /// Every endpoint of the cluster, static ones first.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        let kube = self.kube.iter().flat_map(|k| k.endpoints.iter());
+        self.static_endpoints.iter().chain(kube)
+    }
+
+    /// The cluster's API cannot be reached: its Kubernetes records are last-known.
+    pub fn stale(&self) -> bool {
+        self.kube.as_ref().is_some_and(|k| k.stale)
+    }
+}
+
+/// The Kubernetes side of a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct KubeState {
+    /// Published only once every watched kind has listed once, so that a half-synced
+    /// cluster never shows as a world without its services.
+    pub endpoints: Arc<Vec<Endpoint>>,
+    /// The API is failing: records are last-known.
     pub stale: bool,
-    /// When the source last synced this cluster completely.
+    /// The last error from the API, for /debug and logs.
+    pub last_error: Option<String>,
+    /// When every watched kind first completed its initial list.
     pub synced_at: Option<SystemTime>,
+    /// When the last event or successful list arrived.
+    pub last_event_at: Option<SystemTime>,
 }
 
 /// The shared store. A mutex is fine: sources write rarely and the query path never reads
-/// it (it reads the published snapshot).
+/// it (it reads the published snapshot). Every write bumps `changed` so the snapshot
+/// builder knows to rebuild.
 #[derive(Debug, Default)]
 pub struct Store {
     clusters: Mutex<BTreeMap<String, ClusterEndpoints>>,
+    changed: tokio::sync::Notify,
 }
 
 impl Store {
-    /// Replaces everything known about one cluster at once, so that a relist never shows a
-    /// half-empty world.
-    pub fn replace_cluster(&self, cluster: &str, endpoints: ClusterEndpoints) {
-        self.lock().insert(cluster.to_owned(), endpoints);
-    }
-
-    /// Marks a cluster stale or fresh, keeping its records.
-    pub fn set_stale(&self, cluster: &str, stale: bool) {
-        if let Some(c) = self.lock().get_mut(cluster) {
-            c.stale = stale;
+    /// A store holding the config's static services.
+    pub fn from_config(config: &Config) -> Store {
+        let store = Store::default();
+        for (cluster, endpoints) in static_endpoints(config) {
+            store.update(&cluster, |c| c.static_endpoints = Arc::new(endpoints));
         }
+        store
     }
 
-    /// A copy of the current contents, for the snapshot builder.
+    /// Changes one cluster's entry and wakes the snapshot builder.
+    pub fn update(&self, cluster: &str, f: impl FnOnce(&mut ClusterEndpoints)) {
+        f(self.lock().entry(cluster.to_owned()).or_default());
+        self.changed.notify_one();
+    }
+
+    /// Waits until something changed since the last call returned.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// A copy of the current contents, for the snapshot builder (cheap: endpoint lists
+    /// are shared, not copied).
     pub fn contents(&self) -> BTreeMap<String, ClusterEndpoints> {
         self.lock().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ClusterEndpoints>> {
         // A panic while holding the lock cannot leave the map half-written (every write is
-        // one insert), so a poisoned lock is still safe to use.
+        // one closure on one entry), so a poisoned lock is still safe to use.
         self.clusters.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// The static source: services declared in the config, one set per cluster.
-pub fn static_endpoints(config: &Config) -> BTreeMap<String, ClusterEndpoints> {
+/// The static source: services declared in the config, per cluster.
+pub fn static_endpoints(config: &Config) -> BTreeMap<String, Vec<Endpoint>> {
     config
         .clusters
         .iter()
@@ -112,17 +164,11 @@ pub fn static_endpoints(config: &Config) -> BTreeMap<String, ClusterEndpoints> {
                         hostname: s.hostname.clone(),
                         port: s.port,
                         ready: true,
+                        settings: Settings::default(),
                     }
                 })
                 .collect();
-            (
-                c.name.clone(),
-                ClusterEndpoints {
-                    endpoints,
-                    stale: false,
-                    synced_at: Some(SystemTime::now()),
-                },
-            )
+            (c.name.clone(), endpoints)
         })
         .collect()
 }

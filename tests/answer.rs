@@ -8,17 +8,14 @@ use std::net::IpAddr;
 
 use fedns::answer::{Client, Question, answer};
 use fedns::snapshot::{Health, Snapshot};
-use fedns::store::{Store, static_endpoints};
+use fedns::store::Store;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 /// A snapshot of `config` in which the addresses in `down` fail their probes.
 fn snapshot(config: &str, down: &[&str]) -> Snapshot {
     let loaded = support::load(config);
-    let store = Store::default();
-    for (c, e) in static_endpoints(&loaded.config) {
-        store.replace_cluster(&c, e);
-    }
+    let store = Store::from_config(&loaded.config);
     let down: Vec<IpAddr> = down.iter().map(|a| a.parse().unwrap()).collect();
     let health = |ip: IpAddr, _port: Option<u16>| {
         if down.contains(&ip) {

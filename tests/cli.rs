@@ -27,7 +27,7 @@ fn check_accepts_a_good_config() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("ok: zone fed.example.com., 5 clusters"),
+        out.contains("ok: zone fed.example.com., 5 clusters (0 watched through Kubernetes)"),
         "{out}"
     );
 }

@@ -55,7 +55,7 @@ impl TestServer {
         let path = write_config("fedns", config);
         let loaded = Loaded::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let running = app::start(&loaded, &[listen]).await.unwrap();
+        let running = app::start(loaded, &[listen]).await.unwrap();
         let addr = running.dns_addrs()[0];
         TestServer { running, addr }
     }

@@ -1,7 +1,7 @@
 //! Wiring: load the config and everything it names (before any port is bound), fill the
 //! store from the sources, build and publish the first snapshot, start the listeners.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,8 +12,9 @@ use crate::config::{Config, ConfigError};
 use crate::demo;
 use crate::dns::{DnsServer, Handler};
 use crate::geo::{GeoDb, GeoError};
+use crate::health::{self, HealthTable};
 use crate::kubernetes::{self, ClusterAccess, KubeError};
-use crate::snapshot::{BuildError, Health, Published, Snapshot};
+use crate::snapshot::{BuildError, Published, Snapshot};
 use crate::store::Store;
 use crate::zonefile::{ZoneData, ZoneError};
 use tokio::task::JoinHandle;
@@ -90,21 +91,16 @@ impl Loaded {
         })
     }
 
-    /// Builds a snapshot from this config and the store's contents.
-    pub fn snapshot(&self, store: &Store) -> Result<Snapshot, BuildError> {
+    /// Builds a snapshot from this config, the store's contents and the probes' health.
+    pub fn snapshot(&self, store: &Store, health: &HealthTable) -> Result<Snapshot, BuildError> {
         Snapshot::build(
             &self.config,
             &self.zone,
             self.geoip.clone(),
             &store.contents(),
-            &all_healthy,
+            &|ip, port| health.health(ip, port),
         )
     }
-}
-
-/// Until active probes exist (the health issue), every declared address is healthy.
-fn all_healthy(_: IpAddr, _: Option<u16>) -> Health {
-    Health::Healthy
 }
 
 fn apex(config: &Config) -> Result<Name, BuildError> {
@@ -119,6 +115,7 @@ pub struct Running {
     pub dns: DnsServer,
     pub published: Published,
     pub store: Arc<Store>,
+    pub health: Arc<HealthTable>,
     /// The snapshot builder and the cluster watchers; aborted on shutdown.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -142,13 +139,25 @@ impl Running {
 pub async fn start(loaded: Loaded, listen: &[SocketAddr]) -> Result<Running, StartError> {
     let loaded = Arc::new(loaded);
     let store = Arc::new(Store::from_config(&loaded.config));
-    let snapshot = loaded.snapshot(&store)?;
+    // Subscribe before the first build so that no change can fall between the two.
+    let changed = store.subscribe();
+    let health = Arc::new(HealthTable::default());
+    let snapshot = loaded.snapshot(&store, &health)?;
     let published: Published = Arc::new(ArcSwap::from_pointee(snapshot));
-    let mut tasks = vec![tokio::spawn(publish(
-        loaded.clone(),
-        store.clone(),
-        published.clone(),
-    ))];
+    let mut tasks = vec![
+        tokio::spawn(publish(
+            loaded.clone(),
+            store.clone(),
+            health.clone(),
+            published.clone(),
+            changed,
+        )),
+        tokio::spawn(health::run(
+            store.clone(),
+            health.clone(),
+            loaded.config.health.clone(),
+        )),
+    ];
     let zone = loaded
         .config
         .zone
@@ -177,16 +186,22 @@ pub async fn start(loaded: Loaded, listen: &[SocketAddr]) -> Result<Running, Sta
         dns,
         published,
         store,
+        health,
         tasks,
     })
 }
 
 /// The snapshot builder: rebuilds and publishes whenever the store changes. Bursts of
 /// changes coalesce: a change during a build triggers one more build, not one per change.
-async fn publish(loaded: Arc<Loaded>, store: Arc<Store>, published: Published) {
-    loop {
-        store.changed().await;
-        match loaded.snapshot(&store) {
+async fn publish(
+    loaded: Arc<Loaded>,
+    store: Arc<Store>,
+    health: Arc<HealthTable>,
+    published: Published,
+    mut changed: tokio::sync::watch::Receiver<u64>,
+) {
+    while changed.changed().await.is_ok() {
+        match loaded.snapshot(&store, &health) {
             Ok(s) => published.store(Arc::new(s)),
             // The old snapshot keeps serving.
             Err(e) => error!("cannot build a snapshot: {e}"),

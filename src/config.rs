@@ -269,11 +269,23 @@ pub struct ServicePolicy {
     pub weights: BTreeMap<String, u32>,
 }
 
+/// Active probes of load-balancer addresses. The defaults fail an address over in at most
+/// about 4 s (two probes that each time out after 1 s, 1 s apart) while one lost probe
+/// never flips it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     #[serde(default)]
     pub probe: ProbeKind,
+    /// Path of `http` and `https` probes.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Status an `http`/`https` probe expects.
+    #[serde(default = "default_expect")]
+    pub expect: u16,
+    /// At most this many probes run at once.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
     #[serde(default = "default_interval", deserialize_with = "duration")]
     pub interval: Duration,
     #[serde(default = "default_timeout", deserialize_with = "duration")]
@@ -290,6 +302,9 @@ impl Default for HealthConfig {
     fn default() -> Self {
         Self {
             probe: ProbeKind::default(),
+            path: default_path(),
+            expect: default_expect(),
+            max_concurrent: default_max_concurrent(),
             interval: default_interval(),
             timeout: default_timeout(),
             rise: default_rise(),
@@ -299,8 +314,17 @@ impl Default for HealthConfig {
     }
 }
 
+fn default_path() -> String {
+    "/".into()
+}
+fn default_expect() -> u16 {
+    200
+}
+fn default_max_concurrent() -> usize {
+    512
+}
 fn default_interval() -> Duration {
-    Duration::from_secs(2)
+    Duration::from_secs(1)
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(1)
@@ -309,15 +333,21 @@ fn default_rise() -> u32 {
     2
 }
 fn default_fall() -> u32 {
-    3
+    2
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeKind {
+    /// TCP connect to the address on the service's first port.
     #[default]
     Tcp,
+    /// HTTP GET `path`, expecting `expect`.
     Http,
+    /// HTTPS GET `path`, expecting `expect`; certificates are not verified (the probe
+    /// checks the load balancer answers, not who it is; Route 53 does the same).
+    Https,
+    /// No probe: Kubernetes readiness alone decides.
     None,
 }
 
@@ -524,6 +554,23 @@ impl Config {
         }
         if self.health.rise == 0 || self.health.fall == 0 {
             return Err(err(1, "health", "rise and fall must be at least 1".into()));
+        }
+        if self.health.timeout.is_zero() || self.health.interval.is_zero() {
+            return Err(err(
+                1,
+                "health",
+                "interval and timeout must be above 0".into(),
+            ));
+        }
+        if self.health.max_concurrent == 0 {
+            return Err(err(1, "health.max_concurrent", "must be at least 1".into()));
+        }
+        if !self.health.path.starts_with('/') {
+            return Err(err(
+                1,
+                "health.path",
+                format!("`{}` must start with /", self.health.path),
+            ));
         }
         let mut names = HashSet::new();
         for (i, c) in self.clusters.iter().enumerate() {
@@ -763,7 +810,7 @@ mod tests {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.ttl, 30);
         assert_eq!(c.policy, PolicyKind::Nearest);
-        assert_eq!(c.health.interval, Duration::from_secs(2));
+        assert_eq!(c.health.interval, Duration::from_secs(1));
         assert_eq!(c.health.on_all_unhealthy, AllUnhealthy::FailOpen);
         assert!(c.geoip.is_none());
     }

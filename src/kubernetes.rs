@@ -26,11 +26,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::config::{ClusterConfig, KubeSource, KubernetesConfig, PolicyKind, in_zone};
+use crate::config::{ClusterConfig, KubeSource, KubernetesConfig, PolicyKind, ProbeKind, in_zone};
 use crate::store::{Endpoint, KubeState, ObjectKind, Settings, Store};
 
 /// Annotations that tune a Service or Ingress: `fedns.io/policy`, `fedns.io/count`,
-/// `fedns.io/failover-order`, `fedns.io/weight`, `fedns.io/hosts`, `fedns.io/exclude`.
+/// `fedns.io/failover-order`, `fedns.io/weight`, `fedns.io/hosts`, `fedns.io/exclude`,
+/// `fedns.io/probe` (tcp, http, https, none), `fedns.io/probe-path`, `fedns.io/probe-port`,
+/// `fedns.io/probe-status`.
 pub const ANNOTATION_PREFIX: &str = "fedns.io/";
 
 /// The label EndpointSlices carry to name their Service.
@@ -677,6 +679,23 @@ fn annotations(
                 }
             }
             "exclude" => exclude = v == "true",
+            "probe" => match v {
+                "tcp" => settings.probe = Some(ProbeKind::Tcp),
+                "http" => settings.probe = Some(ProbeKind::Http),
+                "https" => settings.probe = Some(ProbeKind::Https),
+                "none" => settings.probe = Some(ProbeKind::None),
+                _ => bad("expected tcp, http, https or none"),
+            },
+            "probe-path" if v.starts_with('/') => settings.probe_path = Some(v.to_owned()),
+            "probe-path" => bad("expected a path starting with /"),
+            "probe-port" => match v.parse::<u16>() {
+                Ok(p) if p > 0 => settings.probe_port = Some(p),
+                _ => bad("expected a port number"),
+            },
+            "probe-status" => match v.parse::<u16>() {
+                Ok(c) if (100..600).contains(&c) => settings.probe_expect = Some(c),
+                _ => bad("expected an HTTP status code"),
+            },
             _ => bad("unknown fedns.io annotation"),
         }
     }

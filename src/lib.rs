@@ -14,6 +14,7 @@ pub mod dns;
 pub mod ecs;
 pub mod explain;
 pub mod geo;
+pub mod health;
 pub mod kubernetes;
 pub mod snapshot;
 pub mod store;

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, listen } => serve(config, listen),
         Command::Check { config } => match load(Some(&config)) {
-            Ok(loaded) => match loaded.snapshot(&Store::default()) {
+            Ok(loaded) => match loaded.snapshot(&Store::default(), &Default::default()) {
                 Ok(snap) => {
                     println!(
                         "{}: ok: zone {}, {} clusters ({} watched through Kubernetes), {} static names, GeoIP {}",
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
                 eprintln!("fedns: `{name} {qtype}` is not a name and record type");
                 return ExitCode::from(EX_USAGE);
             };
-            let snap = match loaded.snapshot(&store) {
+            let snap = match loaded.snapshot(&store, &Default::default()) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("fedns: {e}");

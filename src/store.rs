@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::config::{Config, PolicyKind};
+use crate::config::{Config, PolicyKind, ProbeKind};
 
 /// What kind of object an endpoint came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,6 +55,11 @@ pub struct Settings {
     pub order: Vec<String>,
     /// This cluster's weight, for `weighted`.
     pub weight: Option<u32>,
+    /// Probe overrides: kind, HTTP path, port and expected status.
+    pub probe: Option<ProbeKind>,
+    pub probe_path: Option<String>,
+    pub probe_port: Option<u16>,
+    pub probe_expect: Option<u16>,
 }
 
 /// Everything known about one member cluster, from each source.
@@ -98,10 +103,21 @@ pub struct KubeState {
 /// The shared store. A mutex is fine: sources write rarely and the query path never reads
 /// it (it reads the published snapshot). Every write bumps `changed` so the snapshot
 /// builder knows to rebuild.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     clusters: Mutex<BTreeMap<String, ClusterEndpoints>>,
-    changed: tokio::sync::Notify,
+    /// A generation counter; each consumer (snapshot builder, prober) holds a receiver and
+    /// sees every change, coalesced.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            clusters: Mutex::default(),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Store {
@@ -114,15 +130,20 @@ impl Store {
         store
     }
 
-    /// Changes one cluster's entry and wakes the snapshot builder.
+    /// Changes one cluster's entry and wakes the consumers.
     pub fn update(&self, cluster: &str, f: impl FnOnce(&mut ClusterEndpoints)) {
         f(self.lock().entry(cluster.to_owned()).or_default());
-        self.changed.notify_one();
+        self.touch();
     }
 
-    /// Waits until something changed since the last call returned.
-    pub async fn changed(&self) {
-        self.changed.notified().await;
+    /// Wakes the consumers without changing anything (health changed, for example).
+    pub fn touch(&self) {
+        self.changed.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// A receiver that wakes on every change after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// A copy of the current contents, for the snapshot builder (cheap: endpoint lists

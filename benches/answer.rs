@@ -51,7 +51,7 @@ fn raw_query(name: &str, qtype: RecordType, ecs: Option<&str>) -> Vec<u8> {
 
 /// Parse, decide and encode, from raw bytes to raw bytes, as the UDP listener does.
 fn query_path(c: &mut Criterion, published: &Published) {
-    let handler = Handler::new(published.clone());
+    let handler = Handler::new(published.clone(), Default::default(), false);
     let src: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let cases = [
         ("geo_ecs", raw_query(GEO_NAME, RecordType::A, Some(ECS_NET))),

@@ -14,7 +14,7 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use crate::config::{AllUnhealthy, PolicyKind};
-use crate::snapshot::{ClusterId, FedName, Health, Located, Member, Snapshot};
+use crate::snapshot::{ClusterId, FedName, Health, Located, LocationSource, Member, Snapshot};
 
 /// How many CNAMEs inside the zone an answer follows before it stops (loops are config
 /// mistakes, but must not hang or grow a reply without bound).
@@ -56,6 +56,10 @@ pub struct Answer {
     pub scope: u8,
     /// The geo decisions taken, in chain order; filled only when tracing (explain).
     pub decisions: Vec<Decision>,
+    /// What the first geo decision did, for metrics and the query log.
+    pub first_cluster: Option<ClusterId>,
+    pub located_by: Option<LocationSource>,
+    pub fail_open: bool,
 }
 
 /// One cluster considered for a federated name.
@@ -434,6 +438,13 @@ impl Ctx<'_> {
                 (all, false)
             }
         };
+        if self.ans.first_cluster.is_none() {
+            self.ans.first_cluster = chosen.first().copied();
+        }
+        if self.ans.located_by.is_none() {
+            self.ans.located_by = located.as_ref().map(|l| l.source.clone());
+        }
+        self.ans.fail_open |= fail_open;
         if depends && let Some(l) = &located {
             let mut scope = l.network.prefix_len();
             if let Some(ecs) = self.client.ecs {

@@ -17,8 +17,18 @@ use crate::kubernetes::{self, ClusterAccess, KubeError};
 use crate::snapshot::{BuildError, Published, Snapshot};
 use crate::store::Store;
 use crate::zonefile::{ZoneData, ZoneError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tracing::error;
+use tracing::{error, info, warn};
+
+use crate::admin;
+use crate::config::HealthConfig;
+use crate::metrics::Metrics;
+use crate::store;
 
 /// Anything that stops a config from loading. Each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -110,13 +120,247 @@ fn apex(config: &Config) -> Result<Name, BuildError> {
     Ok(n)
 }
 
+/// What `serve` adds to the config.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// DNS addresses instead of the config's `listen.dns` (port 0 picks one).
+    pub listen: Vec<SocketAddr>,
+    /// Admin address instead of the config's `listen.admin`.
+    pub admin: Option<SocketAddr>,
+    /// Log every query.
+    pub query_log: bool,
+}
+
+/// State shared by the DNS handler's builder, the admin server, the reloader and the
+/// sources.
+pub struct Shared {
+    /// The config file, for reloads (None: the embedded demo, which never reloads).
+    pub path: Option<PathBuf>,
+    /// The current config and what it names; replaced whole by a successful reload.
+    pub loaded: ArcSwap<Loaded>,
+    pub store: Arc<Store>,
+    pub health: Arc<HealthTable>,
+    pub published: Published,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    /// Set on SIGTERM: /readyz answers 503 while in-flight work drains.
+    pub draining: AtomicBool,
+    /// The sources' tasks, restarted by reloads when their settings change.
+    sources: Mutex<Sources>,
+}
+
+#[derive(Default)]
+struct Sources {
+    /// Per watched cluster: the fingerprint of its access settings, and its task.
+    watchers: HashMap<String, (u64, JoinHandle<()>)>,
+    prober: Option<(HealthConfig, JoinHandle<()>)>,
+}
+
+impl Shared {
+    /// Makes the sources match a (new) config: static services into the store, watchers
+    /// started, restarted or stopped per cluster, the prober restarted if its settings
+    /// changed. Clusters whose settings did not change keep their watches and records.
+    fn sync_sources(&self, loaded: &Loaded) {
+        let statics = store::static_endpoints(&loaded.config);
+        for name in self.store.cluster_names() {
+            if !statics.contains_key(&name) {
+                self.store.remove(&name);
+            }
+        }
+        for (cluster, endpoints) in statics {
+            self.store
+                .update(&cluster, |c| c.static_endpoints = Arc::new(endpoints));
+        }
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let zone = loaded
+            .config
+            .zone
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let wanted: HashMap<&str, &ClusterAccess> = loaded
+            .clusters
+            .iter()
+            .map(|a| (a.cluster.as_str(), a))
+            .collect();
+        sources.watchers.retain(|name, (_, task)| {
+            let keep = wanted.contains_key(name.as_str());
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (name, access) in wanted {
+            let fingerprint = access.fingerprint(&loaded.config.kubernetes, &zone);
+            if sources
+                .watchers
+                .get(name)
+                .is_some_and(|(f, _)| *f == fingerprint)
+            {
+                continue;
+            }
+            if let Some((_, old)) = sources.watchers.remove(name) {
+                info!(
+                    cluster = name,
+                    "cluster access changed; restarting its watches"
+                );
+                old.abort();
+            }
+            let task = kubernetes::spawn(
+                access.clone(),
+                loaded.config.kubernetes.clone(),
+                zone.clone(),
+                self.store.clone(),
+            );
+            sources
+                .watchers
+                .insert(name.to_owned(), (fingerprint, task));
+        }
+        let health = &loaded.config.health;
+        if sources.prober.as_ref().is_none_or(|(h, _)| h != health) {
+            if let Some((_, old)) = sources.prober.take() {
+                old.abort();
+            }
+            let task = tokio::spawn(health::run(
+                self.store.clone(),
+                self.health.clone(),
+                health.clone(),
+                self.metrics.clone(),
+            ));
+            sources.prober = Some((health.clone(), task));
+        }
+    }
+
+    /// Reloads the config file and everything it names. A failure keeps the old state
+    /// serving and returns why.
+    pub fn reload(&self) -> Result<(), LoadError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let result = Loaded::from_file(path).and_then(|new| {
+            // Check that a snapshot builds before anything is switched.
+            new.snapshot(&self.store, &self.health)?;
+            Ok(new)
+        });
+        match result {
+            Ok(new) => {
+                let old = self.loaded.load();
+                if old.config.listen.dns != new.config.listen.dns
+                    || old.config.listen.admin != new.config.listen.admin
+                {
+                    warn!("listen addresses changed; they take effect at the next restart");
+                }
+                self.sync_sources(&new);
+                self.loaded.store(Arc::new(new));
+                self.store.touch();
+                self.metrics.reload(true);
+                info!(path = %path.display(), "reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.reload(false);
+                error!("reload failed, still serving the previous config: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether /readyz should answer 200, and if not, why.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("shutting down".into());
+        }
+        let loaded = self.loaded.load();
+        let timeout = loaded.config.kubernetes.sync_timeout;
+        if self.started.elapsed() >= timeout {
+            return Ok(());
+        }
+        let contents = self.store.contents();
+        let waiting: Vec<&str> = loaded
+            .clusters
+            .iter()
+            .filter(|a| {
+                contents
+                    .get(&a.cluster)
+                    .and_then(|c| c.kube.as_ref())
+                    // An unreachable cluster does not hold readiness back.
+                    .is_none_or(|k| k.synced_at.is_none() && !k.stale)
+            })
+            .map(|a| a.cluster.as_str())
+            .collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "waiting for clusters to sync: {} (at most {:?} after start)",
+                waiting.join(", "),
+                timeout
+            ))
+        }
+    }
+
+    /// Builds and publishes a snapshot; the old one keeps serving if this fails.
+    fn publish(&self) {
+        let loaded = self.loaded.load();
+        let start = Instant::now();
+        match loaded.snapshot(&self.store, &self.health) {
+            Ok(s) => {
+                let names: Vec<&str> = s.clusters.iter().map(|c| c.name.as_str()).collect();
+                self.metrics.set_clusters(&names);
+                self.published.store(Arc::new(s));
+                self.metrics.snapshot_builds.inc();
+                self.metrics
+                    .snapshot_build_duration
+                    .observe(start.elapsed().as_secs_f64());
+            }
+            Err(e) => error!("cannot build a snapshot, still serving the previous one: {e}"),
+        }
+        self.cluster_metrics();
+    }
+
+    fn cluster_metrics(&self) {
+        let m = &self.metrics;
+        for (name, c) in self.store.contents() {
+            let n = c.endpoints().count() as i64;
+            m.cluster_endpoints.with_label_values(&[&name]).set(n);
+            if let Some(k) = &c.kube {
+                m.cluster_stale
+                    .with_label_values(&[&name])
+                    .set(i64::from(k.stale));
+                m.cluster_synced
+                    .with_label_values(&[&name])
+                    .set(i64::from(k.synced_at.is_some()));
+                if let Some(t) = k
+                    .last_event_at
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                {
+                    m.cluster_last_sync
+                        .with_label_values(&[&name])
+                        .set(t.as_secs() as i64);
+                }
+            }
+        }
+        m.ready.set(i64::from(self.readiness().is_ok()));
+    }
+
+    /// Files whose change triggers a reload: the config, the zone file, the GeoIP
+    /// database and the kubeconfigs.
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let loaded = self.loaded.load();
+        let mut files: Vec<PathBuf> = self.path.iter().cloned().collect();
+        files.extend(loaded.config.zone_file.clone());
+        files.extend(loaded.config.geoip.as_ref().map(|g| g.database.clone()));
+        files.extend(loaded.clusters.iter().filter_map(|a| a.kubeconfig_path()));
+        files
+    }
+}
+
 /// A running fedns.
 pub struct Running {
     pub dns: DnsServer,
-    pub published: Published,
-    pub store: Arc<Store>,
-    pub health: Arc<HealthTable>,
-    /// The snapshot builder and the cluster watchers; aborted on shutdown.
+    /// Where the admin server listens, if it does.
+    pub admin_addr: Option<SocketAddr>,
+    pub shared: Arc<Shared>,
+    /// The snapshot builder, the reloader and the admin server; aborted on shutdown.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -126,87 +370,92 @@ impl Running {
         &self.dns.addrs
     }
 
-    pub async fn shutdown(self) {
+    /// Turns /readyz to 503 at once, keeps answering for `drain` so that load balancers
+    /// and forwarders move away, then stops the listeners and the sources.
+    pub async fn shutdown(self, drain: Duration) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        self.shared.metrics.ready.set(0);
+        tokio::time::sleep(drain).await;
+        self.dns.shutdown().await;
         for t in &self.tasks {
             t.abort();
         }
-        self.dns.shutdown().await;
+        let mut sources = self
+            .shared
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (_, t) in sources.watchers.values() {
+            t.abort();
+        }
+        if let Some((_, t)) = sources.prober.take() {
+            t.abort();
+        }
     }
 }
 
-/// Fills the store, publishes the first snapshot and binds the DNS listeners. `listen`
-/// overrides the config's DNS addresses when not empty.
-pub async fn start(loaded: Loaded, listen: &[SocketAddr]) -> Result<Running, StartError> {
-    let loaded = Arc::new(loaded);
+/// Fills the store, publishes the first snapshot, starts the sources, binds the DNS and
+/// admin listeners, and starts the reloader.
+pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartError> {
     let store = Arc::new(Store::from_config(&loaded.config));
     // Subscribe before the first build so that no change can fall between the two.
     let changed = store.subscribe();
     let health = Arc::new(HealthTable::default());
+    let metrics = Arc::new(Metrics::new());
     let snapshot = loaded.snapshot(&store, &health)?;
-    let published: Published = Arc::new(ArcSwap::from_pointee(snapshot));
-    let mut tasks = vec![
-        tokio::spawn(publish(
-            loaded.clone(),
-            store.clone(),
-            health.clone(),
-            published.clone(),
-            changed,
-        )),
-        tokio::spawn(health::run(
-            store.clone(),
-            health.clone(),
-            loaded.config.health.clone(),
-        )),
-    ];
-    let zone = loaded
-        .config
-        .zone
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    for access in &loaded.clusters {
-        tasks.push(kubernetes::spawn(
-            access.clone(),
-            loaded.config.kubernetes.clone(),
-            zone.clone(),
-            store.clone(),
-        ));
-    }
-    let addrs = if listen.is_empty() {
-        &loaded.config.listen.dns[..]
+    let dns_addrs = if options.listen.is_empty() {
+        loaded.config.listen.dns.clone()
     } else {
-        listen
+        options.listen.clone()
     };
-    let dns = DnsServer::bind(addrs, Handler::new(published.clone()))
-        .await
-        .map_err(|source| StartError::Bind {
-            addrs: addrs.to_vec(),
-            source,
-        })?;
-    Ok(Running {
-        dns,
-        published,
+    let admin_addr = options.admin.or(loaded.config.listen.admin);
+    let shared = Arc::new(Shared {
+        path: loaded.path.clone(),
+        published: Arc::new(ArcSwap::from_pointee(snapshot)),
+        loaded: ArcSwap::from_pointee(loaded),
         store,
         health,
+        metrics,
+        started: Instant::now(),
+        draining: AtomicBool::new(false),
+        sources: Mutex::default(),
+    });
+    shared.sync_sources(&shared.loaded.load());
+    let mut tasks = vec![tokio::spawn(publish_loop(shared.clone(), changed))];
+    let handler = Handler::new(
+        shared.published.clone(),
+        shared.metrics.clone(),
+        options.query_log,
+    );
+    let dns = DnsServer::bind(&dns_addrs, handler)
+        .await
+        .map_err(|source| StartError::Bind {
+            addrs: dns_addrs.clone(),
+            source,
+        })?;
+    let admin_addr = match admin_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addrs: vec![addr],
+                    source,
+                })?;
+            let bound = listener.local_addr().ok();
+            tasks.push(tokio::spawn(admin::serve(listener, shared.clone())));
+            bound
+        }
+        None => None,
+    };
+    if shared.path.is_some() {
+        tasks.push(tokio::spawn(reload_loop(shared.clone())));
+    }
+    Ok(Running {
+        dns,
+        admin_addr,
+        shared,
         tasks,
     })
-}
-
-/// The snapshot builder: rebuilds and publishes whenever the store changes. Bursts of
-/// changes coalesce: a change during a build triggers one more build, not one per change.
-async fn publish(
-    loaded: Arc<Loaded>,
-    store: Arc<Store>,
-    health: Arc<HealthTable>,
-    published: Published,
-    mut changed: tokio::sync::watch::Receiver<u64>,
-) {
-    while changed.changed().await.is_ok() {
-        match loaded.snapshot(&store, &health) {
-            Ok(s) => published.store(Arc::new(s)),
-            // The old snapshot keeps serving.
-            Err(e) => error!("cannot build a snapshot: {e}"),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,4 +467,52 @@ pub enum StartError {
         addrs: Vec<SocketAddr>,
         source: std::io::Error,
     },
+}
+
+/// The snapshot builder: rebuilds and publishes whenever the store changes (endpoints,
+/// health, reloads). Bursts coalesce: a change during a build causes one more build.
+async fn publish_loop(shared: Arc<Shared>, mut changed: tokio::sync::watch::Receiver<u64>) {
+    while changed.changed().await.is_ok() {
+        shared.publish();
+    }
+}
+
+/// How often the watched files are checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// Reloads on SIGHUP and when a watched file changes. Files are polled (size, mtime,
+/// inode), which also catches a GeoIP database replaced by rename as geoipupdate does.
+async fn reload_loop(shared: Arc<Shared>) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut seen = file_stamps(&shared.watched_files());
+    loop {
+        let by_signal = tokio::select! {
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
+            _ = tokio::time::sleep(RELOAD_POLL) => false,
+        };
+        let now = file_stamps(&shared.watched_files());
+        if by_signal || now != seen {
+            info!(signal = by_signal, "reloading");
+            // Reading tens of MB of GeoIP data is blocking work: keep it off the runtime's
+            // worker threads (the query path runs there).
+            let s = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            // Re-stat after the reload, so a failed reload is not retried until the
+            // files change again.
+            seen = file_stamps(&shared.watched_files());
+        }
+    }
+}
+
+type Stamp = Option<(u64, SystemTime, u64)>;
+
+fn file_stamps(files: &[PathBuf]) -> Vec<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.len(), m.modified().ok()?, m.ino()))
+        })
+        .collect()
 }

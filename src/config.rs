@@ -76,6 +76,10 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// After SIGTERM, how long fedns keeps answering while /readyz says 503, so that load
+    /// balancers and forwarders move away before the listeners close.
+    #[serde(default = "default_drain", deserialize_with = "duration")]
+    pub drain: Duration,
     pub clusters: Vec<Spanned<ClusterConfig>>,
 }
 
@@ -84,7 +88,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// Server-side timeout of each watch request; the watch is then re-established. A
-    /// cluster whose API stops answering is noticed after this plus a margin.
+    /// cluster whose API stops answering is noticed after this plus a quarter (1 to 15 s).
     #[serde(default = "default_watch_timeout", deserialize_with = "duration")]
     pub watch_timeout: Duration,
     #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
@@ -120,6 +124,10 @@ fn default_ttl() -> u32 {
 
 fn default_count() -> u32 {
     1
+}
+
+fn default_drain() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,7 +280,7 @@ pub struct ServicePolicy {
 /// Active probes of load-balancer addresses. The defaults fail an address over in at most
 /// about 4 s (two probes that each time out after 1 s, 1 s apart) while one lost probe
 /// never flips it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     #[serde(default)]
@@ -462,7 +470,7 @@ impl ClusterConfig {
 }
 
 /// Where a member cluster's API is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KubeSource {
     Kubeconfig {
         path: PathBuf,

@@ -16,6 +16,7 @@ zone: fed.example.com
 federation: myfed
 listen:
   dns: ["127.0.0.1:5353"]
+  admin: "127.0.0.1:9153"
 ttl: 30
 geoip:
   database: geoip/demo.mmdb

@@ -6,7 +6,9 @@
 //! knows of Kubernetes, the store or how snapshots are built.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
@@ -19,7 +21,9 @@ use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tokio::net::{TcpListener, UdpSocket};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
+
+use crate::metrics::{Metrics, Proto};
 
 use crate::answer::{self, Answer, Client, Question};
 use crate::ecs;
@@ -32,15 +36,22 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 /// How long an idle TCP connection is kept (RFC 7766 recommends seconds, not minutes).
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The request handler. Holds only the published snapshot.
+/// The request handler: the published snapshot, and metrics.
 #[derive(Clone)]
 pub struct Handler {
     published: Published,
+    metrics: Arc<Metrics>,
+    /// Log every query at info (target `fedns::query`); off by default.
+    query_log: bool,
 }
 
 impl Handler {
-    pub fn new(published: Published) -> Handler {
-        Handler { published }
+    pub fn new(published: Published, metrics: Arc<Metrics>, query_log: bool) -> Handler {
+        Handler {
+            published,
+            metrics,
+            query_log,
+        }
     }
 }
 
@@ -51,9 +62,48 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let start = Instant::now();
         let reply = self.reply(request);
         let response = reply.response(request);
-        match response_handle.send_response(response).await {
+        let sent = response_handle.send_response(response).await;
+        let proto = match request.protocol() {
+            Protocol::Udp => Proto::Udp,
+            _ => Proto::Tcp,
+        };
+        let a = &reply.answer;
+        self.metrics
+            .query(proto, reply.qtype, a.rcode, start.elapsed());
+        if a.first_cluster.is_some() || a.located_by.is_some() {
+            self.metrics.geo_answer(
+                reply.ecs,
+                a.located_by.as_ref(),
+                a.fail_open,
+                a.first_cluster,
+            );
+        }
+        if self.query_log {
+            let cluster = a.first_cluster.and_then(|c| {
+                self.published
+                    .load()
+                    .clusters
+                    .get(c as usize)
+                    .map(|c| c.name.clone())
+            });
+            info!(
+                target: "fedns::query",
+                client = %request.src(),
+                proto = ?proto,
+                name = reply.qname.as_deref().unwrap_or("-"),
+                qtype = %reply.qtype,
+                rcode = %a.rcode,
+                answers = a.answers.len(),
+                cluster = cluster.as_deref().unwrap_or("-"),
+                ecs = reply.ecs,
+                scope = a.scope,
+                "query"
+            );
+        }
+        match sent {
             Ok(info) => info,
             Err(e) => {
                 debug!(error = %e, "failed to send reply");
@@ -68,10 +118,15 @@ impl RequestHandler for Handler {
     }
 }
 
-/// A reply ready to encode.
+/// A reply ready to encode, and what metrics and the query log need of the request.
 struct Reply {
     answer: Answer,
     edns: Option<Edns>,
+    qtype: RecordType,
+    /// The question name, only when the query log is on.
+    qname: Option<String>,
+    /// An ECS option located the client.
+    ecs: bool,
 }
 
 impl Reply {
@@ -119,12 +174,20 @@ impl Handler {
     }
 
     fn reply(&self, request: &Request) -> Reply {
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or(RecordType::Unknown(0), |q| q.query_type());
         let error = |rcode: ResponseCode, edns: Option<Edns>| Reply {
             answer: Answer {
                 rcode,
                 ..Answer::default()
             },
             edns,
+            qtype,
+            qname: None,
+            ecs: false,
         };
         // OPT in the reply whenever the query had one (RFC 6891 section 7).
         let mut edns = request.edns.as_ref().map(|req| {
@@ -183,7 +246,13 @@ impl Handler {
                 scope,
             )));
         }
-        Reply { answer, edns }
+        Reply {
+            answer,
+            edns,
+            qtype,
+            qname: self.query_log.then(|| question.name.to_string()),
+            ecs: client.ecs.is_some(),
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::config::{HealthConfig, ProbeKind};
+use crate::metrics::Metrics;
 use crate::snapshot::Health;
 use crate::store::{ClusterEndpoints, Store};
 
@@ -179,23 +180,29 @@ pub fn targets(
 }
 
 /// Keeps one probe loop per target, following the store. Runs until aborted.
-pub async fn run(store: Arc<Store>, table: Arc<HealthTable>, cfg: HealthConfig) {
+pub async fn run(
+    store: Arc<Store>,
+    table: Arc<HealthTable>,
+    cfg: HealthConfig,
+    metrics: Arc<Metrics>,
+) {
     let limit = Arc::new(Semaphore::new(cfg.max_concurrent));
-    let mut loops: HashMap<Target, JoinHandle<()>> = HashMap::new();
+    let mut loops = Loops(HashMap::new());
     let mut changed = store.subscribe();
     loop {
         let wanted = targets(&store.contents(), &cfg);
-        loops.retain(|t, handle| {
+        loops.0.retain(|t, handle| {
             let keep = wanted.contains(t);
             if !keep {
                 handle.abort();
                 table.forget(&t.addr);
+                metrics.forget_probe(&t.addr.to_string());
                 debug!(target = %t.addr, "probe stopped");
             }
             keep
         });
         for t in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(t) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = loops.0.entry(t) {
                 let t = slot.key().clone();
                 slot.insert(tokio::spawn(probe_loop(
                     t,
@@ -203,6 +210,7 @@ pub async fn run(store: Arc<Store>, table: Arc<HealthTable>, cfg: HealthConfig) 
                     table.clone(),
                     store.clone(),
                     limit.clone(),
+                    metrics.clone(),
                 )));
             }
         }
@@ -210,8 +218,17 @@ pub async fn run(store: Arc<Store>, table: Arc<HealthTable>, cfg: HealthConfig) 
             break;
         }
     }
-    for h in loops.values() {
-        h.abort();
+}
+
+/// The probe loops; aborted when the prober stops or is restarted (a dropped JoinHandle
+/// would leave its task running).
+struct Loops(HashMap<Target, JoinHandle<()>>);
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        for h in self.0.values() {
+            h.abort();
+        }
     }
 }
 
@@ -230,7 +247,9 @@ async fn probe_loop(
     table: Arc<HealthTable>,
     store: Arc<Store>,
     limit: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 ) {
+    metrics.set_probe_health(&t.addr.to_string(), Health::Healthy);
     // The first probe soon (spread over 250 ms), then every interval ±10 %.
     let first = Duration::from_millis(250).min(cfg.interval);
     tokio::time::sleep(first.mul_f64(jitter(&t, 0))).await;
@@ -245,9 +264,11 @@ async fn probe_loop(
         if let Err(e) = &result {
             debug!(target = %t.addr, error = e.as_str(), "probe failed");
         }
+        metrics.probe(result.is_ok());
         if table.record(t.addr, result, cfg.rise, cfg.fall) {
             let h = table.health(t.addr.ip(), Some(t.addr.port()));
             info!(target = %t.addr, health = ?h, "health changed");
+            metrics.set_probe_health(&t.addr.to_string(), h);
             store.touch();
         }
         let spread = 0.9 + 0.2 * jitter(&t, round);

@@ -18,7 +18,6 @@ use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -61,6 +60,9 @@ pub struct ClusterAccess {
     kubeconfig: Option<Kubeconfig>,
     pub namespaces: Vec<String>,
     pub label_selector: Option<String>,
+    /// The kubeconfig file's bytes, hashed: a reload restarts a cluster's watches only
+    /// when this or another of its settings changed.
+    file_hash: u64,
 }
 
 impl std::fmt::Debug for ClusterAccess {
@@ -104,13 +106,47 @@ impl ClusterAccess {
             }
             KubeSource::InCluster => None,
         };
+        let file_hash = match &source {
+            KubeSource::Kubeconfig { path, .. } => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(path).unwrap_or_default().hash(&mut h);
+                h.finish()
+            }
+            KubeSource::InCluster => 0,
+        };
         Ok(Some(ClusterAccess {
             cluster: c.name.clone(),
             source,
             kubeconfig,
             namespaces: c.namespaces.clone(),
             label_selector: c.label_selector.clone(),
+            file_hash,
         }))
+    }
+
+    /// Everything that, changed, needs the cluster's watches restarted.
+    pub fn fingerprint(&self, k: &KubernetesConfig, zone: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            &self.source,
+            &self.namespaces,
+            &self.label_selector,
+            self.file_hash,
+            k.watch_timeout,
+            k.connect_timeout,
+            zone,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+
+    pub fn kubeconfig_path(&self) -> Option<PathBuf> {
+        match &self.source {
+            KubeSource::Kubeconfig { path, .. } => Some(path.clone()),
+            KubeSource::InCluster => None,
+        }
     }
 
     /// Builds the kube client: TLS and token or client-certificate auth as the kubeconfig
@@ -137,8 +173,10 @@ impl ClusterAccess {
         };
         config.connect_timeout = Some(k.connect_timeout);
         // A LIST that hangs must fail, not wait forever; watches end server-side after
-        // watch_timeout, so a healthy stream never goes quiet for longer than that.
-        config.read_timeout = Some(k.watch_timeout + Duration::from_secs(10));
+        // watch_timeout, so a healthy stream never goes quiet for longer than that plus a
+        // margin (a quarter of it, 1 to 15 s).
+        let margin = (k.watch_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
+        config.read_timeout = Some(k.watch_timeout + margin);
         config.reset_reader_on_write = true;
         Client::try_from(config).map_err(|e| KubeError::Client {
             cluster: self.cluster.clone(),
@@ -367,25 +405,51 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, wc).default_backoff().boxed();
-        while let Some(item) = stream.next().await {
-            let msg = match item {
-                Ok(Event::Init) => Msg::Init(id),
-                Ok(Event::InitApply(o)) => Msg::InitApply(id, key(&o), convert(&o, &ctx)),
-                Ok(Event::InitDone) => Msg::InitDone(id),
-                Ok(Event::Apply(o)) => Msg::Apply(id, key(&o), convert(&o, &ctx)),
-                Ok(Event::Delete(o)) => Msg::Delete(id, key(&o)),
-                Err(e) => {
-                    debug!(cluster = ctx.cluster, error = %e, "watch error");
-                    Msg::Error(id, e.to_string())
+        // On an error the watcher is dropped and started afresh after a backoff, so that
+        // recovery always shows as a relist (Init..InitDone): a quiet watch that merely
+        // reconnected would otherwise say nothing, and the cluster would stay stale.
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let mut stream = watcher::watcher(api.clone(), wc.clone()).boxed();
+            while let Some(item) = stream.next().await {
+                let msg = match item {
+                    Ok(Event::Init) => Msg::Init(id),
+                    Ok(Event::InitApply(o)) => Msg::InitApply(id, key(&o), convert(&o, &ctx)),
+                    Ok(Event::InitDone) => {
+                        backoff = MIN_BACKOFF;
+                        Msg::InitDone(id)
+                    }
+                    Ok(Event::Apply(o)) => Msg::Apply(id, key(&o), convert(&o, &ctx)),
+                    Ok(Event::Delete(o)) => Msg::Delete(id, key(&o)),
+                    Err(e) => {
+                        debug!(cluster = ctx.cluster, error = %e, "watch error");
+                        Msg::Error(id, e.to_string())
+                    }
+                };
+                let failed = matches!(msg, Msg::Error(..));
+                if tx.send(msg).await.is_err() {
+                    return;
                 }
-            };
-            if tx.send(msg).await.is_err() {
-                return;
+                if failed {
+                    break;
+                }
             }
+            // Exponential backoff with jitter, as client-go's reflector does.
+            let jitter = 0.8
+                + 0.4
+                    * (SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos()) as f64
+                        / 1e9);
+            tokio::time::sleep(backoff.mul_f64(jitter)).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     })
 }
+
+/// Backoff between a failed watch and the next attempt.
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 fn key<K: Resource>(o: &K) -> Key {
     (o.namespace().unwrap_or_default(), o.name_any())

@@ -6,6 +6,7 @@
 //! Beside them: `geo` (GeoIP and distances), `ecs` (strict ECS parsing), `zonefile`
 //! (static records), `demo` (the embedded federation), `explain`, and `app` (wiring).
 
+pub mod admin;
 pub mod answer;
 pub mod app;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod explain;
 pub mod geo;
 pub mod health;
 pub mod kubernetes;
+pub mod metrics;
 pub mod snapshot;
 pub mod store;
 pub mod zonefile;

@@ -36,6 +36,22 @@ enum Command {
         /// Listen here instead of the config's `listen.dns` (repeatable; port 0 picks one).
         #[arg(long)]
         listen: Vec<SocketAddr>,
+        /// Serve the admin HTTP endpoints here instead of the config's `listen.admin`.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// How long to keep answering after SIGTERM while /readyz says 503 (default: the
+        /// config's `drain`, 5s).
+        #[arg(long, value_parser = parse_duration)]
+        drain: Option<std::time::Duration>,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Log filter, e.g. `info` or `debug,hickory_server=warn` (else FEDNS_LOG, else info).
+        #[arg(long)]
+        log_level: Option<String>,
+        /// Log every query at info (target fedns::query).
+        #[arg(long)]
+        query_log: bool,
     },
     /// Check a config, its zone file and GeoIP database, then exit.
     Check {
@@ -70,7 +86,23 @@ fn load(config: Option<&PathBuf>) -> Result<Loaded, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen } => serve(config, listen),
+        Command::Serve {
+            config,
+            listen,
+            admin,
+            drain,
+            log_format,
+            log_level,
+            query_log,
+        } => {
+            init_logging(log_format, log_level.as_deref());
+            let options = app::Options {
+                listen,
+                admin,
+                query_log,
+            };
+            serve(config, options, drain)
+        }
         Command::Check { config } => match load(Some(&config)) {
             Ok(loaded) => match loaded.snapshot(&Store::default(), &Default::default()) {
                 Ok(snap) => {
@@ -135,18 +167,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FEDNS_LOG")
-        // hickory-server logs every request at info; that is our query log's job.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
-fn serve(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> ExitCode {
-    init_logging();
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    fedns::config::parse_duration(s)
+        .ok_or_else(|| format!("`{s}` is not a duration (e.g. 500ms, 5s)"))
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    // hickory-server logs every request at info; that is our query log's job.
+    let default = "info,hickory_server=warn";
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_env("FEDNS_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    options: app::Options,
+    drain: Option<std::time::Duration>,
+) -> ExitCode {
     let demo = config.is_none();
     // Load and check everything before binding any port.
     let loaded = match load(config.as_ref()) {
@@ -164,7 +217,8 @@ fn serve(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match app::start(loaded, &listen).await {
+        let drain = drain.unwrap_or(loaded.config.drain);
+        let running = match app::start(loaded, &options).await {
             Ok(r) => r,
             Err(e) => {
                 error!("{e}");
@@ -176,6 +230,10 @@ fn serve(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> ExitCode {
             // A machine-readable line for scripts and tests that use port 0.
             println!("listening dns {addr}");
         }
+        if let Some(addr) = running.admin_addr {
+            info!(%addr, "serving admin HTTP (/metrics /healthz /readyz /debug/records /debug/explain)");
+            println!("listening admin {addr}");
+        }
         if demo {
             println!("\nfedns demo federation: zone fed.example.com, clusters us-east, eu-west, ap-northeast, sa-east, ap-southeast.\nTry:");
             if let Some(addr) = running.dns_addrs().first() {
@@ -186,8 +244,9 @@ fn serve(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> ExitCode {
             println!();
         }
         wait_for_signal().await;
-        info!("shutting down");
-        running.shutdown().await;
+        info!(?drain, "shutting down: /readyz now 503, draining");
+        running.shutdown(drain).await;
+        info!("stopped");
         ExitCode::SUCCESS
     })
 }

@@ -136,6 +136,16 @@ impl Store {
         self.touch();
     }
 
+    /// Forgets a cluster (it left the config).
+    pub fn remove(&self, cluster: &str) {
+        self.lock().remove(cluster);
+        self.touch();
+    }
+
+    pub fn cluster_names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
     /// Wakes the consumers without changing anything (health changed, for example).
     pub fn touch(&self) {
         self.changed.send_modify(|g| *g = g.wrapping_add(1));

@@ -102,6 +102,7 @@ fn check_rejects_a_corrupt_geoip_database() {
 fn serve(args: &[&str]) -> (std::process::Child, SocketAddr, Vec<String>) {
     let mut child = Command::new(BIN)
         .arg("serve")
+        .args(["--admin", "127.0.0.1:0", "--drain", "0s"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType::{self, A, AAAA, CNAME, MX, NS, SOA, TXT};
 use support::{CONFIG, TestServer, Transport, answer_lines, ecs_of, query};
@@ -471,7 +473,7 @@ async fn run_cases(transport: Transport) {
             _ => {}
         }
     }
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

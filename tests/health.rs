@@ -142,7 +142,7 @@ async fn until_states(
 ) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let states = server.running.health.states();
+        let states = server.running.shared.health.states();
         if states.len() == 3 && states.values().all(|s| s.probes > 0 && pred(s)) {
             return;
         }
@@ -188,7 +188,7 @@ async fn tcp_failover_and_return() {
     for _ in 0..5 {
         assert_eq!(answer(&client).await, ["127.0.0.11"]);
     }
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,11 +209,11 @@ async fn http_status_and_hanging_listener() {
     lbs[0].status.store(200, Ordering::Relaxed);
     lbs[1].status.store(200, Ordering::Relaxed);
     until(&client, &["127.0.0.11"]).await;
-    let states = server.running.health.states();
+    let states = server.running.shared.health.states();
     let us = &states[&SocketAddr::new("127.0.0.11".parse().unwrap(), port)];
     assert!(us.failures >= 2 && us.probes > us.failures, "{us:?}");
     drop(lbs);
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,6 +224,6 @@ async fn probe_none_trusts_readiness() {
     let client = server.client();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(answer(&client).await, ["127.0.0.11"]);
-    assert!(server.running.health.states().is_empty());
-    server.running.shutdown().await;
+    assert!(server.running.shared.health.states().is_empty());
+    server.running.shutdown(Duration::ZERO).await;
 }

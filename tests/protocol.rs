@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use support::{CONFIG, DnsClient, TestServer, Transport, query, read_frame};
@@ -67,7 +69,7 @@ async fn truncates_over_udp_and_answers_whole_over_tcp() {
     small.edns.as_mut().unwrap().set_max_payload(100);
     let r = client.exchange(&small, Transport::Udp).await;
     assert_eq!(r.answers.len(), 1);
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
 }
 
 #[tokio::test]
@@ -94,7 +96,7 @@ async fn edns_rules() {
     );
     assert!(r.answers.is_empty());
     still_answers(&client).await;
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
 }
 
 #[tokio::test]
@@ -150,7 +152,7 @@ async fn malformed_ecs_is_formerr() {
         format!("{APP}. 30 IN A 203.0.113.10")
     );
     still_answers(&client).await;
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
 }
 
 #[tokio::test]
@@ -233,7 +235,7 @@ async fn malformed_packets_never_kill_the_server() {
         let _ = client.raw(&bytes, Transport::Udp).await;
     }
     still_answers(&client).await;
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
 }
 
 #[tokio::test]
@@ -255,7 +257,7 @@ async fn opcodes_and_transfers() {
     rd.metadata.recursion_desired = true;
     let r = client.exchange(&rd, Transport::Udp).await;
     assert!(r.metadata.recursion_desired && !r.metadata.recursion_available);
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
 }
 
 #[tokio::test]
@@ -282,5 +284,5 @@ async fn tcp_pipelining() {
     }
     ids.sort();
     assert_eq!(ids, vec![100, 101, 102]);
-    server.running.shutdown().await;
+    server.running.shutdown(Duration::ZERO).await;
 }

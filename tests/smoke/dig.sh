@@ -7,7 +7,7 @@ set -euo pipefail
 bin=${1:-target/debug/fedns}
 port=${FEDNS_SMOKE_PORT:-15353}
 out=$(mktemp)
-"$bin" serve --listen "127.0.0.1:$port" >"$out" 2>/dev/null &
+"$bin" serve --listen "127.0.0.1:$port" --admin 127.0.0.1:0 --drain 0s >"$out" 2>/dev/null &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -f "$out"' EXIT
 

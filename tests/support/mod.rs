@@ -20,6 +20,8 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a test waits to be sure no reply comes.
 pub const SILENCE: Duration = Duration::from_millis(300);
 
+pub mod http;
+
 /// A fresh directory under the cargo target dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -48,16 +50,34 @@ pub fn write_config(tag: &str, config: &str) -> PathBuf {
 pub struct TestServer {
     pub running: Running,
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    /// The config file; the zone file and GeoIP database are beside it.
+    pub path: PathBuf,
 }
 
 impl TestServer {
     pub async fn start(config: &str) -> TestServer {
         let path = write_config("fedns", config);
+        TestServer::start_at(path).await
+    }
+
+    /// Starts a server on an existing config file.
+    pub async fn start_at(path: PathBuf) -> TestServer {
         let loaded = Loaded::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
-        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let running = app::start(loaded, &[listen]).await.unwrap();
+        let options = app::Options {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            admin: Some("127.0.0.1:0".parse().unwrap()),
+            query_log: false,
+        };
+        let running = app::start(loaded, &options).await.unwrap();
         let addr = running.dns_addrs()[0];
-        TestServer { running, addr }
+        let admin = running.admin_addr.unwrap();
+        TestServer {
+            running,
+            addr,
+            admin,
+            path,
+        }
     }
 
     pub fn client(&self) -> DnsClient {

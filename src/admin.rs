@@ -1,0 +1,265 @@
+//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/debug/records`,
+//! `/debug/explain?name=&client=&type=`. HTTP/1.1 only; it serves operators and
+//! Prometheus, never DNS clients.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tracing::debug;
+
+use crate::app::Shared;
+use crate::snapshot::{FedName, Health, Snapshot};
+
+/// Accepts admin connections until aborted.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(&shared, &req)) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, error = %e, "admin connection");
+            }
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "GET only\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.metrics.render(),
+        ),
+        "/healthz" | "/live" => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        "/readyz" | "/ready" => match shared.readiness() {
+            Ok(()) => reply(StatusCode::OK, TEXT, "ready\n".into()),
+            Err(why) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("not ready: {why}\n"),
+            ),
+        },
+        "/debug/records" => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&records(shared)).unwrap_or_default(),
+        ),
+        "/debug/explain" => explain(shared, req.uri().query().unwrap_or("")),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: try /metrics /healthz /readyz /debug/records /debug/explain\n".into(),
+        ),
+    }
+}
+
+/// `/debug/explain?name=<name>&client=<ip or cidr>&type=<A|AAAA|...>`: the decision
+/// `fedns explain` prints, against the live snapshot (with live health).
+fn explain(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
+    let mut name = None;
+    let mut client = None;
+    let mut qtype = "A".to_owned();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "name" => name = Some(v),
+            "client" => client = Some(v),
+            "type" => qtype = v.to_ascii_uppercase(),
+            _ => {}
+        }
+    }
+    let (Some(name), Some(client)) = (name, client) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            TEXT,
+            "need ?name=<name>&client=<ip or cidr>[&type=A]\n".into(),
+        );
+    };
+    let (Ok(name), Ok(qtype)) = (
+        hickory_proto::rr::Name::from_ascii(&name),
+        qtype.parse::<hickory_proto::rr::RecordType>(),
+    ) else {
+        return reply(StatusCode::BAD_REQUEST, TEXT, "bad name or type\n".into());
+    };
+    let snap = shared.published.load_full();
+    match crate::explain::explain(&snap, &client, &name, qtype) {
+        Ok(text) => reply(StatusCode::OK, TEXT, text),
+        Err(e) => reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every name with its clusters, addresses, health and staleness; every cluster with its
+/// watch state; every probe.
+fn records(shared: &Shared) -> Value {
+    let snap = shared.published.load_full();
+    let contents = shared.store.contents();
+    let mut names: Vec<Value> = Vec::new();
+    let fed = String::from_utf8_lossy(&snap.federation).into_owned();
+    let mut services: Vec<(&String, &Arc<FedName>)> = snap.services.iter().collect();
+    services.sort_by_key(|(k, _)| *k);
+    for (key, f) in services {
+        let (ns, svc) = key.split_once('/').unwrap_or((key, ""));
+        names.push(name_json(
+            &snap,
+            &format!("{svc}.{ns}.{fed}.svc.{}", snap.apex),
+            "service",
+            f,
+        ));
+    }
+    let mut hosts: Vec<_> = snap.hosts.iter().collect();
+    hosts.sort_by_key(|(k, _)| k.to_string());
+    for (host, f) in hosts {
+        names.push(name_json(&snap, &host.to_string(), "host", f));
+    }
+    let clusters: Vec<Value> = snap
+        .clusters
+        .iter()
+        .map(|c| {
+            let ce = contents.get(&c.name);
+            let kube = ce.and_then(|e| e.kube.as_ref());
+            let secs = |t: Option<std::time::SystemTime>| {
+                t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs())
+            };
+            json!({
+                "name": c.name,
+                "region": c.region,
+                "zone": c.zone,
+                "location": { "lat": c.location.lat, "lon": c.location.lon },
+                "watched": kube.is_some(),
+                "synced_at": secs(kube.and_then(|k| k.synced_at)),
+                "last_event_at": secs(kube.and_then(|k| k.last_event_at)),
+                "stale": kube.is_some_and(|k| k.stale),
+                "last_error": kube.and_then(|k| k.last_error.clone()),
+                "endpoints": ce.map_or(0, |e| e.endpoints().count()),
+            })
+        })
+        .collect();
+    let mut probes: Vec<Value> = shared
+        .health
+        .states()
+        .into_iter()
+        .map(|(addr, s)| {
+            json!({
+                "address": addr.to_string(),
+                "health": health_str(s.health),
+                "probes": s.probes,
+                "failures": s.failures,
+                "last_result": s.last_result.map(|r| r.err().unwrap_or_else(|| "ok".into())),
+            })
+        })
+        .collect();
+    probes.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
+    json!({ "zone": snap.apex.to_string(), "names": names, "clusters": clusters, "probes": probes })
+}
+
+fn health_str(h: Health) -> &'static str {
+    match h {
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
+fn name_json(snap: &Snapshot, name: &str, kind: &str, f: &FedName) -> Value {
+    let members: Vec<Value> = f
+        .members
+        .iter()
+        .map(|m| {
+            let c = &snap.clusters[m.cluster as usize];
+            let addrs: Vec<Value> =
+                m.v4.iter()
+                    .map(|(a, h)| json!({ "address": a.to_string(), "health": health_str(*h) }))
+                    .chain(m.v6.iter().map(
+                        |(a, h)| json!({ "address": a.to_string(), "health": health_str(*h) }),
+                    ))
+                    .collect();
+            json!({
+                "cluster": c.name,
+                "ready": m.ready,
+                "healthy": m.healthy(),
+                "stale": c.stale,
+                "addresses": addrs,
+                "hostname": m.hostname.as_ref().map(|h| h.to_string()),
+            })
+        })
+        .collect();
+    json!({
+        "name": name,
+        "kind": kind,
+        "object": f.display,
+        "policy": f.policy.kind.to_string(),
+        "count": f.policy.count,
+        "clusters": members,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(percent_decode("198.18.2.0%2F24"), "198.18.2.0/24");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("50%"), "50%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

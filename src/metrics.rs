@@ -1,0 +1,329 @@
+//! Prometheus metrics, all named `fedns_...`. Handles on the query path are resolved once
+//! (no label lookup, no lock per query: prometheus counters are atomics), and every label
+//! has a bounded set of values: no per-client or per-name labels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::geo::Precision;
+use crate::snapshot::{Health, LocationSource};
+
+/// Query types counted by name; everything else is `other`.
+const QTYPES: [(RecordType, &str); 9] = [
+    (RecordType::A, "A"),
+    (RecordType::AAAA, "AAAA"),
+    (RecordType::CNAME, "CNAME"),
+    (RecordType::NS, "NS"),
+    (RecordType::SOA, "SOA"),
+    (RecordType::TXT, "TXT"),
+    (RecordType::MX, "MX"),
+    (RecordType::SRV, "SRV"),
+    (RecordType::ANY, "ANY"),
+];
+const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
+const GEO: [&str; 5] = ["override", "city", "country", "continent", "unknown"];
+
+/// Transport of a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Udp = 0,
+    Tcp = 1,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// [proto][qtype][rcode]
+    queries: Vec<Vec<Vec<IntCounter>>>,
+    duration: [Histogram; 2],
+    ecs: [IntCounter; 2],
+    geo: [IntCounter; 5],
+    fail_open: IntCounter,
+    /// Answers by cluster id of the current snapshot; replaced on every build.
+    answers: ArcSwap<Vec<IntCounter>>,
+    answers_vec: IntCounterVec,
+    pub cluster_stale: IntGaugeVec,
+    pub cluster_synced: IntGaugeVec,
+    pub cluster_last_sync: IntGaugeVec,
+    pub cluster_endpoints: IntGaugeVec,
+    pub probe_healthy: IntGaugeVec,
+    probes_ok: IntCounter,
+    probes_failed: IntCounter,
+    pub snapshot_builds: IntCounter,
+    pub snapshot_build_duration: Histogram,
+    reloads_ok: IntCounter,
+    reloads_failed: IntCounter,
+    pub ready: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(v.clone())).expect("unique metric");
+    v
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(v.clone())).expect("unique metric");
+    v
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let q = counter_vec(
+            &r,
+            "fedns_dns_queries_total",
+            "DNS queries answered, by transport, query type and response code.",
+            &["proto", "qtype", "rcode"],
+        );
+        let protos = ["udp", "tcp"];
+        let qtypes: Vec<&str> = QTYPES.iter().map(|(_, n)| *n).chain(["other"]).collect();
+        let queries = protos
+            .iter()
+            .map(|p| {
+                qtypes
+                    .iter()
+                    .map(|t| {
+                        RCODES
+                            .iter()
+                            .map(|rc| q.with_label_values(&[*p, *t, *rc]))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let d = HistogramVec::new(
+            HistogramOpts::new(
+                "fedns_dns_query_duration_seconds",
+                "Time from a parsed request to the reply handed to the socket.",
+            )
+            .buckets(vec![
+                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+                0.01, 0.05,
+            ]),
+            &["proto"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(d.clone())).expect("unique metric");
+        let ecs = counter_vec(
+            &r,
+            "fedns_ecs_queries_total",
+            "Queries by whether an EDNS Client Subnet located the client.",
+            &["ecs"],
+        );
+        let geo = counter_vec(
+            &r,
+            "fedns_geoip_lookups_total",
+            "Client locations by what decided them.",
+            &["outcome"],
+        );
+        let fail_open = IntCounter::new(
+            "fedns_fail_open_total",
+            "Answers given as if all clusters were healthy because none was.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(fail_open.clone()))
+            .expect("unique metric");
+        let answers_vec = counter_vec(
+            &r,
+            "fedns_answers_total",
+            "Geo answers by the first cluster chosen.",
+            &["cluster"],
+        );
+        let probes = counter_vec(
+            &r,
+            "fedns_probes_total",
+            "Health probes by result.",
+            &["result"],
+        );
+        let reloads = counter_vec(
+            &r,
+            "fedns_reloads_total",
+            "Reloads of config, zone file and GeoIP database, by outcome.",
+            &["outcome"],
+        );
+        let snapshot_builds = IntCounter::new(
+            "fedns_snapshot_builds_total",
+            "Snapshots built and published.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(snapshot_builds.clone()))
+            .expect("unique metric");
+        let snapshot_build_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "fedns_snapshot_build_duration_seconds",
+                "Time to build one snapshot.",
+            )
+            .buckets(vec![0.000_1, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(snapshot_build_duration.clone()))
+            .expect("unique metric");
+        let ready =
+            IntGauge::new("fedns_ready", "1 when /readyz answers 200.").expect("valid metric");
+        r.register(Box::new(ready.clone())).expect("unique metric");
+        Metrics {
+            queries,
+            duration: [d.with_label_values(&["udp"]), d.with_label_values(&["tcp"])],
+            ecs: [
+                ecs.with_label_values(&["yes"]),
+                ecs.with_label_values(&["no"]),
+            ],
+            geo: GEO.map(|g| geo.with_label_values(&[g])),
+            fail_open,
+            answers: ArcSwap::from_pointee(Vec::new()),
+            answers_vec,
+            cluster_stale: gauge_vec(
+                &r,
+                "fedns_cluster_stale",
+                "1 when the cluster's API is failing and its records are last-known.",
+                &["cluster"],
+            ),
+            cluster_synced: gauge_vec(
+                &r,
+                "fedns_cluster_synced",
+                "1 once every watched kind of the cluster has listed.",
+                &["cluster"],
+            ),
+            cluster_last_sync: gauge_vec(
+                &r,
+                "fedns_cluster_last_sync_timestamp_seconds",
+                "When the cluster's watch last delivered an event or list (Unix time).",
+                &["cluster"],
+            ),
+            cluster_endpoints: gauge_vec(
+                &r,
+                "fedns_cluster_endpoints",
+                "Load-balanced objects known in the cluster.",
+                &["cluster"],
+            ),
+            probe_healthy: gauge_vec(
+                &r,
+                "fedns_probe_healthy",
+                "1 when the probed load-balancer address is healthy.",
+                &["address"],
+            ),
+            probes_ok: probes.with_label_values(&["ok"]),
+            probes_failed: probes.with_label_values(&["fail"]),
+            snapshot_builds,
+            snapshot_build_duration,
+            reloads_ok: reloads.with_label_values(&["ok"]),
+            reloads_failed: reloads.with_label_values(&["error"]),
+            ready,
+            registry: r,
+        }
+    }
+
+    /// Counts one answered query. Lock-free: indexes into resolved handles.
+    pub fn query(&self, proto: Proto, qtype: RecordType, rcode: ResponseCode, elapsed: Duration) {
+        let t = QTYPES
+            .iter()
+            .position(|(q, _)| *q == qtype)
+            .unwrap_or(QTYPES.len());
+        let rc = match rcode {
+            ResponseCode::NoError => 0,
+            ResponseCode::FormErr => 1,
+            ResponseCode::ServFail => 2,
+            ResponseCode::NXDomain => 3,
+            ResponseCode::NotImp => 4,
+            ResponseCode::Refused => 5,
+            ResponseCode::BADVERS => 6,
+            _ => 7,
+        };
+        self.queries[proto as usize][t][rc].inc();
+        self.duration[proto as usize].observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts what a geo answer did.
+    pub fn geo_answer(
+        &self,
+        ecs: bool,
+        located: Option<&LocationSource>,
+        fail_open: bool,
+        first_cluster: Option<u16>,
+    ) {
+        self.ecs[usize::from(!ecs)].inc();
+        if let Some(l) = located {
+            let i = match l {
+                LocationSource::Override(_) => 0,
+                LocationSource::GeoIp(Precision::City) => 1,
+                LocationSource::GeoIp(Precision::Country(_)) => 2,
+                LocationSource::GeoIp(Precision::Continent(_)) => 3,
+                LocationSource::Unknown => 4,
+            };
+            self.geo[i].inc();
+        }
+        if fail_open {
+            self.fail_open.inc();
+        }
+        if let Some(c) = first_cluster
+            && let Some(counter) = self.answers.load().get(c as usize)
+        {
+            counter.inc();
+        }
+    }
+
+    /// Resolves the per-cluster answer counters for a new snapshot's cluster list.
+    pub fn set_clusters(&self, names: &[&str]) {
+        let handles = names
+            .iter()
+            .map(|n| self.answers_vec.with_label_values(&[*n]))
+            .collect();
+        self.answers.store(Arc::new(handles));
+    }
+
+    pub fn probe(&self, ok: bool) {
+        if ok {
+            self.probes_ok.inc();
+        } else {
+            self.probes_failed.inc();
+        }
+    }
+
+    pub fn set_probe_health(&self, address: &str, health: Health) {
+        self.probe_healthy
+            .with_label_values(&[address])
+            .set(i64::from(health == Health::Healthy));
+    }
+
+    pub fn forget_probe(&self, address: &str) {
+        let _ = self.probe_healthy.remove_label_values(&[address]);
+    }
+
+    pub fn reload(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.inc();
+        } else {
+            self.reloads_failed.inc();
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}

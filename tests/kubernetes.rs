@@ -1,0 +1,448 @@
+//! Records from Kubernetes, end to end: fake API servers (HTTPS, tokens, list/watch,
+//! bookmarks, 410) stand in for member clusters; the real kube client in fedns watches them;
+//! the tests change objects and inject faults and assert the DNS answers over real sockets.
+
+#[path = "support/apiserver.rs"]
+mod apiserver;
+mod support;
+
+use std::time::Duration;
+
+use apiserver::{FakeCluster, Fault, Resource, endpoint_slice, ingress, lb_service};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use support::{DnsClient, TestServer, answer_lines};
+
+const APP: &str = "app.default.myfed.svc.fed.example.com";
+const NEW_YORK: &str = "198.18.0.0/24";
+const TOKYO: &str = "198.18.2.0/24";
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A federation of the given fake clusters (us-east, eu-west, ap-northeast regions in that
+/// order), each reached through its own kubeconfig; probes off, so that readiness and
+/// Kubernetes alone decide.
+async fn federation(clusters: &[&FakeCluster]) -> TestServer {
+    federation_with(clusters, |_, kubeconfig| kubeconfig).await
+}
+
+/// As `federation`, with each kubeconfig's text passed through `tamper(cluster, text)`.
+async fn federation_with(
+    clusters: &[&FakeCluster],
+    tamper: impl Fn(&str, String) -> String,
+) -> TestServer {
+    let regions = ["us-east-1", "eu-west-1", "ap-northeast-1"];
+    let dir = support::temp_dir("kube");
+    let mut yaml = String::from(
+        "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\ngeoip: { database: city.mmdb }\n\
+         health: { probe: none }\nkubernetes: { watch_timeout: 2s, connect_timeout: 1s, sync_timeout: 10s }\nclusters:\n",
+    );
+    for (c, region) in clusters.iter().zip(regions) {
+        let kc = c.write_kubeconfig(&dir);
+        let text = std::fs::read_to_string(&kc).unwrap();
+        std::fs::write(&kc, tamper(c.name(), text)).unwrap();
+        yaml.push_str(&format!(
+            "  - {{ name: {}, region: {region}, kubeconfig: {}, context: {} }}\n",
+            c.name(),
+            kc.display(),
+            c.name()
+        ));
+    }
+    let path = support::write_config("kube-cfg", &yaml);
+    std::fs::copy(&path, dir.join("fedns.yaml")).unwrap();
+    for f in ["fed.zone", "city.mmdb"] {
+        std::fs::copy(path.parent().unwrap().join(f), dir.join(f)).unwrap();
+    }
+    TestServer::start_at(dir.join("fedns.yaml")).await
+}
+
+/// A LoadBalancer Service with one ready endpoint.
+fn service(c: &FakeCluster, name: &str, ips: &[&str]) {
+    c.apply(
+        Resource::Services,
+        lb_service("default", name, ips, None, &[443]),
+    );
+    c.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("default", name, &format!("{name}-abc"), &[true]),
+    );
+}
+
+async fn ask(client: &DnsClient, name: &str, subnet: &str) -> (ResponseCode, Vec<String>) {
+    let r = client.ask(name, RecordType::A, Some(subnet)).await;
+    let data = answer_lines(&r)
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        .collect();
+    (r.metadata.response_code, data)
+}
+
+/// Polls until `name` answers `want` for `subnet`.
+async fn until(client: &DnsClient, name: &str, subnet: &str, want: &[&str]) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, got) = ask(client, name, subnet).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} from {subnet}: {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn until_rcode(client: &DnsClient, name: &str, want: ResponseCode) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (rcode, _) = ask(client, name, NEW_YORK).await;
+        if rcode == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: {rcode}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn stale(server: &TestServer, cluster: &str) -> bool {
+    server.running.shared.store.contents()[cluster].stale()
+}
+
+async fn until_stale(server: &TestServer, cluster: &str, want: bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while stale(server, cluster) != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{cluster} stale never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_appear_change_and_disappear() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    service(&us, "app", &["192.0.2.10"]);
+    service(&eu, "app", &["198.51.100.10"]);
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    // The same namespace/name in two clusters is one name: each client gets its nearest.
+    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    until(&client, APP, TOKYO, &["198.51.100.10"]).await;
+    // A new load-balancer address in us-east.
+    us.apply(
+        Resource::Services,
+        lb_service(
+            "default",
+            "app",
+            &["192.0.2.20", "2001:db8::20"],
+            None,
+            &[443],
+        ),
+    );
+    until(&client, APP, NEW_YORK, &["192.0.2.20"]).await;
+    // Deleted in us-east: New York falls to eu-west.
+    us.delete(Resource::Services, "default", "app");
+    until(&client, APP, NEW_YORK, &["198.51.100.10"]).await;
+    // Deleted everywhere: NXDOMAIN.
+    eu.delete(Resource::Services, "default", "app");
+    until_rcode(&client, APP, ResponseCode::NXDomain).await;
+    // A Service that is not of type LoadBalancer never shows.
+    let mut cluster_ip = lb_service("default", "internal", &["10.0.0.1"], None, &[80]);
+    cluster_ip["spec"]["type"] = "ClusterIP".into();
+    us.apply(Resource::Services, cluster_ip);
+    service(&us, "marker", &["192.0.2.99"]);
+    until(
+        &client,
+        "marker.default.myfed.svc.fed.example.com",
+        NEW_YORK,
+        &["192.0.2.99"],
+    )
+    .await;
+    assert_eq!(
+        ask(
+            &client,
+            "internal.default.myfed.svc.fed.example.com",
+            NEW_YORK
+        )
+        .await
+        .0,
+        ResponseCode::NXDomain
+    );
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostname_lb_ingress_and_readiness() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    // A cloud load balancer with only a hostname: CNAME.
+    us.apply(
+        Resource::Services,
+        lb_service(
+            "default",
+            "api",
+            &[],
+            Some("api-123.elb.amazonaws.com"),
+            &[443],
+        ),
+    );
+    us.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("default", "api", "api-1", &[true]),
+    );
+    service(&eu, "api", &["198.51.100.30"]);
+    // Ingress hosts inside the zone; one outside is ignored.
+    us.apply(
+        Resource::Ingresses,
+        ingress(
+            "web",
+            "www",
+            &["www.fed.example.com", "www.other.org"],
+            &["192.0.2.80"],
+        ),
+    );
+    eu.apply(
+        Resource::Ingresses,
+        ingress("web", "www", &["www.fed.example.com"], &["198.51.100.80"]),
+    );
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    until(
+        &client,
+        "api.default.myfed.svc.fed.example.com",
+        NEW_YORK,
+        &["api-123.elb.amazonaws.com."],
+    )
+    .await;
+    until(&client, "www.fed.example.com", NEW_YORK, &["192.0.2.80"]).await;
+    until(&client, "www.fed.example.com", TOKYO, &["198.51.100.80"]).await;
+    // Readiness to zero in us-east: New York goes to eu-west.
+    us.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("default", "api", "api-1", &[false, false]),
+    );
+    until(
+        &client,
+        "api.default.myfed.svc.fed.example.com",
+        NEW_YORK,
+        &["198.51.100.30"],
+    )
+    .await;
+    // Ready again.
+    us.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("default", "api", "api-1", &[false, true]),
+    );
+    until(
+        &client,
+        "api.default.myfed.svc.fed.example.com",
+        NEW_YORK,
+        &["api-123.elb.amazonaws.com."],
+    )
+    .await;
+    // /debug/records shows the Kubernetes-learned names.
+    let (status, body) = support::http::get(server.admin, "/debug/records").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("api-123.elb.amazonaws.com") && body.contains("www.fed.example.com"),
+        "{body}"
+    );
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_goes_down_keeps_its_records_and_catches_up() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    service(&us, "app", &["192.0.2.10"]);
+    service(&eu, "app", &["198.51.100.10"]);
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+
+    for fault in [
+        Fault::Refuse,
+        Fault::Status(500),
+        Fault::Status(403),
+        Fault::Hang,
+    ] {
+        us.set_fault(fault);
+        us.set_fault(Fault::CutWatches);
+        until_stale(&server, "us-east", true).await;
+        // Last-known records are kept: an API outage is not a load-balancer outage.
+        assert_eq!(
+            ask(&client, APP, NEW_YORK).await.1,
+            ["192.0.2.10"],
+            "{fault:?}"
+        );
+        // The other cluster is not slowed: its changes still arrive.
+        service(&eu, "app", &["198.51.100.11"]);
+        until(&client, APP, TOKYO, &["198.51.100.11"]).await;
+        service(&eu, "app", &["198.51.100.10"]);
+        until(&client, APP, TOKYO, &["198.51.100.10"]).await;
+        // While down, us-east changes; when it is back, fedns catches up.
+        service(&us, "app", &["192.0.2.11"]);
+        us.set_fault(Fault::None);
+        until(&client, APP, NEW_YORK, &["192.0.2.11"]).await;
+        until_stale(&server, "us-east", false).await;
+        service(&us, "app", &["192.0.2.10"]);
+        until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    }
+    let (_, metrics) = support::http::get(server.admin, "/metrics").await;
+    assert!(
+        metrics.contains("fedns_cluster_stale{cluster=\"us-east\"} 0"),
+        "{metrics}"
+    );
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_410_relists_with_no_gap_in_answers() {
+    let us = FakeCluster::start("us-east").await;
+    for i in 0..20 {
+        service(&us, &format!("svc{i}"), &[&format!("192.0.2.{}", 100 + i)]);
+    }
+    let server = federation(&[&us]).await;
+    let client = server.client();
+    until(
+        &client,
+        "svc19.default.myfed.svc.fed.example.com",
+        NEW_YORK,
+        &["192.0.2.119"],
+    )
+    .await;
+    let lists_before = us
+        .requests()
+        .iter()
+        .filter(|r| r.contains("limit=") && !r.contains("watch="))
+        .count();
+    // The watch's resourceVersion becomes too old: the next watch gets 410 and fedns
+    // relists. Queries during the relist must all be answered from the old set.
+    us.compact();
+    service(&us, "svc0", &["192.0.2.200"]);
+    us.compact();
+    us.set_fault(Fault::CutWatches);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        for i in 1..20 {
+            let name = format!("svc{i}.default.myfed.svc.fed.example.com");
+            let (rcode, got) = ask(&client, &name, NEW_YORK).await;
+            assert_eq!(
+                (rcode, got),
+                (ResponseCode::NoError, vec![format!("192.0.2.{}", 100 + i)]),
+                "gap during relist"
+            );
+        }
+        let (_, svc0) = ask(&client, "svc0.default.myfed.svc.fed.example.com", NEW_YORK).await;
+        let lists = us
+            .requests()
+            .iter()
+            .filter(|r| r.contains("limit=") && !r.contains("watch="))
+            .count();
+        if svc0 == ["192.0.2.200"] && lists > lists_before {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no relist seen");
+    }
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    service(&eu, "app", &["198.51.100.10"]);
+    // us-east hangs from the start: /readyz names it.
+    us.set_fault(Fault::Hang);
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    until(&client, APP, NEW_YORK, &["198.51.100.10"]).await;
+    let (status, body) = support::http::get(server.admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("us-east") && !body.contains("eu-west"),
+        "{body}"
+    );
+    us.set_fault(Fault::None);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = support::http::get(server.admin, "/readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.running.shutdown(Duration::ZERO).await;
+
+    // A kubeconfig with a wrong token: 401, the cluster is flagged stale with the error,
+    // it does not hold readiness back, and the other cluster serves.
+    let bad = FakeCluster::start("us-east").await;
+    service(&bad, "app", &["192.0.2.10"]);
+    let token = bad.token();
+    let server = federation_with(&[&bad, &eu], |name, text| {
+        if name == "us-east" {
+            text.replace(&token, "not-the-token")
+        } else {
+            text
+        }
+    })
+    .await;
+    let client = server.client();
+    until(&client, APP, NEW_YORK, &["198.51.100.10"]).await;
+    until_stale(&server, "us-east", true).await;
+    let contents = server.running.shared.store.contents();
+    let err = contents["us-east"]
+        .kube
+        .as_ref()
+        .unwrap()
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+    let (status, body) = support::http::get(server.admin, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_set_policy() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    for (c, ip) in [(&us, "192.0.2.10"), (&eu, "198.51.100.10")] {
+        let mut svc = lb_service("default", "pay", &[ip], None, &[443]);
+        svc["metadata"]["annotations"] = serde_json::json!({
+            "fedns.io/policy": "failover",
+            "fedns.io/failover-order": "eu-west,us-east",
+            "fedns.io/hosts": "pay.fed.example.com",
+        });
+        c.apply(Resource::Services, svc);
+        c.apply(
+            Resource::EndpointSlices,
+            endpoint_slice("default", "pay", "pay-1", &[true]),
+        );
+    }
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    // Failover order from the annotation beats distance: New York gets eu-west.
+    until(
+        &client,
+        "pay.default.myfed.svc.fed.example.com",
+        NEW_YORK,
+        &["198.51.100.10"],
+    )
+    .await;
+    until(&client, "pay.fed.example.com", NEW_YORK, &["198.51.100.10"]).await;
+    server.running.shutdown(Duration::ZERO).await;
+}

@@ -448,7 +448,9 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
         None => None,
     };
     if shared.path.is_some() {
-        tasks.push(tokio::spawn(reload_loop(shared.clone())));
+        // Stamped now, not when the task first runs, so that no change is missed.
+        let seen = file_stamps(&shared.watched_files());
+        tasks.push(tokio::spawn(reload_loop(shared.clone(), seen)));
     }
     Ok(Running {
         dns,
@@ -482,9 +484,8 @@ const RELOAD_POLL: Duration = Duration::from_secs(1);
 
 /// Reloads on SIGHUP and when a watched file changes. Files are polled (size, mtime,
 /// inode), which also catches a GeoIP database replaced by rename as geoipupdate does.
-async fn reload_loop(shared: Arc<Shared>) {
+async fn reload_loop(shared: Arc<Shared>, mut seen: Vec<Stamp>) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = file_stamps(&shared.watched_files());
     loop {
         let by_signal = tokio::select! {
             _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,

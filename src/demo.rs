@@ -25,6 +25,9 @@ networks:
   # Plain `dig` from this machine (no ECS) is placed in Frankfurt.
   - { cidr: 127.0.0.0/8, location: { lat: 50.11, lon: 8.68 } }
 policy: nearest
+# The demo's load balancers are documentation addresses (RFC 5737, RFC 3849) that nothing
+# answers: probing them would only send packets nowhere. Real configs keep `probe: tcp`.
+health: { probe: none }
 services:
   - { namespace: shop, name: checkout, policy: failover, order: [eu-west, us-east] }
   - { namespace: default, name: app, count: 1 }

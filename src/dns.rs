@@ -292,15 +292,41 @@ impl DnsServer {
 /// UDP and TCP on the same address; with port 0, the same ephemeral port for both.
 async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     if addr.port() != 0 {
-        return Ok((UdpSocket::bind(addr).await?, TcpListener::bind(addr).await?));
+        return Ok((bind_udp(addr)?, bind_tcp(addr)?));
     }
     let mut last = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr).await?;
-        match TcpListener::bind(udp.local_addr()?).await {
+        let udp = bind_udp(addr)?;
+        match bind_tcp(udp.local_addr()?) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
+}
+
+/// A socket for `addr`; an IPv6 one is IPv6-only, so that `0.0.0.0:53` and `[::]:53` can
+/// both be listed (Linux would otherwise let `[::]` take IPv4 too and the second bind fail).
+fn socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = socket(addr, socket2::Type::DGRAM)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let s = socket(addr, socket2::Type::STREAM)?;
+    // Restart without waiting for TIME_WAIT connections of the previous process to expire.
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
 }

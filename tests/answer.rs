@@ -110,8 +110,8 @@ fn all_unhealthy_fails_open_to_the_nearest() {
 
     // With `on_all_unhealthy: servfail`, the same question is SERVFAIL.
     let servfail = support::CONFIG.replace(
-        "ttl: 30\n",
-        "ttl: 30\nhealth: { on_all_unhealthy: servfail }\n",
+        "health: { probe: none }",
+        "health: { probe: none, on_all_unhealthy: servfail }",
     );
     let snap = snapshot(&servfail, &all);
     assert_eq!(

@@ -102,7 +102,12 @@ fn check_rejects_a_corrupt_geoip_database() {
 fn serve(args: &[&str]) -> (std::process::Child, SocketAddr, Vec<String>) {
     let mut child = Command::new(BIN)
         .arg("serve")
-        .args(["--admin", "127.0.0.1:0", "--drain", "0s"])
+        .args(["--admin", "127.0.0.1:0"])
+        .args(if args.contains(&"--drain") {
+            &[][..]
+        } else {
+            &["--drain", "0s"][..]
+        })
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -110,16 +115,19 @@ fn serve(args: &[&str]) -> (std::process::Child, SocketAddr, Vec<String>) {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("fedns exited before listening")
-            .unwrap();
+    let mut addr = None;
+    // The DNS lines, then the admin line.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
         seen.push(line.clone());
         if let Some(a) = line.strip_prefix("listening dns ") {
-            break a.parse().unwrap();
+            addr = Some(a.parse().unwrap());
         }
-    };
+        if line.starts_with("listening admin ") {
+            break;
+        }
+    }
+    let addr = addr.expect("fedns exited before listening");
     // The demo prints its dig examples after the address; read what is there.
     std::thread::spawn(move || for _ in lines {});
     (child, addr, seen)
@@ -155,6 +163,48 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
         ["app.default.myfed.svc.fed.example.com. 30 IN A 203.0.113.10"]
     );
     let status = sigterm(&mut child);
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn sigterm_turns_readyz_503_drains_then_exits_0() {
+    let path = support::write_config("drain", support::CONFIG);
+    let (mut child, addr, lines) = serve(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--drain",
+        "2s",
+    ]);
+    let admin: SocketAddr = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("listening admin "))
+        .map(|a| a.parse().unwrap())
+        .unwrap_or_else(|| panic!("no admin address in {lines:?}"));
+    assert_eq!(support::http::get(admin, "/readyz").await.0, 200);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    // At once: not ready, but still answering DNS during the drain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let (status, _) = support::http::get(admin, "/readyz").await;
+        if status == 503 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {status}"
+        );
+    }
+    let client = support::DnsClient { server: addr };
+    let r = client
+        .ask("app.default.myfed.svc.fed.example.com", RecordType::A, None)
+        .await;
+    assert_eq!(r.answers.len(), 1);
+    let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
 

@@ -201,6 +201,9 @@ zone: fed.example.com
 federation: myfed
 zone_file: fed.zone
 listen: { dns: ["127.0.0.1:0"] }
+# The addresses below are documentation addresses: nothing to probe (tests/health.rs
+# probes real listeners on 127.0.0.x).
+health: { probe: none }
 ttl: 30
 geoip: { database: city.mmdb }
 networks:

@@ -168,6 +168,9 @@ impl Ctx<'_> {
     /// A name at or below a delegation (NS records below the apex) gets a referral.
     fn referral(&mut self, lower: &LowerName) -> bool {
         let snap = self.snap;
+        if !snap.has_delegations {
+            return false;
+        }
         let mut cut: Option<Name> = None;
         let mut n = Name::from(lower);
         while n.num_labels() > snap.apex.num_labels() {
@@ -364,35 +367,30 @@ impl Ctx<'_> {
                 .and_then(|l| l.location)
                 .map(|loc| snap.distance_km(loc, c))
         };
-        let fallback_pos = |c: ClusterId| {
-            snap.fallback
-                .iter()
-                .position(|f| *f == c)
-                .unwrap_or(usize::MAX)
-        };
-        // Nearest first; clusters at the same distance break ties by name so every replica
-        // answers alike; with no location, the configured fallback order.
-        let by_distance = |ids: &mut Vec<ClusterId>| {
-            let pinned = located.as_ref().and_then(|l| l.pinned);
-            ids.sort_by(|a, b| {
-                let pa = Some(*a) != pinned;
-                let pb = Some(*b) != pinned;
-                let da = distance(*a);
-                let db = distance(*b);
-                pa.cmp(&pb)
-                    .then_with(|| match (da, db) {
-                        (Some(x), Some(y)) => x.total_cmp(&y),
-                        _ => fallback_pos(*a).cmp(&fallback_pos(*b)),
-                    })
-                    .then_with(|| {
-                        snap.clusters[*a as usize]
-                            .name
-                            .cmp(&snap.clusters[*b as usize].name)
-                    })
-            });
-        };
-        let mut ranked = eligible.clone();
-        by_distance(&mut ranked);
+        // Nearest first (a pinned cluster before all); clusters at the same distance break
+        // ties by name so every replica answers alike; with no location, the configured
+        // fallback order. Each key is computed once, not per comparison.
+        let pinned = located.as_ref().and_then(|l| l.pinned);
+        let mut keyed: Vec<(ClusterId, bool, f64)> = eligible
+            .iter()
+            .map(|&c| {
+                let key = distance(c).unwrap_or_else(|| {
+                    snap.fallback
+                        .iter()
+                        .position(|f| *f == c)
+                        .unwrap_or(usize::MAX) as f64
+                });
+                (c, Some(c) != pinned, key)
+            })
+            .collect();
+        keyed.sort_by(|a, b| {
+            a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then_with(|| {
+                snap.clusters[a.0 as usize]
+                    .name
+                    .cmp(&snap.clusters[b.0 as usize].name)
+            })
+        });
+        let ranked: Vec<ClusterId> = keyed.into_iter().map(|(c, _, _)| c).collect();
         let (chosen, depends) = match policy.kind {
             PolicyKind::Nearest => {
                 let n = policy.count.max(1);
@@ -452,8 +450,10 @@ impl Ctx<'_> {
             }
             self.ans.scope = self.ans.scope.max(scope);
         }
+        // The full candidate list is for explain only.
         let mut candidates: Vec<Candidate> = members
             .iter()
+            .filter(|_| self.trace)
             .map(|m| Candidate {
                 cluster: m.cluster,
                 healthy: m.healthy(),
@@ -467,7 +467,11 @@ impl Ctx<'_> {
                 .unwrap_or(usize::MAX)
         });
         Decision {
-            name: fed.display.clone(),
+            name: if self.trace {
+                fed.display.clone()
+            } else {
+                String::new()
+            },
             level: match level {
                 Level::Global => "global".into(),
                 Level::Region(r, _) => format!("region {}", String::from_utf8_lossy(r)),

@@ -210,6 +210,9 @@ pub struct Snapshot {
     pub soa: Record,
     /// Static records from the zone file, by owner.
     pub statics: HashMap<LowerName, Vec<Record>>,
+    /// Whether the zone file delegates any name below the apex (NS records); when not, the
+    /// answer function skips the walk up the name looking for a zone cut.
+    pub has_delegations: bool,
     /// Names that own nothing but have descendants: NODATA, not NXDOMAIN (RFC 8020).
     pub empty_non_terminals: HashSet<LowerName>,
     pub clusters: Vec<Cluster>,
@@ -500,6 +503,12 @@ impl Snapshot {
             }
         }
 
+        let has_delegations = zone.records.iter().any(|(name, rs)| {
+            *name != apex_lower
+                && rs
+                    .iter()
+                    .any(|r| r.record_type() == hickory_proto::rr::RecordType::NS)
+        });
         Ok(Snapshot {
             apex,
             apex_lower,
@@ -507,6 +516,7 @@ impl Snapshot {
             ttl: config.ttl,
             negative_ttl: zone.negative_ttl(),
             soa: zone.soa.clone(),
+            has_delegations,
             statics: zone.records.clone(),
             empty_non_terminals,
             clusters,

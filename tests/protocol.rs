@@ -286,3 +286,31 @@ async fn tcp_pipelining() {
     assert_eq!(ids, vec![100, 101, 102]);
     server.running.shutdown(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn delegations_get_referrals() {
+    let server = TestServer::start(CONFIG).await;
+    let client = server.client();
+    for name in ["sub.fed.example.com", "deep.name.sub.fed.example.com"] {
+        let r = client
+            .exchange(&query(name, RecordType::A, None), Transport::Udp)
+            .await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{name}");
+        // A referral: not authoritative, NS in authority, glue in additional.
+        assert!(!r.metadata.authoritative, "{name}");
+        assert!(r.answers.is_empty(), "{name}");
+        let ns: Vec<String> = r.authorities.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            ns,
+            ["sub.fed.example.com. 3600 IN NS ns.sub.fed.example.com."],
+            "{name}"
+        );
+        let glue: Vec<String> = r.additionals.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            glue,
+            ["ns.sub.fed.example.com. 3600 IN A 192.0.2.53"],
+            "{name}"
+        );
+    }
+    server.running.shutdown(Duration::ZERO).await;
+}

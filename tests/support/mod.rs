@@ -35,11 +35,18 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// The demo zone plus a delegation, so that referrals are tested too.
+pub const ZONE_EXTRA: &str = "{demo}sub     IN NS   ns.sub\nns.sub  IN A    192.0.2.53\n";
+
 /// Writes a config, the demo zone and the generated demo GeoIP database into a fresh
 /// directory and returns the config's path.
 pub fn write_config(tag: &str, config: &str) -> PathBuf {
     let dir = temp_dir(tag);
-    std::fs::write(dir.join("fed.zone"), fedns::demo::ZONE).unwrap();
+    std::fs::write(
+        dir.join("fed.zone"),
+        ZONE_EXTRA.replace("{demo}", fedns::demo::ZONE),
+    )
+    .unwrap();
     std::fs::write(dir.join("city.mmdb"), fedns::demo::demo_geoip()).unwrap();
     let path = dir.join("fedns.yaml");
     std::fs::write(&path, config).unwrap();

@@ -189,7 +189,7 @@ fn records(shared: &Shared) -> Value {
                 "last_event_at": secs(kube.and_then(|k| k.last_event_at)),
                 "stale": kube.is_some_and(|k| k.stale),
                 "last_error": kube.and_then(|k| k.last_error.clone()),
-                "endpoints": ce.map_or(0, |e| e.endpoints().count()),
+                "endpoints": ce.map_or(0, |e| e.len()),
             })
         })
         .collect();

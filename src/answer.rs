@@ -158,7 +158,7 @@ impl Ctx<'_> {
             self.geo(owner, fed, Level::Global, depth);
             return;
         }
-        if snap.empty_non_terminals.contains(&lower) {
+        if snap.is_empty_non_terminal(&lower) {
             self.negative(ResponseCode::NoError);
         } else {
             self.negative(ResponseCode::NXDomain);

@@ -299,28 +299,54 @@ impl Shared {
     }
 
     /// Builds and publishes a snapshot; the old one keeps serving if this fails.
+    /// Publishes what changed: a full rebuild after a reload or a health change, else a
+    /// snapshot that shares everything with the current one but the changed names. The
+    /// old snapshot keeps serving if a full build fails.
     fn publish(&self) {
-        let loaded = self.loaded.load();
-        let start = Instant::now();
-        match loaded.snapshot(&self.store, &self.health) {
-            Ok(s) => {
-                let names: Vec<&str> = s.clusters.iter().map(|c| c.name.as_str()).collect();
-                self.metrics.set_clusters(&names);
-                self.published.store(Arc::new(s));
-                self.metrics.snapshot_builds.inc();
-                self.metrics
-                    .snapshot_build_duration
-                    .observe(start.elapsed().as_secs_f64());
-            }
-            Err(e) => error!("cannot build a snapshot, still serving the previous one: {e}"),
+        let dirty = self.store.take_dirty();
+        if !dirty.full && !dirty.clusters && dirty.names.is_empty() {
+            self.cluster_metrics();
+            return;
         }
+        let start = Instant::now();
+        let contents = self.store.contents();
+        let health = |ip, port| self.health.health(ip, port);
+        let next = if dirty.full {
+            let loaded = self.loaded.load();
+            match Snapshot::build(
+                &loaded.config,
+                &loaded.zone,
+                loaded.geoip.clone(),
+                &contents,
+                &health,
+            ) {
+                Ok(s) => {
+                    let names: Vec<&str> = s.clusters.iter().map(|c| c.name.as_str()).collect();
+                    self.metrics.set_clusters(&names);
+                    s
+                }
+                Err(e) => {
+                    error!("cannot build a snapshot, still serving the previous one: {e}");
+                    return;
+                }
+            }
+        } else {
+            self.published
+                .load()
+                .update(&dirty.names, &contents, &health)
+        };
+        self.published.store(Arc::new(next));
+        self.metrics.snapshot_builds.inc();
+        self.metrics
+            .snapshot_build_duration
+            .observe(start.elapsed().as_secs_f64());
         self.cluster_metrics();
     }
 
     fn cluster_metrics(&self) {
         let m = &self.metrics;
         for (name, c) in self.store.contents() {
-            let n = c.endpoints().count() as i64;
+            let n = c.len() as i64;
             m.cluster_endpoints.with_label_values(&[&name]).set(n);
             if let Some(k) = &c.kube {
                 m.cluster_stale

@@ -7,7 +7,7 @@
 //! records and flags them stale, while kube's watcher reconnects with backoff. Each cluster
 //! has its own tasks, so one cluster's trouble never slows another or the query path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{ClusterConfig, KubeSource, KubernetesConfig, PolicyKind, ProbeKind, in_zone};
-use crate::store::{Endpoint, KubeState, ObjectKind, Settings, Store};
+use crate::store::{Endpoint, KubeState, ObjectKey, ObjectKind, Settings, Store};
 
 /// Annotations that tune a Service or Ingress: `fedns.io/policy`, `fedns.io/count`,
 /// `fedns.io/failover-order`, `fedns.io/weight`, `fedns.io/hosts`, `fedns.io/exclude`,
@@ -314,17 +314,21 @@ async fn run_cluster(
     drop(tx);
     // Abort the watch tasks when this task is aborted.
     let _guard = AbortOnDrop(tasks);
-    let mut streams: Vec<StreamState> = (0..id).map(|_| StreamState::default()).collect();
+    let mut watched = Watched::new(id);
     let mut was_synced = false;
     let mut was_stale = false;
     while let Some(msg) = rx.recv().await {
-        apply(&mut streams, msg);
+        watched.apply(msg);
         // Coalesce a burst of events into one store update.
         while let Ok(msg) = rx.try_recv() {
-            apply(&mut streams, msg);
+            watched.apply(msg);
         }
-        let synced = streams.iter().all(|s| s.synced);
-        let errors: Vec<&str> = streams.iter().filter_map(|s| s.error.as_deref()).collect();
+        let synced = watched.streams.iter().all(|s| s.synced);
+        let errors: Vec<&str> = watched
+            .streams
+            .iter()
+            .filter_map(|s| s.error.as_deref())
+            .collect();
         let stale = !errors.is_empty();
         let last_error = errors.first().map(|e| e.to_string());
         if stale != was_stale {
@@ -339,20 +343,20 @@ async fn run_cluster(
             }
             was_stale = stale;
         }
-        let endpoints = synced.then(|| Arc::new(endpoints(&streams)));
-        if synced && !was_synced {
-            info!(
-                cluster,
-                endpoints = endpoints.as_ref().map_or(0, |e| e.len()),
-                "cluster synced"
-            );
-            was_synced = true;
-        }
-        store.update(&cluster, |c| {
-            let state = c.kube.get_or_insert_with(KubeState::default);
-            if let Some(e) = endpoints {
-                state.endpoints = e;
+        // Nothing reaches the store before the first full sync; then everything once, and
+        // afterwards only the objects that changed.
+        let changes = if !synced {
+            Vec::new()
+        } else {
+            let first = !was_synced;
+            let changes = watched.changes(first);
+            if first {
+                info!(cluster, endpoints = changes.len(), "cluster synced");
+                was_synced = true;
             }
+            changes
+        };
+        store.update_kube(&cluster, changes, |state| {
             state.stale = stale;
             if last_error.is_some() {
                 state.last_error = last_error;
@@ -455,102 +459,230 @@ fn key<K: Resource>(o: &K) -> Key {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
 
-fn apply(streams: &mut [StreamState], msg: Msg) {
-    let id = match &msg {
-        Msg::Init(i)
-        | Msg::InitApply(i, ..)
-        | Msg::InitDone(i)
-        | Msg::Apply(i, ..)
-        | Msg::Delete(i, _)
-        | Msg::Error(i, _) => *i,
-    };
-    let Some(s) = streams.get_mut(id) else {
-        return;
-    };
-    if !matches!(msg, Msg::Error(..)) {
-        s.error = None;
-    }
-    match msg {
-        Msg::Init(_) => s.pending = Some(HashMap::new()),
-        Msg::InitApply(_, k, o) => {
-            if let Some(o) = o {
-                s.pending.get_or_insert_with(HashMap::new).insert(k, o);
-            }
-        }
-        Msg::InitDone(_) => {
-            s.objects = s.pending.take().unwrap_or_default();
-            s.synced = true;
-        }
-        Msg::Apply(_, k, Some(o)) => {
-            s.objects.insert(k, o);
-        }
-        Msg::Apply(_, k, None) | Msg::Delete(_, k) => {
-            s.objects.remove(&k);
-        }
-        Msg::Error(_, e) => s.error = Some(e),
+/// The kind a stream watches: streams come in threes per namespace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Services,
+    Ingresses,
+    Slices,
+}
+
+fn stream_kind(id: usize) -> StreamKind {
+    match id % 3 {
+        0 => StreamKind::Services,
+        1 => StreamKind::Ingresses,
+        _ => StreamKind::Slices,
     }
 }
 
-/// The cluster's endpoints from its current objects: Services with their readiness from
-/// EndpointSlices, and Ingresses.
-fn endpoints(streams: &[StreamState]) -> Vec<Endpoint> {
-    let mut ready: HashMap<(&str, &str), usize> = HashMap::new();
-    for s in streams {
-        for ((ns, _), o) in &s.objects {
-            if let Slim::Slice { service, ready: n } = o {
-                *ready.entry((ns.as_str(), service.as_str())).or_default() += n;
-            }
+/// Everything one cluster's watches have seen, with what changed since the last store
+/// update, so that one event costs one object and not the whole cluster.
+struct Watched {
+    streams: Vec<StreamState>,
+    /// Ready endpoints per Service, per EndpointSlice: readiness without a scan of slices.
+    ready: HashMap<Key, HashMap<Key, usize>>,
+    touched_services: HashSet<Key>,
+    touched_ingresses: HashSet<Key>,
+}
+
+impl Watched {
+    fn new(streams: usize) -> Watched {
+        Watched {
+            streams: (0..streams).map(|_| StreamState::default()).collect(),
+            ready: HashMap::new(),
+            touched_services: HashSet::new(),
+            touched_ingresses: HashSet::new(),
         }
     }
-    let mut out = Vec::new();
-    for s in streams {
-        for ((ns, name), o) in &s.objects {
-            match o {
-                Slim::Service {
-                    addresses,
-                    hostname,
-                    port,
-                    hosts,
-                    settings,
-                } => out.push(Endpoint {
-                    kind: ObjectKind::Service,
-                    namespace: ns.clone(),
-                    name: name.clone(),
-                    federated_name: true,
-                    hosts: hosts.clone(),
-                    addresses: addresses.clone(),
-                    hostname: hostname.clone(),
-                    port: *port,
-                    ready: ready
-                        .get(&(ns.as_str(), name.as_str()))
-                        .is_some_and(|n| *n > 0),
-                    settings: settings.clone(),
-                }),
-                Slim::Ingress {
-                    hosts,
-                    addresses,
-                    hostname,
-                    port,
-                    settings,
-                } => out.push(Endpoint {
-                    kind: ObjectKind::Ingress,
-                    namespace: ns.clone(),
-                    name: name.clone(),
-                    federated_name: false,
-                    hosts: hosts.clone(),
-                    addresses: addresses.clone(),
-                    hostname: hostname.clone(),
-                    port: Some(*port),
-                    // SPEC section 4: an Ingress can serve when its load balancer has an address.
-                    ready: !addresses.is_empty() || hostname.is_some(),
-                    settings: settings.clone(),
-                }),
-                Slim::Slice { .. } => {}
+
+    fn touch(&mut self, kind: StreamKind, key: &Key, object: Option<&Slim>) {
+        match (kind, object) {
+            (StreamKind::Services, _) => {
+                self.touched_services.insert(key.clone());
             }
+            (StreamKind::Ingresses, _) => {
+                self.touched_ingresses.insert(key.clone());
+            }
+            (StreamKind::Slices, Some(Slim::Slice { service, ready })) => {
+                let svc = (key.0.clone(), service.clone());
+                self.ready
+                    .entry(svc.clone())
+                    .or_default()
+                    .insert(key.clone(), *ready);
+                self.touched_services.insert(svc);
+            }
+            (StreamKind::Slices, _) => {}
         }
     }
-    out.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
-    out
+
+    /// Forgets a slice's readiness contribution.
+    fn untouch_slice(&mut self, key: &Key, old: Option<&Slim>) {
+        if let Some(Slim::Slice { service, .. }) = old {
+            let svc = (key.0.clone(), service.clone());
+            if let Some(m) = self.ready.get_mut(&svc) {
+                m.remove(key);
+                if m.is_empty() {
+                    self.ready.remove(&svc);
+                }
+            }
+            self.touched_services.insert(svc);
+        }
+    }
+
+    fn apply(&mut self, msg: Msg) {
+        let id = match &msg {
+            Msg::Init(i)
+            | Msg::InitApply(i, ..)
+            | Msg::InitDone(i)
+            | Msg::Apply(i, ..)
+            | Msg::Delete(i, _)
+            | Msg::Error(i, _) => *i,
+        };
+        let kind = stream_kind(id);
+        let Some(s) = self.streams.get_mut(id) else {
+            return;
+        };
+        if !matches!(msg, Msg::Error(..)) {
+            s.error = None;
+        }
+        match msg {
+            Msg::Init(_) => s.pending = Some(HashMap::new()),
+            Msg::InitApply(_, k, o) => {
+                if let Some(o) = o {
+                    s.pending.get_or_insert_with(HashMap::new).insert(k, o);
+                }
+            }
+            Msg::InitDone(_) => {
+                // The relist replaces this stream's objects at once.
+                let new = s.pending.take().unwrap_or_default();
+                let old = std::mem::replace(&mut s.objects, new);
+                s.synced = true;
+                let new: Vec<(Key, Slim)> = self.streams[id]
+                    .objects
+                    .iter()
+                    .map(|(k, o)| (k.clone(), o.clone()))
+                    .collect();
+                for (k, o) in &old {
+                    if kind == StreamKind::Slices {
+                        self.untouch_slice(k, Some(o));
+                    } else {
+                        self.touch(kind, k, Some(o));
+                    }
+                }
+                for (k, o) in &new {
+                    self.touch(kind, k, Some(o));
+                }
+            }
+            Msg::Apply(_, k, Some(o)) => {
+                let old = s.objects.insert(k.clone(), o.clone());
+                if kind == StreamKind::Slices {
+                    self.untouch_slice(&k, old.as_ref());
+                }
+                self.touch(kind, &k, Some(&o));
+            }
+            Msg::Apply(_, k, None) | Msg::Delete(_, k) => {
+                let old = s.objects.remove(&k);
+                if kind == StreamKind::Slices {
+                    self.untouch_slice(&k, old.as_ref());
+                } else {
+                    self.touch(kind, &k, None);
+                }
+            }
+            Msg::Error(_, e) => s.error = Some(e),
+        }
+    }
+
+    /// The current object of `kind` at `key`, from whichever namespace's stream has it.
+    fn object(&self, kind: StreamKind, key: &Key) -> Option<&Slim> {
+        self.streams
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| stream_kind(*i) == kind)
+            .find_map(|(_, s)| s.objects.get(key))
+    }
+
+    /// The store changes since the last call: every object when `all`, else those touched.
+    fn changes(&mut self, all: bool) -> Vec<(ObjectKey, Option<Endpoint>)> {
+        let services = std::mem::take(&mut self.touched_services);
+        let ingresses = std::mem::take(&mut self.touched_ingresses);
+        let (services, ingresses): (Vec<Key>, Vec<Key>) = if all {
+            let keys = |kind| -> Vec<Key> {
+                self.streams
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| stream_kind(*i) == kind)
+                    .flat_map(|(_, s)| s.objects.keys().cloned())
+                    .collect()
+            };
+            (keys(StreamKind::Services), keys(StreamKind::Ingresses))
+        } else {
+            (
+                services.into_iter().collect(),
+                ingresses.into_iter().collect(),
+            )
+        };
+        let mut out = Vec::with_capacity(services.len() + ingresses.len());
+        for key in services {
+            let endpoint = self
+                .object(StreamKind::Services, &key)
+                .and_then(|o| self.endpoint(&key, o));
+            out.push(((ObjectKind::Service, key.0, key.1), endpoint));
+        }
+        for key in ingresses {
+            let endpoint = self
+                .object(StreamKind::Ingresses, &key)
+                .and_then(|o| self.endpoint(&key, o));
+            out.push(((ObjectKind::Ingress, key.0, key.1), endpoint));
+        }
+        out
+    }
+
+    /// The store's endpoint for a Service (readiness from its EndpointSlices) or Ingress.
+    fn endpoint(&self, (ns, name): &Key, o: &Slim) -> Option<Endpoint> {
+        match o {
+            Slim::Service {
+                addresses,
+                hostname,
+                port,
+                hosts,
+                settings,
+            } => Some(Endpoint {
+                kind: ObjectKind::Service,
+                namespace: ns.clone(),
+                name: name.clone(),
+                federated_name: true,
+                hosts: hosts.clone(),
+                addresses: addresses.clone(),
+                hostname: hostname.clone(),
+                port: *port,
+                ready: self
+                    .ready
+                    .get(&(ns.clone(), name.clone()))
+                    .is_some_and(|m| m.values().sum::<usize>() > 0),
+                settings: settings.clone(),
+            }),
+            Slim::Ingress {
+                hosts,
+                addresses,
+                hostname,
+                port,
+                settings,
+            } => Some(Endpoint {
+                kind: ObjectKind::Ingress,
+                namespace: ns.clone(),
+                name: name.clone(),
+                federated_name: false,
+                hosts: hosts.clone(),
+                addresses: addresses.clone(),
+                hostname: hostname.clone(),
+                port: Some(*port),
+                // SPEC section 4: an Ingress can serve when its load balancer has an address.
+                ready: !addresses.is_empty() || hostname.is_some(),
+                settings: settings.clone(),
+            }),
+            Slim::Slice { .. } => None,
+        }
+    }
 }
 
 /// Load-balancer addresses and the first hostname from `status.loadBalancer.ingress`.
@@ -783,58 +915,86 @@ mod tests {
         )
     }
 
+    fn slice(service: &str, ready: usize) -> Slim {
+        Slim::Slice {
+            service: service.into(),
+            ready,
+        }
+    }
+
+    fn key(n: &str) -> Key {
+        ("default".into(), n.into())
+    }
+
     #[test]
     fn relist_swaps_whole_and_keeps_old_until_done() {
-        let mut streams = vec![StreamState::default(), StreamState::default()];
+        let mut w = Watched::new(3);
         let (k, o) = svc("a");
-        apply(&mut streams, Msg::Init(0));
-        apply(&mut streams, Msg::InitApply(0, k.clone(), Some(o.clone())));
+        w.apply(Msg::Init(0));
+        w.apply(Msg::InitApply(0, k.clone(), Some(o.clone())));
         assert!(
-            streams[0].objects.is_empty(),
+            w.streams[0].objects.is_empty(),
             "nothing visible before InitDone"
         );
-        apply(&mut streams, Msg::InitDone(0));
-        assert_eq!(streams[0].objects.len(), 1);
+        w.apply(Msg::InitDone(0));
+        assert_eq!(w.streams[0].objects.len(), 1);
         // A relist that no longer has `a` keeps it visible until InitDone, then drops it.
-        apply(&mut streams, Msg::Init(0));
+        w.apply(Msg::Init(0));
         let (k2, o2) = svc("b");
-        apply(&mut streams, Msg::InitApply(0, k2.clone(), Some(o2)));
-        assert!(streams[0].objects.contains_key(&k));
-        apply(&mut streams, Msg::InitDone(0));
-        assert!(!streams[0].objects.contains_key(&k) && streams[0].objects.contains_key(&k2));
+        w.apply(Msg::InitApply(0, k2.clone(), Some(o2)));
+        assert!(w.streams[0].objects.contains_key(&k));
+        w.apply(Msg::InitDone(0));
+        assert!(!w.streams[0].objects.contains_key(&k) && w.streams[0].objects.contains_key(&k2));
+        // The store learns both: `a` removed, `b` added.
+        let mut changes = w.changes(false);
+        changes.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(changes.len(), 2);
+        assert!(changes[0].1.is_none() && changes[1].1.is_some());
+    }
+
+    #[test]
+    fn one_event_changes_one_object() {
+        let mut w = Watched::new(3);
+        for i in 0..100 {
+            let (k, o) = svc(&format!("s{i}"));
+            w.apply(Msg::InitApply(0, k, Some(o)));
+        }
+        w.apply(Msg::InitDone(0));
+        assert_eq!(w.changes(true).len(), 100);
+        let (k, o) = svc("s7");
+        w.apply(Msg::Apply(0, k.clone(), Some(o)));
+        let changes = w.changes(false);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].0, (ObjectKind::Service, k.0, k.1));
+        assert!(w.changes(false).is_empty(), "changes are taken once");
     }
 
     #[test]
     fn readiness_comes_from_endpoint_slices() {
-        let mut streams = vec![StreamState::default(), StreamState::default()];
+        let mut w = Watched::new(3);
         let (k, o) = svc("a");
-        streams[0].objects.insert(k, o);
-        assert!(!endpoints(&streams)[0].ready, "no slices: not ready");
-        streams[1].objects.insert(
-            ("default".into(), "a-1".into()),
-            Slim::Slice {
-                service: "a".into(),
-                ready: 0,
-            },
-        );
-        assert!(!endpoints(&streams)[0].ready);
-        streams[1].objects.insert(
-            ("default".into(), "a-2".into()),
-            Slim::Slice {
-                service: "a".into(),
-                ready: 2,
-            },
-        );
-        assert!(endpoints(&streams)[0].ready);
+        w.apply(Msg::Apply(0, k.clone(), Some(o)));
+        let ready = |w: &mut Watched| w.changes(false)[0].1.as_ref().unwrap().ready;
+        assert!(!ready(&mut w), "no slices: not ready");
+        w.apply(Msg::Apply(2, key("a-1"), Some(slice("a", 0))));
+        assert!(!ready(&mut w));
+        w.apply(Msg::Apply(2, key("a-2"), Some(slice("a", 2))));
+        assert!(ready(&mut w));
+        w.apply(Msg::Apply(2, key("a-2"), Some(slice("a", 0))));
+        assert!(!ready(&mut w), "an updated slice replaces its old count");
+        w.apply(Msg::Apply(2, key("a-1"), Some(slice("a", 1))));
+        assert!(ready(&mut w));
+        w.apply(Msg::Delete(2, key("a-1")));
+        assert!(!ready(&mut w), "a deleted slice takes its count with it");
     }
 
     #[test]
     fn errors_clear_on_the_next_event() {
-        let mut streams = vec![StreamState::default()];
-        apply(&mut streams, Msg::Error(0, "boom".into()));
-        assert!(streams[0].error.is_some());
-        apply(&mut streams, Msg::Init(0));
-        assert!(streams[0].error.is_none());
+        let mut w = Watched::new(3);
+        w.apply(Msg::Error(0, "boom".into()));
+        assert!(w.streams[0].error.is_some());
+        w.apply(Msg::Init(0));
+        assert!(w.streams[0].error.is_none());
     }
 
     #[test]

@@ -218,6 +218,10 @@ fn serve(
     };
     runtime.block_on(async move {
         let drain = drain.unwrap_or(loaded.config.drain);
+        // Handle SIGTERM from before the first "listening" line: a signal that arrives
+        // between binding and installing the handler would otherwise kill the process
+        // without a drain.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let running = match app::start(loaded, &options).await {
             Ok(r) => r,
             Err(e) => {
@@ -243,7 +247,7 @@ fn serve(
             }
             println!();
         }
-        wait_for_signal().await;
+        wait_for_signal(term).await;
         info!(?drain, "shutting down: /readyz now 503, draining");
         running.shutdown(drain).await;
         info!("stopped");
@@ -251,9 +255,7 @@ fn serve(
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
+async fn wait_for_signal(mut term: Option<tokio::signal::unix::Signal>) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}

@@ -2,7 +2,7 @@
 //! config, the zone data, the GeoIP database and the endpoint store, then published whole
 //! through `ArcSwap` (see `Published`). A snapshot never changes once built.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use crate::config::{AllUnhealthy, Config, PolicyKind};
 use crate::geo::{self, GeoDb, GeoHit, LatLon, Precision, places};
-use crate::store::{ClusterEndpoints, Settings};
+use crate::store::{ClusterEndpoints, Endpoint, NameKey, Settings};
 use crate::zonefile::ZoneData;
 
 /// Index of a cluster in `Snapshot::clusters`.
@@ -71,7 +71,7 @@ impl Member {
 }
 
 /// How one federated name picks clusters.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Policy {
     pub kind: PolicyKind,
     /// Clusters in a `nearest` answer.
@@ -80,6 +80,14 @@ pub struct Policy {
     pub order: Vec<ClusterId>,
     /// `weighted` weights, by cluster id; missing clusters weigh 0.
     pub weights: Vec<(ClusterId, u32)>,
+}
+
+/// The config's policies: the default, and per service or host.
+#[derive(Clone, Debug, Default)]
+pub struct Policies {
+    pub default: Policy,
+    pub services: HashMap<String, Policy>,
+    pub hosts: HashMap<String, Policy>,
 }
 
 /// A federated name: a Service (`ns/name`) or an Ingress host, with every cluster that has it.
@@ -197,8 +205,9 @@ impl Locator {
     }
 }
 
-/// Everything the answer function reads.
-#[derive(Debug)]
+/// Everything the answer function reads. Cloning one is cheap (shared or persistent
+/// parts), which is how an update after one object change avoids copying every record.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// The apex, lowercase and fully qualified.
     pub apex: Name,
@@ -209,20 +218,28 @@ pub struct Snapshot {
     pub negative_ttl: u32,
     pub soa: Record,
     /// Static records from the zone file, by owner.
-    pub statics: HashMap<LowerName, Vec<Record>>,
+    pub statics: Arc<HashMap<LowerName, Vec<Record>>>,
     /// Whether the zone file delegates any name below the apex (NS records); when not, the
     /// answer function skips the walk up the name looking for a zone cut.
     pub has_delegations: bool,
-    /// Names that own nothing but have descendants: NODATA, not NXDOMAIN (RFC 8020).
-    pub empty_non_terminals: HashSet<LowerName>,
+    /// Ancestors of static names that own nothing themselves: empty non-terminals, which
+    /// get NODATA, not NXDOMAIN (RFC 8020). The federation's own ENTs are recognised by
+    /// shape (see `is_empty_non_terminal`), and hosts' ancestors are counted below.
+    pub static_ents: Arc<HashSet<LowerName>>,
+    /// Ancestors of host names below the apex, with how many hosts are under each.
+    pub host_ancestors: imbl::HashMap<LowerName, u32>,
+    /// Namespaces with at least one federated service, with how many.
+    pub namespaces: imbl::HashMap<String, u32>,
+    /// Config policies, resolved to cluster ids.
+    pub policies: Arc<Policies>,
     pub clusters: Vec<Cluster>,
     /// Region label -> clusters in it; zone label -> (region label, clusters in it).
     pub regions: HashMap<Vec<u8>, Vec<ClusterId>>,
     pub zones: HashMap<(Vec<u8>, Vec<u8>), Vec<ClusterId>>,
     /// `namespace/name` (lowercase) -> federated service.
-    pub services: HashMap<String, Arc<FedName>>,
+    pub services: imbl::HashMap<String, Arc<FedName>>,
     /// Ingress or static host names inside the zone.
-    pub hosts: HashMap<LowerName, Arc<FedName>>,
+    pub hosts: imbl::HashMap<LowerName, Arc<FedName>>,
     pub locator: Locator,
     pub use_ecs: bool,
     /// Cluster order for clients that cannot be located.
@@ -302,14 +319,15 @@ impl Snapshot {
         }
 
         // Policies by name, from the config.
-        let default_policy = Policy {
-            kind: config.policy,
-            count: config.count as usize,
-            order: Vec::new(),
-            weights: Vec::new(),
+        let mut policies = Policies {
+            default: Policy {
+                kind: config.policy,
+                count: config.count as usize,
+                order: Vec::new(),
+                weights: Vec::new(),
+            },
+            ..Policies::default()
         };
-        let mut service_policies: HashMap<String, Policy> = HashMap::new();
-        let mut host_policies: HashMap<String, Policy> = HashMap::new();
         for sp in &config.services {
             let sp = &sp.value;
             let policy = Policy {
@@ -324,148 +342,30 @@ impl Snapshot {
             };
             match (&sp.namespace, &sp.name, &sp.host) {
                 (Some(ns), Some(n), _) => {
-                    service_policies.insert(key(ns, n), policy);
+                    policies.services.insert(key(ns, n), policy);
                 }
                 (_, _, Some(h)) => {
-                    host_policies.insert(h.trim_end_matches('.').to_ascii_lowercase(), policy);
+                    policies
+                        .hosts
+                        .insert(h.trim_end_matches('.').to_ascii_lowercase(), policy);
                 }
                 _ => {}
             }
         }
 
-        // Group endpoints into federated names.
-        // Per name: its members and the settings each cluster's object carries.
-        type Group<'e> = (Vec<Member>, Vec<(ClusterId, &'e Settings)>);
-        let mut services: BTreeMap<String, Group> = BTreeMap::new();
-        let mut hosts: BTreeMap<String, Group> = BTreeMap::new();
-        for (cluster_name, ce) in endpoints {
-            let Some(cid) = id_of(cluster_name) else {
-                continue;
-            };
-            for ep in ce.endpoints() {
-                let member = Member {
-                    cluster: cid,
-                    v4: ep
-                        .addresses
-                        .iter()
-                        .filter_map(|a| match a.to_canonical() {
-                            IpAddr::V4(v4) => Some((v4, health(IpAddr::V4(v4), ep.port))),
-                            IpAddr::V6(_) => None,
-                        })
-                        .collect(),
-                    v6: ep
-                        .addresses
-                        .iter()
-                        .filter_map(|a| match a.to_canonical() {
-                            IpAddr::V6(v6) => Some((v6, health(IpAddr::V6(v6), ep.port))),
-                            IpAddr::V4(_) => None,
-                        })
-                        .collect(),
-                    hostname: ep
-                        .hostname
-                        .as_deref()
-                        .and_then(|h| Name::from_ascii(h).ok())
-                        .map(|mut n| {
-                            n.set_fqdn(true);
-                            n
-                        }),
-                    ready: ep.ready,
-                };
-                if ep.federated_name {
-                    let g = services.entry(key(&ep.namespace, &ep.name)).or_default();
-                    merge(&mut g.0, &member);
-                    g.1.push((cid, &ep.settings));
-                }
-                for h in &ep.hosts {
-                    let g = hosts.entry(h.clone()).or_default();
-                    merge(&mut g.0, &member);
-                    g.1.push((cid, &ep.settings));
-                }
-            }
-        }
-        let finish = |display: String, mut members: Vec<Member>, policy: Policy| {
-            members.sort_by_key(|m| m.cluster);
-            for m in &mut members {
-                m.v4.sort();
-                m.v4.dedup_by_key(|(a, _)| *a);
-                m.v6.sort();
-                m.v6.dedup_by_key(|(a, _)| *a);
-            }
-            Arc::new(FedName {
-                display,
-                members,
-                policy,
-            })
-        };
-        let services: HashMap<String, Arc<FedName>> = services
-            .into_iter()
-            .map(|(k, (members, settings))| {
-                let policy = service_policies
-                    .get(&k)
-                    .cloned()
-                    .unwrap_or_else(|| from_settings(&default_policy, settings, &id_of));
-                let fed = finish(k.clone(), members, policy);
-                (k, fed)
-            })
-            .collect();
-        let hosts: HashMap<LowerName, Arc<FedName>> = hosts
-            .into_iter()
-            .filter_map(|(h, (members, settings))| {
-                let mut name = Name::from_ascii(&h).ok()?;
-                name.set_fqdn(true);
-                let policy = host_policies
-                    .get(&h)
-                    .cloned()
-                    .unwrap_or_else(|| from_settings(&default_policy, settings, &id_of));
-                Some((LowerName::new(&name), finish(h, members, policy)))
-            })
-            .collect();
-
-        // Empty non-terminals (RFC 8020: NODATA, not NXDOMAIN): every ancestor below the
-        // apex of every owned name, and `<ns>.<F>.svc[.<zone>][.<region>]` for every
-        // namespace with a service (the federated names themselves are not listed here).
-        let fed = config.federation.to_ascii_lowercase();
-        let mut namespaces: Vec<&str> = services
-            .keys()
-            .filter_map(|k| k.split_once('/').map(|(ns, _)| ns))
-            .collect();
-        namespaces.dedup();
-        let mut suffixes: Vec<String> = vec![String::new()];
-        for c in &clusters {
-            if let Some(r) = &c.region {
-                suffixes.push(format!(".{r}"));
-                if let Some(z) = &c.zone {
-                    suffixes.push(format!(".{z}.{r}"));
-                }
-            }
-        }
-        suffixes.sort();
-        suffixes.dedup();
-        let mut parents: Vec<Name> = zone
-            .records
-            .keys()
-            .map(|n| Name::from(n).base_name())
-            .collect();
-        parents.extend(hosts.keys().map(|n| Name::from(n).base_name()));
-        for ns in &namespaces {
-            for s in &suffixes {
-                if let Ok(n) = Name::from_ascii(format!("{ns}.{fed}.svc{s}"))
-                    .and_then(|n| n.append_domain(&apex))
-                {
-                    parents.push(n);
-                }
-            }
-        }
-        let mut empty_non_terminals = HashSet::new();
-        for mut n in parents {
+        // Ancestors of static names (below the apex) that own nothing.
+        let mut static_ents = HashSet::new();
+        for name in zone.records.keys() {
+            let mut n = Name::from(name).base_name();
             while n.num_labels() > apex.num_labels() {
                 let lower = LowerName::new(&n);
-                if !zone.records.contains_key(&lower) && !hosts.contains_key(&lower) {
-                    empty_non_terminals.insert(lower);
+                if !zone.records.contains_key(&lower) {
+                    static_ents.insert(lower);
                 }
                 n = n.base_name();
             }
         }
+        let fed = config.federation.to_ascii_lowercase();
 
         let overrides = config
             .networks
@@ -509,7 +409,7 @@ impl Snapshot {
                     .iter()
                     .any(|r| r.record_type() == hickory_proto::rr::RecordType::NS)
         });
-        Ok(Snapshot {
+        let mut snap = Snapshot {
             apex,
             apex_lower,
             federation: fed.into_bytes(),
@@ -517,18 +417,185 @@ impl Snapshot {
             negative_ttl: zone.negative_ttl(),
             soa: zone.soa.clone(),
             has_delegations,
-            statics: zone.records.clone(),
-            empty_non_terminals,
+            statics: Arc::new(zone.records.clone()),
+            static_ents: Arc::new(static_ents),
+            host_ancestors: imbl::HashMap::new(),
+            namespaces: imbl::HashMap::new(),
+            policies: Arc::new(policies),
             clusters,
             regions,
             zones,
-            services,
-            hosts,
+            services: imbl::HashMap::new(),
+            hosts: imbl::HashMap::new(),
             locator: Locator::new(overrides, geoip),
             use_ecs: config.geoip.as_ref().is_none_or(|g| g.use_ecs),
             fallback,
             on_all_unhealthy: config.health.on_all_unhealthy,
-        })
+        };
+        let names: BTreeSet<NameKey> = endpoints
+            .values()
+            .flat_map(|ce| ce.endpoints().flat_map(|e| e.name_keys()))
+            .collect();
+        snap.rebuild_names(names.iter(), endpoints, health);
+        Ok(snap)
+    }
+
+    /// A new snapshot in which only `names` are rebuilt from the store (and the clusters'
+    /// stale flags refreshed); everything else is shared with `self`. This is how one
+    /// object change is published without rebuilding or copying every record.
+    pub fn update(
+        &self,
+        names: &HashSet<NameKey>,
+        endpoints: &BTreeMap<String, ClusterEndpoints>,
+        health: &dyn Fn(IpAddr, Option<u16>) -> Health,
+    ) -> Snapshot {
+        let mut next = self.clone();
+        for c in &mut next.clusters {
+            c.stale = endpoints.get(&c.name).is_some_and(|e| e.stale());
+        }
+        next.rebuild_names(names.iter(), endpoints, health);
+        next
+    }
+
+    /// Recomputes each name from the endpoints that answer for it in every cluster:
+    /// inserted, replaced, or removed when no cluster has it any more.
+    fn rebuild_names<'a>(
+        &mut self,
+        names: impl Iterator<Item = &'a NameKey>,
+        endpoints: &BTreeMap<String, ClusterEndpoints>,
+        health: &dyn Fn(IpAddr, Option<u16>) -> Health,
+    ) {
+        let ids: Vec<(Option<ClusterId>, &ClusterEndpoints)> = endpoints
+            .iter()
+            .map(|(name, ce)| (self.cluster_id(name), ce))
+            .collect();
+        for key in names {
+            let mut members: Vec<Member> = Vec::new();
+            let mut settings: Vec<(ClusterId, &Settings)> = Vec::new();
+            for (cid, ce) in &ids {
+                let Some(cid) = *cid else {
+                    continue;
+                };
+                for ep in ce.endpoints_for(key) {
+                    merge(&mut members, &member(cid, ep, health));
+                    settings.push((cid, &ep.settings));
+                }
+            }
+            let fed = (!members.is_empty()).then(|| {
+                members.sort_by_key(|m| m.cluster);
+                for m in &mut members {
+                    m.v4.sort();
+                    m.v4.dedup_by_key(|(a, _)| *a);
+                    m.v6.sort();
+                    m.v6.dedup_by_key(|(a, _)| *a);
+                }
+                let (display, configured) = match key {
+                    NameKey::Service(k) => (k.clone(), self.policies.services.get(k)),
+                    NameKey::Host(h) => (h.clone(), self.policies.hosts.get(h)),
+                };
+                let policy = configured.cloned().unwrap_or_else(|| {
+                    from_settings(&self.policies.default, settings, &|c| self.cluster_id(c))
+                });
+                Arc::new(FedName {
+                    display,
+                    members,
+                    policy,
+                })
+            });
+            match key {
+                NameKey::Service(k) => {
+                    let before = self.services.contains_key(k);
+                    match fed {
+                        Some(f) => {
+                            self.services.insert(k.clone(), f);
+                        }
+                        None => {
+                            self.services.remove(k);
+                        }
+                    }
+                    let after = self.services.contains_key(k);
+                    if let Some((ns, _)) = k.split_once('/') {
+                        count(&mut self.namespaces, ns.to_owned(), before, after);
+                    }
+                }
+                NameKey::Host(h) => {
+                    let Ok(mut name) = Name::from_ascii(h) else {
+                        continue;
+                    };
+                    name.set_fqdn(true);
+                    let lower = LowerName::new(&name);
+                    let before = self.hosts.contains_key(&lower);
+                    match fed {
+                        Some(f) => {
+                            self.hosts.insert(lower, f);
+                        }
+                        None => {
+                            self.hosts.remove(&lower);
+                        }
+                    }
+                    let after = self.hosts.contains_key(&LowerName::new(&name));
+                    let mut n = name.base_name();
+                    while n.num_labels() > self.apex.num_labels() {
+                        count(&mut self.host_ancestors, LowerName::new(&n), before, after);
+                        n = n.base_name();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a name owns nothing but has names below it (NODATA, not NXDOMAIN): an
+    /// ancestor of a static name or a host, or a prefix of the federation's shape
+    /// `svc.<F>.<ns>` under the apex, a region, or a zone of a region.
+    pub fn is_empty_non_terminal(&self, lower: &LowerName) -> bool {
+        if self.static_ents.contains(lower) || self.host_ancestors.contains_key(lower) {
+            return true;
+        }
+        if self.namespaces.is_empty() {
+            return false;
+        }
+        let Some(rel) = lower.num_labels().checked_sub(self.apex.num_labels()) else {
+            return false;
+        };
+        let name = Name::from(lower);
+        // Labels from the apex outwards.
+        let r: Vec<&[u8]> = name
+            .iter()
+            .take(rel as usize)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        for location in 0..=2 {
+            if r.len() < location {
+                break;
+            }
+            let known = match location {
+                0 => true,
+                1 => self.regions.contains_key(r[0]),
+                _ => self.zones.contains_key(&(r[0].to_vec(), r[1].to_vec())),
+            };
+            if !known {
+                continue;
+            }
+            let rest = &r[location..];
+            let ent = match rest.len() {
+                0 => location > 0,
+                1 => rest[0] == b"svc",
+                2 => rest[0] == b"svc" && rest[1] == self.federation.as_slice(),
+                3 => {
+                    rest[0] == b"svc"
+                        && rest[1] == self.federation.as_slice()
+                        && std::str::from_utf8(rest[2])
+                            .is_ok_and(|ns| self.namespaces.contains_key(ns))
+                }
+                _ => false,
+            };
+            if ent {
+                return true;
+            }
+        }
+        false
     }
 
     /// Great-circle distance from a location to a cluster, in km.
@@ -570,6 +637,57 @@ fn from_settings(
             .filter_map(|(c, s)| Some((*c, s.weight?)))
             .collect(),
     }
+}
+
+/// Keeps a reference count in step with whether a name exists before and after a change.
+fn count<K: std::hash::Hash + Eq + Clone>(
+    map: &mut imbl::HashMap<K, u32>,
+    key: K,
+    before: bool,
+    after: bool,
+) {
+    match (before, after) {
+        (false, true) => *map.entry(key).or_insert(0) += 1,
+        (true, false) => {
+            let gone = map.get_mut(&key).is_some_and(|n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+            if gone {
+                map.remove(&key);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One cluster's member of a name, from one endpoint, with each address's health.
+fn member(
+    cluster: ClusterId,
+    ep: &Endpoint,
+    health: &dyn Fn(IpAddr, Option<u16>) -> Health,
+) -> Member {
+    let mut m = Member {
+        cluster,
+        v4: Vec::new(),
+        v6: Vec::new(),
+        hostname: ep
+            .hostname
+            .as_deref()
+            .and_then(|h| Name::from_ascii(h).ok())
+            .map(|mut n| {
+                n.set_fqdn(true);
+                n
+            }),
+        ready: ep.ready,
+    };
+    for a in &ep.addresses {
+        match a.to_canonical() {
+            IpAddr::V4(v4) => m.v4.push((v4, health(IpAddr::V4(v4), ep.port))),
+            IpAddr::V6(v6) => m.v6.push((v6, health(IpAddr::V6(v6), ep.port))),
+        }
+    }
+    m
 }
 
 /// Adds a cluster's object to a name; two objects of one cluster for one name merge.

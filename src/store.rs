@@ -4,7 +4,7 @@
 //! Architecture invariant: sources write here and know nothing of snapshots or DNS; the
 //! snapshot builder reads here and knows nothing of where an endpoint came from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use crate::config::{Config, PolicyKind, ProbeKind};
 
 /// What kind of object an endpoint came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {
     /// Declared in the config file.
     Static,
@@ -62,6 +62,35 @@ pub struct Settings {
     pub probe_expect: Option<u16>,
 }
 
+/// A Kubernetes object in one cluster: kind, namespace, name.
+pub type ObjectKey = (ObjectKind, String, String);
+
+/// A name that federated records answer for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NameKey {
+    /// `namespace/name`, lowercase: `<name>.<namespace>.<F>.svc.<Z>` and its region and
+    /// zone names.
+    Service(String),
+    /// A host inside the zone, lowercase, without the trailing dot.
+    Host(String),
+}
+
+impl Endpoint {
+    /// The names this endpoint answers for.
+    pub fn name_keys(&self) -> impl Iterator<Item = NameKey> + '_ {
+        let service = self
+            .federated_name
+            .then(|| NameKey::Service(format!("{}/{}", self.namespace, self.name)));
+        service
+            .into_iter()
+            .chain(self.hosts.iter().map(|h| NameKey::Host(h.clone())))
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        (self.kind, self.namespace.clone(), self.name.clone())
+    }
+}
+
 /// Everything known about one member cluster, from each source.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterEndpoints {
@@ -74,8 +103,39 @@ pub struct ClusterEndpoints {
 impl ClusterEndpoints {
     /// Every endpoint of the cluster, static ones first.
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
-        let kube = self.kube.iter().flat_map(|k| k.endpoints.iter());
+        let kube = self
+            .kube
+            .iter()
+            .flat_map(|k| k.objects.values().map(|e| &**e));
         self.static_endpoints.iter().chain(kube)
+    }
+
+    /// The endpoints that answer for one name.
+    pub fn endpoints_for<'a>(
+        &'a self,
+        key: &'a NameKey,
+    ) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        let statics = self
+            .static_endpoints
+            .iter()
+            .filter(move |e| e.name_keys().any(|k| k == *key));
+        let kube = self.kube.iter().flat_map(move |k| {
+            k.by_name
+                .get(key)
+                .into_iter()
+                .flatten()
+                .filter_map(|o| k.objects.get(o).map(|e| &**e))
+        });
+        statics.chain(kube)
+    }
+
+    /// How many endpoints the cluster has.
+    pub fn len(&self) -> usize {
+        self.static_endpoints.len() + self.kube.as_ref().map_or(0, |k| k.objects.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The cluster's API cannot be reached: its Kubernetes records are last-known.
@@ -84,12 +144,15 @@ impl ClusterEndpoints {
     }
 }
 
-/// The Kubernetes side of a cluster.
+/// The Kubernetes side of a cluster. The maps are persistent (structural sharing), so that
+/// copying the store for a snapshot build is cheap and one change touches one entry.
 #[derive(Clone, Debug, Default)]
 pub struct KubeState {
     /// Published only once every watched kind has listed once, so that a half-synced
     /// cluster never shows as a world without its services.
-    pub endpoints: Arc<Vec<Endpoint>>,
+    pub objects: imbl::HashMap<ObjectKey, Arc<Endpoint>>,
+    /// Which objects answer for each name.
+    pub by_name: imbl::HashMap<NameKey, imbl::Vector<ObjectKey>>,
     /// The API is failing: records are last-known.
     pub stale: bool,
     /// The last error from the API, for /debug and logs.
@@ -100,12 +163,51 @@ pub struct KubeState {
     pub last_event_at: Option<SystemTime>,
 }
 
+impl KubeState {
+    /// Sets or removes one object, keeping `by_name` in step; returns the names touched.
+    fn put(&mut self, key: ObjectKey, endpoint: Option<Endpoint>, touched: &mut HashSet<NameKey>) {
+        if let Some(old) = self.objects.remove(&key) {
+            for name in old.name_keys() {
+                if let Some(list) = self.by_name.get_mut(&name) {
+                    list.retain(|k| *k != key);
+                    if list.is_empty() {
+                        self.by_name.remove(&name);
+                    }
+                }
+                touched.insert(name);
+            }
+        }
+        if let Some(e) = endpoint {
+            for name in e.name_keys() {
+                self.by_name
+                    .entry(name.clone())
+                    .or_default()
+                    .push_back(key.clone());
+                touched.insert(name);
+            }
+            self.objects.insert(key, Arc::new(e));
+        }
+    }
+}
+
+/// What changed since the snapshot builder last looked.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    /// Something that needs a full rebuild (config, static services, health).
+    pub full: bool,
+    /// Cluster flags (stale) changed; records did not.
+    pub clusters: bool,
+    /// Names whose records changed.
+    pub names: HashSet<NameKey>,
+}
+
 /// The shared store. A mutex is fine: sources write rarely and the query path never reads
-/// it (it reads the published snapshot). Every write bumps `changed` so the snapshot
-/// builder knows to rebuild.
+/// it (it reads the published snapshot). Every write records what it changed and bumps
+/// `changed` so the snapshot builder knows to update.
 #[derive(Debug)]
 pub struct Store {
     clusters: Mutex<BTreeMap<String, ClusterEndpoints>>,
+    dirty: Mutex<Dirty>,
     /// A generation counter; each consumer (snapshot builder, prober) holds a receiver and
     /// sees every change, coalesced.
     changed: tokio::sync::watch::Sender<u64>,
@@ -115,6 +217,10 @@ impl Default for Store {
     fn default() -> Self {
         Store {
             clusters: Mutex::default(),
+            dirty: Mutex::new(Dirty {
+                full: true,
+                ..Dirty::default()
+            }),
             changed: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -130,10 +236,42 @@ impl Store {
         store
     }
 
-    /// Changes one cluster's entry and wakes the consumers.
+    /// Changes one cluster's entry in any way; the next snapshot is a full rebuild.
     pub fn update(&self, cluster: &str, f: impl FnOnce(&mut ClusterEndpoints)) {
         f(self.lock().entry(cluster.to_owned()).or_default());
         self.touch();
+    }
+
+    /// Applies Kubernetes object changes to a cluster (`None`: the object is gone) and its
+    /// watch state; only the names these objects answer for are rebuilt.
+    pub fn update_kube(
+        &self,
+        cluster: &str,
+        changes: Vec<(ObjectKey, Option<Endpoint>)>,
+        meta: impl FnOnce(&mut KubeState),
+    ) {
+        let mut touched = HashSet::new();
+        let flags_changed;
+        {
+            let mut clusters = self.lock();
+            let state = clusters
+                .entry(cluster.to_owned())
+                .or_default()
+                .kube
+                .get_or_insert_with(KubeState::default);
+            for (key, endpoint) in changes {
+                state.put(key, endpoint, &mut touched);
+            }
+            let before = state.stale;
+            meta(state);
+            flags_changed = before != state.stale;
+        }
+        {
+            let mut d = self.dirty();
+            d.names.extend(touched);
+            d.clusters |= flags_changed;
+        }
+        self.changed.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// Forgets a cluster (it left the config).
@@ -146,9 +284,15 @@ impl Store {
         self.lock().keys().cloned().collect()
     }
 
-    /// Wakes the consumers without changing anything (health changed, for example).
+    /// Asks for a full rebuild (config reloaded, health changed) and wakes the consumers.
     pub fn touch(&self) {
+        self.dirty().full = true;
         self.changed.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// What changed since the last call (for the snapshot builder).
+    pub fn take_dirty(&self) -> Dirty {
+        std::mem::take(&mut *self.dirty())
     }
 
     /// A receiver that wakes on every change after this call.
@@ -156,8 +300,7 @@ impl Store {
         self.changed.subscribe()
     }
 
-    /// A copy of the current contents, for the snapshot builder (cheap: endpoint lists
-    /// are shared, not copied).
+    /// A copy of the current contents (cheap: endpoint maps are shared, not copied).
     pub fn contents(&self) -> BTreeMap<String, ClusterEndpoints> {
         self.lock().clone()
     }
@@ -166,6 +309,10 @@ impl Store {
         // A panic while holding the lock cannot leave the map half-written (every write is
         // one closure on one entry), so a poisoned lock is still safe to use.
         self.clusters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dirty(&self) -> std::sync::MutexGuard<'_, Dirty> {
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

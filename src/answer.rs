@@ -214,9 +214,15 @@ impl Ctx<'_> {
     }
 
     fn static_records(&mut self, owner: Name, lower: &LowerName, records: &[Record], depth: usize) {
+        // ANY gets one RRset, the first at the name (RFC 8482 section 4.2): a minimal
+        // answer that cannot be used to amplify.
+        let wanted = match self.qtype {
+            RecordType::ANY => records.first().map_or(RecordType::ANY, |r| r.record_type()),
+            t => t,
+        };
         let matching: Vec<Record> = records
             .iter()
-            .filter(|r| self.qtype == RecordType::ANY || r.record_type() == self.qtype)
+            .filter(|r| r.record_type() == wanted)
             .map(|r| with_owner(r, &owner))
             .collect();
         if !matching.is_empty() {
@@ -303,7 +309,8 @@ impl Ctx<'_> {
                     }
                 }
             }
-            if matches!(self.qtype, RecordType::AAAA | RecordType::ANY) {
+            // ANY (RFC 8482): one RRset, the A records, or AAAA when there is no A.
+            if self.qtype == RecordType::AAAA || (self.qtype == RecordType::ANY && !wrote) {
                 for (a, h) in &m.v6 {
                     if usable(*h) {
                         self.record(owner.clone(), RData::AAAA(AAAA(*a)));

@@ -314,3 +314,61 @@ async fn delegations_get_referrals() {
     }
     server.running.shutdown(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn any_is_minimal_rfc8482() {
+    let server = TestServer::start(CONFIG).await;
+    let client = server.client();
+    // RFC 8482 section 4.2: one RRset, not every record at the name.
+    let r = client
+        .exchange(
+            &query("fed.example.com", RecordType::ANY, None),
+            Transport::Udp,
+        )
+        .await;
+    let types: std::collections::BTreeSet<RecordType> =
+        r.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types.len(), 1, "{:?}", r.answers);
+    // A federated name: its A records only, though it has AAAA too.
+    let r = client
+        .exchange(
+            &query(APP, RecordType::ANY, Some("198.18.2.0/24")),
+            Transport::Udp,
+        )
+        .await;
+    let types: Vec<RecordType> = r.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types, [RecordType::A]);
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn unknown_edns_options_are_ignored_rfc6891() {
+    let server = TestServer::start(CONFIG).await;
+    let client = server.client();
+    // RFC 6891 section 6.1.2: options the server does not know are ignored.
+    let mut m = query(APP, RecordType::A, None);
+    m.edns.as_mut().unwrap().options_mut().insert(
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(65001, vec![1, 2, 3]),
+    );
+    let r = client.exchange(&m, Transport::Udp).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers.len(), 1);
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn chaos_queries_disclose_no_version() {
+    let server = TestServer::start(CONFIG).await;
+    let client = server.client();
+    // version.bind/hostname.bind CH TXT: refused, nothing about the software is disclosed.
+    for name in ["version.bind", "hostname.bind", "version.server"] {
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        let mut q = Query::query(Name::from_ascii(name).unwrap(), RecordType::TXT);
+        q.set_query_class(hickory_proto::rr::DNSClass::CH);
+        m.add_query(q);
+        let r = client.exchange(&m, Transport::Udp).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
+        assert!(r.answers.is_empty(), "{name}");
+    }
+    server.running.shutdown(Duration::ZERO).await;
+}

@@ -28,6 +28,7 @@ use tracing::{error, info, warn};
 use crate::admin;
 use crate::config::HealthConfig;
 use crate::metrics::Metrics;
+use crate::state;
 use crate::store;
 
 /// Anything that stops a config from loading. Each names the file it concerns.
@@ -424,6 +425,10 @@ impl Running {
 /// admin listeners, and starts the reloader.
 pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartError> {
     let store = Arc::new(Store::from_config(&loaded.config));
+    if let Some(path) = &loaded.config.state_file {
+        let watched: Vec<String> = loaded.clusters.iter().map(|a| a.cluster.clone()).collect();
+        state::restore(&store, path, &watched);
+    }
     // Subscribe before the first build so that no change can fall between the two.
     let changed = store.subscribe();
     let health = Arc::new(HealthTable::default());
@@ -448,6 +453,9 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
     });
     shared.sync_sources(&shared.loaded.load());
     let mut tasks = vec![tokio::spawn(publish_loop(shared.clone(), changed))];
+    if let Some(path) = shared.loaded.load().config.state_file.clone() {
+        tasks.push(tokio::spawn(state::run(shared.store.clone(), path)));
+    }
     let handler = Handler::new(
         shared.published.clone(),
         shared.metrics.clone(),

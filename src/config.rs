@@ -76,6 +76,11 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// Where the last-known Kubernetes endpoints of every cluster are kept across restarts,
+    /// so that a restart while some member APIs are unreachable still answers with their
+    /// last-known records (flagged stale). Optional; relative to the config file.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
     /// After SIGTERM, how long fedns keeps answering while /readyz says 503, so that load
     /// balancers and forwarders move away before the listeners close.
     #[serde(default = "default_drain", deserialize_with = "duration")]
@@ -229,7 +234,7 @@ impl<'de> Deserialize<'de> for Coordinates {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyKind {
     /// The nearest healthy cluster(s) to the client.
@@ -344,7 +349,7 @@ fn default_fall() -> u32 {
     2
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeKind {
     /// TCP connect to the address on the service's first port.
@@ -516,6 +521,9 @@ impl Config {
         }
         if let Some(g) = &mut self.geoip {
             join(&mut g.database);
+        }
+        if let Some(s) = &mut self.state_file {
+            join(s);
         }
         for c in &mut self.clusters {
             if let Some(k) = &mut c.value.kubeconfig {

@@ -345,10 +345,10 @@ async fn run_cluster(
         }
         // Nothing reaches the store before the first full sync; then everything once, and
         // afterwards only the objects that changed.
+        let first = synced && !was_synced;
         let changes = if !synced {
             Vec::new()
         } else {
-            let first = !was_synced;
             let changes = watched.changes(first);
             if first {
                 info!(cluster, endpoints = changes.len(), "cluster synced");
@@ -356,8 +356,11 @@ async fn run_cluster(
             }
             changes
         };
-        store.update_kube(&cluster, changes, |state| {
-            state.stale = stale;
+        // The first full sync replaces whatever the store held (records restored from the
+        // state file, or left by a watch restarted by a reload).
+        store.update_kube(&cluster, changes, first, |state| {
+            // Restored records stay flagged stale until the first sync.
+            state.stale = stale || (!synced && state.stale);
             if last_error.is_some() {
                 state.last_error = last_error;
             }

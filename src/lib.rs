@@ -19,5 +19,6 @@ pub mod health;
 pub mod kubernetes;
 pub mod metrics;
 pub mod snapshot;
+pub mod state;
 pub mod store;
 pub mod zonefile;

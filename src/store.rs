@@ -9,10 +9,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{Config, PolicyKind, ProbeKind};
 
 /// What kind of object an endpoint came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ObjectKind {
     /// Declared in the config file.
     Static,
@@ -23,7 +25,7 @@ pub enum ObjectKind {
 }
 
 /// One load-balanced object in one cluster, cut down to what DNS needs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub kind: ObjectKind,
     pub namespace: String,
@@ -47,7 +49,7 @@ pub struct Endpoint {
 
 /// Per-service settings carried by an object (Kubernetes annotations `fedns.io/...`). The
 /// config's `services:` entries take precedence over these.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub policy: Option<PolicyKind>,
     pub count: Option<u32>,
@@ -243,11 +245,14 @@ impl Store {
     }
 
     /// Applies Kubernetes object changes to a cluster (`None`: the object is gone) and its
-    /// watch state; only the names these objects answer for are rebuilt.
+    /// watch state; only the names these objects answer for are rebuilt. With
+    /// `replace_all`, objects not among `changes` are removed: a full sync replaces what
+    /// was there before (restored from a state file, or left by a restarted watch).
     pub fn update_kube(
         &self,
         cluster: &str,
         changes: Vec<(ObjectKey, Option<Endpoint>)>,
+        replace_all: bool,
         meta: impl FnOnce(&mut KubeState),
     ) {
         let mut touched = HashSet::new();
@@ -259,6 +264,18 @@ impl Store {
                 .or_default()
                 .kube
                 .get_or_insert_with(KubeState::default);
+            if replace_all {
+                let keep: HashSet<&ObjectKey> = changes.iter().map(|(k, _)| k).collect();
+                let gone: Vec<ObjectKey> = state
+                    .objects
+                    .keys()
+                    .filter(|k| !keep.contains(k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    state.put(key, None, &mut touched);
+                }
+            }
             for (key, endpoint) in changes {
                 state.put(key, endpoint, &mut touched);
             }

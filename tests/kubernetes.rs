@@ -34,7 +34,8 @@ async fn federation_with(
     let dir = support::temp_dir("kube");
     let mut yaml = String::from(
         "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\ngeoip: { database: city.mmdb }\n\
-         health: { probe: none }\nkubernetes: { watch_timeout: 2s, connect_timeout: 1s, sync_timeout: 10s }\nclusters:\n",
+         health: { probe: none }\nkubernetes: { watch_timeout: 2s, connect_timeout: 1s, sync_timeout: 10s }\n\
+         state_file: state.json\nclusters:\n",
     );
     for (c, region) in clusters.iter().zip(regions) {
         let kc = c.write_kubeconfig(&dir);
@@ -444,5 +445,56 @@ async fn annotations_set_policy() {
     )
     .await;
     until(&client, "pay.fed.example.com", NEW_YORK, &["198.51.100.10"]).await;
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_a_cluster_is_down_keeps_its_records_from_the_state_file() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    service(&us, "app", &["192.0.2.10"]);
+    service(&eu, "app", &["198.51.100.10"]);
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    let state = server.path.parent().unwrap().join("state.json");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !std::fs::read_to_string(&state).is_ok_and(|t| t.contains("192.0.2.10")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "state file never written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let path = server.path.clone();
+    server.running.shutdown(Duration::ZERO).await;
+
+    // us-east's API is down when fedns starts again: its last-known records still answer,
+    // flagged stale.
+    us.set_fault(Fault::Refuse);
+    let server = TestServer::start_at(path.clone()).await;
+    let client = server.client();
+    assert_eq!(ask(&client, APP, NEW_YORK).await.1, ["192.0.2.10"]);
+    assert!(stale(&server, "us-east"));
+    until(&client, APP, TOKYO, &["198.51.100.10"]).await;
+    // It comes back with a change made meanwhile: the sync replaces the restored records.
+    us.delete(Resource::Services, "default", "app");
+    service(&us, "web", &["192.0.2.20"]);
+    us.set_fault(Fault::None);
+    until(
+        &client,
+        "web.default.myfed.svc.fed.example.com",
+        NEW_YORK,
+        &["192.0.2.20"],
+    )
+    .await;
+    until(&client, APP, NEW_YORK, &["198.51.100.10"]).await;
+    until_stale(&server, "us-east", false).await;
+    server.running.shutdown(Duration::ZERO).await;
+
+    // A corrupt state file is named in the log and ignored: fedns starts and syncs.
+    std::fs::write(path.parent().unwrap().join("state.json"), b"{garbage").unwrap();
+    let server = TestServer::start_at(path).await;
+    until(&server.client(), APP, NEW_YORK, &["198.51.100.10"]).await;
     server.running.shutdown(Duration::ZERO).await;
 }

@@ -101,7 +101,7 @@ fn incremental_updates_equal_full_builds() {
             }
         };
         let stale = next(10) == 0;
-        store.update_kube(cluster, vec![(key, change)], |k| k.stale = stale);
+        store.update_kube(cluster, vec![(key, change)], false, |k| k.stale = stale);
         let dirty = store.take_dirty();
         assert!(
             !dirty.full,

@@ -98,8 +98,31 @@ fn check_rejects_a_corrupt_geoip_database() {
     );
 }
 
+/// A server process that is killed if the test fails before it ends it.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// Starts `fedns serve` with `args` and returns it with the DNS address it printed.
-fn serve(args: &[&str]) -> (std::process::Child, SocketAddr, Vec<String>) {
+fn serve(args: &[&str]) -> (Server, SocketAddr, Vec<String>) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(["--admin", "127.0.0.1:0"])
@@ -130,7 +153,7 @@ fn serve(args: &[&str]) -> (std::process::Child, SocketAddr, Vec<String>) {
     let addr = addr.expect("fedns exited before listening");
     // The demo prints its dig examples after the address; read what is there.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr, seen)
+    (Server(child), addr, seen)
 }
 
 fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {

@@ -28,6 +28,7 @@ use tracing::{error, info, warn};
 use crate::admin;
 use crate::config::HealthConfig;
 use crate::metrics::Metrics;
+use crate::rrl::Limiter;
 use crate::state;
 use crate::store;
 
@@ -247,8 +248,12 @@ impl Shared {
                 let old = self.loaded.load();
                 if old.config.listen.dns != new.config.listen.dns
                     || old.config.listen.admin != new.config.listen.admin
+                    || old.config.rrl != new.config.rrl
+                    || old.config.state_file != new.config.state_file
                 {
-                    warn!("listen addresses changed; they take effect at the next restart");
+                    warn!(
+                        "listen addresses, rrl or state_file changed; they take effect at the next restart"
+                    );
                 }
                 self.sync_sources(&new);
                 self.loaded.store(Arc::new(new));
@@ -456,11 +461,19 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
     if let Some(path) = shared.loaded.load().config.state_file.clone() {
         tasks.push(tokio::spawn(state::run(shared.store.clone(), path)));
     }
+    let rrl = shared
+        .loaded
+        .load()
+        .config
+        .rrl
+        .as_ref()
+        .map(|r| Arc::new(Limiter::new(r)));
     let handler = Handler::new(
         shared.published.clone(),
         shared.metrics.clone(),
         options.query_log,
-    );
+    )
+    .with_rrl(rrl);
     let dns = DnsServer::bind(&dns_addrs, handler)
         .await
         .map_err(|source| StartError::Bind {

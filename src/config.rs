@@ -81,11 +81,62 @@ pub struct Config {
     /// last-known records (flagged stale). Optional; relative to the config file.
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// Response rate limiting of UDP replies per client network; off when absent.
+    #[serde(default)]
+    pub rrl: Option<RrlConfig>,
     /// After SIGTERM, how long fedns keeps answering while /readyz says 503, so that load
     /// balancers and forwarders move away before the listeners close.
     #[serde(default = "default_drain", deserialize_with = "duration")]
     pub drain: Duration,
     pub clusters: Vec<Spanned<ClusterConfig>>,
+}
+
+/// Response rate limiting (see `rrl.rs`). Changes take effect at the next restart.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RrlConfig {
+    /// Identical-looking UDP responses per second to one client network.
+    #[serde(default = "default_rrl_rate")]
+    pub responses_per_second: u32,
+    /// Over the limit, every `slip`-th response is sent truncated (TC) so real clients
+    /// retry over TCP; 0 drops them all.
+    #[serde(default = "default_rrl_slip")]
+    pub slip: u32,
+    #[serde(default = "default_rrl_v4")]
+    pub ipv4_prefix: u8,
+    #[serde(default = "default_rrl_v6")]
+    pub ipv6_prefix: u8,
+    /// Counters kept: memory is fixed at 8 bytes each, whatever the clients send.
+    #[serde(default = "default_rrl_table")]
+    pub table_size: usize,
+}
+
+impl Default for RrlConfig {
+    fn default() -> Self {
+        RrlConfig {
+            responses_per_second: default_rrl_rate(),
+            slip: default_rrl_slip(),
+            ipv4_prefix: default_rrl_v4(),
+            ipv6_prefix: default_rrl_v6(),
+            table_size: default_rrl_table(),
+        }
+    }
+}
+
+fn default_rrl_rate() -> u32 {
+    20
+}
+fn default_rrl_slip() -> u32 {
+    2
+}
+fn default_rrl_v4() -> u8 {
+    24
+}
+fn default_rrl_v6() -> u8 {
+    56
+}
+fn default_rrl_table() -> usize {
+    65_536
 }
 
 /// How fedns talks to member clusters' API servers.
@@ -576,6 +627,19 @@ impl Config {
                 1,
                 "health",
                 "interval and timeout must be above 0".into(),
+            ));
+        }
+        if let Some(r) = &self.rrl
+            && (r.responses_per_second == 0
+                || r.table_size == 0
+                || r.ipv4_prefix > 32
+                || r.ipv6_prefix > 128)
+        {
+            return Err(err(
+                1,
+                "rrl",
+                "responses_per_second and table_size must be above 0, prefixes at most 32 and 128"
+                    .into(),
             ));
         }
         if self.health.max_concurrent == 0 {

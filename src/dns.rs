@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, info, warn};
 
 use crate::metrics::{Metrics, Proto};
+use crate::rrl::{Limiter, Verdict};
 
 use crate::answer::{self, Answer, Client, Question};
 use crate::ecs;
@@ -41,6 +42,8 @@ pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Handler {
     published: Published,
     metrics: Arc<Metrics>,
+    /// Response rate limiting of UDP replies; None when off.
+    rrl: Option<Arc<Limiter>>,
     /// Log every query at info (target `fedns::query`); off by default.
     query_log: bool,
 }
@@ -50,8 +53,15 @@ impl Handler {
         Handler {
             published,
             metrics,
+            rrl: None,
             query_log,
         }
+    }
+
+    /// Turns on response rate limiting.
+    pub fn with_rrl(mut self, rrl: Option<Arc<Limiter>>) -> Handler {
+        self.rrl = rrl;
+        self
     }
 }
 
@@ -63,7 +73,26 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let start = Instant::now();
-        let reply = self.reply(request);
+        let mut reply = self.reply(request);
+        if let (Some(rrl), Protocol::Udp) = (&self.rrl, request.protocol()) {
+            let name = request.queries.queries().first().map(|q| q.name());
+            match rrl.check(request.src().ip(), name, reply.qtype, reply.answer.rcode) {
+                Verdict::Send => {}
+                Verdict::Slip => {
+                    self.metrics.rrl(true);
+                    reply.slip();
+                }
+                Verdict::Drop => {
+                    self.metrics.rrl(false);
+                    let mut m = Metadata::response_from_request(&request.metadata);
+                    m.response_code = reply.answer.rcode;
+                    return ResponseInfo::from(Header {
+                        metadata: m,
+                        counts: Default::default(),
+                    });
+                }
+            }
+        }
         let response = reply.response(request);
         let sent = response_handle.send_response(response).await;
         let proto = match request.protocol() {
@@ -127,9 +156,19 @@ struct Reply {
     qname: Option<String>,
     /// An ECS option located the client.
     ecs: bool,
+    /// Sent as TC with no records (rate limited: the client should retry over TCP).
+    truncated: bool,
 }
 
 impl Reply {
+    /// Turns this reply into an empty, truncated one (an RRL slip).
+    fn slip(&mut self) {
+        self.answer.answers.clear();
+        self.answer.authority.clear();
+        self.answer.additionals.clear();
+        self.truncated = true;
+    }
+
     /// The hickory response for this reply, ready to encode.
     fn response<'a>(
         &'a self,
@@ -145,6 +184,7 @@ impl Reply {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = self.answer.rcode;
         metadata.authoritative = self.answer.authoritative;
+        metadata.truncation = self.truncated;
         MessageResponseBuilder::new(&request.queries, self.edns.as_ref()).build(
             metadata,
             self.answer.answers.iter(),
@@ -188,6 +228,7 @@ impl Handler {
             qtype,
             qname: None,
             ecs: false,
+            truncated: false,
         };
         // OPT in the reply whenever the query had one (RFC 6891 section 7).
         let mut edns = request.edns.as_ref().map(|req| {
@@ -252,6 +293,7 @@ impl Handler {
             qtype,
             qname: self.query_log.then(|| question.name.to_string()),
             ecs: client.ecs.is_some(),
+            truncated: false,
         }
     }
 }

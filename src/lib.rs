@@ -18,6 +18,7 @@ pub mod geo;
 pub mod health;
 pub mod kubernetes;
 pub mod metrics;
+pub mod rrl;
 pub mod snapshot;
 pub mod state;
 pub mod store;

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub snapshot_build_duration: Histogram,
     reloads_ok: IntCounter,
     reloads_failed: IntCounter,
+    rrl_slipped: IntCounter,
+    rrl_dropped: IntCounter,
     pub ready: IntGauge,
 }
 
@@ -181,6 +183,12 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(snapshot_build_duration.clone()))
             .expect("unique metric");
+        let rrl = counter_vec(
+            &r,
+            "fedns_rrl_responses_total",
+            "UDP responses limited by RRL, by action (slip: sent truncated; drop: not sent).",
+            &["action"],
+        );
         let ready =
             IntGauge::new("fedns_ready", "1 when /readyz answers 200.").expect("valid metric");
         r.register(Box::new(ready.clone())).expect("unique metric");
@@ -231,6 +239,8 @@ impl Metrics {
             snapshot_build_duration,
             reloads_ok: reloads.with_label_values(&["ok"]),
             reloads_failed: reloads.with_label_values(&["error"]),
+            rrl_slipped: rrl.with_label_values(&["slip"]),
+            rrl_dropped: rrl.with_label_values(&["drop"]),
             ready,
             registry: r,
         }
@@ -310,6 +320,15 @@ impl Metrics {
 
     pub fn forget_probe(&self, address: &str) {
         let _ = self.probe_healthy.remove_label_values(&[address]);
+    }
+
+    /// Counts one rate-limited response: slipped (sent truncated) or dropped.
+    pub fn rrl(&self, slipped: bool) {
+        if slipped {
+            self.rrl_slipped.inc();
+        } else {
+            self.rrl_dropped.inc();
+        }
     }
 
     pub fn reload(&self, ok: bool) {

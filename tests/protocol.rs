@@ -372,3 +372,57 @@ async fn chaos_queries_disclose_no_version() {
     }
     server.running.shutdown(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn rrl_limits_udp_with_slips_and_spares_tcp() {
+    let config = CONFIG.replace(
+        "ttl: 30\n",
+        "ttl: 30\nrrl: { responses_per_second: 5, slip: 2 }\n",
+    );
+    let server = TestServer::start(&config).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sent = 40;
+    for id in 0..sent {
+        let mut m = query(APP, RecordType::A, None);
+        m.metadata.id = id;
+        sock.send_to(&m.to_vec().unwrap(), server.addr)
+            .await
+            .unwrap();
+    }
+    let (mut full, mut truncated) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok((n, _))) = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        sock.recv_from(&mut buf),
+    )
+    .await
+    {
+        let r = Message::from_vec(&buf[..n]).unwrap();
+        if r.metadata.truncation {
+            assert!(r.answers.is_empty());
+            truncated += 1;
+        } else {
+            assert_eq!(r.answers.len(), 1);
+            full += 1;
+        }
+    }
+    // At most 5 a second in full (10 if the burst straddles a second), some slipped as TC
+    // so real clients retry over TCP, the rest dropped.
+    assert!((5..=10).contains(&full), "full {full}");
+    assert!(truncated >= 10, "truncated {truncated}");
+    assert!(full + truncated < sent as usize, "nothing dropped");
+    // TCP is never limited.
+    let client = server.client();
+    for _ in 0..20 {
+        let r = client
+            .exchange(&query(APP, RecordType::A, None), Transport::Tcp)
+            .await;
+        assert_eq!(r.answers.len(), 1);
+    }
+    let (_, metrics) = support::http::get(server.admin, "/metrics").await;
+    assert!(
+        metrics.contains("fedns_rrl_responses_total{action=\"drop\"}"),
+        "{metrics}"
+    );
+    server.running.shutdown(Duration::ZERO).await;
+}

@@ -177,3 +177,32 @@ fn explain_names_location_candidates_and_choice() {
     );
     assert!(fedns::explain::explain(&snap, "198.18.0.1/24", &name, RecordType::A).is_err());
 }
+
+#[test]
+fn each_demo_network_gets_its_documented_nearest_cluster() {
+    let loaded = fedns::app::Loaded::demo().unwrap();
+    let store = Store::from_config(&loaded.config);
+    let snap = loaded.snapshot(&store, &Default::default()).unwrap();
+    let name = Name::from_ascii(APP).unwrap();
+    for n in fedns::demo::NETWORKS {
+        let net: ipnet::IpNet = n.net.parse().unwrap();
+        let qtype = if net.addr().is_ipv4() {
+            RecordType::A
+        } else {
+            RecordType::AAAA
+        };
+        let q = Question {
+            name: &name,
+            qtype,
+            qclass: DNSClass::IN,
+        };
+        let client = Client {
+            source: "192.0.2.53".parse().unwrap(),
+            ecs: Some(net),
+        };
+        let a = answer(&snap, &q, &client, true);
+        let chosen = a.decisions[0].chosen[0];
+        assert_eq!(snap.clusters[chosen as usize].name, n.nearest, "{}", n.net);
+        assert_eq!(a.answers.len(), 1, "{}", n.net);
+    }
+}

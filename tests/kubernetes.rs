@@ -56,6 +56,19 @@ async fn federation_with(
     TestServer::start_at(dir.join("fedns.yaml")).await
 }
 
+/// us-east and eu-west, each with `app` (192.0.2.10 and 198.51.100.10), and fedns
+/// watching both, once New York is answered from us-east.
+async fn two_clusters_with_app() -> (FakeCluster, FakeCluster, TestServer, DnsClient) {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    service(&us, "app", &["192.0.2.10"]);
+    service(&eu, "app", &["198.51.100.10"]);
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    (us, eu, server, client)
+}
+
 /// A LoadBalancer Service with one ready endpoint.
 fn service(c: &FakeCluster, name: &str, ips: &[&str]) {
     c.apply(
@@ -258,13 +271,7 @@ async fn hostname_lb_ingress_and_readiness() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_that_goes_down_keeps_its_records_and_catches_up() {
-    let us = FakeCluster::start("us-east").await;
-    let eu = FakeCluster::start("eu-west").await;
-    service(&us, "app", &["192.0.2.10"]);
-    service(&eu, "app", &["198.51.100.10"]);
-    let server = federation(&[&us, &eu]).await;
-    let client = server.client();
-    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    let (us, eu, server, client) = two_clusters_with_app().await;
 
     for fault in [
         Fault::Refuse,
@@ -450,13 +457,7 @@ async fn annotations_set_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_while_a_cluster_is_down_keeps_its_records_from_the_state_file() {
-    let us = FakeCluster::start("us-east").await;
-    let eu = FakeCluster::start("eu-west").await;
-    service(&us, "app", &["192.0.2.10"]);
-    service(&eu, "app", &["198.51.100.10"]);
-    let server = federation(&[&us, &eu]).await;
-    let client = server.client();
-    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    let (us, _eu, server, _client) = two_clusters_with_app().await;
     let state = server.path.parent().unwrap().join("state.json");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !std::fs::read_to_string(&state).is_ok_and(|t| t.contains("192.0.2.10")) {

@@ -280,16 +280,17 @@ impl Shared {
         if self.started.elapsed() >= timeout {
             return Ok(());
         }
-        let contents = self.store.contents();
+        // From the published snapshot, not the store: ready means the records are served.
+        let snap = self.published.load();
         let waiting: Vec<&str> = loaded
             .clusters
             .iter()
             .filter(|a| {
-                contents
-                    .get(&a.cluster)
-                    .and_then(|c| c.kube.as_ref())
+                snap.clusters
+                    .iter()
+                    .find(|c| c.name == a.cluster)
                     // An unreachable cluster does not hold readiness back.
-                    .is_none_or(|k| k.synced_at.is_none() && !k.stale)
+                    .is_some_and(|c| !c.synced && !c.stale)
             })
             .map(|a| a.cluster.as_str())
             .collect();
@@ -439,6 +440,8 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
     let health = Arc::new(HealthTable::default());
     let metrics = Arc::new(Metrics::new());
     let snapshot = loaded.snapshot(&store, &health)?;
+    let names: Vec<&str> = snapshot.clusters.iter().map(|c| c.name.as_str()).collect();
+    metrics.set_clusters(&names);
     let dns_addrs = if options.listen.is_empty() {
         loaded.config.listen.dns.clone()
     } else {
@@ -457,6 +460,8 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
         sources: Mutex::default(),
     });
     shared.sync_sources(&shared.loaded.load());
+    // Gauges exist from the start, not from the first rebuild.
+    shared.cluster_metrics();
     let mut tasks = vec![tokio::spawn(publish_loop(shared.clone(), changed))];
     if let Some(path) = shared.loaded.load().config.state_file.clone() {
         tasks.push(tokio::spawn(state::run(shared.store.clone(), path)));
@@ -522,7 +527,10 @@ pub enum StartError {
 /// health, reloads). Bursts coalesce: a change during a build causes one more build.
 async fn publish_loop(shared: Arc<Shared>, mut changed: tokio::sync::watch::Receiver<u64>) {
     while changed.changed().await.is_ok() {
-        shared.publish();
+        // A build can take a while (a cluster's first sync, a full rebuild of a large
+        // federation): keep it off the runtime's worker threads, which serve queries.
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.publish()).await;
     }
 }
 

@@ -42,6 +42,11 @@ pub struct Cluster {
     pub location: LatLon,
     /// Its API is unreachable: records are last-known.
     pub stale: bool,
+    /// Its records come from a Kubernetes API (as opposed to static services only).
+    pub watched: bool,
+    /// Its Kubernetes records are in this snapshot (it has listed every kind once), or it
+    /// is not watched. `/readyz` reads this, so that ready means "served", not "stored".
+    pub synced: bool,
 }
 
 /// One cluster's part of a federated name.
@@ -291,6 +296,8 @@ impl Snapshot {
                     zone: c.zone.as_ref().map(|z| z.to_ascii_lowercase()),
                     location,
                     stale: endpoints.get(&c.name).is_some_and(|e| e.stale()),
+                    watched: c.kube_source().is_some(),
+                    synced: synced(endpoints, &c.name, c.kube_source().is_some()),
                 }
             })
             .collect();
@@ -452,6 +459,7 @@ impl Snapshot {
         let mut next = self.clone();
         for c in &mut next.clusters {
             c.stale = endpoints.get(&c.name).is_some_and(|e| e.stale());
+            c.synced = synced(endpoints, &c.name, c.watched);
         }
         next.rebuild_names(names.iter(), endpoints, health);
         next
@@ -637,6 +645,15 @@ fn from_settings(
             .filter_map(|(c, s)| Some((*c, s.weight?)))
             .collect(),
     }
+}
+
+/// Whether a cluster's Kubernetes records have synced (true for clusters not watched).
+fn synced(endpoints: &BTreeMap<String, ClusterEndpoints>, cluster: &str, watched: bool) -> bool {
+    !watched
+        || endpoints
+            .get(cluster)
+            .and_then(|e| e.kube.as_ref())
+            .is_some_and(|k| k.synced_at.is_some())
 }
 
 /// Keeps a reference count in step with whether a name exists before and after a change.

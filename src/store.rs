@@ -154,7 +154,9 @@ pub struct KubeState {
     /// cluster never shows as a world without its services.
     pub objects: imbl::HashMap<ObjectKey, Arc<Endpoint>>,
     /// Which objects answer for each name.
-    pub by_name: imbl::HashMap<NameKey, imbl::Vector<ObjectKey>>,
+    /// A plain `Vec`: almost every name has one object per cluster, and an `imbl::Vector`
+    /// would cost kilobytes per name.
+    pub by_name: imbl::HashMap<NameKey, Vec<ObjectKey>>,
     /// The API is failing: records are last-known.
     pub stale: bool,
     /// The last error from the API, for /debug and logs.
@@ -184,7 +186,7 @@ impl KubeState {
                 self.by_name
                     .entry(name.clone())
                     .or_default()
-                    .push_back(key.clone());
+                    .push(key.clone());
                 touched.insert(name);
             }
             self.objects.insert(key, Arc::new(e));
@@ -279,9 +281,9 @@ impl Store {
             for (key, endpoint) in changes {
                 state.put(key, endpoint, &mut touched);
             }
-            let before = state.stale;
+            let before = (state.stale, state.synced_at.is_some());
             meta(state);
-            flags_changed = before != state.stale;
+            flags_changed = before != (state.stale, state.synced_at.is_some());
         }
         {
             let mut d = self.dirty();

@@ -387,7 +387,7 @@ async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
             tokio::time::Instant::now() < deadline,
             "never ready: {body}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.running.shutdown(Duration::ZERO).await;
 
@@ -497,5 +497,36 @@ async fn a_restart_while_a_cluster_is_down_keeps_its_records_from_the_state_file
     std::fs::write(path.parent().unwrap().join("state.json"), b"{garbage").unwrap();
     let server = TestServer::start_at(path).await;
     until(&server.client(), APP, NEW_YORK, &["198.51.100.10"]).await;
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_means_served() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    for i in 0..300 {
+        service(&us, &format!("u{i}"), &["192.0.2.10"]);
+        service(&eu, &format!("e{i}"), &["198.51.100.10"]);
+    }
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while support::http::get(server.admin, "/readyz").await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The moment /readyz says 200, every cluster's records are in the published snapshot.
+    assert_eq!(
+        ask(&client, "u299.default.myfed.svc.fed.example.com", NEW_YORK)
+            .await
+            .1,
+        ["192.0.2.10"]
+    );
+    assert_eq!(
+        ask(&client, "e299.default.myfed.svc.fed.example.com", NEW_YORK)
+            .await
+            .1,
+        ["198.51.100.10"]
+    );
     server.running.shutdown(Duration::ZERO).await;
 }

@@ -534,6 +534,9 @@ fn make_tls(name: &str) -> (String, tokio_rustls::TlsAcceptor) {
 
 /// Serves one TCP connection until it closes or the server kills it.
 async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
+    // Go's net package (so the real kube-apiserver) sets TCP_NODELAY; without it a watch
+    // event can wait 40 ms for the client's delayed ACK.
+    let _ = tcp.set_nodelay(true);
     let mut kill = shared.kill.subscribe();
     let serve = async {
         let Ok(tls) = shared.acceptor.accept(tcp).await else {

@@ -1,0 +1,137 @@
+//! Flood of random ECS subnets: UDP queries, each with a fresh random ECS /24 or /56, as
+//! fast as one client socket goes for a bounded time, against the embedded demo served
+//! in-process. Reports queries answered and the process's resident memory before, during
+//! and after, to show that no table keyed by client data grows with the flood (the
+//! locator keeps no per-subnet cache; RRL's table is fixed-size).
+//!
+//! Run: `cargo bench --bench flood` (`FEDNS_FLOOD_SECONDS`, default 20; add
+//! `FEDNS_FLOOD_RRL=1` to turn RRL on). Only under `cargo bench` (which passes `--bench`).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use fedns::app::{self, Loaded};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("flood: run with `cargo bench --bench flood`");
+        return;
+    }
+    let seconds: u64 = std::env::var("FEDNS_FLOOD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let rrl = std::env::var_os("FEDNS_FLOOD_RRL").is_some();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut loaded = Loaded::demo().unwrap();
+        if rrl {
+            loaded.config.rrl = Some(Default::default());
+        }
+        let options = app::Options {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            admin: None,
+            query_log: false,
+        };
+        let running = app::start(loaded, &options).await.unwrap();
+        let server: SocketAddr = running.dns_addrs()[0];
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let name = Name::from_ascii("app.default.myfed.svc.fed.example.com.").unwrap();
+        let before = rss_kib();
+        let (mut sent, mut answered, mut truncated) = (0u64, 0u64, 0u64);
+        let mut seed = 0x243f_6a88_85a3_08d3_u64;
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        let mut buf = [0u8; 1500];
+        // A blocking client on its own thread; up to 64 queries in flight.
+        let handle = std::thread::spawn(move || {
+            let mut inflight = 0u32;
+            let mut next_sample = 100_000;
+            while start.elapsed() < Duration::from_secs(seconds) {
+                while inflight < 64 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let subnet: ipnet::IpNet = if seed & 1 == 0 {
+                        let a = (seed >> 8) as u32 & 0xffff_ff00;
+                        ipnet::IpNet::new(std::net::Ipv4Addr::from(a).into(), 24).unwrap()
+                    } else {
+                        let a = u128::from(seed) << 72;
+                        ipnet::IpNet::new(std::net::Ipv6Addr::from(a).into(), 56).unwrap()
+                    };
+                    let mut m =
+                        Message::new((sent & 0xffff) as u16, MessageType::Query, OpCode::Query);
+                    m.add_query(Query::query(name.clone(), RecordType::A));
+                    let mut e = Edns::new();
+                    e.options_mut()
+                        .insert(EdnsOption::Subnet(ClientSubnet::from(subnet)));
+                    m.set_edns(e);
+                    sock.send_to(&m.to_vec().unwrap(), server).unwrap();
+                    sent += 1;
+                    inflight += 1;
+                }
+                match sock.recv_from(&mut buf) {
+                    Ok((n, _)) => {
+                        // TC set: an RRL slip (a truncated, empty reply).
+                        if n > 2 && buf[2] & 0x02 != 0 {
+                            truncated += 1;
+                        } else {
+                            answered += 1;
+                        }
+                        inflight -= 1;
+                    }
+                    Err(_) => inflight = 0,
+                }
+                if sent >= next_sample {
+                    samples.push((start.elapsed().as_secs_f64(), rss_kib()));
+                    next_sample += 100_000;
+                }
+            }
+            (sent, answered, truncated, samples)
+        });
+        let (sent, answered, truncated, samples) = tokio::task::spawn_blocking(move || handle.join().unwrap())
+            .await
+            .unwrap();
+        let after = rss_kib();
+        let elapsed = start.elapsed().as_secs_f64();
+        running.shutdown(Duration::ZERO).await;
+        println!(
+            "flood: {seconds} s of random ECS subnets (/24 and /56), rrl {}",
+            if rrl { "on" } else { "off" }
+        );
+        println!("| queries sent | full answers | full answers/s | truncated (RRL slips) | no reply | RSS before | RSS after |");
+        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| {sent} | {answered} | {:.0} | {truncated} | {} | {} MiB | {} MiB |",
+            answered as f64 / elapsed,
+            sent.saturating_sub(answered + truncated),
+            before / 1024,
+            after / 1024
+        );
+        let trail: Vec<String> = samples
+            .iter()
+            .map(|(t, r)| format!("{t:.0}s:{}MiB", r / 1024))
+            .collect();
+        println!("RSS every 100,000 queries: {}", trail.join(" "));
+    });
+}

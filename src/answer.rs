@@ -147,7 +147,7 @@ impl Ctx<'_> {
             return;
         }
         if let Some(records) = snap.statics.get(&lower) {
-            self.static_records(owner, &lower, records, depth);
+            self.static_records(owner, records, depth);
             return;
         }
         if let Some((fed, level)) = federated(snap, &lower) {
@@ -213,7 +213,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn static_records(&mut self, owner: Name, lower: &LowerName, records: &[Record], depth: usize) {
+    fn static_records(&mut self, owner: Name, records: &[Record], depth: usize) {
         // ANY gets one RRset, the first at the name (RFC 8482 section 4.2): a minimal
         // answer that cannot be used to amplify.
         let wanted = match self.qtype {
@@ -242,7 +242,6 @@ impl Ctx<'_> {
             }
             return;
         }
-        let _ = lower;
         self.negative(ResponseCode::NoError);
     }
 

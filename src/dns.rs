@@ -111,13 +111,6 @@ impl RequestHandler for Handler {
             );
         }
         if self.query_log {
-            let cluster = a.first_cluster.and_then(|c| {
-                self.published
-                    .load()
-                    .clusters
-                    .get(c as usize)
-                    .map(|c| c.name.clone())
-            });
             info!(
                 target: "fedns::query",
                 client = %request.src(),
@@ -126,7 +119,7 @@ impl RequestHandler for Handler {
                 qtype = %reply.qtype,
                 rcode = %a.rcode,
                 answers = a.answers.len(),
-                cluster = cluster.as_deref().unwrap_or("-"),
+                cluster = reply.cluster.as_deref().unwrap_or("-"),
                 ecs = reply.ecs,
                 scope = a.scope,
                 "query"
@@ -152,8 +145,10 @@ struct Reply {
     answer: Answer,
     edns: Option<Edns>,
     qtype: RecordType,
-    /// The question name, only when the query log is on.
+    /// The question name and the first cluster chosen, only when the query log is on
+    /// (taken from the same snapshot as the answer).
     qname: Option<String>,
+    cluster: Option<String>,
     /// An ECS option located the client.
     ecs: bool,
     /// Sent as TC with no records (rate limited: the client should retry over TCP).
@@ -227,6 +222,7 @@ impl Handler {
             edns,
             qtype,
             qname: None,
+            cluster: None,
             ecs: false,
             truncated: false,
         };
@@ -287,11 +283,17 @@ impl Handler {
                 scope,
             )));
         }
+        let cluster = answer
+            .first_cluster
+            .filter(|_| self.query_log)
+            .and_then(|c| snap.clusters.get(c as usize))
+            .map(|c| c.name.clone());
         Reply {
             answer,
             edns,
             qtype,
             qname: self.query_log.then(|| question.name.to_string()),
+            cluster,
             ecs: client.ecs.is_some(),
             truncated: false,
         }

@@ -283,3 +283,71 @@ fn explain_shows_the_decision() {
     ]);
     assert_eq!(o.status.code(), Some(64));
 }
+
+#[tokio::test]
+async fn query_log_names_client_question_and_cluster() {
+    let path = support::write_config("qlog", support::CONFIG);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--admin",
+            "127.0.0.1:0",
+            "--drain",
+            "0s",
+            "--query-log",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = out.next().expect("no listening line").unwrap();
+        if let Some(a) = line.strip_prefix("listening dns ") {
+            break a.parse().unwrap();
+        }
+    };
+    let mut child = Server(child);
+    let client = support::DnsClient { server: addr };
+    client
+        .ask(
+            "app.default.myfed.svc.fed.example.com",
+            RecordType::A,
+            Some("198.18.2.0/24"),
+        )
+        .await;
+    sigterm(&mut child);
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.contains("\"target\":\"fedns::query\""))
+        .unwrap_or_else(|| panic!("no query log line in {err}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let f = &v["fields"];
+    assert_eq!(
+        f["name"], "app.default.myfed.svc.fed.example.com.",
+        "{line}"
+    );
+    assert_eq!(f["qtype"], "A", "{line}");
+    assert_eq!(f["cluster"], "ap-northeast", "{line}");
+    assert_eq!(f["scope"], 24, "{line}");
+    assert!(
+        f["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{line}"
+    );
+}

@@ -1,0 +1,9 @@
+//! The ECS scanner of raw queries and the ECS option value parser (RFC 7871).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = fedns::ecs::extract(data);
+    let _ = fedns::ecs::parse_option(data);
+});

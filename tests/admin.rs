@@ -152,18 +152,15 @@ async fn health_ready_and_debug_endpoints() {
 }
 
 async fn until_answer(client: &DnsClient, name: &str, qtype: RecordType, want: &[&str]) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    support::eventually(PATIENCE, || async move {
         let got = answer_lines(&client.ask(name, qtype, Some("198.18.2.0/24")).await);
         if got == want {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{name}: {got:?}, want {want:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}: {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 fn reloads(metrics: &str, outcome: &str) -> f64 {

@@ -120,18 +120,15 @@ async fn answer(client: &DnsClient) -> Vec<String> {
 
 /// Polls until the answer is `want`; panics with the last answer after PATIENCE.
 async fn until(client: &DnsClient, want: &[&str]) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    support::eventually(PATIENCE, || async move {
         let got = answer(client).await;
         if got == want {
-            return;
+            Ok(())
+        } else {
+            Err(format!("answer stayed {got:?}, want {want:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "answer stayed {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 /// Polls until the probes' states satisfy `pred` (and every target has been probed).
@@ -140,18 +137,16 @@ async fn until_states(
     what: &str,
     pred: impl Fn(&fedns::health::TargetState) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let pred = &pred;
+    support::eventually(PATIENCE, || async move {
         let states = server.running.shared.health.states();
         if states.len() == 3 && states.values().all(|s| s.probes > 0 && pred(s)) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("probes never got {what}: {states:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "probes never got {what}: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 async fn lbs(port: u16, status: u16) -> Vec<Lb> {

@@ -92,33 +92,27 @@ async fn ask(client: &DnsClient, name: &str, subnet: &str) -> (ResponseCode, Vec
 
 /// Polls until `name` answers `want` for `subnet`.
 async fn until(client: &DnsClient, name: &str, subnet: &str, want: &[&str]) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    support::eventually(PATIENCE, || async move {
         let (_, got) = ask(client, name, subnet).await;
         if got == want {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{name} from {subnet}: {got:?}, want {want:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} from {subnet}: {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 async fn until_rcode(client: &DnsClient, name: &str, want: ResponseCode) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    support::eventually(PATIENCE, || async move {
         let (rcode, _) = ask(client, name, NEW_YORK).await;
         if rcode == want {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{name}: {rcode}, want {want}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}: {rcode}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 fn stale(server: &TestServer, cluster: &str) -> bool {
@@ -126,14 +120,14 @@ fn stale(server: &TestServer, cluster: &str) -> bool {
 }
 
 async fn until_stale(server: &TestServer, cluster: &str, want: bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while stale(server, cluster) != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{cluster} stale never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::eventually(PATIENCE, || async move {
+        if stale(server, cluster) == want {
+            Ok(())
+        } else {
+            Err(format!("{cluster} stale never became {want}"))
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

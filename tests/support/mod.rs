@@ -22,6 +22,25 @@ pub const SILENCE: Duration = Duration::from_millis(300);
 
 pub mod http;
 
+/// Polls `check` every 20 ms until it returns `Ok`; after `patience`, panics with the last
+/// `Err` it returned (which should say what was seen and what was wanted).
+pub async fn eventually<F, Fut>(patience: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) => {
+                assert!(tokio::time::Instant::now() < deadline, "{last}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 /// A fresh directory under the cargo target dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);

@@ -12,13 +12,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::Request;
 use ipnet::IpNet;
 
 use fedns::answer::{Client, Question};
 use fedns::app::Loaded;
-use fedns::dns::Handler;
+use fedns::dns::{Handler, Worker};
+use fedns::metrics::Proto;
 use fedns::snapshot::{Published, Snapshot};
 use fedns::store::Store;
 
@@ -49,7 +48,10 @@ fn raw_query(name: &str, qtype: RecordType, ecs: Option<&str>) -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
-/// Parse, decide and encode, from raw bytes to raw bytes, as the UDP listener does.
+/// Raw bytes to raw reply, as a UDP worker does: `query_path` with the worker's answer
+/// cache warm (the steady state: a hash lookup and a copy), `query_path_cold` with a fresh
+/// worker every time (parse, locate, decide, encode the template, write the reply), and
+/// `query_path_general` for the hickory path that errors and odd queries take.
 fn query_path(c: &mut Criterion, published: &Published) {
     let handler = Handler::new(published.clone(), Default::default(), false);
     let src: SocketAddr = "127.0.0.1:5000".parse().unwrap();
@@ -66,19 +68,61 @@ fn query_path(c: &mut Criterion, published: &Published) {
             raw_query("nothing.fed.example.com.", RecordType::A, None),
         ),
     ];
-    let mut group = c.benchmark_group("query_path");
-    for (name, bytes) in cases {
+    let mut warm = c.benchmark_group("query_path");
+    for (name, bytes) in &cases {
         // A reply must come out, or the bench measures an error path.
-        let request = Request::from_bytes(bytes.clone(), src, Protocol::Udp).unwrap();
-        assert!(!handler.reply_bytes(&request).unwrap().is_empty());
-        group.bench_function(name, |b| {
+        assert!(handler.respond_once(bytes, src, Proto::Udp).is_some());
+        let mut worker = Worker::default();
+        let mut out = Vec::with_capacity(1232);
+        warm.bench_function(*name, |b| {
+            b.iter(|| handler.respond(&mut worker, black_box(bytes), src, Proto::Udp, &mut out))
+        });
+    }
+    // Many clients: each query a different ECS /24 of the demo database, so the cache
+    // is hit per GeoIP record, not per client.
+    let spread: Vec<Vec<u8>> = (0..=255u8)
+        .map(|i| raw_query(GEO_NAME, RecordType::A, Some(&format!("198.18.{i}.0/24"))))
+        .collect();
+    let mut worker = Worker::default();
+    let mut out = Vec::with_capacity(1232);
+    let mut i = 0;
+    warm.bench_function("geo_ecs_256_subnets", |b| {
+        b.iter(|| {
+            i = (i + 1) % spread.len();
+            handler.respond(&mut worker, &spread[i], src, Proto::Udp, &mut out)
+        })
+    });
+    warm.finish();
+    let mut cold = c.benchmark_group("query_path_cold");
+    for (name, bytes) in &cases {
+        let mut out = Vec::with_capacity(1232);
+        cold.bench_function(*name, |b| {
             b.iter(|| {
-                let request = Request::from_bytes(bytes.clone(), src, Protocol::Udp).unwrap();
-                black_box(handler.reply_bytes(&request))
+                handler.respond(
+                    &mut Worker::default(),
+                    black_box(bytes),
+                    src,
+                    Proto::Udp,
+                    &mut out,
+                )
             })
         });
     }
-    group.finish();
+    cold.finish();
+    // The general path: hickory parses and encodes. A CHAOS-class query goes there.
+    let mut general = c.benchmark_group("query_path_general");
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    let mut q = Query::query(Name::from_ascii("version.bind.").unwrap(), RecordType::TXT);
+    q.set_query_class(DNSClass::CH);
+    m.add_query(q);
+    let chaos = m.to_vec().unwrap();
+    assert!(handler.respond_once(&chaos, src, Proto::Udp).is_some());
+    let mut worker = Worker::default();
+    let mut out = Vec::with_capacity(1232);
+    general.bench_function("chaos", |b| {
+        b.iter(|| handler.respond(&mut worker, black_box(&chaos), src, Proto::Udp, &mut out))
+    });
+    general.finish();
 }
 
 /// The pure answer function alone, on a pre-parsed name.

@@ -381,6 +381,7 @@ impl Fed {
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
             admin: None,
             query_log: false,
+            ..Default::default()
         };
         let running = app::start(loaded, &options)
             .await

@@ -50,6 +50,7 @@ fn main() {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             admin: None,
             query_log: false,
+            ..Default::default()
         };
         let running = app::start(loaded, &options).await.unwrap();
         let server: SocketAddr = running.dns_addrs()[0];

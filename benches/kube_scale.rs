@@ -165,6 +165,7 @@ fn propagation(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             admin: None,
             query_log: false,
+            ..Default::default()
         };
         app::start(loaded, &options)
             .await

@@ -60,6 +60,12 @@ pub struct Answer {
     pub first_cluster: Option<ClusterId>,
     pub located_by: Option<LocationSource>,
     pub fail_open: bool,
+    /// The answer depends on where the client is (the ECS scope is then the deciding
+    /// network's prefix); when false, every client gets this answer.
+    pub client_dependent: bool,
+    /// The answer was drawn (`weighted`) or rotated (`all`): the next one may differ, so it
+    /// must not be cached.
+    pub varies: bool,
 }
 
 /// One cluster considered for a federated name.
@@ -427,6 +433,7 @@ impl Ctx<'_> {
                         (*c, w)
                     })
                     .collect();
+                self.ans.varies = true;
                 match pick_weighted(&weighted) {
                     Some(c) => (vec![c], false),
                     None => (ranked.iter().take(1).copied().collect(), ranked.len() > 1),
@@ -434,7 +441,8 @@ impl Ctx<'_> {
             }
             PolicyKind::All => {
                 let mut all = eligible.clone();
-                if !all.is_empty() {
+                if all.len() > 1 {
+                    self.ans.varies = true;
                     let k =
                         (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % all.len() as u64) as usize;
                     all.rotate_left(k);
@@ -450,6 +458,7 @@ impl Ctx<'_> {
         }
         self.ans.fail_open |= fail_open;
         if depends && let Some(l) = &located {
+            self.ans.client_dependent = true;
             let mut scope = l.network.prefix_len();
             if let Some(ecs) = self.client.ecs {
                 scope = scope.min(ecs.prefix_len());

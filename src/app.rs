@@ -2,6 +2,7 @@
 //! store from the sources, build and publish the first snapshot, start the listeners.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,12 +11,13 @@ use hickory_proto::rr::Name;
 
 use crate::config::{Config, ConfigError};
 use crate::demo;
-use crate::dns::{DnsServer, Handler};
+use crate::dns::{DnsServer, Handler, ServeSettings};
 use crate::geo::{GeoDb, GeoError};
 use crate::health::{self, HealthTable};
 use crate::kubernetes::{self, ClusterAccess, KubeError};
 use crate::snapshot::{BuildError, Published, Snapshot};
 use crate::store::Store;
+use crate::tcp::TcpLimits;
 use crate::zonefile::{ZoneData, ZoneError};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -131,6 +133,8 @@ pub struct Options {
     pub admin: Option<SocketAddr>,
     /// Log every query.
     pub query_log: bool,
+    /// UDP workers per address instead of the config's `listen.udp_workers`.
+    pub udp_workers: Option<NonZeroUsize>,
 }
 
 /// State shared by the DNS handler's builder, the admin server, the reloader and the
@@ -479,12 +483,29 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
         options.query_log,
     )
     .with_rrl(rrl);
-    let dns = DnsServer::bind(&dns_addrs, handler)
-        .await
-        .map_err(|source| StartError::Bind {
+    let settings = {
+        let loaded = shared.loaded.load();
+        let listen = &loaded.config.listen;
+        ServeSettings {
+            udp_workers: options
+                .udp_workers
+                .or(listen.udp_workers)
+                .or_else(|| std::thread::available_parallelism().ok())
+                .map_or(1, NonZeroUsize::get),
+            tcp: TcpLimits {
+                max_connections: listen.tcp_max_connections.get(),
+                idle_timeout: listen.tcp_idle_timeout,
+                io_timeout: listen.tcp_io_timeout,
+            },
+            linger: listen.tcp_io_timeout,
+        }
+    };
+    let dns = DnsServer::bind(&dns_addrs, handler, shared.metrics.clone(), settings).map_err(
+        |source| StartError::Bind {
             addrs: dns_addrs.clone(),
             source,
-        })?;
+        },
+    )?;
     let admin_addr = match admin_addr {
         Some(addr) => {
             let listener = TcpListener::bind(addr)

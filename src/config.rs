@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -194,6 +195,20 @@ pub struct Listen {
     pub dns: Vec<SocketAddr>,
     #[serde(default)]
     pub admin: Option<SocketAddr>,
+    /// UDP worker threads, each with its own socket, per DNS address. Default: the CPUs
+    /// fedns may run on (its affinity mask).
+    #[serde(default)]
+    pub udp_workers: Option<NonZeroUsize>,
+    /// Open TCP connections at most; past that, new ones are closed at once.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: NonZeroUsize,
+    /// A TCP connection with no query for this long is closed (RFC 7766 section 6.2.3).
+    #[serde(default = "default_tcp_idle_timeout", deserialize_with = "duration")]
+    pub tcp_idle_timeout: Duration,
+    /// A query that has started to arrive over TCP must be complete, and a reply must be
+    /// taken by the client, within this; else the connection is closed.
+    #[serde(default = "default_tcp_io_timeout", deserialize_with = "duration")]
+    pub tcp_io_timeout: Duration,
 }
 
 impl Default for Listen {
@@ -201,8 +216,24 @@ impl Default for Listen {
         Self {
             dns: default_dns_listen(),
             admin: None,
+            udp_workers: None,
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_idle_timeout: default_tcp_idle_timeout(),
+            tcp_io_timeout: default_tcp_io_timeout(),
         }
     }
+}
+
+fn default_tcp_max_connections() -> NonZeroUsize {
+    NonZeroUsize::new(1024).expect("non-zero literal")
+}
+
+fn default_tcp_idle_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_tcp_io_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 fn default_dns_listen() -> Vec<SocketAddr> {
@@ -611,6 +642,20 @@ impl Config {
                 1,
                 "listen.dns",
                 "at least one address is needed".into(),
+            ));
+        }
+        if self.listen.udp_workers.is_some_and(|w| w.get() > 1024) {
+            return Err(err(
+                1,
+                "listen.udp_workers",
+                "at most 1024 (one per CPU is the useful most)".into(),
+            ));
+        }
+        if self.listen.tcp_idle_timeout.is_zero() || self.listen.tcp_io_timeout.is_zero() {
+            return Err(err(
+                1,
+                "listen",
+                "tcp_idle_timeout and tcp_io_timeout must be above 0".into(),
             ));
         }
         if self.clusters.is_empty() {

@@ -1,43 +1,54 @@
-//! The DNS side: hickory-server's `RequestHandler` seam. It loads the published snapshot
-//! once per query, checks what the protocol requires of the request, calls the pure answer
-//! function and encodes the reply (EDNS, ECS echo, truncation by hickory's encoder).
+//! The DNS side: the query path from raw bytes to raw reply, and the listeners.
+//!
+//! Two paths. The fast one (`wire` reads the query, `cache` holds encoded reply templates
+//! per question and client location) covers well-formed queries: one question, class IN,
+//! at most an OPT. Everything else, and what the fast path cannot template, takes the
+//! general path: hickory parses the message and encodes the reply (errors, truncation).
+//! Both call the same pure answer function on the same snapshot, loaded once per query.
+//!
+//! Listeners: UDP worker threads (`udp`, recvmmsg/sendmmsg on SO_REUSEPORT sockets) and
+//! TCP on the tokio runtime (`tcp`, with connection limits and timeouts).
 //!
 //! Architecture invariant: hickory types stay in this module and `answer`; nothing here
 //! knows of Kubernetes, the store or how snapshots are built.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use hickory_server::Server;
-use hickory_server::net::runtime::Time;
+use hickory_proto::op::{Message, MessageType, Query as HickoryQuery};
+use hickory_proto::rr::{DNSClass, Name};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::ProtoError;
-use hickory_server::proto::op::{Edns, Header, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_server::proto::rr::{Record, RecordType};
 use hickory_server::proto::serialize::binary::BinEncoder;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
-use tokio::net::{TcpListener, UdpSocket};
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::answer::{self, Answer, Client, Question};
+use crate::cache::{AnswerCache, Cached, Lookup, Store};
+use crate::ecs;
 use crate::metrics::{Metrics, Proto};
 use crate::rrl::{Limiter, Verdict};
-
-use crate::answer::{self, Answer, Client, Question};
-use crate::ecs;
-use crate::snapshot::Published;
+use crate::snapshot::{LocationKey, Published, Snapshot};
+use crate::tcp::{self, TcpLimits};
+use crate::udp;
+use crate::wire::{self, MAX_NAME, Template};
 
 /// The largest UDP reply we send, whatever the client offers: 1232 bytes avoids IP
 /// fragmentation on every common path (DNS Flag Day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
-/// How long an idle TCP connection is kept (RFC 7766 recommends seconds, not minutes).
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The request handler: the published snapshot, and metrics.
+/// The request handler: the published snapshot, metrics, RRL and the query log switch.
+/// Cheap to clone; every UDP worker and TCP connection has one.
 #[derive(Clone)]
 pub struct Handler {
     published: Published,
@@ -46,6 +57,30 @@ pub struct Handler {
     rrl: Option<Arc<Limiter>>,
     /// Log every query at info (target `fedns::query`); off by default.
     query_log: bool,
+}
+
+/// The private state of one query worker (a UDP worker thread or a TCP connection): its
+/// answer cache and scratch space. Never shared, so the query path takes no lock.
+#[derive(Debug)]
+pub struct Worker {
+    cache: AnswerCache,
+    lower: [u8; MAX_NAME],
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            cache: AnswerCache::default(),
+            lower: [0; MAX_NAME],
+        }
+    }
+}
+
+impl Worker {
+    /// Reply templates in this worker's cache.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
 }
 
 impl Handler {
@@ -63,20 +98,220 @@ impl Handler {
         self.rrl = rrl;
         self
     }
-}
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
+    /// Answers one DNS message received over `proto` from `src`: the reply goes in `out`
+    /// and the result says whether to send it (false: drop the packet, e.g. a response or
+    /// an RRL drop). Never panics and never waits on anything.
+    pub fn respond(
         &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
+        w: &mut Worker,
+        packet: &[u8],
+        src: SocketAddr,
+        proto: Proto,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let start = Instant::now();
-        let mut reply = self.reply(request);
-        if let (Some(rrl), Protocol::Udp) = (&self.rrl, request.protocol()) {
-            let name = request.queries.queries().first().map(|q| q.name());
-            match rrl.check(request.src().ip(), name, reply.qtype, reply.answer.rcode) {
+        // Shorter than a header: not DNS. A response: never answered (RFC 8906 section
+        // 3.1.1), which also keeps two servers from answering each other forever.
+        if packet.len() < 12 || wire::is_response(packet) {
+            return false;
+        }
+        let snap = self.published.load();
+        w.cache.sync(&snap);
+        if let Some((q, n)) = wire::parse_query(packet, &mut w.lower)
+            && let Some(sent) = self.fast(w, &snap, q, n, src, proto, out, start)
+        {
+            return sent;
+        }
+        self.general(packet, src, proto, out, start)
+    }
+
+    /// A convenience for tests, benches and fuzzing: `respond` with a fresh worker, the
+    /// reply as a vector (None: nothing would be sent).
+    pub fn respond_once(&self, packet: &[u8], src: SocketAddr, proto: Proto) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.respond(&mut Worker::default(), packet, src, proto, &mut out)
+            .then_some(out)
+    }
+
+    /// The fast path, for a query `wire` accepted: the cached template, or the answer
+    /// function and a new template on a miss. None: leave it to the general path (the
+    /// reply would not fit the client's buffer, or the answer cannot be templated).
+    #[allow(clippy::too_many_arguments)]
+    fn fast(
+        &self,
+        w: &mut Worker,
+        snap: &Arc<Snapshot>,
+        mut q: wire::Query<'_>,
+        n: usize,
+        src: SocketAddr,
+        proto: Proto,
+        out: &mut Vec<u8>,
+        start: Instant,
+    ) -> Option<bool> {
+        if !snap.use_ecs
+            && let Some(e) = q.edns.as_mut()
+        {
+            // ECS off: neither used nor echoed.
+            e.ecs = None;
+        }
+        let ecs = q.edns.and_then(|e| e.ecs);
+        // A /0 source prefix asks not to be located by subnet (RFC 7871 section 7.1.2).
+        let ecs_net = ecs
+            .filter(|e| e.source_prefix > 0)
+            .and_then(|e| IpNet::new(e.addr, e.source_prefix).ok());
+        let locating = ecs_net.map_or(src.ip(), |n| n.addr());
+        let mut key = [0u8; MAX_NAME + 2];
+        key[..n].copy_from_slice(&w.lower[..n]);
+        key[n..n + 2].copy_from_slice(&q.qtype.to_be_bytes());
+        let key = &key[..n + 2];
+        let mut location = None;
+        let mut lookup = w.cache.get(key, None);
+        if let Lookup::NeedsLocation = lookup {
+            let l = snap.locator.key(locating);
+            location = Some(l);
+            lookup = w.cache.get(key, Some(l.0));
+        }
+        let scope_of =
+            |c: &Cached, location: Option<(LocationKey, u8)>| match (c.client_dependent, ecs_net) {
+                (true, Some(net)) => location.map_or(0, |l| l.1).min(net.prefix_len()),
+                _ => 0,
+            };
+        if let Lookup::Hit(c) = lookup {
+            let scope = scope_of(c, location);
+            return self.emit(c, &q, &w.lower[..n], scope, src, proto, out, start);
+        }
+        let never = matches!(lookup, Lookup::Uncacheable);
+        let (cached, answer_scope, store) = compute(snap, &w.lower[..n], q.qtype, src, ecs_net)?;
+        let store = match store {
+            _ if never => Store::Never,
+            Store::ByLocation(_) => {
+                let l = *location.get_or_insert_with(|| snap.locator.key(locating));
+                Store::ByLocation(l.0)
+            }
+            s => s,
+        };
+        let sent = self.emit(
+            &cached,
+            &q,
+            &w.lower[..n],
+            answer_scope,
+            src,
+            proto,
+            out,
+            start,
+        );
+        w.cache.insert(key, store, cached);
+        sent
+    }
+
+    /// Writes the reply to `q` from `c` (subject to RRL), then counts and logs it.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        c: &Cached,
+        q: &wire::Query<'_>,
+        lower: &[u8],
+        scope: u8,
+        src: SocketAddr,
+        proto: Proto,
+        out: &mut Vec<u8>,
+        start: Instant,
+    ) -> Option<bool> {
+        let limit = match proto {
+            Proto::Udp => wire::udp_limit(q.edns.as_ref(), MAX_UDP_PAYLOAD),
+            Proto::Tcp => usize::from(u16::MAX),
+        };
+        let payload = q
+            .edns
+            .map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD));
+        if !c.template.reply(q, payload, scope, false, limit, out) {
+            return None;
+        }
+        let qtype = RecordType::from(q.qtype);
+        if let (Some(rrl), Proto::Udp) = (&self.rrl, proto) {
+            match rrl.check(src.ip(), Some(lower), qtype, c.rcode) {
+                Verdict::Send => {}
+                Verdict::Slip => {
+                    self.metrics.rrl(true);
+                    c.template.reply(q, payload, scope, true, limit, out);
+                }
+                Verdict::Drop => {
+                    self.metrics.rrl(false);
+                    return Some(false);
+                }
+            }
+        }
+        self.metrics.query(proto, qtype, c.rcode, start.elapsed());
+        let ecs = q
+            .edns
+            .and_then(|e| e.ecs)
+            .is_some_and(|e| e.source_prefix > 0);
+        if c.first_cluster.is_some() || c.located_by.is_some() {
+            self.metrics
+                .geo_answer(ecs, c.located_by.as_ref(), c.fail_open, c.first_cluster);
+        }
+        if self.query_log {
+            let snap = self.published.load();
+            let cluster = c
+                .first_cluster
+                .and_then(|id| snap.clusters.get(id as usize))
+                .map(|c| c.name.as_str());
+            info!(
+                target: "fedns::query",
+                client = %src,
+                proto = ?proto,
+                name = %wire::NameText(q.qname),
+                qtype = %qtype,
+                rcode = %c.rcode,
+                answers = c.answers,
+                cluster = cluster.unwrap_or("-"),
+                ecs,
+                scope,
+                "query"
+            );
+        }
+        Some(true)
+    }
+
+    /// The general path, for everything the fast path leaves: hickory parses the message
+    /// and encodes the reply (errors, odd flags and classes, truncation).
+    fn general(
+        &self,
+        packet: &[u8],
+        src: SocketAddr,
+        proto: Proto,
+        out: &mut Vec<u8>,
+        start: Instant,
+    ) -> bool {
+        let protocol = match proto {
+            Proto::Udp => Protocol::Udp,
+            Proto::Tcp => Protocol::Tcp,
+        };
+        let request = match Request::from_bytes(packet.to_vec(), src, protocol) {
+            Ok(r) => r,
+            Err(e) => {
+                // The header is there but the rest does not parse: FORMERR with the header
+                // alone (RFC 1035 section 4.1.1).
+                debug!(%src, error = %e, "unparseable query");
+                formerr(packet, out);
+                self.metrics.query(
+                    proto,
+                    RecordType::Unknown(0),
+                    ResponseCode::FormErr,
+                    start.elapsed(),
+                );
+                return true;
+            }
+        };
+        let mut reply = self.reply(&request);
+        if let (Some(rrl), Proto::Udp) = (&self.rrl, proto) {
+            let name = request
+                .queries
+                .queries()
+                .first()
+                .map(|q| q.name().to_bytes().unwrap_or_default());
+            match rrl.check(src.ip(), name.as_deref(), reply.qtype, reply.answer.rcode) {
                 Verdict::Send => {}
                 Verdict::Slip => {
                     self.metrics.rrl(true);
@@ -84,21 +319,16 @@ impl RequestHandler for Handler {
                 }
                 Verdict::Drop => {
                     self.metrics.rrl(false);
-                    let mut m = Metadata::response_from_request(&request.metadata);
-                    m.response_code = reply.answer.rcode;
-                    return ResponseInfo::from(Header {
-                        metadata: m,
-                        counts: Default::default(),
-                    });
+                    return false;
                 }
             }
         }
-        let response = reply.response(request);
-        let sent = response_handle.send_response(response).await;
-        let proto = match request.protocol() {
-            Protocol::Udp => Proto::Udp,
-            _ => Proto::Tcp,
-        };
+        if let Err(e) = reply.encode(&request, out) {
+            // What cannot be encoded is a server failure, said in a bare header.
+            debug!(%src, error = %e, "failed to encode a reply");
+            formerr(packet, out);
+            out[3] = (out[3] & 0xF0) | ResponseCode::ServFail.low();
+        }
         let a = &reply.answer;
         self.metrics
             .query(proto, reply.qtype, a.rcode, start.elapsed());
@@ -113,7 +343,7 @@ impl RequestHandler for Handler {
         if self.query_log {
             info!(
                 target: "fedns::query",
-                client = %request.src(),
+                client = %src,
                 proto = ?proto,
                 name = reply.qname.as_deref().unwrap_or("-"),
                 qtype = %reply.qtype,
@@ -125,19 +355,71 @@ impl RequestHandler for Handler {
                 "query"
             );
         }
-        match sent {
-            Ok(info) => info,
-            Err(e) => {
-                debug!(error = %e, "failed to send reply");
-                let mut m = Metadata::response_from_request(&request.metadata);
-                m.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header {
-                    metadata: m,
-                    counts: Default::default(),
-                })
-            }
-        }
+        true
     }
+}
+
+/// A bare reply header for `packet`: its ID, opcode, RD and CD, and RCODE FORMERR.
+fn formerr(packet: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&packet[..2]);
+    out.push(0x80 | (packet[2] & 0x79));
+    out.push((packet[3] & 0x10) | ResponseCode::FormErr.low());
+    out.extend_from_slice(&[0; 8]);
+}
+
+/// The answer to a question the fast path read, as a template for its cache, the ECS
+/// scope of this answer, and where the cache may keep it. None when the answer needs
+/// what a template cannot carry (an extended RCODE).
+fn compute(
+    snap: &Snapshot,
+    lower: &[u8],
+    qtype: u16,
+    src: SocketAddr,
+    ecs: Option<IpNet>,
+) -> Option<(Cached, u8, Store)> {
+    let name = Name::read(&mut BinDecoder::new(lower)).ok()?;
+    let rtype = RecordType::from(qtype);
+    let question = Question {
+        name: &name,
+        qtype: rtype,
+        qclass: DNSClass::IN,
+    };
+    let client = Client {
+        source: src.ip(),
+        ecs,
+    };
+    let a = answer::answer(snap, &question, &client, false);
+    if a.rcode.high() != 0 {
+        return None;
+    }
+    let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+    m.metadata.authoritative = a.authoritative;
+    m.metadata.response_code = a.rcode;
+    m.add_query(HickoryQuery::query(name, rtype));
+    m.answers = a.answers;
+    m.authorities = a.authority;
+    m.additionals = a.additionals;
+    let bytes = m.to_vec().ok()?;
+    let template = Template::new(bytes, lower)?;
+    let store = if a.varies {
+        Store::Never
+    } else if a.located_by.is_some() {
+        // The key is filled in by the caller, who knows the client.
+        Store::ByLocation(LocationKey::Unknown)
+    } else {
+        Store::Fixed
+    };
+    let cached = Cached {
+        template,
+        rcode: a.rcode,
+        client_dependent: a.client_dependent,
+        first_cluster: a.first_cluster,
+        located_by: a.located_by,
+        fail_open: a.fail_open,
+        answers: m.answers.len() as u16,
+    };
+    Some((cached, a.scope, store))
 }
 
 /// A reply ready to encode, and what metrics and the query log need of the request.
@@ -190,24 +472,24 @@ impl Reply {
     }
 }
 
-impl Handler {
-    /// The whole query path without a socket: the reply to a parsed request, encoded as the
-    /// server would send it over `protocol` (UDP replies are truncated to the client's
-    /// buffer). Benches and socket-free tests aim here.
-    pub fn reply_bytes(&self, request: &Request) -> Result<Vec<u8>, ProtoError> {
-        let reply = self.reply(request);
-        let response = reply.response(request);
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(match (request.protocol(), &reply.edns) {
+impl Reply {
+    /// Encodes the reply to `request` into `out`, truncated to the client's buffer over
+    /// UDP (hickory sets TC when records had to be left out).
+    fn encode(&self, request: &Request, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+        out.clear();
+        let response = self.response(request);
+        let mut encoder = BinEncoder::new(out);
+        encoder.set_max_size(match (request.protocol(), &self.edns) {
             (Protocol::Udp, Some(e)) => e.max_payload(),
             (Protocol::Udp, None) => 512,
             _ => u16::MAX,
         });
         response.destructive_emit(&mut encoder)?;
-        Ok(bytes)
+        Ok(())
     }
+}
 
+impl Handler {
     fn reply(&self, request: &Request) -> Reply {
         let qtype = request
             .queries
@@ -300,48 +582,103 @@ impl Handler {
     }
 }
 
+/// How the listeners are run.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeSettings {
+    /// UDP worker threads (and sockets) per listen address.
+    pub udp_workers: usize,
+    pub tcp: TcpLimits,
+    /// How long open TCP connections may take to finish on shutdown.
+    pub linger: Duration,
+}
+
 /// The DNS listeners of a running server.
 pub struct DnsServer {
-    server: Server<Handler>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+    udp_stop: Arc<AtomicBool>,
+    tcp_stop: watch::Sender<bool>,
+    tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Where it listens (the real ports when the config asked for port 0).
     pub addrs: Vec<SocketAddr>,
 }
 
 impl DnsServer {
-    /// Binds UDP and TCP on every address and starts serving.
-    pub async fn bind(addrs: &[SocketAddr], handler: Handler) -> std::io::Result<DnsServer> {
-        let mut server = Server::new(handler);
+    /// Binds UDP (`udp_workers` sockets and threads) and TCP on every address and starts
+    /// serving. Must be called within a tokio runtime (TCP runs there).
+    pub fn bind(
+        addrs: &[SocketAddr],
+        handler: Handler,
+        metrics: Arc<Metrics>,
+        settings: ServeSettings,
+    ) -> std::io::Result<DnsServer> {
+        let udp_stop = Arc::new(AtomicBool::new(false));
+        let (tcp_stop, stop_rx) = watch::channel(false);
         let mut bound = Vec::new();
+        let mut sockets = Vec::new();
+        let mut listeners = Vec::new();
         for addr in addrs {
-            let (udp, tcp) = bind_pair(*addr).await?;
-            let local = udp.local_addr()?;
-            server.register_socket(udp);
-            server.register_listener(tcp, TCP_IDLE_TIMEOUT, 65_535);
-            bound.push(local);
+            let (udp, tcp) = bind_pair(*addr, settings.udp_workers.max(1))?;
+            bound.push(udp[0].local_addr()?);
+            sockets.extend(udp);
+            listeners.push(tcp);
         }
+        // Everything is bound before anything starts, so a failure leaves nothing running.
+        let udp_threads = udp::spawn(sockets, &handler, &udp_stop)?;
+        let tcp_tasks = listeners
+            .into_iter()
+            .map(|l| {
+                tokio::spawn(tcp::serve(
+                    l,
+                    handler.clone(),
+                    metrics.clone(),
+                    settings.tcp,
+                    stop_rx.clone(),
+                    settings.linger,
+                ))
+            })
+            .collect();
         Ok(DnsServer {
-            server,
+            udp_threads,
+            udp_stop,
+            tcp_stop,
+            tcp_tasks,
             addrs: bound,
         })
     }
 
-    /// Stops accepting and waits for in-flight work.
-    pub async fn shutdown(mut self) {
-        if let Err(e) = self.server.shutdown_gracefully().await {
-            warn!(error = %e, "DNS server shut down with an error");
+    /// Stops accepting, lets open TCP connections finish (up to the linger time) and
+    /// waits for the UDP workers to finish their batch.
+    pub async fn shutdown(self) {
+        let _ = self.tcp_stop.send(true);
+        for t in self.tcp_tasks {
+            let _ = t.await;
         }
+        self.udp_stop.store(true, Ordering::Relaxed);
+        let threads = self.udp_threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                if t.join().is_err() {
+                    warn!("a UDP worker panicked");
+                }
+            }
+        })
+        .await;
     }
 }
 
-/// UDP and TCP on the same address; with port 0, the same ephemeral port for both.
-async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+/// UDP sockets and a TCP listener on the same address; with port 0, the same ephemeral
+/// port for all.
+fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
     if addr.port() != 0 {
-        return Ok((bind_udp(addr)?, bind_tcp(addr)?));
+        return Ok((udp::bind(addr, workers)?, bind_tcp(addr)?));
     }
     let mut last = None;
     for _ in 0..16 {
-        let udp = bind_udp(addr)?;
-        match bind_tcp(udp.local_addr()?) {
+        let udp = udp::bind(addr, workers)?;
+        match bind_tcp(udp[0].local_addr()?) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last = Some(e),
         }
@@ -349,25 +686,18 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
 
-/// A socket for `addr`; an IPv6 one is IPv6-only, so that `0.0.0.0:53` and `[::]:53` can
-/// both be listed (Linux would otherwise let `[::]` take IPv4 too and the second bind fail).
-fn socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
-    let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     if addr.is_ipv6() {
+        // So that `0.0.0.0:53` and `[::]:53` can both be listed (Linux would otherwise let
+        // `[::]` take IPv4 too and the second bind fail).
         s.set_only_v6(true)?;
     }
     s.set_nonblocking(true)?;
-    Ok(s)
-}
-
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let s = socket(addr, socket2::Type::DGRAM)?;
-    s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
-}
-
-fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let s = socket(addr, socket2::Type::STREAM)?;
     // Restart without waiting for TIME_WAIT connections of the previous process to expire.
     s.set_reuse_address(true)?;
     s.bind(&addr.into())?;

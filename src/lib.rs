@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod answer;
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod dns;
@@ -22,4 +23,7 @@ pub mod rrl;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod tcp;
+pub mod udp;
+pub mod wire;
 pub mod zonefile;

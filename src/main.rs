@@ -52,6 +52,10 @@ enum Command {
         /// Log every query at info (target fedns::query).
         #[arg(long)]
         query_log: bool,
+        /// UDP worker threads per DNS address instead of the config's `listen.udp_workers`
+        /// (default: the CPUs fedns may run on).
+        #[arg(long)]
+        udp_workers: Option<std::num::NonZeroUsize>,
     },
     /// Check a config, its zone file and GeoIP database, then exit.
     Check {
@@ -94,12 +98,14 @@ fn main() -> ExitCode {
             log_format,
             log_level,
             query_log,
+            udp_workers,
         } => {
             init_logging(log_format, log_level.as_deref());
             let options = app::Options {
                 listen,
                 admin,
                 query_log,
+                udp_workers,
             };
             serve(config, options, drain)
         }

@@ -34,6 +34,18 @@ const RCODES: [&str; 8] = [
 const GEO: [&str; 5] = ["override", "city", "country", "continent", "unknown"];
 
 /// Transport of a query.
+/// What happened to a TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpEvent {
+    Accepted = 0,
+    /// Closed at once: the connection limit was reached.
+    Refused = 1,
+    /// Closed after the idle timeout.
+    IdleTimeout = 2,
+    /// Closed because a message or a reply did not move within the I/O timeout.
+    IoTimeout = 3,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
     Udp = 0,
@@ -64,6 +76,7 @@ pub struct Metrics {
     reloads_failed: IntCounter,
     rrl_slipped: IntCounter,
     rrl_dropped: IntCounter,
+    tcp: [IntCounter; 4],
     pub ready: IntGauge,
 }
 
@@ -189,6 +202,13 @@ impl Metrics {
             "UDP responses limited by RRL, by action (slip: sent truncated; drop: not sent).",
             &["action"],
         );
+        let tcp = counter_vec(
+            &r,
+            "fedns_tcp_connections_total",
+            "TCP connections by what happened: accepted, refused at the connection limit, \
+             closed idle, closed for a slow client.",
+            &["event"],
+        );
         let ready =
             IntGauge::new("fedns_ready", "1 when /readyz answers 200.").expect("valid metric");
         r.register(Box::new(ready.clone())).expect("unique metric");
@@ -241,6 +261,8 @@ impl Metrics {
             reloads_failed: reloads.with_label_values(&["error"]),
             rrl_slipped: rrl.with_label_values(&["slip"]),
             rrl_dropped: rrl.with_label_values(&["drop"]),
+            tcp: ["accepted", "refused", "idle_timeout", "io_timeout"]
+                .map(|e| tcp.with_label_values(&[e])),
             ready,
             registry: r,
         }
@@ -329,6 +351,10 @@ impl Metrics {
         } else {
             self.rrl_dropped.inc();
         }
+    }
+
+    pub fn tcp(&self, event: TcpEvent) {
+        self.tcp[event as usize].inc();
     }
 
     pub fn reload(&self, ok: bool) {

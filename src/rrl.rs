@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, RecordType};
+use hickory_proto::rr::RecordType;
 
 use crate::config::RrlConfig;
 
@@ -62,11 +62,12 @@ impl Limiter {
         }
     }
 
-    /// Decides for one UDP response to `client` for (`name`, `qtype`, `rcode`).
+    /// Decides for one UDP response to `client` for (`name`, `qtype`, `rcode`); `name` is
+    /// the question name in lowercase wire form.
     pub fn check(
         &self,
         client: IpAddr,
-        name: Option<&LowerName>,
+        name: Option<&[u8]>,
         qtype: RecordType,
         rcode: ResponseCode,
     ) -> Verdict {
@@ -140,11 +141,11 @@ mod tests {
     #[test]
     fn limits_per_network_and_slips() {
         let l = Limiter::new(&cfg(5, 2));
-        let name = LowerName::from(hickory_proto::rr::Name::from_ascii("a.example.").unwrap());
+        let name = b"\x01a\x07example\x00";
         let ask = |ip: &str| {
             l.check(
                 ip.parse().unwrap(),
-                Some(&name),
+                Some(&name[..]),
                 RecordType::A,
                 ResponseCode::NoError,
             )

@@ -147,6 +147,15 @@ impl fmt::Display for LocationSource {
     }
 }
 
+/// What placed a client, as `Locator::key` gives it: an override (by its index), a GeoIP
+/// record (by its offset in the database), or nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LocationKey {
+    Override(u32),
+    GeoIp(u32),
+    Unknown,
+}
+
 /// Source overrides and the GeoIP database together.
 #[derive(Debug, Default, Clone)]
 pub struct Locator {
@@ -163,6 +172,28 @@ impl Locator {
 
     pub fn geoip(&self) -> Option<&GeoDb> {
         self.geoip.as_deref()
+    }
+
+    /// Which location `locate` would give `ip`, as a key that is equal for two addresses
+    /// only when `locate` places them alike, and the prefix length of the deciding
+    /// network (`locate`'s `network`). No record is decoded: this is the query path's
+    /// cheap question, asked before the answer cache.
+    pub fn key(&self, ip: IpAddr) -> (LocationKey, u8) {
+        let ip = ip.to_canonical();
+        if let Some(i) = self.overrides.iter().position(|o| o.net.contains(&ip)) {
+            return (
+                LocationKey::Override(i as u32),
+                self.overrides[i].net.prefix_len(),
+            );
+        }
+        let host = if ip.is_ipv4() { 32 } else { 128 };
+        match &self.geoip {
+            Some(db) => match db.record_of(ip) {
+                (Some(offset), prefix) => (LocationKey::GeoIp(offset), prefix),
+                (None, prefix) => (LocationKey::Unknown, prefix),
+            },
+            None => (LocationKey::Unknown, host),
+        }
     }
 
     pub fn locate(&self, ip: IpAddr, clusters: &[Cluster]) -> Located {

@@ -216,6 +216,21 @@ impl GeoDb {
         &self.reader.metadata().database_type
     }
 
+    /// Where `ip` falls in the database without decoding its record: the record's offset
+    /// (`None` when the address has no record) and the prefix length of the network that
+    /// contains it. Two addresses with the same offset share one record, so `lookup` gives
+    /// them the same location: the answer cache is keyed by this.
+    pub fn record_of(&self, ip: IpAddr) -> (Option<u32>, u8) {
+        let host = if ip.is_ipv4() { 32 } else { 128 };
+        match self.reader.lookup(ip) {
+            Ok(result) => (
+                result.offset().and_then(|o| u32::try_from(o).ok()),
+                result.network().map_or(host, |n| n.prefix()),
+            ),
+            Err(_) => (None, host),
+        }
+    }
+
     /// Looks an address up. Never fails: a record that cannot be decoded counts as no
     /// location, since a query must not fail because of one odd record.
     pub fn lookup(&self, ip: IpAddr) -> GeoHit {

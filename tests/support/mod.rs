@@ -94,6 +94,7 @@ impl TestServer {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             admin: Some("127.0.0.1:0".parse().unwrap()),
             query_log: false,
+            ..Default::default()
         };
         let running = app::start(loaded, &options).await.unwrap();
         let addr = running.dns_addrs()[0];

@@ -1,0 +1,149 @@
+//! The answer cache of one query worker: encoded reply templates by question and, for
+//! answers that depend on where the client is, by the client's location key (the GeoIP
+//! record or override that places it). A hit costs a hash lookup and a copy; the answer
+//! function and the encoder run only on a miss.
+//!
+//! Correctness rests on three facts. The answer function is a pure function of the
+//! snapshot, the lowercase question and the client's location (`Locator::key` names the
+//! location); answers that are not (policies `weighted` and `all` draw or rotate) are never
+//! cached. Every entry belongs to one snapshot: the cache holds that snapshot and empties
+//! itself when another is published. And the cache is bounded: past `MAX_TEMPLATES` it
+//! starts over, so a flood of random names or subnets costs misses, not memory.
+//!
+//! One cache per worker thread (and per TCP connection), never shared: no lock, no atomic.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+
+use crate::snapshot::{ClusterId, LocationKey, LocationSource, Snapshot};
+use crate::wire::Template;
+
+/// How many reply templates (and questions never cached) one cache holds before it starts
+/// over. At a few hundred bytes
+/// each, a few MiB per worker at most.
+pub const MAX_TEMPLATES: usize = 16_384;
+
+/// A reply template and what metrics and the query log need to know of its answer.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub template: Template,
+    pub rcode: ResponseCode,
+    /// The answer depends on the client's location: the ECS scope is the deciding
+    /// network's prefix (else 0).
+    pub client_dependent: bool,
+    pub first_cluster: Option<ClusterId>,
+    pub located_by: Option<LocationSource>,
+    pub fail_open: bool,
+    pub answers: u16,
+}
+
+/// What the cache knows of one question.
+#[derive(Debug)]
+enum Entry {
+    /// The same reply for every client.
+    Fixed(Cached),
+    /// A reply per client location.
+    ByLocation(HashMap<LocationKey, Cached, RandomState>),
+    /// Computed afresh every time (a drawn or rotated answer).
+    Uncacheable,
+}
+
+/// Where to put an answer once computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The same for every client.
+    Fixed,
+    /// Depends on the client's location (the key of this client).
+    ByLocation(LocationKey),
+    Never,
+}
+
+/// The outcome of a lookup.
+pub enum Lookup<'c> {
+    Hit(&'c Cached),
+    /// Not known; the question needs the location key to look further, or nothing.
+    NeedsLocation,
+    Miss,
+    Uncacheable,
+}
+
+#[derive(Debug, Default)]
+pub struct AnswerCache {
+    snapshot: Option<Arc<Snapshot>>,
+    /// Keyed by the lowercase question name (wire form) followed by the QTYPE.
+    entries: HashMap<Box<[u8]>, Entry, RandomState>,
+    templates: usize,
+}
+
+impl AnswerCache {
+    /// Makes the cache belong to `snap`, emptying it if it belonged to another snapshot.
+    /// The cache keeps the snapshot alive, so that a new one can never reuse its address.
+    pub fn sync(&mut self, snap: &Arc<Snapshot>) {
+        if !self.snapshot.as_ref().is_some_and(|s| Arc::ptr_eq(s, snap)) {
+            self.clear();
+            self.snapshot = Some(Arc::clone(snap));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.templates = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates == 0
+    }
+
+    /// Looks `key` up; for a question whose answers depend on location, `location` gives
+    /// the client's key (asked only then, since working it out costs a GeoIP walk).
+    pub fn get(&self, key: &[u8], location: Option<LocationKey>) -> Lookup<'_> {
+        match self.entries.get(key) {
+            None => Lookup::Miss,
+            Some(Entry::Fixed(c)) => Lookup::Hit(c),
+            Some(Entry::Uncacheable) => Lookup::Uncacheable,
+            Some(Entry::ByLocation(m)) => match location {
+                None => Lookup::NeedsLocation,
+                Some(l) => m.get(&l).map_or(Lookup::Miss, Lookup::Hit),
+            },
+        }
+    }
+
+    /// Keeps `cached` for `key` as `store` says. Starts over when full.
+    pub fn insert(&mut self, key: &[u8], store: Store, cached: Cached) {
+        if self.templates >= MAX_TEMPLATES {
+            self.clear();
+        }
+        match store {
+            Store::Never => {
+                self.entries.insert(key.into(), Entry::Uncacheable);
+                self.templates += 1;
+            }
+            Store::Fixed => {
+                self.entries.insert(key.into(), Entry::Fixed(cached));
+                self.templates += 1;
+            }
+            Store::ByLocation(l) => {
+                let entry = self
+                    .entries
+                    .entry(key.into())
+                    .or_insert_with(|| Entry::ByLocation(HashMap::default()));
+                match entry {
+                    Entry::ByLocation(m) => {
+                        if m.insert(l, cached).is_none() {
+                            self.templates += 1;
+                        }
+                    }
+                    // The same snapshot and question cannot be both; keep what is there.
+                    Entry::Fixed(_) | Entry::Uncacheable => {}
+                }
+            }
+        }
+    }
+}

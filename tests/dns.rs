@@ -411,21 +411,83 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// The table is asked three times of one server: once, again (now from the answer
+/// cache), and with every other letter of each name in uppercase, which must give the
+/// same answers with the question's case kept in the question and the owner names
+/// (RFC 1035 section 2.3.3, RFC 4343 section 4.1).
 async fn run_cases(transport: Transport) {
     let server = TestServer::start(CONFIG).await;
     let client = server.client();
     let mut failures = Vec::new();
-    for c in cases() {
+    for pass in ["first", "cached", "mixed case"] {
+        for c in cases() {
+            check_case(&client, &c, transport, pass, &mut failures).await;
+        }
+    }
+    server.running.shutdown(Duration::ZERO).await;
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// `name` with every other ASCII letter in uppercase.
+fn mixed_case(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, ch)| {
+            if i % 2 == 0 {
+                ch.to_ascii_uppercase()
+            } else {
+                ch
+            }
+        })
+        .collect()
+}
+
+async fn check_case(
+    client: &support::DnsClient,
+    c: &Case,
+    transport: Transport,
+    pass: &str,
+    failures: &mut Vec<String>,
+) {
+    {
+        let asked = if pass == "mixed case" {
+            mixed_case(c.name)
+        } else {
+            c.name.to_string()
+        };
         let reply = client
-            .exchange(&query(c.name, c.qtype, c.ecs), transport)
+            .exchange(&query(&asked, c.qtype, c.ecs), transport)
             .await;
-        let got = answer_lines(&reply);
-        let mut want: Vec<String> = c.answers.iter().map(|s| s.to_string()).collect();
-        want.sort();
+        let mut got = answer_lines(&reply);
         let label = format!(
-            "{} {} ecs={:?} over {:?}",
-            c.name, c.qtype, c.ecs, transport
+            "{asked} {} ecs={:?} over {:?} ({pass})",
+            c.qtype, c.ecs, transport
         );
+        if pass == "mixed case" {
+            let mut sent = hickory_proto::rr::Name::from_ascii(&asked).unwrap();
+            sent.set_fqdn(true);
+            let echoed = reply.queries.first().map(|q| q.name().clone());
+            if !echoed.as_ref().is_some_and(|n| n.eq_case(&sent)) {
+                failures.push(format!("{label}: question echoed as {echoed:?}"));
+            }
+            for r in &reply.answers {
+                if r.name.eq_case(&sent) != r.name.eq(&sent) {
+                    failures.push(format!("{label}: owner {} lost the case", r.name));
+                }
+            }
+            got = got.iter().map(|l| l.to_ascii_lowercase()).collect();
+            got.sort();
+        }
+        let mut want: Vec<String> = c.answers.iter().map(|s| s.to_string()).collect();
+        if pass == "mixed case" {
+            want = want.iter().map(|l| l.to_ascii_lowercase()).collect();
+        }
+        want.sort();
         if reply.metadata.response_code != c.rcode {
             failures.push(format!(
                 "{label}: rcode {} want {}",
@@ -473,13 +535,6 @@ async fn run_cases(transport: Transport) {
             _ => {}
         }
     }
-    server.running.shutdown(Duration::ZERO).await;
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Protocol behaviour over real sockets that no RFC rule pins down: malformed packets never
-//! kill the server, the payload size fedns advertises, response rate limiting. Each malformed
+//! kill the server, the payload size fedns advertises, which RRset ANY gets, response rate
+//! limiting. Each malformed
 //! kind is followed by a good query, so a server that died would fail the test.
 //!
 //! The RFC rules (header bits, EDNS, ECS validation, truncation, TCP framing and pipelining,
@@ -129,6 +130,23 @@ async fn malformed_packets_never_kill_the_server() {
         let _ = client.raw(&bytes, Transport::Udp).await;
     }
     still_answers(&client).await;
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn any_on_a_federated_name_is_its_a_records() {
+    // RFC 8482 allows any one RRset (tests/rfc.rs checks that); fedns picks the A records of
+    // a federated name, though it has AAAA too.
+    let server = TestServer::start(CONFIG).await;
+    let r = server
+        .client()
+        .exchange(
+            &query(APP, RecordType::ANY, Some("198.18.2.0/24")),
+            Transport::Udp,
+        )
+        .await;
+    let types: Vec<RecordType> = r.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types, [RecordType::A]);
     server.running.shutdown(Duration::ZERO).await;
 }
 

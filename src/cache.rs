@@ -13,18 +13,23 @@
 //! One cache per worker thread (and per TCP connection), never shared: no lock, no atomic.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use hickory_proto::op::ResponseCode;
 
-use crate::snapshot::{ClusterId, LocationKey, LocationSource, Snapshot};
+use crate::snapshot::{ClusterId, LocationKey, LocationSource, Locator, Snapshot};
 use crate::wire::Template;
 
 /// How many reply templates (and questions never cached) one cache holds before it starts
-/// over. At a few hundred bytes
-/// each, a few MiB per worker at most.
+/// over. At a few hundred bytes each, a few MiB per worker at most.
 pub const MAX_TEMPLATES: usize = 16_384;
+
+/// Slots of the memo of recent client addresses' location keys (a power of two). A slot
+/// holds one address; a new address takes the slot over, so the memo never grows.
+const LOCATION_SLOTS: usize = 4096;
 
 /// A reply template and what metrics and the query log need to know of its answer.
 #[derive(Debug, Clone)]
@@ -70,12 +75,18 @@ pub enum Lookup<'c> {
     Uncacheable,
 }
 
+/// The hash is foldhash's, seeded per cache: fast on short keys, and without the seed a
+/// client cannot aim names at one bucket.
 #[derive(Debug, Default)]
 pub struct AnswerCache {
     snapshot: Option<Arc<Snapshot>>,
     /// Keyed by the lowercase question name (wire form) followed by the QTYPE.
     entries: HashMap<Box<[u8]>, Entry, RandomState>,
     templates: usize,
+    /// Recent locating addresses and what `Locator::key` said of them, by a hash of the
+    /// address: repeated clients (a resolver's ECS subnet) skip the GeoIP tree walk.
+    locations: Vec<Option<(IpAddr, LocationKey, u8)>>,
+    hasher: RandomState,
 }
 
 impl AnswerCache {
@@ -91,6 +102,23 @@ impl AnswerCache {
     fn clear(&mut self) {
         self.entries.clear();
         self.templates = 0;
+        self.locations.clear();
+    }
+
+    /// `locator.key(ip)`, remembered per address for this snapshot.
+    pub fn locate(&mut self, locator: &Locator, ip: IpAddr) -> (LocationKey, u8) {
+        if self.locations.is_empty() {
+            self.locations.resize(LOCATION_SLOTS, None);
+        }
+        let slot = self.hasher.hash_one(ip) as usize & (LOCATION_SLOTS - 1);
+        if let Some((seen, key, prefix)) = self.locations[slot]
+            && seen == ip
+        {
+            return (key, prefix);
+        }
+        let (key, prefix) = locator.key(ip);
+        self.locations[slot] = Some((ip, key, prefix));
+        (key, prefix)
     }
 
     pub fn len(&self) -> usize {

@@ -13,8 +13,8 @@
 //! knows of Kubernetes, the store or how snapshots are built.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, Query as HickoryQuery};
@@ -27,7 +27,7 @@ use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_server::proto::rr::{Record, RecordType};
 use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::Request;
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -36,12 +36,12 @@ use tracing::{debug, info, warn};
 use crate::answer::{self, Answer, Client, Question};
 use crate::cache::{AnswerCache, Cached, Lookup, Store};
 use crate::ecs;
-use crate::metrics::{Metrics, Proto};
+use crate::metrics::{LocalStats, Metrics, Proto};
 use crate::rrl::{Limiter, Verdict};
 use crate::snapshot::{LocationKey, Published, Snapshot};
 use crate::tcp::{self, TcpLimits};
 use crate::udp;
-use crate::wire::{self, MAX_NAME, Template};
+use crate::wire::{self, Ecs, MAX_NAME, Template};
 
 /// The largest UDP reply we send, whatever the client offers: 1232 bytes avoids IP
 /// fragmentation on every common path (DNS Flag Day 2020).
@@ -60,10 +60,12 @@ pub struct Handler {
 }
 
 /// The private state of one query worker (a UDP worker thread or a TCP connection): its
-/// answer cache and scratch space. Never shared, so the query path takes no lock.
+/// answer cache, its counters and scratch space. Never shared, so the query path takes no
+/// lock and touches no shared cache line until the worker flushes its counters.
 #[derive(Debug)]
 pub struct Worker {
     cache: AnswerCache,
+    stats: LocalStats,
     lower: [u8; MAX_NAME],
 }
 
@@ -71,6 +73,7 @@ impl Default for Worker {
     fn default() -> Self {
         Worker {
             cache: AnswerCache::default(),
+            stats: LocalStats::default(),
             lower: [0; MAX_NAME],
         }
     }
@@ -101,7 +104,8 @@ impl Handler {
 
     /// Answers one DNS message received over `proto` from `src`: the reply goes in `out`
     /// and the result says whether to send it (false: drop the packet, e.g. a response or
-    /// an RRL drop). Never panics and never waits on anything.
+    /// an RRL drop). Never panics and never waits on anything. Counts go to the worker;
+    /// `flush` hands them to the shared metrics.
     pub fn respond(
         &self,
         w: &mut Worker,
@@ -110,7 +114,6 @@ impl Handler {
         proto: Proto,
         out: &mut Vec<u8>,
     ) -> bool {
-        let start = Instant::now();
         // Shorter than a header: not DNS. A response: never answered (RFC 8906 section
         // 3.1.1), which also keeps two servers from answering each other forever.
         if packet.len() < 12 || wire::is_response(packet) {
@@ -119,24 +122,33 @@ impl Handler {
         let snap = self.published.load();
         w.cache.sync(&snap);
         if let Some((q, n)) = wire::parse_query(packet, &mut w.lower)
-            && let Some(sent) = self.fast(w, &snap, q, n, src, proto, out, start)
+            && let Some(sent) = self.fast(w, &snap, q, n, src, proto, out)
         {
             return sent;
         }
-        self.general(packet, src, proto, out, start)
+        self.general(&mut w.stats, packet, src, proto, out)
+    }
+
+    /// Adds the worker's counts to the shared metrics; `elapsed` is how long the queries
+    /// since the last flush took, from their arrival to their replies being sent.
+    pub fn flush(&self, w: &mut Worker, elapsed: Duration) {
+        self.metrics.flush(&mut w.stats, elapsed);
     }
 
     /// A convenience for tests, benches and fuzzing: `respond` with a fresh worker, the
     /// reply as a vector (None: nothing would be sent).
     pub fn respond_once(&self, packet: &[u8], src: SocketAddr, proto: Proto) -> Option<Vec<u8>> {
+        let start = Instant::now();
         let mut out = Vec::new();
-        self.respond(&mut Worker::default(), packet, src, proto, &mut out)
-            .then_some(out)
+        let mut w = Worker::default();
+        let sent = self.respond(&mut w, packet, src, proto, &mut out);
+        self.flush(&mut w, start.elapsed());
+        sent.then_some(out)
     }
 
     /// The fast path, for a query `wire` accepted: the cached template, or the answer
     /// function and a new template on a miss. None: leave it to the general path (the
-    /// reply would not fit the client's buffer, or the answer cannot be templated).
+    /// answer cannot be templated).
     #[allow(clippy::too_many_arguments)]
     fn fast(
         &self,
@@ -147,15 +159,23 @@ impl Handler {
         src: SocketAddr,
         proto: Proto,
         out: &mut Vec<u8>,
-        start: Instant,
     ) -> Option<bool> {
-        if !snap.use_ecs
-            && let Some(e) = q.edns.as_mut()
-        {
-            // ECS off: neither used nor echoed.
-            e.ecs = None;
+        if let Some(e) = q.edns.as_mut() {
+            if !snap.use_ecs {
+                // ECS off: neither used nor echoed, and not even checked.
+                e.ecs = Ecs::None;
+            } else if let Ecs::Malformed = e.ecs {
+                let payload = e.payload.clamp(512, MAX_UDP_PAYLOAD);
+                wire::error_reply(&q, ResponseCode::FormErr.low(), payload, out);
+                if !self.rate_limit(&q, &w.lower[..n], ResponseCode::FormErr, src, proto, out) {
+                    return Some(false);
+                }
+                w.stats
+                    .query(proto, RecordType::from(q.qtype), ResponseCode::FormErr);
+                return Some(true);
+            }
         }
-        let ecs = q.edns.and_then(|e| e.ecs);
+        let ecs = q.edns.and_then(|e| e.ecs.valid());
         // A /0 source prefix asks not to be located by subnet (RFC 7871 section 7.1.2).
         let ecs_net = ecs
             .filter(|e| e.source_prefix > 0)
@@ -168,30 +188,36 @@ impl Handler {
         let mut location = None;
         let mut lookup = w.cache.get(key, None);
         if let Lookup::NeedsLocation = lookup {
-            let l = snap.locator.key(locating);
+            let l = w.cache.locate(&snap.locator, locating);
             location = Some(l);
             lookup = w.cache.get(key, Some(l.0));
         }
-        let scope_of =
+        let scope =
             |c: &Cached, location: Option<(LocationKey, u8)>| match (c.client_dependent, ecs_net) {
                 (true, Some(net)) => location.map_or(0, |l| l.1).min(net.prefix_len()),
                 _ => 0,
             };
         if let Lookup::Hit(c) = lookup {
-            let scope = scope_of(c, location);
-            return self.emit(c, &q, &w.lower[..n], scope, src, proto, out, start);
+            let c: &Cached = c;
+            let scope = scope(c, location);
+            let sent = self.emit(&mut w.stats, c, &q, &w.lower[..n], scope, src, proto, out);
+            return Some(sent);
         }
         let never = matches!(lookup, Lookup::Uncacheable);
         let (cached, answer_scope, store) = compute(snap, &w.lower[..n], q.qtype, src, ecs_net)?;
         let store = match store {
             _ if never => Store::Never,
             Store::ByLocation(_) => {
-                let l = *location.get_or_insert_with(|| snap.locator.key(locating));
+                let l = match location {
+                    Some(l) => l,
+                    None => w.cache.locate(&snap.locator, locating),
+                };
                 Store::ByLocation(l.0)
             }
             s => s,
         };
         let sent = self.emit(
+            &mut w.stats,
             &cached,
             &q,
             &w.lower[..n],
@@ -199,16 +225,17 @@ impl Handler {
             src,
             proto,
             out,
-            start,
         );
         w.cache.insert(key, store, cached);
-        sent
+        Some(sent)
     }
 
-    /// Writes the reply to `q` from `c` (subject to RRL), then counts and logs it.
+    /// Writes the reply to `q` from `c` (truncated when it does not fit the client's UDP
+    /// buffer; subject to RRL), then counts and logs it. False: drop it.
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
+        stats: &mut LocalStats,
         c: &Cached,
         q: &wire::Query<'_>,
         lower: &[u8],
@@ -216,8 +243,7 @@ impl Handler {
         src: SocketAddr,
         proto: Proto,
         out: &mut Vec<u8>,
-        start: Instant,
-    ) -> Option<bool> {
+    ) -> bool {
         let limit = match proto {
             Proto::Udp => wire::udp_limit(q.edns.as_ref(), MAX_UDP_PAYLOAD),
             Proto::Tcp => usize::from(u16::MAX),
@@ -226,30 +252,22 @@ impl Handler {
             .edns
             .map_or(512, |e| e.payload.clamp(512, MAX_UDP_PAYLOAD));
         if !c.template.reply(q, payload, scope, false, limit, out) {
-            return None;
+            // Too big for the client's buffer: header, question and OPT with TC, so that
+            // it retries over TCP (RFC 7766 section 5). These always fit in 512 bytes.
+            c.template
+                .reply(q, payload, scope, true, usize::from(u16::MAX), out);
+        }
+        if !self.rate_limit_reply(c, q, lower, scope, payload, src, proto, out) {
+            return false;
         }
         let qtype = RecordType::from(q.qtype);
-        if let (Some(rrl), Proto::Udp) = (&self.rrl, proto) {
-            match rrl.check(src.ip(), Some(lower), qtype, c.rcode) {
-                Verdict::Send => {}
-                Verdict::Slip => {
-                    self.metrics.rrl(true);
-                    c.template.reply(q, payload, scope, true, limit, out);
-                }
-                Verdict::Drop => {
-                    self.metrics.rrl(false);
-                    return Some(false);
-                }
-            }
-        }
-        self.metrics.query(proto, qtype, c.rcode, start.elapsed());
+        stats.query(proto, qtype, c.rcode);
         let ecs = q
             .edns
-            .and_then(|e| e.ecs)
+            .and_then(|e| e.ecs.valid())
             .is_some_and(|e| e.source_prefix > 0);
         if c.first_cluster.is_some() || c.located_by.is_some() {
-            self.metrics
-                .geo_answer(ecs, c.located_by.as_ref(), c.fail_open, c.first_cluster);
+            stats.geo_answer(ecs, c.located_by.as_ref(), c.fail_open, c.first_cluster);
         }
         if self.query_log {
             let snap = self.published.load();
@@ -271,18 +289,78 @@ impl Handler {
                 "query"
             );
         }
-        Some(true)
+        true
+    }
+
+    /// RRL for a templated reply: true to send `out` as it is (or as the slip it was
+    /// turned into), false to drop it.
+    #[allow(clippy::too_many_arguments)]
+    fn rate_limit_reply(
+        &self,
+        c: &Cached,
+        q: &wire::Query<'_>,
+        lower: &[u8],
+        scope: u8,
+        payload: u16,
+        src: SocketAddr,
+        proto: Proto,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let (Some(rrl), Proto::Udp) = (&self.rrl, proto) else {
+            return true;
+        };
+        match rrl.check(src.ip(), Some(lower), RecordType::from(q.qtype), c.rcode) {
+            Verdict::Send => true,
+            Verdict::Slip => {
+                self.metrics.rrl(true);
+                c.template
+                    .reply(q, payload, scope, true, usize::from(u16::MAX), out);
+                true
+            }
+            Verdict::Drop => {
+                self.metrics.rrl(false);
+                false
+            }
+        }
+    }
+
+    /// RRL for an error reply already in `out` (it has no records to strip, so a slip
+    /// sends it as it is): true to send, false to drop.
+    fn rate_limit(
+        &self,
+        q: &wire::Query<'_>,
+        lower: &[u8],
+        rcode: ResponseCode,
+        src: SocketAddr,
+        proto: Proto,
+        out: &mut [u8],
+    ) -> bool {
+        let (Some(rrl), Proto::Udp) = (&self.rrl, proto) else {
+            return true;
+        };
+        match rrl.check(src.ip(), Some(lower), RecordType::from(q.qtype), rcode) {
+            Verdict::Send => true,
+            Verdict::Slip => {
+                self.metrics.rrl(true);
+                out[2] |= 0x02;
+                true
+            }
+            Verdict::Drop => {
+                self.metrics.rrl(false);
+                false
+            }
+        }
     }
 
     /// The general path, for everything the fast path leaves: hickory parses the message
-    /// and encodes the reply (errors, odd flags and classes, truncation).
+    /// and encodes the reply (errors, odd flags and classes).
     fn general(
         &self,
+        stats: &mut LocalStats,
         packet: &[u8],
         src: SocketAddr,
         proto: Proto,
         out: &mut Vec<u8>,
-        start: Instant,
     ) -> bool {
         let protocol = match proto {
             Proto::Udp => Protocol::Udp,
@@ -295,12 +373,7 @@ impl Handler {
                 // alone (RFC 1035 section 4.1.1).
                 debug!(%src, error = %e, "unparseable query");
                 formerr(packet, out);
-                self.metrics.query(
-                    proto,
-                    RecordType::Unknown(0),
-                    ResponseCode::FormErr,
-                    start.elapsed(),
-                );
+                stats.query(proto, RecordType::Unknown(0), ResponseCode::FormErr);
                 return true;
             }
         };
@@ -323,17 +396,28 @@ impl Handler {
                 }
             }
         }
-        if let Err(e) = reply.encode(&request, out) {
+        let limit = match (proto, &reply.edns) {
+            (Proto::Udp, Some(e)) => usize::from(e.max_payload()),
+            (Proto::Udp, None) => 512,
+            (Proto::Tcp, _) => usize::from(u16::MAX),
+        };
+        let mut encoded = reply.encode(&request, out);
+        if encoded.is_ok() && out.len() > limit {
+            // Too big for the client's buffer: no records, TC set (RFC 1035 section
+            // 4.2.1), so that it retries over TCP.
+            reply.slip();
+            encoded = reply.encode(&request, out);
+        }
+        if let Err(e) = encoded {
             // What cannot be encoded is a server failure, said in a bare header.
             debug!(%src, error = %e, "failed to encode a reply");
             formerr(packet, out);
             out[3] = (out[3] & 0xF0) | ResponseCode::ServFail.low();
         }
         let a = &reply.answer;
-        self.metrics
-            .query(proto, reply.qtype, a.rcode, start.elapsed());
+        stats.query(proto, reply.qtype, a.rcode);
         if a.first_cluster.is_some() || a.located_by.is_some() {
-            self.metrics.geo_answer(
+            stats.geo_answer(
                 reply.ecs,
                 a.located_by.as_ref(),
                 a.fail_open,
@@ -433,12 +517,21 @@ struct Reply {
     cluster: Option<String>,
     /// An ECS option located the client.
     ecs: bool,
-    /// Sent as TC with no records (rate limited: the client should retry over TCP).
+    /// Sent as TC with no records (rate limited, or too big for UDP: the client should
+    /// retry over TCP).
     truncated: bool,
+    /// Sent without the question: a FORMERR for QDCOUNT other than 1 (RFC 9619 section 4:
+    /// a reply never carries more than one question).
+    no_question: bool,
 }
 
+/// The question section of a reply that has none.
+static NO_QUESTION: LazyLock<Queries> = LazyLock::new(|| {
+    Queries::read(&mut BinDecoder::new(&[]), 0).expect("zero questions read from nothing")
+});
+
 impl Reply {
-    /// Turns this reply into an empty, truncated one (an RRL slip).
+    /// Turns this reply into an empty, truncated one (an RRL slip, or too big for UDP).
     fn slip(&mut self) {
         self.answer.answers.clear();
         self.answer.authority.clear();
@@ -462,7 +555,12 @@ impl Reply {
         metadata.response_code = self.answer.rcode;
         metadata.authoritative = self.answer.authoritative;
         metadata.truncation = self.truncated;
-        MessageResponseBuilder::new(&request.queries, self.edns.as_ref()).build(
+        let queries = if self.no_question {
+            &NO_QUESTION
+        } else {
+            &request.queries
+        };
+        MessageResponseBuilder::new(queries, self.edns.as_ref()).build(
             metadata,
             self.answer.answers.iter(),
             self.answer.authority.iter(),
@@ -473,17 +571,12 @@ impl Reply {
 }
 
 impl Reply {
-    /// Encodes the reply to `request` into `out`, truncated to the client's buffer over
-    /// UDP (hickory sets TC when records had to be left out).
+    /// Encodes the reply to `request` into `out`, whole (the caller truncates: hickory's
+    /// own truncation can leave part of a record behind and drop the OPT).
     fn encode(&self, request: &Request, out: &mut Vec<u8>) -> Result<(), ProtoError> {
         out.clear();
         let response = self.response(request);
         let mut encoder = BinEncoder::new(out);
-        encoder.set_max_size(match (request.protocol(), &self.edns) {
-            (Protocol::Udp, Some(e)) => e.max_payload(),
-            (Protocol::Udp, None) => 512,
-            _ => u16::MAX,
-        });
         response.destructive_emit(&mut encoder)?;
         Ok(())
     }
@@ -507,12 +600,15 @@ impl Handler {
             cluster: None,
             ecs: false,
             truncated: false,
+            no_question: false,
         };
-        // OPT in the reply whenever the query had one (RFC 6891 section 7).
+        // OPT in the reply whenever the query had one (RFC 6891 section 7), with DO copied
+        // (RFC 3225 section 3).
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             e.set_version(0);
+            e.set_dnssec_ok(req.flags().dnssec_ok);
             e
         });
         if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
@@ -524,10 +620,18 @@ impl Handler {
         let info = match request.request_info() {
             Ok(info) => info,
             // QDCOUNT is not 1.
-            Err(_) => return error(ResponseCode::FormErr, edns),
+            Err(_) => {
+                let mut r = error(ResponseCode::FormErr, edns);
+                r.no_question = true;
+                return r;
+            }
         };
+        let snap = self.published.load_full();
+        let use_ecs = snap.use_ecs;
+        // With ECS off, the option is ignored, malformed or not (RFC 7871 section 7.2.1).
         let ecs = match ecs::extract(request.as_slice()) {
-            Ok(ecs) => ecs,
+            Ok(ecs) => ecs.filter(|_| use_ecs),
+            Err(_) if !use_ecs => None,
             Err(e) => {
                 debug!(src = %request.src(), error = %e, "malformed ECS");
                 return error(ResponseCode::FormErr, edns);
@@ -538,13 +642,9 @@ impl Handler {
             // Zone transfers of geo answers make no sense (SPEC section 8).
             return error(ResponseCode::Refused, edns);
         }
-        let snap = self.published.load_full();
-        let use_ecs = snap.use_ecs;
         let client = Client {
             source: request.src().ip(),
-            ecs: ecs
-                .filter(|e| use_ecs && e.net.prefix_len() > 0)
-                .map(|e| e.net),
+            ecs: ecs.filter(|e| e.net.prefix_len() > 0).map(|e| e.net),
         };
         let question = Question {
             name: query.original().name(),
@@ -553,7 +653,7 @@ impl Handler {
         };
         let answer = answer::answer(&snap, &question, &client, false);
         // Echo ECS with the scope the answer depends on (RFC 7871 section 7.2.1).
-        if let (Some(e), Some(ecs)) = (edns.as_mut(), ecs.filter(|_| use_ecs)) {
+        if let (Some(e), Some(ecs)) = (edns.as_mut(), ecs) {
             let scope = if ecs.net.prefix_len() == 0 {
                 0
             } else {
@@ -578,6 +678,7 @@ impl Handler {
             cluster,
             ecs: client.ecs.is_some(),
             truncated: false,
+            no_question: false,
         }
     }
 }

@@ -52,6 +52,74 @@ pub enum Proto {
     Tcp = 1,
 }
 
+/// What one query worker counted since its last flush: plain integers that only its
+/// thread touches, so counting a query costs no atomic and no shared cache line.
+#[derive(Debug, Default)]
+pub struct LocalStats {
+    queries: [[[u32; RCODES.len()]; QTYPES.len() + 1]; 2],
+    answered: [u32; 2],
+    ecs: [u32; 2],
+    geo: [u32; GEO.len()],
+    fail_open: u32,
+    answers: Vec<u32>,
+    pending: bool,
+}
+
+impl LocalStats {
+    /// Counts one answered query.
+    pub fn query(&mut self, proto: Proto, qtype: RecordType, rcode: ResponseCode) {
+        let t = QTYPES
+            .iter()
+            .position(|(q, _)| *q == qtype)
+            .unwrap_or(QTYPES.len());
+        let rc = match rcode {
+            ResponseCode::NoError => 0,
+            ResponseCode::FormErr => 1,
+            ResponseCode::ServFail => 2,
+            ResponseCode::NXDomain => 3,
+            ResponseCode::NotImp => 4,
+            ResponseCode::Refused => 5,
+            ResponseCode::BADVERS => 6,
+            _ => 7,
+        };
+        self.queries[proto as usize][t][rc] += 1;
+        self.answered[proto as usize] += 1;
+        self.pending = true;
+    }
+
+    /// Counts what a geo answer did.
+    pub fn geo_answer(
+        &mut self,
+        ecs: bool,
+        located: Option<&LocationSource>,
+        fail_open: bool,
+        first_cluster: Option<u16>,
+    ) {
+        self.ecs[usize::from(!ecs)] += 1;
+        if let Some(l) = located {
+            let i = match l {
+                LocationSource::Override(_) => 0,
+                LocationSource::GeoIp(Precision::City) => 1,
+                LocationSource::GeoIp(Precision::Country(_)) => 2,
+                LocationSource::GeoIp(Precision::Continent(_)) => 3,
+                LocationSource::Unknown => 4,
+            };
+            self.geo[i] += 1;
+        }
+        if fail_open {
+            self.fail_open += 1;
+        }
+        if let Some(c) = first_cluster {
+            let c = usize::from(c);
+            if self.answers.len() <= c {
+                self.answers.resize(c + 1, 0);
+            }
+            self.answers[c] += 1;
+        }
+        self.pending = true;
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
     /// [proto][qtype][rcode]
@@ -132,7 +200,7 @@ impl Metrics {
         let d = HistogramVec::new(
             HistogramOpts::new(
                 "fedns_dns_query_duration_seconds",
-                "Time from a parsed request to the reply handed to the socket.",
+                "Time from a query read off the socket to its reply ready to send (per batch of queries read together).",
             )
             .buckets(vec![
                 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
@@ -268,52 +336,52 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered query. Lock-free: indexes into resolved handles.
-    pub fn query(&self, proto: Proto, qtype: RecordType, rcode: ResponseCode, elapsed: Duration) {
-        let t = QTYPES
-            .iter()
-            .position(|(q, _)| *q == qtype)
-            .unwrap_or(QTYPES.len());
-        let rc = match rcode {
-            ResponseCode::NoError => 0,
-            ResponseCode::FormErr => 1,
-            ResponseCode::ServFail => 2,
-            ResponseCode::NXDomain => 3,
-            ResponseCode::NotImp => 4,
-            ResponseCode::Refused => 5,
-            ResponseCode::BADVERS => 6,
-            _ => 7,
-        };
-        self.queries[proto as usize][t][rc].inc();
-        self.duration[proto as usize].observe(elapsed.as_secs_f64());
-    }
-
-    /// Counts what a geo answer did.
-    pub fn geo_answer(
-        &self,
-        ecs: bool,
-        located: Option<&LocationSource>,
-        fail_open: bool,
-        first_cluster: Option<u16>,
-    ) {
-        self.ecs[usize::from(!ecs)].inc();
-        if let Some(l) = located {
-            let i = match l {
-                LocationSource::Override(_) => 0,
-                LocationSource::GeoIp(Precision::City) => 1,
-                LocationSource::GeoIp(Precision::Country(_)) => 2,
-                LocationSource::GeoIp(Precision::Continent(_)) => 3,
-                LocationSource::Unknown => 4,
-            };
-            self.geo[i].inc();
+    /// Adds what one worker counted since its last flush to the shared metrics, with
+    /// `elapsed` as the time each of those queries spent in fedns, from its arrival to its
+    /// reply being ready to send (a worker handles a batch of queries at once). Called once per batch, so the
+    /// shared counters are touched once per batch, not once per query.
+    pub fn flush(&self, s: &mut LocalStats, elapsed: Duration) {
+        if !s.pending {
+            return;
         }
-        if fail_open {
-            self.fail_open.inc();
+        s.pending = false;
+        for (p, by_type) in s.queries.iter_mut().enumerate() {
+            for (t, by_rcode) in by_type.iter_mut().enumerate() {
+                for (rc, n) in by_rcode.iter_mut().enumerate() {
+                    if *n > 0 {
+                        self.queries[p][t][rc].inc_by(u64::from(std::mem::take(n)));
+                    }
+                }
+            }
         }
-        if let Some(c) = first_cluster
-            && let Some(counter) = self.answers.load().get(c as usize)
-        {
-            counter.inc();
+        for (p, n) in s.answered.iter_mut().enumerate() {
+            let secs = elapsed.as_secs_f64();
+            for _ in 0..std::mem::take(n) {
+                self.duration[p].observe(secs);
+            }
+        }
+        for (counter, n) in self.ecs.iter().zip(&mut s.ecs) {
+            if *n > 0 {
+                counter.inc_by(u64::from(std::mem::take(n)));
+            }
+        }
+        for (counter, n) in self.geo.iter().zip(&mut s.geo) {
+            if *n > 0 {
+                counter.inc_by(u64::from(std::mem::take(n)));
+            }
+        }
+        if s.fail_open > 0 {
+            self.fail_open
+                .inc_by(u64::from(std::mem::take(&mut s.fail_open)));
+        }
+        let answers = self.answers.load();
+        for (c, n) in s.answers.iter_mut().enumerate() {
+            if *n > 0
+                && let Some(counter) = answers.get(c)
+            {
+                counter.inc_by(u64::from(*n));
+            }
+            *n = 0;
         }
     }
 

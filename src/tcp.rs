@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -127,9 +127,12 @@ async fn connection(
         if len == 0 {
             return;
         }
+        let received = Instant::now();
         if !handler.respond(&mut worker, &query, peer, Proto::Tcp, &mut reply) {
+            handler.flush(&mut worker, received.elapsed());
             continue;
         }
+        handler.flush(&mut worker, received.elapsed());
         framed.clear();
         framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         framed.extend_from_slice(&reply);

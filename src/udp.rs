@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
@@ -162,6 +162,7 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
                 _ => return Err(e),
             }
         }
+        let received = Instant::now();
         let mut out = 0;
         for i in 0..n as usize {
             let h = &b.hdr_in[i];
@@ -188,6 +189,9 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
             o.msg_iovlen = 1;
             out += 1;
         }
+        // Counted before the replies go, so that a client that has its reply sees it
+        // counted.
+        handler.flush(&mut worker, received.elapsed());
         send_all(fd, &mut b.hdr_out[..out]);
     }
     Ok(())

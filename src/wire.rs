@@ -49,7 +49,28 @@ pub struct Query<'a> {
 pub struct Edns {
     /// The requestor's UDP payload size, as sent.
     pub payload: u16,
-    pub ecs: Option<EcsOption>,
+    /// DNSSEC OK, copied into the reply's OPT (RFC 3225 section 3).
+    pub dnssec_ok: bool,
+    pub ecs: Ecs,
+}
+
+/// The ECS option of a query, if any.
+#[derive(Debug, Clone, Copy)]
+pub enum Ecs {
+    None,
+    Valid(EcsOption),
+    /// Present but malformed, or repeated: FORMERR when ECS is in use (RFC 7871 section
+    /// 7.1.1), ignored when it is not (section 7.2.1).
+    Malformed,
+}
+
+impl Ecs {
+    pub fn valid(self) -> Option<EcsOption> {
+        match self {
+            Ecs::Valid(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// An ECS option of a query, validated (RFC 7871 section 7.1.1).
@@ -164,7 +185,7 @@ fn parse_opt(c: &mut Cursor<'_>) -> Option<Edns> {
     }
     let payload = c.u16()?;
     let (ext_rcode, version) = (c.u8()?, c.u8()?);
-    let _flags = c.u16()?;
+    let flags = c.u16()?;
     if ext_rcode != 0 || version != 0 {
         return None;
     }
@@ -173,24 +194,27 @@ fn parse_opt(c: &mut Cursor<'_>) -> Option<Edns> {
         buf: c.take(rdlen)?,
         pos: 0,
     };
-    let mut ecs = None;
+    let mut ecs = Ecs::None;
     while o.pos < o.buf.len() {
         let code = o.u16()?;
         let olen = usize::from(o.u16()?);
         let value = o.take(olen)?;
         if code == OPTION_ECS {
-            if ecs.is_some() {
-                return None;
-            }
-            let subnet = ecs::parse_option(value).ok()?;
-            ecs = Some(EcsOption {
-                family: u16::from_be_bytes([value[0], value[1]]),
-                source_prefix: subnet.net.prefix_len(),
-                addr: subnet.net.addr(),
-            });
+            ecs = match (ecs, ecs::parse_option(value)) {
+                (Ecs::None, Ok(subnet)) => Ecs::Valid(EcsOption {
+                    family: u16::from_be_bytes([value[0], value[1]]),
+                    source_prefix: subnet.net.prefix_len(),
+                    addr: subnet.net.addr(),
+                }),
+                _ => Ecs::Malformed,
+            };
         }
     }
-    Some(Edns { payload, ecs })
+    Some(Edns {
+        payload,
+        dnssec_ok: flags & 0x8000 != 0,
+        ecs,
+    })
 }
 
 /// A wire name as text (`www.example.com.`), for logs. Labels are shown as sent, with
@@ -256,9 +280,10 @@ impl Template {
 
     /// Writes the reply to `q` into `out`: this template with the query's ID, RD and CD
     /// bits and question name (its case kept), then an OPT record when the query had one,
-    /// echoing ECS with `scope` (RFC 7871 section 7.2.1). `slip` sends only header and
-    /// question, truncated (an RRL slip). Returns false, writing nothing, when the reply
-    /// would exceed `limit` bytes.
+    /// echoing ECS with `scope` (RFC 7871 section 7.2.1). `slip` sends only header,
+    /// question and OPT, with TC set: an RRL slip, or a reply that does not fit (RFC 1035
+    /// section 4.2.1; the client retries over TCP). Returns false, writing nothing, when
+    /// the reply would exceed `limit` bytes.
     pub fn reply(
         &self,
         q: &Query<'_>,
@@ -273,9 +298,7 @@ impl Template {
         } else {
             &self.bytes[..]
         };
-        let opt_len = q
-            .edns
-            .map_or(0, |e| 11 + e.ecs.map_or(0, |ecs| 8 + ecs.addr_len()));
+        let opt_len = q.edns.map_or(0, opt_len);
         if body.len() + opt_len > limit {
             return false;
         }
@@ -291,31 +314,59 @@ impl Template {
         out[2..4].copy_from_slice(&flags.to_be_bytes());
         out[QNAME_AT..QNAME_AT + q.qname.len()].copy_from_slice(q.qname);
         if let Some(e) = q.edns {
-            let ar = u16::from_be_bytes([out[10], out[11]]) + 1;
-            out[10..12].copy_from_slice(&ar.to_be_bytes());
-            out.push(0);
-            out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-            out.extend_from_slice(&opt_payload.to_be_bytes());
-            // Extended RCODE 0, version 0, no flags.
-            out.extend_from_slice(&[0, 0, 0, 0]);
-            match e.ecs {
-                Some(ecs) => {
-                    let n = ecs.addr_len();
-                    out.extend_from_slice(&((8 + n) as u16).to_be_bytes());
-                    out.extend_from_slice(&OPTION_ECS.to_be_bytes());
-                    out.extend_from_slice(&((4 + n) as u16).to_be_bytes());
-                    out.extend_from_slice(&ecs.family.to_be_bytes());
-                    out.push(ecs.source_prefix);
-                    out.push(scope.min(ecs.source_prefix));
-                    match ecs.addr {
-                        IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
-                        IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
-                    }
-                }
-                None => out.extend_from_slice(&[0, 0]),
-            }
+            push_opt(out, &e, opt_payload, scope);
         }
         true
+    }
+}
+
+/// The bytes of the OPT record a reply to `e` carries.
+fn opt_len(e: Edns) -> usize {
+    11 + e.ecs.valid().map_or(0, |ecs| 8 + ecs.addr_len())
+}
+
+/// Appends the reply's OPT record: our payload size, extended RCODE 0, version 0, DO
+/// copied, and the ECS option echoed with `scope` when the query had a valid one. Counts
+/// it in ARCOUNT.
+fn push_opt(out: &mut Vec<u8>, e: &Edns, payload: u16, scope: u8) {
+    let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
+    out[10..12].copy_from_slice(&ar.to_be_bytes());
+    out.push(0);
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&payload.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(u16::from(e.dnssec_ok) << 15).to_be_bytes());
+    match e.ecs.valid() {
+        Some(ecs) => {
+            let n = ecs.addr_len();
+            out.extend_from_slice(&((8 + n) as u16).to_be_bytes());
+            out.extend_from_slice(&OPTION_ECS.to_be_bytes());
+            out.extend_from_slice(&((4 + n) as u16).to_be_bytes());
+            out.extend_from_slice(&ecs.family.to_be_bytes());
+            out.push(ecs.source_prefix);
+            out.push(scope.min(ecs.source_prefix));
+            match ecs.addr {
+                IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
+                IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
+            }
+        }
+        None => out.extend_from_slice(&[0, 0]),
+    }
+}
+
+/// A reply to `q` with `rcode` and no records: header, the question as sent and, when the
+/// query had EDNS, an OPT without ECS (used for FORMERR on a malformed ECS option).
+pub fn error_reply(q: &Query<'_>, rcode: u8, opt_payload: u16, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&q.id.to_be_bytes());
+    out.extend_from_slice(&(QR | q.copied_flags | u16::from(rcode & 0x0F)).to_be_bytes());
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(q.qname);
+    out.extend_from_slice(&q.qtype.to_be_bytes());
+    out.extend_from_slice(&q.qclass.to_be_bytes());
+    if let Some(mut e) = q.edns {
+        e.ecs = Ecs::None;
+        push_opt(out, &e, opt_payload, 0);
     }
 }
 
@@ -371,7 +422,8 @@ mod tests {
         let (q, _) = parse_query(&p, &mut lower).unwrap();
         let e = q.edns.unwrap();
         assert_eq!(e.payload, 1232);
-        let s = e.ecs.unwrap();
+        assert!(e.dnssec_ok);
+        let s = e.ecs.valid().unwrap();
         assert_eq!((s.family, s.source_prefix), (1, 24));
         assert_eq!(s.addr, "198.51.100.0".parse::<IpAddr>().unwrap());
     }
@@ -385,7 +437,6 @@ mod tests {
             query(Z, NAME, 1, None),
             query(0, NAME, 252, None),             // AXFR
             query(0, b"\x03app\xc0\x0c", 1, None), // pointer in the question
-            query(0, NAME, 1, Some(&opt(&[0, 8, 0, 4, 0, 1, 24, 0]))), // short ECS address
             query(0, NAME, 1, Some(&[0, 0, 41, 4, 0xd0, 0, 1, 0, 0, 0, 0])), // version 1
             {
                 let mut p = query(0, NAME, 1, None);
@@ -397,6 +448,27 @@ mod tests {
         for p in cases {
             assert!(parse_query(&p, &mut lower).is_none(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn malformed_or_repeated_ecs_is_flagged() {
+        let mut lower = [0; MAX_NAME];
+        let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
+        let twice: Vec<u8> = ecs.iter().chain(&ecs).copied().collect();
+        for options in [&[0, 8, 0, 4, 0, 1, 24, 0][..], &twice] {
+            let p = query(0, NAME, 1, Some(&opt(options)));
+            let (q, _) = parse_query(&p, &mut lower).unwrap();
+            assert!(matches!(q.edns.unwrap().ecs, Ecs::Malformed), "{options:?}");
+        }
+        // The FORMERR for it: the question and an OPT without ECS, DO copied.
+        let p = query(RD, NAME, 1, Some(&opt(&twice)));
+        let (q, _) = parse_query(&p, &mut lower).unwrap();
+        let mut out = Vec::new();
+        error_reply(&q, 1, 1232, &mut out);
+        let mut want = vec![0x12, 0x34, 0x81, 0x01, 0, 1, 0, 0, 0, 0, 0, 1];
+        want.extend(NAME);
+        want.extend([0, 1, 0, 1, 0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        assert_eq!(out, want);
     }
 
     #[test]
@@ -442,7 +514,7 @@ mod tests {
         assert_eq!(
             &out[t.question_end..],
             &[
-                0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 16, 198, 51, 100
+                0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 16, 198, 51, 100
             ]
         );
         // Too big for the limit: nothing written.

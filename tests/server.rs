@@ -225,3 +225,36 @@ async fn responses_are_never_answered_even_malformed() {
     assert!(got.is_err(), "a malformed response was answered");
     server.running.shutdown(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn the_general_path_truncates_to_no_records_with_opt() {
+    // Class ANY is not the fast path's (it takes class IN only), so hickory encodes this
+    // reply; a 30-record answer does not fit 512 bytes.
+    let server = TestServer::start(CONFIG).await;
+    let mut m = query(
+        "big.default.myfed.svc.fed.example.com.",
+        RecordType::AAAA,
+        None,
+    );
+    m.queries[0].set_query_class(hickory_proto::rr::DNSClass::ANY);
+    if let Some(e) = m.edns.as_mut() {
+        e.set_max_payload(512);
+    }
+    let bytes = server
+        .client()
+        .raw(&m.to_vec().unwrap(), Transport::Udp)
+        .await
+        .expect("a reply");
+    assert!(bytes.len() <= 512, "{} bytes", bytes.len());
+    let reply = Message::from_bytes(&bytes).unwrap();
+    assert!(reply.metadata.truncation);
+    assert!(reply.answers.is_empty() && reply.authorities.is_empty());
+    assert!(reply.edns.is_some(), "the OPT was dropped");
+    let whole = server
+        .client()
+        .raw(&m.to_vec().unwrap(), Transport::Tcp)
+        .await
+        .expect("a reply");
+    assert_eq!(Message::from_bytes(&whole).unwrap().answers.len(), 30);
+    server.running.shutdown(Duration::ZERO).await;
+}

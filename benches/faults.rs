@@ -986,6 +986,16 @@ struct Gap {
     in_flight: u64,
 }
 
+/// A change of the right answers: from `old` to `new` at `at`, either allowed during
+/// `window` (None: until the bench saw the change happen).
+struct Change {
+    label: String,
+    at: Instant,
+    old: Want,
+    new: Want,
+    window: Option<Duration>,
+}
+
 struct Bench<'a> {
     rt: &'a Runtime,
     s: &'a Settings,
@@ -1003,6 +1013,12 @@ struct Bench<'a> {
     world: World,
     segments: Vec<Segment>,
     gaps: Vec<Gap>,
+    /// The changes of the right answers, to time when the answers followed.
+    changes: Vec<Change>,
+    /// Kernel drops at fedns's socket, read every 100 ms: (pid, count) at the last reading,
+    /// and (when, how many) for the readings that found new ones.
+    drops: (u32, u64),
+    drop_bursts: Vec<(f64, u64)>,
     /// What the bench saw happen (flags, reloads, state file), with times.
     notes: Vec<String>,
     /// Checks other than the answers that failed.
@@ -1083,6 +1099,9 @@ fn run(rt: &Runtime, s: &Settings, dir: &Path) -> bool {
         world,
         segments: Vec::new(),
         gaps: Vec::new(),
+        changes: Vec::new(),
+        drops: (0, 0),
+        drop_bursts: Vec::new(),
         notes: Vec::new(),
         failures: Vec::new(),
         flags: Flags::default(),
@@ -1141,6 +1160,12 @@ impl Bench<'_> {
         loop {
             self.server.check_alive();
             self.poll_flags();
+            let drops = (self.server.pid(), socket_drops(self.dns_port));
+            if drops.0 == self.drops.0 && drops.1 > self.drops.1 {
+                let t = self.at(Instant::now());
+                self.drop_bursts.push((t, drops.1 - self.drops.1));
+            }
+            self.drops = drops;
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
@@ -1173,10 +1198,19 @@ impl Bench<'_> {
     }
 
     /// The world changes now; answers may be either until `window` has passed.
-    fn transition(&mut self, next: World, window: Duration) {
+    fn transition(&mut self, label: &str, next: World, window: Option<Duration>) {
         let now = Instant::now();
         self.timeline.push(now, self.world.between(&next));
-        self.timeline.push(now + window, next.want());
+        if let Some(w) = window {
+            self.timeline.push(now + w, next.want());
+        }
+        self.changes.push(Change {
+            label: label.to_owned(),
+            at: now,
+            old: self.world.want(),
+            new: next.want(),
+            window,
+        });
         self.world = next;
     }
 
@@ -1285,7 +1319,11 @@ impl Bench<'_> {
                     ttl: TTL_AFTER,
                     ..b.world.clone()
                 };
-                b.transition(next, Duration::from_millis(1500));
+                b.transition(
+                    "reload: ttl 30 -> 20",
+                    next,
+                    Some(Duration::from_millis(1500)),
+                );
                 write_config(&b.dir, TTL_AFTER, 12);
                 signal(b.server.pid(), "HUP");
                 b.note("config rewritten, SIGHUP sent".into());
@@ -1309,7 +1347,7 @@ impl Bench<'_> {
                 a_up: false,
                 ..b.world.clone()
             };
-            b.transition(next, fall_window);
+            b.transition("a's load balancers killed", next, Some(fall_window));
             for ip in [A_APP[0], A_APP[1], A_WEB] {
                 b.lbs.down(rt, ip);
             }
@@ -1324,7 +1362,7 @@ impl Bench<'_> {
                 a_up: true,
                 ..b.world.clone()
             };
-            b.transition(next, rise_window);
+            b.transition("a's load balancers restored", next, Some(rise_window));
             for ip in [A_APP[0], A_APP[1], A_WEB] {
                 b.lbs.up(rt, ip);
             }
@@ -1365,8 +1403,7 @@ impl Bench<'_> {
                 ));
             }
             // Until b has synced again, either address; after, only the new one.
-            b.timeline.push(t, b.world.between(&next));
-            b.world = next.clone();
+            b.transition("b's API back: only-b 127.77.2.3 -> .4", next.clone(), None);
             b.b.set_fault(Fault::None);
             b.note("b's API serves again".into());
             let limit = Duration::from_secs(40);
@@ -1631,9 +1668,58 @@ impl Bench<'_> {
             );
         }
 
+        println!(
+            "\nWhen the answers followed a change (checker, each name asked every {} ms):",
+            CHECK_EVERY.as_millis() * NAMES.len() as u128
+        );
+        println!("\n| change | allowed window | first new answer | last old answer |");
+        println!("|---|---|---|---|");
+        for (i, ch) in self.changes.iter().enumerate() {
+            let until = self.changes.get(i + 1).map(|n| n.at);
+            let after: Vec<(&Check, &Reply)> = checks
+                .iter()
+                .filter(|c| c.send >= ch.at && until.is_none_or(|u| c.send < u))
+                .filter_map(|c| Some((c, c.reply.as_ref()?)))
+                .collect();
+            let first_new = after
+                .iter()
+                .filter(|(c, r)| ch.new.accepts(c.name, r) && !ch.old.accepts(c.name, r))
+                .map(|(c, _)| c.end - ch.at)
+                .min();
+            let last_old = after
+                .iter()
+                .filter(|(c, r)| ch.old.accepts(c.name, r) && !ch.new.accepts(c.name, r))
+                .map(|(c, _)| c.end - ch.at)
+                .max();
+            let show =
+                |d: Option<Duration>| d.map_or("none".into(), |d| format!("{:.0} ms", ms(d)));
+            println!(
+                "| {} | {} | {} | {} |",
+                ch.label,
+                ch.window
+                    .map_or("until the bench saw b synced".into(), |w| format!(
+                        "{:.0} ms",
+                        ms(w)
+                    )),
+                show(first_new),
+                show(last_old)
+            );
+        }
+
         println!("\nWhat happened:");
         for n in &self.notes {
             println!("- {n}");
+        }
+        if !self.drop_bursts.is_empty() {
+            let bursts: Vec<String> = self
+                .drop_bursts
+                .iter()
+                .map(|(t, n)| format!("{t:.1} s: {n}"))
+                .collect();
+            println!(
+                "- kernel drops at fedns's socket, per 100 ms reading that found any: {}",
+                bursts.join(", ")
+            );
         }
 
         // The verdict: wrong answers and failed checks, then losses outside the restarts.

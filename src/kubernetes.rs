@@ -545,7 +545,10 @@ impl Watched {
         let Some(s) = self.streams.get_mut(id) else {
             return;
         };
-        if !matches!(msg, Msg::Error(..)) {
+        // Only data from the API clears an error: kube's watcher says Init before it tries
+        // the LIST, so a retry against a dead API would otherwise look like a recovery for
+        // the moment between its Init and its error.
+        if !matches!(msg, Msg::Error(..) | Msg::Init(_)) {
             s.error = None;
         }
         match msg {
@@ -930,6 +933,20 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_is_not_a_recovery_until_data_comes() {
+        let mut w = Watched::new(3);
+        w.apply(Msg::Error(0, "connection refused".into()));
+        // kube's watcher says Init before it tries the LIST: still failing.
+        w.apply(Msg::Init(0));
+        assert!(w.streams[0].error.is_some());
+        w.apply(Msg::Error(0, "connection refused".into()));
+        w.apply(Msg::Init(0));
+        let (k, o) = svc("a");
+        w.apply(Msg::InitApply(0, k, Some(o)));
+        assert!(w.streams[0].error.is_none(), "data from the API clears it");
+    }
+
+    #[test]
     fn relist_swaps_whole_and_keeps_old_until_done() {
         let mut w = Watched::new(3);
         let (k, o) = svc("a");
@@ -989,15 +1006,6 @@ mod tests {
         assert!(ready(&mut w));
         w.apply(Msg::Delete(2, key("a-1")));
         assert!(!ready(&mut w), "a deleted slice takes its count with it");
-    }
-
-    #[test]
-    fn errors_clear_on_the_next_event() {
-        let mut w = Watched::new(3);
-        w.apply(Msg::Error(0, "boom".into()));
-        assert!(w.streams[0].error.is_some());
-        w.apply(Msg::Init(0));
-        assert!(w.streams[0].error.is_none());
     }
 
     #[test]

@@ -85,7 +85,9 @@ pub fn load(path: &Path) -> Result<Option<Saved>, StateError> {
     Ok(Some((written, clusters)))
 }
 
-/// Writes the Kubernetes endpoints of every synced cluster, atomically.
+/// Writes the Kubernetes endpoints of every cluster that has some, atomically: the synced
+/// ones, and the ones still serving what the last state file restored (a cluster whose
+/// API stayed down across two restarts must not lose its records at the second).
 pub fn save(path: &Path, clusters: &BTreeMap<String, ClusterEndpoints>) -> std::io::Result<()> {
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let file = File {
@@ -95,9 +97,11 @@ pub fn save(path: &Path, clusters: &BTreeMap<String, ClusterEndpoints>) -> std::
             .iter()
             .filter_map(|(name, c)| {
                 let k = c.kube.as_ref()?;
-                // Unsynced clusters have nothing worth keeping (or only restored records,
-                // which the file already holds).
-                k.synced_at?;
+                // Records reach the store only with a full sync or a restore, so an
+                // unsynced cluster's records are restored ones: keep them.
+                if k.synced_at.is_none() && k.objects.is_empty() {
+                    return None;
+                }
                 let mut endpoints: Vec<Endpoint> =
                     k.objects.values().map(|e| (**e).clone()).collect();
                 endpoints.sort_by_key(Endpoint::key);
@@ -201,11 +205,15 @@ mod tests {
         store.update_kube("us-east", vec![(e.key(), Some(e.clone()))], true, |k| {
             k.synced_at = Some(SystemTime::now())
         });
+        // Restored from an earlier file, not synced since: kept for the next restart.
         store.update_kube("eu-west", vec![(e.key(), Some(e.clone()))], true, |_| {});
+        // Known, never synced, nothing restored: nothing to write.
+        store.update_kube("ap-south", vec![], true, |_| {});
         save(&path, &store.contents()).unwrap();
         let (_, clusters) = load(&path).unwrap().unwrap();
-        assert_eq!(clusters.len(), 1, "unsynced clusters are not written");
-        assert_eq!(clusters["us-east"], vec![e]);
+        assert_eq!(clusters.len(), 2, "{:?}", clusters.keys());
+        assert_eq!(clusters["us-east"], vec![e.clone()]);
+        assert_eq!(clusters["eu-west"], vec![e]);
         std::fs::write(&path, b"{not json").unwrap();
         let err = load(&path).unwrap_err().to_string();
         assert!(

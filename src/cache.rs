@@ -66,11 +66,11 @@ pub enum Store {
     Never,
 }
 
-/// The outcome of a lookup.
+/// What the cache knows of a question.
 pub enum Lookup<'c> {
     Hit(&'c Cached),
-    /// Not known; the question needs the location key to look further, or nothing.
-    NeedsLocation,
+    /// The replies of a question whose answer depends on the client's location.
+    ByLocation(&'c HashMap<LocationKey, Cached, RandomState>),
     Miss,
     Uncacheable,
 }
@@ -83,42 +83,56 @@ pub struct AnswerCache {
     /// Keyed by the lowercase question name (wire form) followed by the QTYPE.
     entries: HashMap<Box<[u8]>, Entry, RandomState>,
     templates: usize,
-    /// Recent locating addresses and what `Locator::key` said of them, by a hash of the
-    /// address: repeated clients (a resolver's ECS subnet) skip the GeoIP tree walk.
-    locations: Vec<Option<(IpAddr, LocationKey, u8)>>,
+}
+
+/// Recent locating addresses and what `Locator::key` said of them, by a hash of the
+/// address: repeated clients (a resolver's ECS subnet) skip the GeoIP tree walk. A slot
+/// holds one address, so the memo never grows. Emptied with the cache (a new snapshot may
+/// have a new locator).
+#[derive(Debug, Default)]
+pub struct LocationMemo {
+    slots: Vec<Option<(IpAddr, LocationKey, u8)>>,
     hasher: RandomState,
 }
 
-impl AnswerCache {
-    /// Makes the cache belong to `snap`, emptying it if it belonged to another snapshot.
-    /// The cache keeps the snapshot alive, so that a new one can never reuse its address.
-    pub fn sync(&mut self, snap: &Arc<Snapshot>) {
-        if !self.snapshot.as_ref().is_some_and(|s| Arc::ptr_eq(s, snap)) {
-            self.clear();
-            self.snapshot = Some(Arc::clone(snap));
-        }
+impl LocationMemo {
+    pub fn clear(&mut self) {
+        self.slots.clear();
     }
 
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.templates = 0;
-        self.locations.clear();
-    }
-
-    /// `locator.key(ip)`, remembered per address for this snapshot.
+    /// `locator.key(ip)`, remembered per address.
     pub fn locate(&mut self, locator: &Locator, ip: IpAddr) -> (LocationKey, u8) {
-        if self.locations.is_empty() {
-            self.locations.resize(LOCATION_SLOTS, None);
+        if self.slots.is_empty() {
+            self.slots.resize(LOCATION_SLOTS, None);
         }
         let slot = self.hasher.hash_one(ip) as usize & (LOCATION_SLOTS - 1);
-        if let Some((seen, key, prefix)) = self.locations[slot]
+        if let Some((seen, key, prefix)) = self.slots[slot]
             && seen == ip
         {
             return (key, prefix);
         }
         let (key, prefix) = locator.key(ip);
-        self.locations[slot] = Some((ip, key, prefix));
+        self.slots[slot] = Some((ip, key, prefix));
         (key, prefix)
+    }
+}
+
+impl AnswerCache {
+    /// Makes the cache belong to `snap`, emptying it if it belonged to another snapshot
+    /// (and then saying so). The cache keeps the snapshot alive, so that a new one can
+    /// never reuse its address.
+    pub fn sync(&mut self, snap: &Arc<Snapshot>) -> bool {
+        if self.snapshot.as_ref().is_some_and(|s| Arc::ptr_eq(s, snap)) {
+            return false;
+        }
+        self.clear();
+        self.snapshot = Some(Arc::clone(snap));
+        true
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.templates = 0;
     }
 
     pub fn len(&self) -> usize {
@@ -129,17 +143,13 @@ impl AnswerCache {
         self.templates == 0
     }
 
-    /// Looks `key` up; for a question whose answers depend on location, `location` gives
-    /// the client's key (asked only then, since working it out costs a GeoIP walk).
-    pub fn get(&self, key: &[u8], location: Option<LocationKey>) -> Lookup<'_> {
+    /// Looks a question key up.
+    pub fn get(&self, key: &[u8]) -> Lookup<'_> {
         match self.entries.get(key) {
             None => Lookup::Miss,
             Some(Entry::Fixed(c)) => Lookup::Hit(c),
             Some(Entry::Uncacheable) => Lookup::Uncacheable,
-            Some(Entry::ByLocation(m)) => match location {
-                None => Lookup::NeedsLocation,
-                Some(l) => m.get(&l).map_or(Lookup::Miss, Lookup::Hit),
-            },
+            Some(Entry::ByLocation(m)) => Lookup::ByLocation(m),
         }
     }
 

@@ -34,14 +34,14 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::answer::{self, Answer, Client, Question};
-use crate::cache::{AnswerCache, Cached, Lookup, Store};
+use crate::cache::{AnswerCache, Cached, LocationMemo, Lookup, Store};
 use crate::ecs;
 use crate::metrics::{LocalStats, Metrics, Proto};
 use crate::rrl::{Limiter, Verdict};
 use crate::snapshot::{LocationKey, Published, Snapshot};
 use crate::tcp::{self, TcpLimits};
 use crate::udp;
-use crate::wire::{self, Ecs, MAX_NAME, Template};
+use crate::wire::{self, Ecs, MAX_NAME, QuestionKey, Template};
 
 /// The largest UDP reply we send, whatever the client offers: 1232 bytes avoids IP
 /// fragmentation on every common path (DNS Flag Day 2020).
@@ -65,16 +65,19 @@ pub struct Handler {
 #[derive(Debug)]
 pub struct Worker {
     cache: AnswerCache,
+    memo: LocationMemo,
     stats: LocalStats,
-    lower: [u8; MAX_NAME],
+    /// The question key of the query at hand (`wire::parse_query` writes it).
+    key: QuestionKey,
 }
 
 impl Default for Worker {
     fn default() -> Self {
         Worker {
             cache: AnswerCache::default(),
+            memo: LocationMemo::default(),
             stats: LocalStats::default(),
-            lower: [0; MAX_NAME],
+            key: [0; MAX_NAME + 2],
         }
     }
 }
@@ -120,8 +123,10 @@ impl Handler {
             return false;
         }
         let snap = self.published.load();
-        w.cache.sync(&snap);
-        if let Some((q, n)) = wire::parse_query(packet, &mut w.lower)
+        if w.cache.sync(&snap) {
+            w.memo.clear();
+        }
+        if let Some((q, n)) = wire::parse_query(packet, &mut w.key)
             && let Some(sent) = self.fast(w, &snap, q, n, src, proto, out)
         {
             return sent;
@@ -167,7 +172,7 @@ impl Handler {
             } else if let Ecs::Malformed = e.ecs {
                 let payload = e.payload.clamp(512, MAX_UDP_PAYLOAD);
                 wire::error_reply(&q, ResponseCode::FormErr.low(), payload, out);
-                if !self.rate_limit(&q, &w.lower[..n], ResponseCode::FormErr, src, proto, out) {
+                if !self.rate_limit(&q, &w.key[..n], ResponseCode::FormErr, src, proto, out) {
                     return Some(false);
                 }
                 w.stats
@@ -181,51 +186,39 @@ impl Handler {
             .filter(|e| e.source_prefix > 0)
             .and_then(|e| IpNet::new(e.addr, e.source_prefix).ok());
         let locating = ecs_net.map_or(src.ip(), |n| n.addr());
-        let mut key = [0u8; MAX_NAME + 2];
-        key[..n].copy_from_slice(&w.lower[..n]);
-        key[n..n + 2].copy_from_slice(&q.qtype.to_be_bytes());
-        let key = &key[..n + 2];
+        let key = &w.key[..n + 2];
+        let name = &w.key[..n];
         let mut location = None;
-        let mut lookup = w.cache.get(key, None);
-        if let Lookup::NeedsLocation = lookup {
-            let l = w.cache.locate(&snap.locator, locating);
-            location = Some(l);
-            lookup = w.cache.get(key, Some(l.0));
+        let hit = match w.cache.get(key) {
+            Lookup::Hit(c) => Some((c, 0)),
+            Lookup::ByLocation(m) => {
+                let l = w.memo.locate(&snap.locator, locating);
+                location = Some(l);
+                m.get(&l.0).map(|c| {
+                    // The ECS scope: the deciding network's prefix, within the source's.
+                    let scope = match (c.client_dependent, ecs_net) {
+                        (true, Some(net)) => l.1.min(net.prefix_len()),
+                        _ => 0,
+                    };
+                    (c, scope)
+                })
+            }
+            Lookup::Miss | Lookup::Uncacheable => None,
+        };
+        if let Some((c, scope)) = hit {
+            return Some(self.emit(&mut w.stats, c, &q, name, scope, src, proto, out));
         }
-        let scope =
-            |c: &Cached, location: Option<(LocationKey, u8)>| match (c.client_dependent, ecs_net) {
-                (true, Some(net)) => location.map_or(0, |l| l.1).min(net.prefix_len()),
-                _ => 0,
-            };
-        if let Lookup::Hit(c) = lookup {
-            let c: &Cached = c;
-            let scope = scope(c, location);
-            let sent = self.emit(&mut w.stats, c, &q, &w.lower[..n], scope, src, proto, out);
-            return Some(sent);
-        }
-        let never = matches!(lookup, Lookup::Uncacheable);
-        let (cached, answer_scope, store) = compute(snap, &w.lower[..n], q.qtype, src, ecs_net)?;
+        let never = matches!(w.cache.get(key), Lookup::Uncacheable);
+        let (cached, scope, store) = compute(snap, name, q.qtype, src, ecs_net)?;
         let store = match store {
             _ if never => Store::Never,
             Store::ByLocation(_) => {
-                let l = match location {
-                    Some(l) => l,
-                    None => w.cache.locate(&snap.locator, locating),
-                };
+                let l = location.unwrap_or_else(|| w.memo.locate(&snap.locator, locating));
                 Store::ByLocation(l.0)
             }
             s => s,
         };
-        let sent = self.emit(
-            &mut w.stats,
-            &cached,
-            &q,
-            &w.lower[..n],
-            answer_scope,
-            src,
-            proto,
-            out,
-        );
+        let sent = self.emit(&mut w.stats, &cached, &q, name, scope, src, proto, out);
         w.cache.insert(key, store, cached);
         Some(sent)
     }

@@ -109,9 +109,13 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Reads a query the fast path answers, writing its name in lowercase into `lower`
-/// (returning how many bytes). `None`: not for the fast path (not necessarily malformed).
-pub fn parse_query<'a>(packet: &'a [u8], lower: &mut [u8; MAX_NAME]) -> Option<(Query<'a>, usize)> {
+/// The question key of a query: its name in lowercase wire form, then its QTYPE.
+pub type QuestionKey = [u8; MAX_NAME + 2];
+
+/// Reads a query the fast path answers, writing its question key into `key` and returning
+/// the name's length there (the key is `key[..n + 2]`). `None`: not for the fast path
+/// (not necessarily malformed).
+pub fn parse_query<'a>(packet: &'a [u8], key: &mut QuestionKey) -> Option<(Query<'a>, usize)> {
     let mut c = Cursor {
         buf: packet,
         pos: 0,
@@ -128,29 +132,28 @@ pub fn parse_query<'a>(packet: &'a [u8], lower: &mut [u8; MAX_NAME]) -> Option<(
         return None;
     }
     let start = c.pos;
-    let mut len = 0;
     loop {
         let l = c.u8()?;
         // Label lengths above 63 are compression pointers or reserved: not here.
         if l > 63 {
             return None;
         }
-        lower[len] = l;
-        len += 1;
         if l == 0 {
             break;
         }
-        let label = c.take(usize::from(l))?;
-        if len + label.len() + 1 > MAX_NAME {
+        c.take(usize::from(l))?;
+        if c.pos - start + 1 > MAX_NAME {
             return None;
         }
-        for (d, s) in lower[len..len + label.len()].iter_mut().zip(label) {
-            *d = s.to_ascii_lowercase();
-        }
-        len += label.len();
     }
     let qname = &packet[start..c.pos];
+    let len = qname.len();
+    key[..len].copy_from_slice(qname);
+    // Label lengths are at most 63, below b'A': lowercasing the whole wire name leaves
+    // them be.
+    key[..len].make_ascii_lowercase();
     let qtype = c.u16()?;
+    key[len..len + 2].copy_from_slice(&qtype.to_be_bytes());
     let qclass = c.u16()?;
     // Class IN only; meta types (OPT, IXFR, AXFR; 0 is reserved) go the general way.
     if qclass != CLASS_IN || matches!(qtype, 0 | TYPE_OPT | 251 | 252) {
@@ -331,27 +334,29 @@ fn opt_len(e: Edns) -> usize {
 fn push_opt(out: &mut Vec<u8>, e: &Edns, payload: u16, scope: u8) {
     let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
     out[10..12].copy_from_slice(&ar.to_be_bytes());
-    out.push(0);
-    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-    out.extend_from_slice(&payload.to_be_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(u16::from(e.dnssec_ok) << 15).to_be_bytes());
-    match e.ecs.valid() {
+    // Root owner, TYPE 41, CLASS = payload, TTL = extended RCODE 0, version 0, flags.
+    let mut opt = [0u8; 11 + 8 + 16];
+    opt[1..3].copy_from_slice(&TYPE_OPT.to_be_bytes());
+    opt[3..5].copy_from_slice(&payload.to_be_bytes());
+    opt[7..9].copy_from_slice(&(u16::from(e.dnssec_ok) << 15).to_be_bytes());
+    let len = match e.ecs.valid() {
         Some(ecs) => {
             let n = ecs.addr_len();
-            out.extend_from_slice(&((8 + n) as u16).to_be_bytes());
-            out.extend_from_slice(&OPTION_ECS.to_be_bytes());
-            out.extend_from_slice(&((4 + n) as u16).to_be_bytes());
-            out.extend_from_slice(&ecs.family.to_be_bytes());
-            out.push(ecs.source_prefix);
-            out.push(scope.min(ecs.source_prefix));
+            opt[9..11].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+            opt[11..13].copy_from_slice(&OPTION_ECS.to_be_bytes());
+            opt[13..15].copy_from_slice(&((4 + n) as u16).to_be_bytes());
+            opt[15..17].copy_from_slice(&ecs.family.to_be_bytes());
+            opt[17] = ecs.source_prefix;
+            opt[18] = scope.min(ecs.source_prefix);
             match ecs.addr {
-                IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
-                IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
+                IpAddr::V4(a) => opt[19..19 + n].copy_from_slice(&a.octets()[..n]),
+                IpAddr::V6(a) => opt[19..19 + n].copy_from_slice(&a.octets()[..n]),
             }
+            19 + n
         }
-        None => out.extend_from_slice(&[0, 0]),
-    }
+        None => 11,
+    };
+    out.extend_from_slice(&opt[..len]);
 }
 
 /// A reply to `q` with `rcode` and no records: header, the question as sent and, when the
@@ -406,9 +411,9 @@ mod tests {
     #[test]
     fn reads_a_plain_query_and_lowercases_the_name() {
         let p = query(RD, NAME, 1, None);
-        let mut lower = [0; MAX_NAME];
+        let mut lower = [0; MAX_NAME + 2];
         let (q, n) = parse_query(&p, &mut lower).unwrap();
-        assert_eq!(&lower[..n], b"\x03app\x03fed\x00");
+        assert_eq!(&lower[..n + 2], b"\x03app\x03fed\x00\x00\x01");
         assert_eq!(q.qname, NAME);
         assert_eq!((q.id, q.qtype, q.copied_flags), (0x1234, 1, RD));
         assert!(q.edns.is_none());
@@ -418,7 +423,7 @@ mod tests {
     fn reads_edns_and_ecs() {
         let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
         let p = query(0, NAME, 28, Some(&opt(&ecs)));
-        let mut lower = [0; MAX_NAME];
+        let mut lower = [0; MAX_NAME + 2];
         let (q, _) = parse_query(&p, &mut lower).unwrap();
         let e = q.edns.unwrap();
         assert_eq!(e.payload, 1232);
@@ -430,7 +435,7 @@ mod tests {
 
     #[test]
     fn leaves_the_unusual_to_the_general_path() {
-        let mut lower = [0; MAX_NAME];
+        let mut lower = [0; MAX_NAME + 2];
         let cases: Vec<Vec<u8>> = vec![
             query(QR, NAME, 1, None),
             query(0x2800, NAME, 1, None), // opcode UPDATE
@@ -452,7 +457,7 @@ mod tests {
 
     #[test]
     fn malformed_or_repeated_ecs_is_flagged() {
-        let mut lower = [0; MAX_NAME];
+        let mut lower = [0; MAX_NAME + 2];
         let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
         let twice: Vec<u8> = ecs.iter().chain(&ecs).copied().collect();
         for options in [&[0, 8, 0, 4, 0, 1, 24, 0][..], &twice] {
@@ -473,7 +478,7 @@ mod tests {
 
     #[test]
     fn never_panics_on_garbage() {
-        let mut lower = [0; MAX_NAME];
+        let mut lower = [0; MAX_NAME + 2];
         let mut seed = 0x9e37_79b9_u64;
         let base = query(0, NAME, 1, Some(&opt(&[0, 8, 0, 7, 0, 1, 24, 0, 1, 2, 3])));
         for i in 0..20_000 {
@@ -504,7 +509,7 @@ mod tests {
         let t = Template::new(t, b"\x03app\x03fed\x00").unwrap();
         let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
         let p = query(RD | CD, NAME, 1, Some(&opt(&ecs)));
-        let mut lower = [0; MAX_NAME];
+        let mut lower = [0; MAX_NAME + 2];
         let (q, _) = parse_query(&p, &mut lower).unwrap();
         let mut out = Vec::new();
         assert!(t.reply(&q, 1232, 16, false, 1232, &mut out));

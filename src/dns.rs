@@ -513,9 +513,10 @@ struct Reply {
     /// Sent as TC with no records (rate limited, or too big for UDP: the client should
     /// retry over TCP).
     truncated: bool,
-    /// Sent without the question: a FORMERR for QDCOUNT other than 1 (RFC 9619 section 4:
-    /// a reply never carries more than one question).
-    no_question: bool,
+    /// The question as the reply carries it: the query's one question re-encoded (hickory
+    /// would echo the raw bytes, compression pointers into the query and all), or none
+    /// when the query had not exactly one (RFC 9619 section 4).
+    question: Option<Queries>,
 }
 
 /// The question section of a reply that has none.
@@ -535,7 +536,7 @@ impl Reply {
     /// The hickory response for this reply, ready to encode.
     fn response<'a>(
         &'a self,
-        request: &'a Request,
+        request: &Request,
     ) -> MessageResponse<
         'a,
         'a,
@@ -548,11 +549,7 @@ impl Reply {
         metadata.response_code = self.answer.rcode;
         metadata.authoritative = self.answer.authoritative;
         metadata.truncation = self.truncated;
-        let queries = if self.no_question {
-            &NO_QUESTION
-        } else {
-            &request.queries
-        };
+        let queries = self.question.as_ref().unwrap_or(&NO_QUESTION);
         MessageResponseBuilder::new(queries, self.edns.as_ref()).build(
             metadata,
             self.answer.answers.iter(),
@@ -575,8 +572,24 @@ impl Reply {
     }
 }
 
+/// The one question of `request`, encoded afresh (uncompressed, its case kept).
+fn clean_question(request: &Request) -> Option<Queries> {
+    let [q] = request.queries.queries() else {
+        return None;
+    };
+    let mut bytes = Vec::new();
+    q.original().emit(&mut BinEncoder::new(&mut bytes)).ok()?;
+    Queries::read(&mut BinDecoder::new(&bytes), 1).ok()
+}
+
 impl Handler {
     fn reply(&self, request: &Request) -> Reply {
+        let mut reply = self.decide(request);
+        reply.question = clean_question(request);
+        reply
+    }
+
+    fn decide(&self, request: &Request) -> Reply {
         let qtype = request
             .queries
             .queries()
@@ -593,7 +606,7 @@ impl Handler {
             cluster: None,
             ecs: false,
             truncated: false,
-            no_question: false,
+            question: None,
         };
         // OPT in the reply whenever the query had one (RFC 6891 section 7), with DO copied
         // (RFC 3225 section 3).
@@ -613,11 +626,7 @@ impl Handler {
         let info = match request.request_info() {
             Ok(info) => info,
             // QDCOUNT is not 1.
-            Err(_) => {
-                let mut r = error(ResponseCode::FormErr, edns);
-                r.no_question = true;
-                return r;
-            }
+            Err(_) => return error(ResponseCode::FormErr, edns),
         };
         let snap = self.published.load_full();
         let use_ecs = snap.use_ecs;
@@ -671,7 +680,7 @@ impl Handler {
             cluster,
             ecs: client.ecs.is_some(),
             truncated: false,
-            no_question: false,
+            question: None,
         }
     }
 }

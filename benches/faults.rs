@@ -22,9 +22,12 @@
 #[path = "../tests/support/apiserver.rs"]
 mod apiserver;
 
+#[path = "support/http.rs"]
+mod http;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -729,23 +732,9 @@ impl Drop for Server {
     }
 }
 
-/// One HTTP/1.1 GET: (status, body).
+/// One HTTP/1.1 GET of fedns's admin endpoints: (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let attempt = || -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let text = String::from_utf8_lossy(&raw);
-        let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        Ok((status, body.to_owned()))
-    };
-    attempt().unwrap_or_else(|e| (0, e.to_string()))
+    http::get(addr, path, Duration::from_secs(5))
 }
 
 /// The flags of /metrics this bench follows.

@@ -203,6 +203,20 @@ start_server() {
     esac
     PID[$s]=$!
     wait_ready "$s"
+    # Knot sets the affinity of each UDP worker itself, to CPU (worker number % online
+    # CPUs): its one worker would run on CPU 0, with dnsperf. Pin every thread of every
+    # pinned server again once it is up (the workers set theirs only when they start).
+    if [ ${#server_pin[@]} -gt 0 ] && [ "$s" != fedns2 ]; then
+        local p
+        for p in $(descendants "${PID[$s]}"); do taskset -a -p -c 1 "$p" >/dev/null; done
+    fi
+    echo "$s: pid ${PID[$s]}, threads allowed on CPUs $(affinity "${PID[$s]}")" >&2
+}
+affinity() { # the distinct Cpus_allowed_list of all threads of a process tree
+    local p
+    for p in $(descendants "$1"); do
+        cat "/proc/$p/task/"*/status 2>/dev/null | sed -n 's/^Cpus_allowed_list:\s*//p'
+    done | sort -u | paste -sd' ' -
 }
 
 cpu_ticks() { # utime + stime of a process and its descendants, in clock ticks
@@ -448,7 +462,8 @@ report() {
     echo "Started $started; $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1))," \
         "Linux $(uname -r); fedns $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')," \
         "dnsperf $(pkg_version dnsperf), gdnsd $(pkg_version gdnsd), knot $(pkg_version knot)," \
-        "nsd $(pkg_version nsd). Servers ${server_pin[*]:-unpinned} (fedns2: unpinned)," \
+        "nsd $(pkg_version nsd). Servers ${server_pin[*]:-unpinned} (fedns2: unpinned; threads'" \
+        "allowed CPUs at the end: $(for s in $SERVERS; do printf '%s %s, ' "$s" "$(affinity "${PID[$s]}")"; done | sed 's/, $//'))," \
         "dnsperf ${client_pin[*]:-unpinned}, -c $CLIENTS; ECS $ECS_SUBNET;" \
         "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo

@@ -289,7 +289,7 @@ mix_edns() { # sets EDNS to the dnsperf flags of a mix
 
 # One dnsperf run. Appends a line to $OUT/runs.tsv:
 #   1 kind  2 server  3 mix  4 rep  5 offered q/s  6 q/s  7 avg latency s  8 completed
-#   9 lost  10 server ticks  11 dnsperf CPU s  12 RSS KiB  13 CPU 1 other processes %
+#   9 lost  10 server ticks  11 dnsperf CPU s  12 RSS KiB  13 CPU 1 busy % (all but idle)
 #   14 p50 µs  15 p99 µs  16 rcodes  17 CPU 1 irq+softirq %
 RESULTS=$OUT/runs.tsv
 run_dnsperf() {
@@ -331,8 +331,8 @@ run_dnsperf() {
         "$(field "Queries completed" "$out")" "$(field "Queries lost" "$out")" \
         $((t1 - t0)) "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
         "$(rss_kib "${PID[$s]}")" \
-        "$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v hz="$HZ" -v secs="$secs" \
-            'BEGIN { printf "%.0f", (b - t) / hz / secs * 100 }')" \
+        "$(awk -v b=$((b1 - b0 + i1 - i0)) -v hz="$HZ" -v secs="$secs" \
+            'BEGIN { printf "%.0f", b / hz / secs * 100 }')" \
         "$p50" "$p99" "$(sed -n 's/^ *Response codes: *//p' "$out")" \
         "$(awk -v i=$((i1 - i0)) -v hz="$HZ" -v secs="$secs" 'BEGIN { printf "%.0f", i / hz / secs * 100 }')" \
         >>"$RESULTS"
@@ -469,14 +469,14 @@ report() {
     echo
     echo "### Full speed (no -Q), median of $REPS runs of $RUN_SECONDS s (min–max)"
     echo
-    echo "| mix | server | q/s | avg latency µs | server CPU µs/query | server CPU % | dnsperf CPU % | CPU 1 softirq % | CPU 1 others % | RSS MiB | lost | response codes |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| mix | server | q/s | avg latency µs | server CPU µs/query | server CPU % | CPU 1 busy % | dnsperf CPU % | RSS MiB | lost | response codes |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     for mix in $MIXES; do
         for s in $SERVERS; do
             awk -F'\t' -v s="$s" -v m="$mix" -v hz="$HZ" -v secs="$RUN_SECONDS" '
                 $1 == "max" && $2 == s && $3 == m {
                     n++; q[n] = $6; l[n] = $7 * 1e6; cpu[n] = ($8 > 0 ? $10 / hz * 1e6 / $8 : 0)
-                    busy[n] = $10 / hz / secs * 100; cl[n] = $11 / secs * 100; oth[n] = $13; irq[n] = $17
+                    busy[n] = $10 / hz / secs * 100; cl[n] = $11 / secs * 100; cpu1[n] = $13
                     rss = $12; lost += $9; rc = $16 }
                 function med(a,   i, j, t, b) {
                     for (i = 1; i <= n; i++) b[i] = a[i]
@@ -487,8 +487,8 @@ report() {
                     if (!n) exit
                     mq = med(q); qlo = lo; qhi = hi
                     mc = med(cpu); clo = lo; chi = hi
-                    printf "| %s | %s | %s (%s–%s) | %.0f | %.2f (%.2f–%.2f) | %.0f | %.0f | %.0f | %.0f | %.1f | %d | %s |\n",
-                        m, s, th(mq), th(qlo), th(qhi), med(l), mc, clo, chi, med(busy), med(cl), med(irq), med(oth), rss / 1024, lost, rc }
+                    printf "| %s | %s | %s (%s–%s) | %.0f | %.2f (%.2f–%.2f) | %.0f | %.0f | %.0f | %.1f | %d | %s |\n",
+                        m, s, th(mq), th(qlo), th(qhi), med(l), mc, clo, chi, med(busy), med(cpu1), med(cl), rss / 1024, lost, rc }
                 '"$AWK_TH" "$RESULTS"
         done
     done
@@ -539,11 +539,11 @@ report() {
     fi
     echo
     echo "Server CPU = utime+stime of the server's processes (/proc/PID/stat) over the run;"
-    echo "dnsperf CPU = its user+sys time over the run (near 100 %: the load generator is the"
-    echo "limit). CPU 1 (the server's, /proc/stat): softirq = irq+softirq time, the kernel's"
-    echo "packet work not charged to any process; others = user+system time not charged to the"
-    echo "server, i.e. other processes (noise). p50/p99 from dnsperf -v's per-query latencies"
-    echo "(1 µs resolution). RSS: VmRSS summed over the server's processes (NSD has three)."
+    echo "CPU 1 busy = the non-idle time of the server's CPU (/proc/stat): well above the server's"
+    echo "own share means other processes ran there (noise) or the kernel did packet work not"
+    echo "charged to the server. dnsperf CPU = its user+sys time (near 100 %: the load generator"
+    echo "is the limit). p50/p99 from dnsperf -v's per-query latencies (1 µs resolution). RSS:"
+    echo "VmRSS summed over the server's processes (NSD has three)."
 }
 report | tee "$OUT/results.md"
 echo >&2

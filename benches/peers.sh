@@ -462,7 +462,7 @@ report() {
     echo "Started $started; $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1))," \
         "Linux $(uname -r); fedns $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')," \
         "dnsperf $(pkg_version dnsperf), gdnsd $(pkg_version gdnsd), knot $(pkg_version knot)," \
-        "nsd $(pkg_version nsd). Servers ${server_pin[*]:-unpinned} (fedns2: unpinned; threads'" \
+        "nsd $(pkg_version nsd). Servers ${server_pin[*]:-unpinned} (threads'" \
         "allowed CPUs at the end: $(for s in $SERVERS; do printf '%s %s, ' "$s" "$(affinity "${PID[$s]}")"; done | sed 's/, $//'))," \
         "dnsperf ${client_pin[*]:-unpinned}, -c $CLIENTS; ECS $ECS_SUBNET;" \
         "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

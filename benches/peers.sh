@@ -1,0 +1,550 @@
+#!/usr/bin/env bash
+# fedns side by side with gdnsd and Knot DNS (and NSD) under dnsperf, in one run.
+#
+#   benches/peers.sh            (from the repo root, or from anywhere)
+#
+# Installs what is missing (dnsperf, gdnsd, knot, nsd, dig) with apt-get, builds fedns
+# (cargo build --release) unless FEDNS_BIN names a binary, and serves the same zone from
+# every server on 127.0.0.1, each on its own port:
+#   fedns   the embedded demo federation (src/demo.rs), one worker
+#   gdnsd   plugin_geoip in city-auto mode with the same MMDB, cluster coordinates and
+#           addresses (benches/peers/gdnsd.config), ECS on
+#   knot    static: the geo names are plain records of the Tokyo answer (benches/peers/)
+#   nsd     static, like knot (NSD ignores ECS)
+#   fedns2  (not in the default list) fedns with 2 workers and no pinning: the scaling run
+# It checks with dig that gdnsd gives fedns's answers (and Knot and NSD the Tokyo ones),
+# then, with every server pinned to CPU 1 and dnsperf to CPU 0, runs each query mix
+# against each server in turn, PEERS_REPS times at full speed (medians), then once at a
+# fixed rate (half of fedns's median q/s for that mix, the same rate for every server)
+# with per-query latencies for p50/p99. Prints Markdown tables: q/s, latency, server
+# CPU µs per query ((utime+stime) of the server's processes from /proc over the
+# completed queries), RSS, lost, response codes, and fedns/peer ratios.
+# See "fedns vs gdnsd vs Knot (benches/peers.sh)" in benches/README.md.
+#
+# Environment overrides:
+#   PEERS_SERVERS   servers, in order          (default "fedns gdnsd knot nsd"; also fedns2)
+#   PEERS_MIXES     query mixes                (default "static nxdomain geo_no_ecs geo_ecs mix")
+#   PEERS_SECONDS   dnsperf run time, full speed             (default 10)
+#   PEERS_REPS      full-speed repetitions per server and mix (default 3)
+#   PEERS_LAT_SECONDS  run time of the fixed-rate latency run (default 5; 0 skips it)
+#   PEERS_LOAD      fraction of the reference's median q/s offered in that run (default 0.5)
+#   PEERS_LOAD_REF  server whose q/s sets that rate, or "own" for each server's own
+#                   (default: the first of PEERS_SERVERS)
+#   PEERS_CLIENTS   dnsperf -c                                (default 4)
+#   PEERS_ECS       ECS subnet of the ECS mixes               (default 198.18.2.0/24, Tokyo)
+#   PEERS_PORT      first UDP port; servers take PORT..PORT+4 (default 15360)
+#   PEERS_PIN       1: server on CPU 1, dnsperf on CPU 0 (needs 2+ CPUs) (default 1)
+#   PEERS_WARMUP    seconds of load on each server before measuring     (default 2)
+#   PEERS_OUT       directory for configs, raw output and results (default: a new
+#                   /tmp/peers.XXXXXX, kept and printed at the end)
+#   FEDNS_BIN       fedns binary to use instead of building this tree
+#   CARGO_TARGET_DIR  honoured by the build
+# Default run: 4 servers x 5 mixes x (3 x 10 s + 5 s) = about 12 minutes, plus the build.
+set -euo pipefail
+
+SERVERS=${PEERS_SERVERS:-fedns gdnsd knot nsd}
+MIXES=${PEERS_MIXES:-static nxdomain geo_no_ecs geo_ecs mix}
+RUN_SECONDS=${PEERS_SECONDS:-10}
+REPS=${PEERS_REPS:-3}
+LAT_SECONDS=${PEERS_LAT_SECONDS:-5}
+LOAD=${PEERS_LOAD:-0.5}
+read -r -a server_list <<<"$SERVERS"
+LOAD_REF=${PEERS_LOAD_REF:-${server_list[0]}}
+CLIENTS=${PEERS_CLIENTS:-4}
+ECS_SUBNET=${PEERS_ECS:-198.18.2.0/24}
+PORT_BASE=${PEERS_PORT:-15360}
+PIN=${PEERS_PIN:-1}
+WARMUP=${PEERS_WARMUP:-2}
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TEMPLATES=$ROOT/benches/peers
+OUT=${PEERS_OUT:-$(mktemp -d /tmp/peers.XXXXXX)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+declare -A PORT=([fedns]=$PORT_BASE [fedns2]=$((PORT_BASE + 1)) [gdnsd]=$((PORT_BASE + 2))
+    [knot]=$((PORT_BASE + 3)) [nsd]=$((PORT_BASE + 4)))
+for s in $SERVERS; do
+    [ -n "${PORT[$s]:-}" ] || { echo "unknown server '$s' (fedns fedns2 gdnsd knot nsd)" >&2; exit 2; }
+done
+for m in $MIXES; do
+    case $m in static | nxdomain | geo_no_ecs | geo_ecs | mix) ;;
+    *) echo "unknown mix '$m' (static nxdomain geo_no_ecs geo_ecs mix)" >&2; exit 2 ;;
+    esac
+done
+has() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------------------------------
+# Packages: one apt-get update, then whatever is missing.
+need=()
+command -v dnsperf >/dev/null || need+=(dnsperf)
+command -v dig >/dev/null || need+=(bind9-dnsutils)
+if has gdnsd && ! command -v gdnsd >/dev/null; then need+=(gdnsd); fi
+if has knot && ! command -v knotd >/dev/null; then need+=(knot); fi
+if has nsd && ! command -v nsd >/dev/null; then need+=(nsd); fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]} with apt-get" >&2
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+    $sudo apt-get update
+    # The packages' own services (port 53) are not wanted; where policy-rc.d forbids
+    # starting them (containers) they stay off, elsewhere they start on port 53 and do not
+    # disturb this run, which uses its own ports.
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
+fi
+
+if [ -n "${FEDNS_BIN:-}" ]; then
+    BIN=$FEDNS_BIN
+elif has fedns || has fedns2; then
+    cargo build --release
+    BIN="${CARGO_TARGET_DIR:-target}/release/fedns"
+fi
+if [ -n "${BIN:-}" ]; then BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN"); fi
+
+server_pin=() client_pin=()
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    server_pin=(taskset -c 1)
+    client_pin=(taskset -c 0)
+fi
+
+# ---------------------------------------------------------------------------------------
+# Processes: every server started is killed on exit, with all its children (NSD forks).
+declare -A PID=()
+descendants() { # PID and all its descendants, parents first
+    local p=$1 c kids=()
+    echo "$p"
+    read -r -a kids < <(cat "/proc/$p/task/"*/children 2>/dev/null | tr '\n' ' ') || true
+    for c in "${kids[@]}"; do descendants "$c"; done
+}
+alive() { # any of the PIDs still running?
+    local p
+    for p in "$@"; do if kill -0 "$p" 2>/dev/null; then return 0; fi; done
+    return 1
+}
+kill_tree() { # SIGTERM to a process and its descendants; SIGKILL what is left after 5 s
+    local pids i
+    read -r -a pids <<<"$(descendants "$1" | tr '\n' ' ')"
+    kill "${pids[@]}" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        alive "${pids[@]}" || break
+        sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+cleanup() {
+    local s
+    for s in "${!PID[@]}"; do kill_tree "${PID[$s]}"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { [ -z "$(ss -Hlun "sport = :$1" 2>/dev/null)" ]; }
+
+# Wait (at most 10 s) until the server answers the SOA over UDP.
+wait_ready() {
+    local s=$1 i
+    for ((i = 0; i < 50; i++)); do
+        if dig @127.0.0.1 -p "${PORT[$s]}" +norec +time=1 +tries=1 fed.example.com SOA 2>/dev/null |
+            grep -q 'status: NOERROR'; then return 0; fi
+        if ! kill -0 "${PID[$s]}" 2>/dev/null; then break; fi
+        sleep 0.2
+    done
+    echo "$s did not answer on 127.0.0.1:${PORT[$s]}; its output:" >&2
+    cat "$OUT/$s/stderr" "$OUT/$s/stdout" >&2 2>/dev/null || true
+    exit 1
+}
+
+fill() { # template, dir, port -> stdout
+    sed -e "s|@PORT@|$3|g; s|@DIR@|$2|g; s|@MMDB@|$2/demo.mmdb|g" "$1"
+}
+
+start_server() {
+    local s=$1 dir=$OUT/$1 port=${PORT[$1]}
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if ! port_free "$port"; then echo "UDP port $port is in use (set PEERS_PORT)" >&2; exit 1; fi
+    case $s in
+    fedns | fedns2)
+        local workers=1 pin=("${server_pin[@]}") extra=() help
+        if [ "$s" = fedns2 ]; then workers=2 pin=(); fi
+        help=$("$BIN" serve --help)
+        if grep -q -- '--admin' <<<"$help"; then extra+=(--admin 127.0.0.1:0); fi
+        if grep -q -- '--drain' <<<"$help"; then extra+=(--drain 0s); fi
+        if grep -q -- '--workers' <<<"$help"; then extra+=(--workers "$workers"); fi
+        # Without --workers the tokio runtime takes its size from TOKIO_WORKER_THREADS.
+        FEDNS_LOG=warn TOKIO_WORKER_THREADS=$workers "${pin[@]}" "$BIN" serve \
+            --listen "127.0.0.1:$port" "${extra[@]}" >"$dir/stdout" 2>"$dir/stderr" &
+        ;;
+    gdnsd)
+        # libmaxminddb (which gdnsd uses) rejects a database whose build_epoch is 0 ("The
+        # MaxMind DB file contains invalid metadata"), and fedns's writer sets 0 to stay
+        # reproducible. A copy with build_epoch 1 (one byte more in the metadata map,
+        # which nothing points into) is otherwise the same file.
+        perl -0777 -pe 's/build_epoch\x00\x02/build_epoch\x01\x02\x01/' \
+            "$ROOT/geoip/demo.mmdb" >"$dir/demo.mmdb"
+        mkdir -p "$dir/etc/zones"
+        fill "$TEMPLATES/gdnsd.config" "$dir" "$port" >"$dir/etc/config"
+        cat "$TEMPLATES/fed.example.com.zone" "$TEMPLATES/geo-gdnsd.zone" \
+            >"$dir/etc/zones/fed.example.com"
+        "${server_pin[@]}" gdnsd -c "$dir/etc" start >"$dir/stdout" 2>"$dir/stderr" &
+        ;;
+    knot)
+        fill "$TEMPLATES/knot.conf" "$dir" "$port" >"$dir/knot.conf"
+        cat "$TEMPLATES/fed.example.com.zone" "$TEMPLATES/geo-static.zone" >"$dir/fed.example.com.zone"
+        "${server_pin[@]}" knotd -c "$dir/knot.conf" >"$dir/stdout" 2>"$dir/stderr" &
+        ;;
+    nsd)
+        fill "$TEMPLATES/nsd.conf" "$dir" "$port" >"$dir/nsd.conf"
+        cat "$TEMPLATES/fed.example.com.zone" "$TEMPLATES/geo-static.zone" >"$dir/fed.example.com.zone"
+        "${server_pin[@]}" nsd -d -c "$dir/nsd.conf" >"$dir/stdout" 2>"$dir/stderr" &
+        ;;
+    esac
+    PID[$s]=$!
+    wait_ready "$s"
+    # Knot sets the affinity of each UDP worker itself, to CPU (worker number % online
+    # CPUs): its one worker would run on CPU 0, with dnsperf. Pin every thread of every
+    # pinned server again once it is up (the workers set theirs only when they start).
+    if [ ${#server_pin[@]} -gt 0 ] && [ "$s" != fedns2 ]; then
+        local p
+        for p in $(descendants "${PID[$s]}"); do taskset -a -p -c 1 "$p" >/dev/null; done
+    fi
+    echo "$s: pid ${PID[$s]}, threads allowed on CPUs $(affinity "${PID[$s]}")" >&2
+}
+affinity() { # the distinct Cpus_allowed_list of all threads of a process tree
+    local p
+    for p in $(descendants "$1"); do
+        cat "/proc/$p/task/"*/status 2>/dev/null | sed -n 's/^Cpus_allowed_list:\s*//p'
+    done | sort -u | paste -sd' ' -
+}
+
+cpu_ticks() { # utime + stime of a process and its descendants, in clock ticks
+    local p stat total=0 f
+    for p in $(descendants "$1"); do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        stat=${stat##*) }
+        read -r -a f <<<"$stat"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+rss_kib() { # VmRSS summed over a process and its descendants
+    local p total=0 kib
+    for p in $(descendants "$1"); do
+        kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+        total=$((total + ${kib:-0}))
+    done
+    echo "$total"
+}
+cpu1_ticks() { # CPU 1 from /proc/stat: "user+nice+system irq+softirq", in clock ticks
+    awk '$1 == "cpu1" { print $2 + $3 + $4, $7 + $8 }' /proc/stat
+}
+child_cpu() { # sets CHILD_CPU to the user+sys seconds of this shell's finished children
+    times >"$OUT/times" # (in this shell: a $(...) subshell would have no children yet)
+    CHILD_CPU=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }; print t }' "$OUT/times")
+}
+field() { sed -n "s/^ *$1: *\([0-9.]*\).*/\1/p" "$2" | head -n 1; }
+
+# ---------------------------------------------------------------------------------------
+# Query files (dnsperf loops over them) and EDNS flags per mix. Every mix sends EDNS;
+# geo_ecs and mix add ECS. The same files as benches/dnsperf.sh.
+zone=fed.example.com
+geo=app.default.myfed.svc.$zone
+Q=$OUT/queries
+mkdir -p "$Q"
+printf '%s A\n' "$geo" >"$Q/geo"
+printf 'status.%s TXT\n' "$zone" >"$Q/static"
+printf 'nothing.%s A\n' "$zone" >"$Q/nxdomain"
+cat >"$Q/mix" <<EOF
+$geo A
+$geo AAAA
+web.default.myfed.svc.$zone A
+checkout.shop.myfed.svc.$zone A
+api.default.myfed.svc.$zone A
+app.default.myfed.svc.us-east-1.$zone A
+www.$zone A
+status.$zone TXT
+$zone SOA
+nothing.$zone A
+EOF
+mix_file() {
+    case $1 in geo_ecs | geo_no_ecs) echo "$Q/geo" ;; *) echo "$Q/$1" ;; esac
+}
+ecs_hex() { # RFC 7871 option value for an IPv4 subnet: 198.18.2.0/24 -> 00011800c61202
+    local addr=${1%/*} prefix=${1#*/} a b c d i hex mask
+    IFS=. read -r a b c d <<<"$addr"
+    local octets=("$a" "$b" "$c" "$d")
+    hex=$(printf '0001%02x00' "$prefix")
+    for ((i = 0; i < (prefix + 7) / 8; i++)); do
+        mask=$((prefix >= 8 * (i + 1) ? 255 : (255 << (8 * (i + 1) - prefix)) & 255))
+        hex+=$(printf '%02x' $((octets[i] & mask)))
+    done
+    echo "$hex"
+}
+ECS_OPT=(-E "8:$(ecs_hex "$ECS_SUBNET")")
+mix_edns() { # sets EDNS to the dnsperf flags of a mix
+    case $1 in geo_ecs | mix) EDNS=("${ECS_OPT[@]}") ;; *) EDNS=(-e) ;; esac
+}
+
+# One dnsperf run. Appends a line to $OUT/runs.tsv:
+#   1 kind  2 server  3 mix  4 rep  5 offered q/s  6 q/s  7 avg latency s  8 completed
+#   9 lost  10 server ticks  11 dnsperf CPU s  12 RSS KiB  13 CPU 1 busy % (all but idle)
+#   14 p50 µs  15 p99 µs  16 rcodes  17 CPU 1 irq+softirq %
+RESULTS=$OUT/runs.tsv
+run_dnsperf() {
+    local kind=$1 s=$2 mix=$3 rep=$4 secs=$5 qps=${6:-} out c0 c1 t0 t1 b0 b1 i0 i1 \
+        extra=() p50="-" p99="-"
+    out=$OUT/raw/$kind.$s.$mix.$rep
+    mkdir -p "$OUT/raw"
+    mix_edns "$mix"
+    if [ -n "$qps" ]; then extra+=(-Q "$qps"); fi
+    if [ "$kind" = lat ]; then extra+=(-v); fi # one line per query, with its latency
+    child_cpu
+    c0=$CHILD_CPU
+    t0=$(cpu_ticks "${PID[$s]}")
+    read -r b0 i0 < <(cpu1_ticks)
+    "${client_pin[@]}" timeout $((secs + 30)) dnsperf -s 127.0.0.1 -p "${PORT[$s]}" \
+        -d "$(mix_file "$mix")" -l "$secs" -c "$CLIENTS" "${EDNS[@]}" \
+        "${extra[@]}" >"$out" 2>&1 || {
+        echo "dnsperf failed against $s ($mix):" >&2
+        tail -n 20 "$out" >&2
+        exit 1
+    }
+    t1=$(cpu_ticks "${PID[$s]}")
+    read -r b1 i1 < <(cpu1_ticks)
+    child_cpu
+    c1=$CHILD_CPU
+    if [ "$kind" = lat ]; then
+        # Per-query latencies: "> NOERROR name type 0.000123" lines.
+        read -r p50 p99 < <(awk '/^> [A-Z]+ .* [0-9]+\.[0-9]+$/ { print $NF * 1e6 }' "$out" |
+            sort -g | awk '{ v[NR] = $1 } END {
+                if (NR == 0) { print "- -"; exit }
+                i50 = int(NR * 0.50); if (i50 < NR * 0.50) i50++
+                i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++
+                print v[i50], v[i99] }')
+        grep -v '^> ' "$out" >"$out.summary" && mv "$out.summary" "$out"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$kind" "$s" "$mix" "$rep" "${qps:-max}" \
+        "$(field "Queries per second" "$out")" "$(field "Average Latency (s)" "$out")" \
+        "$(field "Queries completed" "$out")" "$(field "Queries lost" "$out")" \
+        $((t1 - t0)) "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
+        "$(rss_kib "${PID[$s]}")" \
+        "$(awk -v b=$((b1 - b0 + i1 - i0)) -v hz="$HZ" -v secs="$secs" \
+            'BEGIN { printf "%.0f", b / hz / secs * 100 }')" \
+        "$p50" "$p99" "$(sed -n 's/^ *Response codes: *//p' "$out")" \
+        "$(awk -v i=$((i1 - i0)) -v hz="$HZ" -v secs="$secs" 'BEGIN { printf "%.0f", i / hz / secs * 100 }')" \
+        >>"$RESULTS"
+}
+
+# ---------------------------------------------------------------------------------------
+HZ=$(getconf CLK_TCK)
+: >"$RESULTS"
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+echo "peers.sh: output in $OUT" >&2
+
+for s in $SERVERS; do start_server "$s"; done
+
+# --- Do they give the same answers? ----------------------------------------------------
+answer() { # port, dig args -> "RCODE type rdata; ... (scope N)"
+    local port=$1
+    shift
+    dig @127.0.0.1 -p "$port" +norec +time=1 +tries=1 "$@" 2>/dev/null | awk '
+        /status:/ { st = $6; sub(",", "", st) }
+        /CLIENT-SUBNET:/ { n = split($3, p, "/"); scope = " /" p[n] }
+        /^;; ANSWER SECTION/ { a = 1; next }
+        /^;; / || /^$/ { a = 0 }
+        a { r = $4; for (i = 5; i <= NF; i++) r = r " " $i; rr = rr (rr ? "; " : " ") r }
+        END { print st rr scope }'
+}
+verify() {
+    local q name type subnet ref refrec refscope s got rec scope
+    echo
+    echo "### Answers (dig; ECS scope after /)"
+    echo
+    printf '| query | %s |\n' "${SERVERS// / | }"
+    printf '|---|%s\n' "$(for _ in $SERVERS; do printf -- '---|'; done)"
+    while read -r name type subnet; do
+        q="$name $type${subnet:+ ECS $subnet}"
+        ref=""
+        printf '| %s |' "${q/.fed.example.com/}"
+        for s in $SERVERS; do
+            got=$(answer "${PORT[$s]}" "$name" "$type" ${subnet:+"+subnet=$subnet"})
+            rec=${got% /*}
+            scope=${got#"$rec"}
+            if [ -z "$ref" ]; then # the first server's answer, in full
+                ref=$got refrec=$rec refscope=$scope
+                printf ' %s |' "$got"
+            elif [ "$rec" != "$refrec" ]; then
+                printf ' **%s** |' "$got"
+            elif [ "$scope" != "$refscope" ]; then
+                printf ' same, scope%s |' "${scope:- none}"
+            else
+                printf ' same |'
+            fi
+        done
+        echo
+    done <<EOF
+$geo A $ECS_SUBNET
+$geo AAAA $ECS_SUBNET
+$geo A
+$geo A 198.18.0.0/24
+$geo A 198.18.3.0/24
+$geo A 198.18.4.0/24
+$geo A 198.18.5.0/24
+$geo A 198.19.7.0/24
+$geo AAAA 2001:db8:3::/48
+web.default.myfed.svc.$zone A $ECS_SUBNET
+checkout.shop.myfed.svc.$zone A $ECS_SUBNET
+api.default.myfed.svc.$zone A $ECS_SUBNET
+api.default.myfed.svc.$zone A 198.18.3.0/24
+app.default.myfed.svc.us-east-1.$zone A $ECS_SUBNET
+www.$zone A $ECS_SUBNET
+shop.$zone A
+status.$zone TXT $ECS_SUBNET
+$zone SOA $ECS_SUBNET
+nothing.$zone A $ECS_SUBNET
+EOF
+    echo
+    echo "Knot and NSD are static (the Tokyo answer everywhere); differences from fedns on"
+    echo "other client locations are expected there."
+}
+verify | tee "$OUT/answers.md"
+
+# --- Load ---------------------------------------------------------------------------------
+echo >&2
+echo "warming up: $WARMUP s per server" >&2
+for s in $SERVERS; do
+    if [ "$WARMUP" -gt 0 ]; then run_dnsperf warmup "$s" mix 0 "$WARMUP"; fi
+done
+# Full speed: rep-major, so slow drifts in the machine's other load spread over every
+# server and mix instead of landing on one.
+for ((rep = 1; rep <= REPS; rep++)); do
+    for mix in $MIXES; do
+        for s in $SERVERS; do
+            echo "full speed: rep $rep/$REPS, $mix, $s" >&2
+            run_dnsperf max "$s" "$mix" "$rep" "$RUN_SECONDS"
+        done
+    done
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median_of() { # kind server mix column -> median over the runs
+    awk -F'\t' -v k="$1" -v s="$2" -v m="$3" -v c="$4" '$1 == k && $2 == s && $3 == m { print $c }' "$RESULTS" | median
+}
+
+if [ "$LAT_SECONDS" -gt 0 ]; then
+    for mix in $MIXES; do
+        for s in $SERVERS; do
+            ref=$LOAD_REF
+            if [ "$ref" = own ] || ! has "$ref"; then ref=$s; fi
+            rate=$(awk -v q="$(median_of max "$ref" "$mix" 6)" -v f="$LOAD" 'BEGIN { printf "%d", q * f }')
+            echo "fixed rate: $mix, $s, -Q $rate" >&2
+            run_dnsperf lat "$s" "$mix" 1 "$LAT_SECONDS" "$rate"
+        done
+    done
+fi
+
+# --- Report -------------------------------------------------------------------------------
+# awk: a number rounded, with thousands separators (mawk has no printf ' flag).
+AWK_TH='function th(x,   s) { s = sprintf("%.0f", x); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }'
+cpu_q() { # kind server mix -> median server CPU µs per query
+    awk -F'\t' -v k="$1" -v s="$2" -v m="$3" -v hz="$HZ" \
+        '$1 == k && $2 == s && $3 == m && $8 > 0 { print $10 / hz * 1e6 / $8 }' "$RESULTS" | median
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo '?'; }
+report() {
+    echo
+    echo "## Results"
+    echo
+    echo "Started $started; $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1))," \
+        "Linux $(uname -r); fedns $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')," \
+        "dnsperf $(pkg_version dnsperf), gdnsd $(pkg_version gdnsd), knot $(pkg_version knot)," \
+        "nsd $(pkg_version nsd). Servers ${server_pin[*]:-unpinned} (threads'" \
+        "allowed CPUs at the end: $(for s in $SERVERS; do printf '%s %s, ' "$s" "$(affinity "${PID[$s]}")"; done | sed 's/, $//'))," \
+        "dnsperf ${client_pin[*]:-unpinned}, -c $CLIENTS; ECS $ECS_SUBNET;" \
+        "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo
+    echo "### Full speed (no -Q), median of $REPS runs of $RUN_SECONDS s (min–max)"
+    echo
+    echo "| mix | server | q/s | avg latency µs | server CPU µs/query | server CPU % | CPU 1 busy % | dnsperf CPU % | RSS MiB | lost | response codes |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    for mix in $MIXES; do
+        for s in $SERVERS; do
+            awk -F'\t' -v s="$s" -v m="$mix" -v hz="$HZ" -v secs="$RUN_SECONDS" '
+                $1 == "max" && $2 == s && $3 == m {
+                    n++; q[n] = $6; l[n] = $7 * 1e6; cpu[n] = ($8 > 0 ? $10 / hz * 1e6 / $8 : 0)
+                    busy[n] = $10 / hz / secs * 100; cl[n] = $11 / secs * 100; cpu1[n] = $13
+                    rss = $12; lost += $9; rc = $16 }
+                function med(a,   i, j, t, b) {
+                    for (i = 1; i <= n; i++) b[i] = a[i]
+                    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+                    lo = b[1]; hi = b[n]
+                    return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
+                END {
+                    if (!n) exit
+                    mq = med(q); qlo = lo; qhi = hi
+                    mc = med(cpu); clo = lo; chi = hi
+                    printf "| %s | %s | %s (%s–%s) | %.0f | %.2f (%.2f–%.2f) | %.0f | %.0f | %.0f | %.1f | %d | %s |\n",
+                        m, s, th(mq), th(qlo), th(qhi), med(l), mc, clo, chi, med(busy), med(cpu1), med(cl), rss / 1024, lost, rc }
+                '"$AWK_TH" "$RESULTS"
+        done
+    done
+    if [ "$LAT_SECONDS" -gt 0 ]; then
+        echo
+        echo "### Fixed rate: -Q = $LOAD × the median q/s of ${LOAD_REF} for the mix, $LAT_SECONDS s"
+        echo
+        echo "| mix | server | offered q/s | q/s | p50 µs | p99 µs | avg µs | server CPU µs/query | lost |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+        for mix in $MIXES; do
+            for s in $SERVERS; do
+                awk -F'\t' -v s="$s" -v m="$mix" -v hz="$HZ" '$1 == "lat" && $2 == s && $3 == m {
+                    printf "| %s | %s | %s | %s | %s | %s | %.0f | %.2f | %d |\n",
+                        m, s, th($5), th($6), $14, $15, $7 * 1e6, ($8 > 0 ? $10 / hz * 1e6 / $8 : 0), $9 }
+                '"$AWK_TH" "$RESULTS"
+            done
+        done
+    fi
+    if has fedns; then
+        local peers="" s
+        for s in $SERVERS; do [ "$s" = fedns ] || peers+=" $s"; done
+        if [ -n "$peers" ]; then
+            echo
+            echo "### fedns / peer (server CPU µs per query: below 1 is fedns cheaper; q/s: above 1 is fedns faster)"
+            echo
+            printf '| mix |'
+            for s in $peers; do printf ' CPU/q vs %s, full speed |' "$s"; done
+            if [ "$LAT_SECONDS" -gt 0 ]; then for s in $peers; do printf ' CPU/q vs %s, fixed rate |' "$s"; done; fi
+            for s in $peers; do printf ' q/s vs %s |' "$s"; done
+            echo
+            printf '|---|'
+            for s in $peers; do printf -- '---|'; done
+            if [ "$LAT_SECONDS" -gt 0 ]; then for s in $peers; do printf -- '---|'; done; fi
+            for s in $peers; do printf -- '---|'; done
+            echo
+            for mix in $MIXES; do
+                printf '| %s |' "$mix"
+                for s in $peers; do printf ' %s |' "$(ratio "$(cpu_q max fedns "$mix")" "$(cpu_q max "$s" "$mix")")"; done
+                if [ "$LAT_SECONDS" -gt 0 ]; then
+                    for s in $peers; do printf ' %s |' "$(ratio "$(cpu_q lat fedns "$mix")" "$(cpu_q lat "$s" "$mix")")"; done
+                fi
+                for s in $peers; do
+                    printf ' %s |' "$(ratio "$(median_of max fedns "$mix" 6)" "$(median_of max "$s" "$mix" 6)")"
+                done
+                echo
+            done
+        fi
+    fi
+    echo
+    echo "Server CPU = utime+stime of the server's processes (/proc/PID/stat) over the run;"
+    echo "CPU 1 busy = the non-idle time of the server's CPU (/proc/stat): well above the server's"
+    echo "own share means other processes ran there (noise) or the kernel did packet work not"
+    echo "charged to the server. dnsperf CPU = its user+sys time (near 100 %: the load generator"
+    echo "is the limit). p50/p99 from dnsperf -v's per-query latencies (1 µs resolution). RSS:"
+    echo "VmRSS summed over the server's processes (NSD has three)."
+}
+report | tee "$OUT/results.md"
+echo >&2
+echo "peers.sh: raw runs in $RESULTS, tables in $OUT/answers.md and $OUT/results.md" >&2

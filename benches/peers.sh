@@ -172,8 +172,9 @@ start_server() {
         help=$("$BIN" serve --help)
         if grep -q -- '--admin' <<<"$help"; then extra+=(--admin 127.0.0.1:0); fi
         if grep -q -- '--drain' <<<"$help"; then extra+=(--drain 0s); fi
-        if grep -q -- '--workers' <<<"$help"; then extra+=(--workers "$workers"); fi
-        # Without --workers the tokio runtime takes its size from TOKIO_WORKER_THREADS.
+        if grep -q -- '--udp-workers' <<<"$help"; then extra+=(--udp-workers "$workers"); fi
+        # The tokio runtime (TCP, admin; before --udp-workers existed, UDP too) takes its
+        # size from TOKIO_WORKER_THREADS.
         FEDNS_LOG=warn TOKIO_WORKER_THREADS=$workers "${pin[@]}" "$BIN" serve \
             --listen "127.0.0.1:$port" "${extra[@]}" >"$dir/stdout" 2>"$dir/stderr" &
         ;;

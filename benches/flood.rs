@@ -1,8 +1,10 @@
-//! Flood of random ECS subnets: UDP queries, each with a fresh random ECS /24 or /56, as
-//! fast as one client socket goes for a bounded time, against the embedded demo served
-//! in-process. Reports queries answered and the process's resident memory before, during
-//! and after, to show that no table keyed by client data grows with the flood (the
-//! locator keeps no per-subnet cache; RRL's table is fixed-size).
+//! Flood of random ECS subnets and random names: UDP queries, each with a fresh random ECS
+//! /24 or /56, every other one for a fresh random name (NXDOMAIN), as fast as one client
+//! socket goes for a bounded time, against the embedded demo served in-process. Reports
+//! queries answered and the process's resident memory before, during and after, to show
+//! that no table keyed by client data grows with the flood: each worker's answer cache
+//! starts over at `cache::MAX_TEMPLATES`, its location memo has fixed slots, and RRL's
+//! table is fixed-size.
 //!
 //! Run: `cargo bench --bench flood` (`FEDNS_FLOOD_SECONDS`, default 20; add
 //! `FEDNS_FLOOD_RRL=1` to turn RRL on). Only under `cargo bench` (which passes `--bench`).
@@ -82,7 +84,14 @@ fn main() {
                     };
                     let mut m =
                         Message::new((sent & 0xffff) as u16, MessageType::Query, OpCode::Query);
-                    m.add_query(Query::query(name.clone(), RecordType::A));
+                    // Every other query a random name (NXDOMAIN): each is a new question
+                    // for the answer cache, which must start over at its bound.
+                    let qname = if (seed >> 40) & 1 == 0 {
+                        name.clone()
+                    } else {
+                        Name::from_ascii(format!("r{:x}.fed.example.com.", seed >> 20)).unwrap()
+                    };
+                    m.add_query(Query::query(qname, RecordType::A));
                     let mut e = Edns::new();
                     e.options_mut()
                         .insert(EdnsOption::Subnet(ClientSubnet::from(subnet)));
@@ -117,7 +126,7 @@ fn main() {
         let elapsed = start.elapsed().as_secs_f64();
         running.shutdown(Duration::ZERO).await;
         println!(
-            "flood: {seconds} s of random ECS subnets (/24 and /56), rrl {}",
+            "flood: {seconds} s of random ECS subnets (/24 and /56), every other query a random name, rrl {}",
             if rrl { "on" } else { "off" }
         );
         println!("| queries sent | full answers | full answers/s | truncated (RRL slips) | no reply | RSS before | RSS after |");

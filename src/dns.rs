@@ -208,6 +208,7 @@ impl Handler {
         if let Some((c, scope)) = hit {
             return Some(self.emit(&mut w.stats, c, &q, name, scope, src, proto, out));
         }
+        // Known to vary: answered afresh each time, and nothing more to remember.
         let never = matches!(w.cache.get(key), Lookup::Uncacheable);
         let (cached, scope, store) = compute(snap, name, q.qtype, src, ecs_net)?;
         let store = match store {
@@ -219,7 +220,9 @@ impl Handler {
             s => s,
         };
         let sent = self.emit(&mut w.stats, &cached, &q, name, scope, src, proto, out);
-        w.cache.insert(key, store, cached);
+        if !never {
+            w.cache.insert(key, store, cached);
+        }
         Some(sent)
     }
 

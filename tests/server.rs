@@ -258,3 +258,27 @@ async fn the_general_path_truncates_to_no_records_with_opt() {
     assert_eq!(Message::from_bytes(&whole).unwrap().answers.len(), 30);
     server.running.shutdown(Duration::ZERO).await;
 }
+
+#[test]
+fn a_rotated_name_takes_one_cache_slot_however_often_asked() {
+    use fedns::dns::{Handler, Worker};
+    use fedns::metrics::Proto;
+    let loaded = support::load(CONFIG);
+    let store = fedns::store::Store::from_config(&loaded.config);
+    let snap = loaded.snapshot(&store, &Default::default()).unwrap();
+    let handler = Handler::new(
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snap)),
+        Default::default(),
+        false,
+    );
+    let q = query("rr.default.myfed.svc.fed.example.com.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    let src = "127.0.0.1:5000".parse().unwrap();
+    let mut w = Worker::default();
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        assert!(handler.respond(&mut w, &q, src, Proto::Udp, &mut out));
+    }
+    assert_eq!(w.cached(), 1);
+}

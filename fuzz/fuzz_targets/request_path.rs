@@ -1,18 +1,22 @@
-//! Raw query bytes through the whole query path: parse (hickory), decide (fedns), encode.
-//! The handler serves the embedded demo federation, built once. Inputs with an even first
-//! byte go over UDP (truncation to the client's buffer), odd ones over TCP.
+//! Raw query bytes through the whole query path as a UDP worker or TCP connection runs it:
+//! `Handler::respond` (the wire fast path and its answer cache, or hickory's general path),
+//! on the embedded demo federation built once. Inputs with an even first byte go over UDP
+//! (truncation to the client's buffer), odd ones over TCP. One worker lives across inputs,
+//! so cache hits are fuzzed as well as misses; every reply must parse back as DNS.
 #![no_main]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::Request;
+use std::cell::RefCell;
+
+use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
 
 use fedns::app::Loaded;
-use fedns::dns::Handler;
+use fedns::dns::{Handler, Worker};
+use fedns::metrics::Proto;
 use fedns::snapshot::Published;
 use fedns::store::Store;
 
@@ -27,14 +31,28 @@ fn handler() -> &'static Handler {
     })
 }
 
+thread_local! {
+    static WORKER: RefCell<Worker> = RefCell::new(Worker::default());
+}
+
 fuzz_target!(|data: &[u8]| {
     let handler = handler();
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
-    let protocol = match data.first() {
-        Some(b) if b & 1 == 1 => Protocol::Tcp,
-        _ => Protocol::Udp,
+    let proto = match data.first() {
+        Some(b) if b & 1 == 1 => Proto::Tcp,
+        _ => Proto::Udp,
     };
-    if let Ok(request) = Request::from_bytes(data.to_vec(), src, protocol) {
-        let _ = handler.reply_bytes(&request);
+    let mut out = Vec::new();
+    let sent = WORKER.with(|w| {
+        let mut w = w.borrow_mut();
+        let sent = handler.respond(&mut w, data, src, proto, &mut out);
+        handler.flush(&mut w, std::time::Duration::ZERO);
+        sent
+    });
+    if sent {
+        assert!(Message::from_vec(&out).is_ok(), "unparseable reply {out:02x?}");
+        if proto == Proto::Udp {
+            assert!(out.len() <= 1232, "UDP reply of {} bytes", out.len());
+        }
     }
 });

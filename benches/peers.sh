@@ -35,6 +35,7 @@
 #   PEERS_PORT      first UDP port; servers take PORT..PORT+4 (default 15360)
 #   PEERS_PIN       1: server on CPU 1, dnsperf on CPU 0 (needs 2+ CPUs) (default 1)
 #   PEERS_WARMUP    seconds of load on each server before measuring     (default 2)
+#   PEERS_NICE      nice value of the servers and dnsperf, as root (default -19; 0: none)
 #   PEERS_OUT       directory for configs, raw output and results (default: a new
 #                   /tmp/peers.XXXXXX, kept and printed at the end)
 #   FEDNS_BIN       fedns binary to use instead of building this tree
@@ -55,6 +56,7 @@ ECS_SUBNET=${PEERS_ECS:-198.18.2.0/24}
 PORT_BASE=${PEERS_PORT:-15360}
 PIN=${PEERS_PIN:-1}
 WARMUP=${PEERS_WARMUP:-2}
+NICE=${PEERS_NICE:--19}
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -102,11 +104,6 @@ elif has fedns || has fedns2; then
 fi
 if [ -n "${BIN:-}" ]; then BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN"); fi
 
-server_pin=() client_pin=()
-if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    server_pin=(taskset -c 1)
-    client_pin=(taskset -c 0)
-fi
 
 # ---------------------------------------------------------------------------------------
 # Processes: every server started is killed on exit, with all its children (NSD forks).
@@ -136,9 +133,34 @@ kill_tree() { # SIGTERM to a process and its descendants; SIGKILL what is left a
 cleanup() {
     local s
     for s in "${!PID[@]}"; do kill_tree "${PID[$s]}"; done
+    if [ -n "$AUTOGROUP_NICE" ]; then echo "$AUTOGROUP_NICE" >/proc/self/autogroup; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Servers and dnsperf run at nice PEERS_NICE (-19), so that other work on the machine
+# (builds, tests) gets a small share of their CPUs instead of about half of each. Root only.
+# With autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled) nice counts only
+# within a session, and each session shares a CPU equally with the others: the
+# session's own nice (/proc/self/autogroup) is set as well, and put back on exit.
+prio=() AUTOGROUP_NICE=""
+if [ "$NICE" != 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        prio=(nice -n "$NICE")
+        if [ -w /proc/self/autogroup ]; then
+            AUTOGROUP_NICE=$(sed -n 's/.* nice //p' /proc/self/autogroup)
+            echo "$NICE" >/proc/self/autogroup
+        fi
+    else
+        echo "not root: PEERS_NICE ignored" >&2
+    fi
+fi
+server_pin=("${prio[@]}") client_pin=("${prio[@]}") pinned=0
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    server_pin+=(taskset -c 1)
+    client_pin+=(taskset -c 0)
+    pinned=1
+fi
 
 port_free() { [ -z "$(ss -Hlun "sport = :$1" 2>/dev/null)" ]; }
 
@@ -168,7 +190,7 @@ start_server() {
     case $s in
     fedns | fedns2)
         local workers=1 pin=("${server_pin[@]}") extra=() help
-        if [ "$s" = fedns2 ]; then workers=2 pin=(); fi
+        if [ "$s" = fedns2 ]; then workers=2 pin=("${prio[@]}"); fi
         help=$("$BIN" serve --help)
         if grep -q -- '--admin' <<<"$help"; then extra+=(--admin 127.0.0.1:0); fi
         if grep -q -- '--drain' <<<"$help"; then extra+=(--drain 0s); fi
@@ -207,7 +229,7 @@ start_server() {
     # Knot sets the affinity of each UDP worker itself, to CPU (worker number % online
     # CPUs): its one worker would run on CPU 0, with dnsperf. Pin every thread of every
     # pinned server again once it is up (the workers set theirs only when they start).
-    if [ ${#server_pin[@]} -gt 0 ] && [ "$s" != fedns2 ]; then
+    if [ "$pinned" = 1 ] && [ "$s" != fedns2 ]; then
         local p
         for p in $(descendants "${PID[$s]}"); do taskset -a -p -c 1 "$p" >/dev/null; done
     fi
@@ -463,7 +485,7 @@ report() {
     echo "Started $started; $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1))," \
         "Linux $(uname -r); fedns $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')," \
         "dnsperf $(pkg_version dnsperf), gdnsd $(pkg_version gdnsd), knot $(pkg_version knot)," \
-        "nsd $(pkg_version nsd). Servers ${server_pin[*]:-unpinned} (threads'" \
+        "nsd $(pkg_version nsd). Servers ${server_pin[*]:-unpinned}${prio[*]:+ (fedns2: ${prio[*]})} (threads'" \
         "allowed CPUs at the end: $(for s in $SERVERS; do printf '%s %s, ' "$s" "$(affinity "${PID[$s]}")"; done | sed 's/, $//'))," \
         "dnsperf ${client_pin[*]:-unpinned}, -c $CLIENTS; ECS $ECS_SUBNET;" \
         "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

@@ -8,6 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use prometheus::local::LocalHistogram;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -54,15 +55,39 @@ pub enum Proto {
 
 /// What one query worker counted since its last flush: plain integers that only its
 /// thread touches, so counting a query costs no atomic and no shared cache line.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LocalStats {
-    queries: [[[u32; RCODES.len()]; QTYPES.len() + 1]; 2],
+    /// Query counts by (proto, qtype, rcode), flattened; `touched` lists the non-zero
+    /// ones, so that a flush after a batch of one query does not walk them all.
+    queries: [u32; QUERY_SLOTS],
+    touched: Vec<u16>,
     answered: [u32; 2],
+    /// The duration histograms' thread-local halves (no atomics per observation),
+    /// made at the first flush.
+    durations: Option<[LocalHistogram; 2]>,
     ecs: [u32; 2],
     geo: [u32; GEO.len()],
     fail_open: u32,
     answers: Vec<u32>,
     pending: bool,
+}
+
+const QUERY_SLOTS: usize = 2 * (QTYPES.len() + 1) * RCODES.len();
+
+impl Default for LocalStats {
+    fn default() -> Self {
+        LocalStats {
+            queries: [0; QUERY_SLOTS],
+            touched: Vec::with_capacity(16),
+            answered: [0; 2],
+            durations: None,
+            ecs: [0; 2],
+            geo: [0; GEO.len()],
+            fail_open: 0,
+            answers: Vec::new(),
+            pending: false,
+        }
+    }
 }
 
 impl LocalStats {
@@ -82,7 +107,11 @@ impl LocalStats {
             ResponseCode::BADVERS => 6,
             _ => 7,
         };
-        self.queries[proto as usize][t][rc] += 1;
+        let i = (proto as usize * (QTYPES.len() + 1) + t) * RCODES.len() + rc;
+        if self.queries[i] == 0 {
+            self.touched.push(i as u16);
+        }
+        self.queries[i] += 1;
         self.answered[proto as usize] += 1;
         self.pending = true;
     }
@@ -345,19 +374,25 @@ impl Metrics {
             return;
         }
         s.pending = false;
-        for (p, by_type) in s.queries.iter_mut().enumerate() {
-            for (t, by_rcode) in by_type.iter_mut().enumerate() {
-                for (rc, n) in by_rcode.iter_mut().enumerate() {
-                    if *n > 0 {
-                        self.queries[p][t][rc].inc_by(u64::from(std::mem::take(n)));
-                    }
-                }
-            }
+        for i in s.touched.drain(..) {
+            let i = usize::from(i);
+            let (p, rest) = (
+                i / ((QTYPES.len() + 1) * RCODES.len()),
+                i % ((QTYPES.len() + 1) * RCODES.len()),
+            );
+            let (t, rc) = (rest / RCODES.len(), rest % RCODES.len());
+            self.queries[p][t][rc].inc_by(u64::from(std::mem::take(&mut s.queries[i])));
         }
-        for (p, n) in s.answered.iter_mut().enumerate() {
-            let secs = elapsed.as_secs_f64();
-            for _ in 0..std::mem::take(n) {
-                self.duration[p].observe(secs);
+        let durations = s
+            .durations
+            .get_or_insert_with(|| [self.duration[0].local(), self.duration[1].local()]);
+        let secs = elapsed.as_secs_f64();
+        for (local, n) in durations.iter().zip(&mut s.answered) {
+            if *n > 0 {
+                for _ in 0..std::mem::take(n) {
+                    local.observe(secs);
+                }
+                local.flush();
             }
         }
         for (counter, n) in self.ecs.iter().zip(&mut s.ecs) {

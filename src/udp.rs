@@ -123,20 +123,24 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
     let fd = socket.as_raw_fd();
     let mut b = Batch::new();
     let mut worker = Worker::default();
+    // The receive headers point at fixed buffers: set them up once; after each call only
+    // what the kernel wrote (the address length, the flags) is reset, for the used ones.
+    for i in 0..BATCH {
+        b.iov_in[i] = libc::iovec {
+            iov_base: b.queries[i].as_mut_ptr().cast(),
+            iov_len: MAX_QUERY,
+        };
+        let h = &mut b.hdr_in[i].msg_hdr;
+        h.msg_name = (&raw mut b.addrs[i]).cast();
+        h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        h.msg_iov = &raw mut b.iov_in[i];
+        h.msg_iovlen = 1;
+    }
+    let mut used = 0;
     while !stop.load(Ordering::Relaxed) {
-        for i in 0..BATCH {
-            b.iov_in[i] = libc::iovec {
-                iov_base: b.queries[i].as_mut_ptr().cast(),
-                iov_len: MAX_QUERY,
-            };
-            let h = &mut b.hdr_in[i].msg_hdr;
-            h.msg_name = (&raw mut b.addrs[i]).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &raw mut b.iov_in[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
+        for h in &mut b.hdr_in[..used] {
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_flags = 0;
         }
         // SAFETY: every header points at buffers of `b` that outlive the call, with their
         // true lengths; the kernel writes at most that much.
@@ -162,6 +166,7 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
                 _ => return Err(e),
             }
         }
+        used = n as usize;
         let received = Instant::now();
         let mut out = 0;
         for i in 0..n as usize {

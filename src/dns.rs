@@ -172,8 +172,12 @@ impl Handler {
             } else if let Ecs::Malformed = e.ecs {
                 let payload = e.payload.clamp(512, MAX_UDP_PAYLOAD);
                 wire::error_reply(&q, ResponseCode::FormErr.low(), payload, out);
-                if !self.rate_limit(&q, &w.key[..n], ResponseCode::FormErr, src, proto, out) {
-                    return Some(false);
+                let qtype = RecordType::from(q.qtype);
+                match self.rrl(src, Some(&w.key[..n]), qtype, ResponseCode::FormErr, proto) {
+                    Verdict::Send => {}
+                    // No records to strip: the slip is the same reply with TC.
+                    Verdict::Slip => out[2] |= 0x02,
+                    Verdict::Drop => return Some(false),
                 }
                 w.stats
                     .query(proto, RecordType::from(q.qtype), ResponseCode::FormErr);
@@ -189,6 +193,8 @@ impl Handler {
         let key = &w.key[..n + 2];
         let name = &w.key[..n];
         let mut location = None;
+        // `never`: known to vary, so answered afresh each time and not remembered.
+        let mut never = false;
         let hit = match w.cache.get(key) {
             Lookup::Hit(c) => Some((c, 0)),
             Lookup::ByLocation(m) => {
@@ -203,24 +209,25 @@ impl Handler {
                     (c, scope)
                 })
             }
-            Lookup::Miss | Lookup::Uncacheable => None,
+            Lookup::Miss => None,
+            Lookup::Uncacheable => {
+                never = true;
+                None
+            }
         };
         if let Some((c, scope)) = hit {
             return Some(self.emit(&mut w.stats, c, &q, name, scope, src, proto, out));
         }
-        // Known to vary: answered afresh each time, and nothing more to remember.
-        let never = matches!(w.cache.get(key), Lookup::Uncacheable);
         let (cached, scope, store) = compute(snap, name, q.qtype, src, ecs_net)?;
-        let store = match store {
-            _ if never => Store::Never,
-            Store::ByLocation(_) => {
-                let l = location.unwrap_or_else(|| w.memo.locate(&snap.locator, locating));
-                Store::ByLocation(l.0)
-            }
-            s => s,
-        };
         let sent = self.emit(&mut w.stats, &cached, &q, name, scope, src, proto, out);
         if !never {
+            let store = match store {
+                Store::ByLocation(_) => {
+                    let l = location.unwrap_or_else(|| w.memo.locate(&snap.locator, locating));
+                    Store::ByLocation(l.0)
+                }
+                s => s,
+            };
             w.cache.insert(key, store, cached);
         }
         Some(sent)
@@ -253,10 +260,15 @@ impl Handler {
             c.template
                 .reply(q, payload, scope, true, usize::from(u16::MAX), out);
         }
-        if !self.rate_limit_reply(c, q, lower, scope, payload, src, proto, out) {
-            return false;
-        }
         let qtype = RecordType::from(q.qtype);
+        match self.rrl(src, Some(lower), qtype, c.rcode, proto) {
+            Verdict::Send => {}
+            Verdict::Slip => {
+                c.template
+                    .reply(q, payload, scope, true, usize::from(u16::MAX), out);
+            }
+            Verdict::Drop => return false,
+        }
         stats.query(proto, qtype, c.rcode);
         let ecs = q
             .edns
@@ -288,64 +300,24 @@ impl Handler {
         true
     }
 
-    /// RRL for a templated reply: true to send `out` as it is (or as the slip it was
-    /// turned into), false to drop it.
-    #[allow(clippy::too_many_arguments)]
-    fn rate_limit_reply(
+    /// Response rate limiting of one UDP reply (`name` in lowercase wire form); counts
+    /// slips and drops. TCP, and everything when RRL is off, is sent.
+    fn rrl(
         &self,
-        c: &Cached,
-        q: &wire::Query<'_>,
-        lower: &[u8],
-        scope: u8,
-        payload: u16,
         src: SocketAddr,
-        proto: Proto,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        let (Some(rrl), Proto::Udp) = (&self.rrl, proto) else {
-            return true;
-        };
-        match rrl.check(src.ip(), Some(lower), RecordType::from(q.qtype), c.rcode) {
-            Verdict::Send => true,
-            Verdict::Slip => {
-                self.metrics.rrl(true);
-                c.template
-                    .reply(q, payload, scope, true, usize::from(u16::MAX), out);
-                true
-            }
-            Verdict::Drop => {
-                self.metrics.rrl(false);
-                false
-            }
-        }
-    }
-
-    /// RRL for an error reply already in `out` (it has no records to strip, so a slip
-    /// sends it as it is): true to send, false to drop.
-    fn rate_limit(
-        &self,
-        q: &wire::Query<'_>,
-        lower: &[u8],
+        name: Option<&[u8]>,
+        qtype: RecordType,
         rcode: ResponseCode,
-        src: SocketAddr,
         proto: Proto,
-        out: &mut [u8],
-    ) -> bool {
+    ) -> Verdict {
         let (Some(rrl), Proto::Udp) = (&self.rrl, proto) else {
-            return true;
+            return Verdict::Send;
         };
-        match rrl.check(src.ip(), Some(lower), RecordType::from(q.qtype), rcode) {
-            Verdict::Send => true,
-            Verdict::Slip => {
-                self.metrics.rrl(true);
-                out[2] |= 0x02;
-                true
-            }
-            Verdict::Drop => {
-                self.metrics.rrl(false);
-                false
-            }
+        let verdict = rrl.check(src.ip(), name, qtype, rcode);
+        if verdict != Verdict::Send {
+            self.metrics.rrl(verdict == Verdict::Slip);
         }
+        verdict
     }
 
     /// The general path, for everything the fast path leaves: hickory parses the message
@@ -374,22 +346,16 @@ impl Handler {
             }
         };
         let mut reply = self.reply(&request);
-        if let (Some(rrl), Proto::Udp) = (&self.rrl, proto) {
+        if self.rrl.is_some() && proto == Proto::Udp {
             let name = request
                 .queries
                 .queries()
                 .first()
                 .map(|q| q.name().to_bytes().unwrap_or_default());
-            match rrl.check(src.ip(), name.as_deref(), reply.qtype, reply.answer.rcode) {
+            match self.rrl(src, name.as_deref(), reply.qtype, reply.answer.rcode, proto) {
                 Verdict::Send => {}
-                Verdict::Slip => {
-                    self.metrics.rrl(true);
-                    reply.slip();
-                }
-                Verdict::Drop => {
-                    self.metrics.rrl(false);
-                    return false;
-                }
+                Verdict::Slip => reply.slip(),
+                Verdict::Drop => return false,
             }
         }
         let limit = match (proto, &reply.edns) {

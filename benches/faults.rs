@@ -22,8 +22,12 @@
 #[path = "../tests/support/apiserver.rs"]
 mod apiserver;
 
+#[path = "support/env.rs"]
+mod env;
 #[path = "support/http.rs"]
 mod http;
+
+use env::{env_usize, work_dir};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -85,29 +89,19 @@ struct Settings {
     keep: bool,
 }
 
-fn env_num(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v}: not a whole number")),
-        Err(_) => default,
-    }
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("faults: skipped (run it with `cargo bench --bench faults`)");
         return;
     }
     let s = Settings {
-        qps: env_num("FEDNS_FAULTS_QPS", 10_000).max(1),
-        clients: env_num("FEDNS_FAULTS_CLIENTS", 2).max(1),
-        phase: Duration::from_millis(env_num("FEDNS_FAULTS_PHASE_MS", 4000).max(1000) as u64),
+        qps: env_usize("FEDNS_FAULTS_QPS", 10_000).max(1),
+        clients: env_usize("FEDNS_FAULTS_CLIENTS", 2).max(1),
+        phase: Duration::from_millis(env_usize("FEDNS_FAULTS_PHASE_MS", 4000).max(1000) as u64),
         keep: std::env::var("FEDNS_FAULTS_KEEP").is_ok_and(|v| v == "1"),
     };
     ensure_dnsperf();
-    let dir = work_dir();
+    let dir = work_dir("faults");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -146,16 +140,6 @@ fn load() -> String {
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".into())
-}
-
-fn work_dir() -> PathBuf {
-    let base = option_env!("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("fedns-faults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create work dir");
-    dir
 }
 
 /// Installs dnsperf with apt-get when it is missing, as benches/dnsperf.sh does.

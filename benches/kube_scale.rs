@@ -32,8 +32,12 @@
 #[path = "../tests/support/apiserver.rs"]
 mod apiserver;
 
+#[path = "support/env.rs"]
+mod env;
 #[path = "support/http.rs"]
 mod http;
+
+use env::{env_usize, work_dir};
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -68,16 +72,6 @@ struct Settings {
     change_limit: Duration,
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v}: not a whole number")),
-        Err(_) => default,
-    }
-}
-
 impl Settings {
     fn from_env() -> Settings {
         let quick = std::env::var("FEDNS_KBENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
@@ -107,7 +101,7 @@ fn main() {
         return;
     }
     let settings = Settings::from_env();
-    let dir = work_dir();
+    let dir = work_dir("kube-scale");
     // The fake API servers (and, for the propagation part, fedns itself) run here; two
     // workers, as `fedns serve` would get on this kind of machine.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -132,18 +126,6 @@ fn main() {
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// A fresh directory for kubeconfigs and configs (benches get no CARGO_TARGET_TMPDIR
-/// guarantee, so the system temp dir is the fallback).
-fn work_dir() -> PathBuf {
-    let base = option_env!("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("fedns-kube-scale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create work dir");
-    dir
 }
 
 // ---------------------------------------------------------------------------------------

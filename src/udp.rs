@@ -58,9 +58,47 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     }
     // Room for bursts; the kernel caps it at net.core.rmem_max.
     let _ = s.set_recv_buffer_size(4 << 20);
+    dont_fragment(&s, addr.is_ipv6())?;
     s.set_read_timeout(Some(STOP_POLL))?;
     s.bind(&addr.into())?;
     Ok(s.into())
+}
+
+/// Replies go out with DF set and are never fragmented by this host (RFC 9715 section
+/// 3.2): `PROBE` sets DF but ignores the path MTU the kernel learns from ICMP "fragmentation
+/// needed", so a forged ICMP message cannot make fedns fragment (and so expose to
+/// fragment-injection) its replies. Replies fit: UDP answers stop at `MAX_UDP_PAYLOAD`
+/// (1232 bytes), below the IPv6 minimum MTU. It also spares the kernel an IP ID per reply
+/// (a DF datagram gets ID 0), measurable at these rates.
+fn dont_fragment(s: &socket2::Socket, ipv6: bool) -> io::Result<()> {
+    let (level, name, value) = if ipv6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    };
+    // SAFETY: a plain int option on a socket this function borrows.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Starts one thread per socket. They run until `stop` is set.
@@ -259,5 +297,33 @@ fn to_socket_addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<So
             )))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mtu_discover(s: &UdpSocket, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut v: libc::c_int = -1;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int option read into an int of the given length.
+        let r =
+            unsafe { libc::getsockopt(s.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        v
+    }
+
+    #[test]
+    fn replies_are_sent_with_df_and_no_path_mtu() {
+        for s in bind("127.0.0.1:0".parse().unwrap(), 2).unwrap() {
+            let v = mtu_discover(&s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER);
+            assert_eq!(v, libc::IP_PMTUDISC_PROBE);
+        }
+        // IPv6 may be missing from a test machine; then there is nothing to check.
+        if let Ok(v6) = bind("[::1]:0".parse().unwrap(), 1) {
+            let v = mtu_discover(&v6[0], libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER);
+            assert_eq!(v, libc::IPV6_PMTUDISC_PROBE);
+        }
     }
 }

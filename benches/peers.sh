@@ -12,27 +12,34 @@
 #   knot    static: the geo names are plain records of the Tokyo answer (benches/peers/)
 #   nsd     static, like knot (NSD ignores ECS)
 #   fedns2  (not in the default list) fedns with 2 workers and no pinning: the scaling run
+#   echo    (not in the default list) the floor: benches/peers/echo.c, built with gcc, sends
+#           each query back with QR set (recvmmsg/sendmmsg, 32 at a time), no DNS work;
+#           its CPU per query is the kernel's cost of a loopback UDP query and reply
 # It checks with dig that gdnsd gives fedns's answers (and Knot and NSD the Tokyo ones),
 # then, with every server pinned to CPU 1 and dnsperf to CPU 0, runs each query mix
-# against each server in turn, PEERS_REPS times at full speed (medians), then once at a
-# fixed rate (half of fedns's median q/s for that mix, the same rate for every server)
-# with per-query latencies for p50/p99. Prints Markdown tables: q/s, latency, server
-# CPU µs per query ((utime+stime) of the server's processes from /proc over the
-# completed queries), RSS, lost, response codes, and fedns/peer ratios.
+# against each server in turn, PEERS_REPS times at full speed (medians), then
+# PEERS_LAT_REPS times at a fixed rate (half of fedns's median q/s for that mix, the same
+# rate for every server) with per-query latencies for p50/p99 (medians; p99's range too,
+# as it varies several-fold from run to run). Prints Markdown tables: q/s, latency,
+# server CPU µs per query ((utime+stime) of the server's processes from /proc over the
+# completed queries, and utime and stime apart), RSS, lost, response codes, and
+# fedns/peer ratios.
 # See "fedns vs gdnsd vs Knot (benches/peers.sh)" in benches/README.md.
 #
 # Environment overrides:
-#   PEERS_SERVERS   servers, in order          (default "fedns gdnsd knot nsd"; also fedns2)
+#   PEERS_SERVERS   servers, in order          (default "fedns gdnsd knot nsd"; also fedns2,
+#                   echo)
 #   PEERS_MIXES     query mixes                (default "static nxdomain geo_no_ecs geo_ecs mix")
 #   PEERS_SECONDS   dnsperf run time, full speed             (default 10)
 #   PEERS_REPS      full-speed repetitions per server and mix (default 3)
 #   PEERS_LAT_SECONDS  run time of the fixed-rate latency run (default 5; 0 skips it)
+#   PEERS_LAT_REPS  fixed-rate repetitions per server and mix (default 3)
 #   PEERS_LOAD      fraction of the reference's median q/s offered in that run (default 0.5)
 #   PEERS_LOAD_REF  server whose q/s sets that rate, or "own" for each server's own
 #                   (default: the first of PEERS_SERVERS)
 #   PEERS_CLIENTS   dnsperf -c                                (default 4)
 #   PEERS_ECS       ECS subnet of the ECS mixes               (default 198.18.2.0/24, Tokyo)
-#   PEERS_PORT      first UDP port; servers take PORT..PORT+4 (default 15360)
+#   PEERS_PORT      first UDP port; servers take PORT..PORT+5 (default 15360)
 #   PEERS_PIN       1: server on CPU 1, dnsperf on CPU 0 (needs 2+ CPUs) (default 1)
 #   PEERS_WARMUP    seconds of load on each server before measuring     (default 2)
 #   PEERS_NICE      nice value of the servers and dnsperf, as root (default -19; 0: none)
@@ -40,7 +47,7 @@
 #                   /tmp/peers.XXXXXX, kept and printed at the end)
 #   FEDNS_BIN       fedns binary to use instead of building this tree
 #   CARGO_TARGET_DIR  honoured by the build
-# Default run: 4 servers x 5 mixes x (3 x 10 s + 5 s) = about 12 minutes, plus the build.
+# Default run: 4 servers x 5 mixes x (3 x 10 s + 3 x 5 s) = about 15 minutes, plus the build.
 set -euo pipefail
 
 SERVERS=${PEERS_SERVERS:-fedns gdnsd knot nsd}
@@ -48,6 +55,7 @@ MIXES=${PEERS_MIXES:-static nxdomain geo_no_ecs geo_ecs mix}
 RUN_SECONDS=${PEERS_SECONDS:-10}
 REPS=${PEERS_REPS:-3}
 LAT_SECONDS=${PEERS_LAT_SECONDS:-5}
+LAT_REPS=${PEERS_LAT_REPS:-3}
 LOAD=${PEERS_LOAD:-0.5}
 read -r -a server_list <<<"$SERVERS"
 LOAD_REF=${PEERS_LOAD_REF:-${server_list[0]}}
@@ -66,9 +74,9 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
 declare -A PORT=([fedns]=$PORT_BASE [fedns2]=$((PORT_BASE + 1)) [gdnsd]=$((PORT_BASE + 2))
-    [knot]=$((PORT_BASE + 3)) [nsd]=$((PORT_BASE + 4)))
+    [knot]=$((PORT_BASE + 3)) [nsd]=$((PORT_BASE + 4)) [echo]=$((PORT_BASE + 5)))
 for s in $SERVERS; do
-    [ -n "${PORT[$s]:-}" ] || { echo "unknown server '$s' (fedns fedns2 gdnsd knot nsd)" >&2; exit 2; }
+    [ -n "${PORT[$s]:-}" ] || { echo "unknown server '$s' (fedns fedns2 gdnsd knot nsd echo)" >&2; exit 2; }
 done
 for m in $MIXES; do
     case $m in static | nxdomain | geo_no_ecs | geo_ecs | mix) ;;
@@ -85,6 +93,7 @@ command -v dig >/dev/null || need+=(bind9-dnsutils)
 if has gdnsd && ! command -v gdnsd >/dev/null; then need+=(gdnsd); fi
 if has knot && ! command -v knotd >/dev/null; then need+=(knot); fi
 if has nsd && ! command -v nsd >/dev/null; then need+=(nsd); fi
+if has echo && ! command -v gcc >/dev/null; then need+=(gcc libc6-dev); fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} with apt-get" >&2
     sudo=""
@@ -164,7 +173,8 @@ fi
 
 port_free() { [ -z "$(ss -Hlun "sport = :$1" 2>/dev/null)" ]; }
 
-# Wait (at most 10 s) until the server answers the SOA over UDP.
+# Wait (at most 10 s) until the server answers the SOA over UDP. echo's reply is the query
+# with QR set: dig shows it as NOERROR with no answer, which passes too.
 wait_ready() {
     local s=$1 i
     for ((i = 0; i < 50; i++)); do
@@ -223,6 +233,11 @@ start_server() {
         cat "$TEMPLATES/fed.example.com.zone" "$TEMPLATES/geo-static.zone" >"$dir/fed.example.com.zone"
         "${server_pin[@]}" nsd -d -c "$dir/nsd.conf" >"$dir/stdout" 2>"$dir/stderr" &
         ;;
+    echo)
+        # Built here (into the directory just emptied) so the floor is always this source.
+        gcc -O2 -Wall -Werror -o "$dir/echo" "$TEMPLATES/echo.c"
+        "${server_pin[@]}" "$dir/echo" "$port" >"$dir/stdout" 2>"$dir/stderr" &
+        ;;
     esac
     PID[$s]=$!
     wait_ready "$s"
@@ -242,15 +257,15 @@ affinity() { # the distinct Cpus_allowed_list of all threads of a process tree
     done | sort -u | paste -sd' ' -
 }
 
-cpu_ticks() { # utime + stime of a process and its descendants, in clock ticks
-    local p stat total=0 f
+cpu_ticks() { # "utime stime" of a process and its descendants, in clock ticks
+    local p stat user=0 sys=0 f
     for p in $(descendants "$1"); do
         stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         stat=${stat##*) }
         read -r -a f <<<"$stat"
-        total=$((total + f[11] + f[12]))
+        user=$((user + f[11])) sys=$((sys + f[12]))
     done
-    echo "$total"
+    echo "$user $sys"
 }
 rss_kib() { # VmRSS summed over a process and its descendants
     local p total=0 kib
@@ -314,9 +329,10 @@ mix_edns() { # sets EDNS to the dnsperf flags of a mix
 #   1 kind  2 server  3 mix  4 rep  5 offered q/s  6 q/s  7 avg latency s  8 completed
 #   9 lost  10 server ticks  11 dnsperf CPU s  12 RSS KiB  13 CPU 1 busy % (all but idle)
 #   14 p50 µs  15 p99 µs  16 rcodes  17 CPU 1 irq+softirq %
+#   18 server utime ticks  19 server stime ticks  (10 = 18 + 19; new columns go last)
 RESULTS=$OUT/runs.tsv
 run_dnsperf() {
-    local kind=$1 s=$2 mix=$3 rep=$4 secs=$5 qps=${6:-} out c0 c1 t0 t1 b0 b1 i0 i1 \
+    local kind=$1 s=$2 mix=$3 rep=$4 secs=$5 qps=${6:-} out c0 c1 u0 u1 s0 s1 b0 b1 i0 i1 \
         extra=() p50="-" p99="-"
     out=$OUT/raw/$kind.$s.$mix.$rep
     mkdir -p "$OUT/raw"
@@ -325,7 +341,7 @@ run_dnsperf() {
     if [ "$kind" = lat ]; then extra+=(-v); fi # one line per query, with its latency
     child_cpu
     c0=$CHILD_CPU
-    t0=$(cpu_ticks "${PID[$s]}")
+    read -r u0 s0 < <(cpu_ticks "${PID[$s]}")
     read -r b0 i0 < <(cpu1_ticks)
     "${client_pin[@]}" timeout $((secs + 30)) dnsperf -s 127.0.0.1 -p "${PORT[$s]}" \
         -d "$(mix_file "$mix")" -l "$secs" -c "$CLIENTS" "${EDNS[@]}" \
@@ -334,7 +350,7 @@ run_dnsperf() {
         tail -n 20 "$out" >&2
         exit 1
     }
-    t1=$(cpu_ticks "${PID[$s]}")
+    read -r u1 s1 < <(cpu_ticks "${PID[$s]}")
     read -r b1 i1 < <(cpu1_ticks)
     child_cpu
     c1=$CHILD_CPU
@@ -348,17 +364,17 @@ run_dnsperf() {
                 print v[i50], v[i99] }')
         grep -v '^> ' "$out" >"$out.summary" && mv "$out.summary" "$out"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$kind" "$s" "$mix" "$rep" "${qps:-max}" \
         "$(field "Queries per second" "$out")" "$(field "Average Latency (s)" "$out")" \
         "$(field "Queries completed" "$out")" "$(field "Queries lost" "$out")" \
-        $((t1 - t0)) "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
+        $((u1 - u0 + s1 - s0)) "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
         "$(rss_kib "${PID[$s]}")" \
         "$(awk -v b=$((b1 - b0 + i1 - i0)) -v hz="$HZ" -v secs="$secs" \
             'BEGIN { printf "%.0f", b / hz / secs * 100 }')" \
         "$p50" "$p99" "$(sed -n 's/^ *Response codes: *//p' "$out")" \
         "$(awk -v i=$((i1 - i0)) -v hz="$HZ" -v secs="$secs" 'BEGIN { printf "%.0f", i / hz / secs * 100 }')" \
-        >>"$RESULTS"
+        $((u1 - u0)) $((s1 - s0)) >>"$RESULTS"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -393,6 +409,8 @@ verify() {
         ref=""
         printf '| %s |' "${q/.fed.example.com/}"
         for s in $SERVERS; do
+            # echo sends the question back with no answer: nothing to compare.
+            if [ "$s" = echo ]; then printf ' - |'; continue; fi
             got=$(answer "${PORT[$s]}" "$name" "$type" ${subnet:+"+subnet=$subnet"})
             rec=${got% /*}
             scope=${got#"$rec"}
@@ -432,6 +450,7 @@ EOF
     echo
     echo "Knot and NSD are static (the Tokyo answer everywhere); differences from fedns on"
     echo "other client locations are expected there."
+    if has echo; then echo "echo sends each query back with QR set and answers nothing (-)."; fi
 }
 verify | tee "$OUT/answers.md"
 
@@ -457,14 +476,19 @@ median_of() { # kind server mix column -> median over the runs
     awk -F'\t' -v k="$1" -v s="$2" -v m="$3" -v c="$4" '$1 == k && $2 == s && $3 == m { print $c }' "$RESULTS" | median
 }
 
+# Fixed rate: rep-major too. p99 there moves several-fold from one run to the next on a
+# shared machine (a wake-up that waits for another process shows in the top 1 %), so one
+# run says little: the report gives the median and the range over PEERS_LAT_REPS.
 if [ "$LAT_SECONDS" -gt 0 ]; then
-    for mix in $MIXES; do
-        for s in $SERVERS; do
-            ref=$LOAD_REF
-            if [ "$ref" = own ] || ! has "$ref"; then ref=$s; fi
-            rate=$(awk -v q="$(median_of max "$ref" "$mix" 6)" -v f="$LOAD" 'BEGIN { printf "%d", q * f }')
-            echo "fixed rate: $mix, $s, -Q $rate" >&2
-            run_dnsperf lat "$s" "$mix" 1 "$LAT_SECONDS" "$rate"
+    for ((rep = 1; rep <= LAT_REPS; rep++)); do
+        for mix in $MIXES; do
+            for s in $SERVERS; do
+                ref=$LOAD_REF
+                if [ "$ref" = own ] || ! has "$ref"; then ref=$s; fi
+                rate=$(awk -v q="$(median_of max "$ref" "$mix" 6)" -v f="$LOAD" 'BEGIN { printf "%d", q * f }')
+                echo "fixed rate: rep $rep/$LAT_REPS, $mix, $s, -Q $rate" >&2
+                run_dnsperf lat "$s" "$mix" "$rep" "$LAT_SECONDS" "$rate"
+            done
         done
     done
 fi
@@ -472,6 +496,12 @@ fi
 # --- Report -------------------------------------------------------------------------------
 # awk: a number rounded, with thousands separators (mawk has no printf ' flag).
 AWK_TH='function th(x,   s) { s = sprintf("%.0f", x); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }'
+# awk: the median of a[1..n]; sets lo and hi to the min and max.
+AWK_MED='function med(a, n,   i, j, t, b) {
+    for (i = 1; i <= n; i++) b[i] = a[i]
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+    lo = b[1]; hi = b[n]
+    return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }'
 cpu_q() { # kind server mix -> median server CPU µs per query
     awk -F'\t' -v k="$1" -v s="$2" -v m="$3" -v hz="$HZ" \
         '$1 == k && $2 == s && $3 == m && $8 > 0 { print $10 / hz * 1e6 / $8 }' "$RESULTS" | median
@@ -485,48 +515,53 @@ report() {
     echo "Started $started; $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1))," \
         "Linux $(uname -r); fedns $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')," \
         "dnsperf $(pkg_version dnsperf), gdnsd $(pkg_version gdnsd), knot $(pkg_version knot)," \
-        "nsd $(pkg_version nsd). Servers ${server_pin[*]:-unpinned}${prio[*]:+ (fedns2: ${prio[*]})} (threads'" \
+        "nsd $(pkg_version nsd)$(if has echo; then echo ", echo built by gcc $(gcc -dumpfullversion)"; fi). Servers ${server_pin[*]:-unpinned}${prio[*]:+ (fedns2: ${prio[*]})} (threads'" \
         "allowed CPUs at the end: $(for s in $SERVERS; do printf '%s %s, ' "$s" "$(affinity "${PID[$s]}")"; done | sed 's/, $//'))," \
         "dnsperf ${client_pin[*]:-unpinned}, -c $CLIENTS; ECS $ECS_SUBNET;" \
         "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
     echo "### Full speed (no -Q), median of $REPS runs of $RUN_SECONDS s (min–max)"
     echo
-    echo "| mix | server | q/s | avg latency µs | server CPU µs/query | server CPU % | CPU 1 busy % | dnsperf CPU % | RSS MiB | lost | response codes |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| mix | server | q/s | avg latency µs | server CPU µs/query | user µs/query | sys µs/query | server CPU % | CPU 1 busy % | dnsperf CPU % | RSS MiB | lost | response codes |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for mix in $MIXES; do
         for s in $SERVERS; do
             awk -F'\t' -v s="$s" -v m="$mix" -v hz="$HZ" -v secs="$RUN_SECONDS" '
                 $1 == "max" && $2 == s && $3 == m {
                     n++; q[n] = $6; l[n] = $7 * 1e6; cpu[n] = ($8 > 0 ? $10 / hz * 1e6 / $8 : 0)
+                    ucpu[n] = ($8 > 0 ? $18 / hz * 1e6 / $8 : 0); scpu[n] = ($8 > 0 ? $19 / hz * 1e6 / $8 : 0)
                     busy[n] = $10 / hz / secs * 100; cl[n] = $11 / secs * 100; cpu1[n] = $13
                     rss = $12; lost += $9; rc = $16 }
-                function med(a,   i, j, t, b) {
-                    for (i = 1; i <= n; i++) b[i] = a[i]
-                    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
-                    lo = b[1]; hi = b[n]
-                    return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
                 END {
                     if (!n) exit
-                    mq = med(q); qlo = lo; qhi = hi
-                    mc = med(cpu); clo = lo; chi = hi
-                    printf "| %s | %s | %s (%s–%s) | %.0f | %.2f (%.2f–%.2f) | %.0f | %.0f | %.0f | %.1f | %d | %s |\n",
-                        m, s, th(mq), th(qlo), th(qhi), med(l), mc, clo, chi, med(busy), med(cpu1), med(cl), rss / 1024, lost, rc }
-                '"$AWK_TH" "$RESULTS"
+                    mq = med(q, n); qlo = lo; qhi = hi
+                    mc = med(cpu, n); clo = lo; chi = hi
+                    printf "| %s | %s | %s (%s–%s) | %.0f | %.2f (%.2f–%.2f) | %.2f | %.2f | %.0f | %.0f | %.0f | %.1f | %d | %s |\n",
+                        m, s, th(mq), th(qlo), th(qhi), med(l, n), mc, clo, chi, med(ucpu, n), med(scpu, n),
+                        med(busy, n), med(cpu1, n), med(cl, n), rss / 1024, lost, rc }
+                '"$AWK_TH $AWK_MED" "$RESULTS"
         done
     done
     if [ "$LAT_SECONDS" -gt 0 ]; then
         echo
-        echo "### Fixed rate: -Q = $LOAD × the median q/s of ${LOAD_REF} for the mix, $LAT_SECONDS s"
+        echo "### Fixed rate: -Q = $LOAD × the median q/s of ${LOAD_REF} for the mix, median of $LAT_REPS runs of $LAT_SECONDS s (p99: min–max)"
         echo
         echo "| mix | server | offered q/s | q/s | p50 µs | p99 µs | avg µs | server CPU µs/query | lost |"
         echo "|---|---|---|---|---|---|---|---|---|"
         for mix in $MIXES; do
             for s in $SERVERS; do
                 awk -F'\t' -v s="$s" -v m="$mix" -v hz="$HZ" '$1 == "lat" && $2 == s && $3 == m {
-                    printf "| %s | %s | %s | %s | %s | %s | %.0f | %.2f | %d |\n",
-                        m, s, th($5), th($6), $14, $15, $7 * 1e6, ($8 > 0 ? $10 / hz * 1e6 / $8 : 0), $9 }
-                '"$AWK_TH" "$RESULTS"
+                    n++; offered = $5; q[n] = $6; l[n] = $7 * 1e6; lost += $9
+                    cpu[n] = ($8 > 0 ? $10 / hz * 1e6 / $8 : 0)
+                    if ($14 != "-") { np++; p50[np] = $14; p99[np] = $15 } }
+                END {
+                    if (!n) exit
+                    pct = "- | -"
+                    if (np) { m50 = med(p50, np); m99 = med(p99, np)
+                        pct = sprintf("%.0f | %.0f (%.0f–%.0f)", m50, m99, lo, hi) }
+                    printf "| %s | %s | %s | %s | %s | %.0f | %.2f | %d |\n",
+                        m, s, th(offered), th(med(q, n)), pct, med(l, n), med(cpu, n), lost }
+                '"$AWK_TH $AWK_MED" "$RESULTS"
             done
         done
     fi
@@ -562,11 +597,18 @@ report() {
     fi
     echo
     echo "Server CPU = utime+stime of the server's processes (/proc/PID/stat) over the run;"
+    echo "user (utime) is the server's own code, sys (stime) the kernel's UDP work done on its"
+    echo "behalf (receive, send, waking the client); each is its own median over the runs, so"
+    echo "the two add up to about the total."
     echo "CPU 1 busy = the non-idle time of the server's CPU (/proc/stat): well above the server's"
     echo "own share means other processes ran there (noise) or the kernel did packet work not"
     echo "charged to the server. dnsperf CPU = its user+sys time (near 100 %: the load generator"
     echo "is the limit). p50/p99 from dnsperf -v's per-query latencies (1 µs resolution). RSS:"
     echo "VmRSS summed over the server's processes (NSD has three)."
+    if has echo; then
+        echo "echo is the floor: each query sent back with QR set, 32 at a time, no DNS work; its"
+        echo "CPU per query is about what the kernel costs any server for the same traffic."
+    fi
 }
 report | tee "$OUT/results.md"
 echo >&2

@@ -1,9 +1,9 @@
 //! Scaling of the query path with threads: 1, 2, … UDP workers' worth of `Handler::respond`
 //! running at the same time in one process, each thread with its own `Worker` (answer
 //! cache, location memo, counters) as `src/udp.rs` gives each socket, and flushing its
-//! counters into the shared Prometheus metrics every 32 queries, as a worker does after
-//! each `recvmmsg` batch. No sockets: the kernel's UDP work (about 90 % of a query's CPU
-//! under dnsperf) scales by itself across sockets with SO_REUSEPORT; what this measures is
+//! counters into its metrics shard every 32 queries, as a worker does after each
+//! `recvmmsg` batch. No sockets: the kernel's UDP work (about 90 % of a query's CPU under
+//! dnsperf) scales by itself across sockets with SO_REUSEPORT; what this measures is
 //! whether fedns's own part does, i.e. whether the workers slow each other down through
 //! shared writes (the metrics, the snapshot's reference count, the allocator).
 //!

@@ -11,6 +11,7 @@ pub mod answer;
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod counters;
 pub mod demo;
 pub mod dns;
 pub mod ecs;

@@ -1,38 +1,35 @@
-//! Prometheus metrics, all named `fedns_...`. Handles on the query path are resolved once
-//! (no label lookup, no lock per query: prometheus counters are atomics), and every label
-//! has a bounded set of values: no per-client or per-name labels.
+//! Prometheus metrics, all named `fedns_...`. The per-query ones are counted per worker
+//! and summed at scrape time (`counters`); the rest are plain prometheus handles resolved
+//! once. Every label has a bounded set of values: no per-client or per-name labels.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use prometheus::local::LocalHistogram;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
+use crate::counters::{self, GEO, QTYPE_NAMES, QUERY_SLOTS, QueryCollector, RCODES, Shard};
 use crate::geo::Precision;
 use crate::snapshot::{Health, LocationSource};
 
-/// Query types counted by name; everything else is `other`.
-const QTYPES: [(RecordType, &str); 9] = [
-    (RecordType::A, "A"),
-    (RecordType::AAAA, "AAAA"),
-    (RecordType::CNAME, "CNAME"),
-    (RecordType::NS, "NS"),
-    (RecordType::SOA, "SOA"),
-    (RecordType::TXT, "TXT"),
-    (RecordType::MX, "MX"),
-    (RecordType::SRV, "SRV"),
-    (RecordType::ANY, "ANY"),
+/// Query types counted by name (`counters::QTYPE_NAMES`, in the same order); everything
+/// else is `other`, the last name.
+const QTYPES: [RecordType; 9] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::TXT,
+    RecordType::MX,
+    RecordType::SRV,
+    RecordType::ANY,
 ];
-const RCODES: [&str; 8] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
-];
-const GEO: [&str; 5] = ["override", "city", "country", "continent", "unknown"];
+const _: () = assert!(QTYPES.len() + 1 == QTYPE_NAMES.len());
 
 /// Transport of a query.
 /// What happened to a TCP connection.
@@ -54,7 +51,8 @@ pub enum Proto {
 }
 
 /// What one query worker counted since its last flush: plain integers that only its
-/// thread touches, so counting a query costs no atomic and no shared cache line.
+/// thread touches, so counting a query costs no atomic. A flush adds them to the worker's
+/// own shard, which no other worker writes.
 #[derive(Debug)]
 pub struct LocalStats {
     /// Query counts by (proto, qtype, rcode), flattened; `touched` lists the non-zero
@@ -62,9 +60,8 @@ pub struct LocalStats {
     queries: [u32; QUERY_SLOTS],
     touched: Vec<u16>,
     answered: [u32; 2],
-    /// The duration histograms' thread-local halves (no atomics per observation),
-    /// made at the first flush.
-    durations: Option<[LocalHistogram; 2]>,
+    /// This worker's counters in the shared metrics, made at its first flush.
+    shard: Option<Arc<Shard>>,
     ecs: [u32; 2],
     geo: [u32; GEO.len()],
     fail_open: u32,
@@ -72,15 +69,13 @@ pub struct LocalStats {
     pending: bool,
 }
 
-const QUERY_SLOTS: usize = 2 * (QTYPES.len() + 1) * RCODES.len();
-
 impl Default for LocalStats {
     fn default() -> Self {
         LocalStats {
             queries: [0; QUERY_SLOTS],
             touched: Vec::with_capacity(16),
             answered: [0; 2],
-            durations: None,
+            shard: None,
             ecs: [0; 2],
             geo: [0; GEO.len()],
             fail_open: 0,
@@ -95,7 +90,7 @@ impl LocalStats {
     pub fn query(&mut self, proto: Proto, qtype: RecordType, rcode: ResponseCode) {
         let t = QTYPES
             .iter()
-            .position(|(q, _)| *q == qtype)
+            .position(|q| *q == qtype)
             .unwrap_or(QTYPES.len());
         let rc = match rcode {
             ResponseCode::NoError => 0,
@@ -151,15 +146,8 @@ impl LocalStats {
 
 pub struct Metrics {
     pub registry: Registry,
-    /// [proto][qtype][rcode]
-    queries: Vec<Vec<Vec<IntCounter>>>,
-    duration: [Histogram; 2],
-    ecs: [IntCounter; 2],
-    geo: [IntCounter; 5],
-    fail_open: IntCounter,
-    /// Answers by cluster id of the current snapshot; replaced on every build.
-    answers: ArcSwap<Vec<IntCounter>>,
-    answers_vec: IntCounterVec,
+    /// The per-query counters, per worker.
+    counters: Arc<counters::Registry>,
     pub cluster_stale: IntGaugeVec,
     pub cluster_synced: IntGaugeVec,
     pub cluster_last_sync: IntGaugeVec,
@@ -204,66 +192,9 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let q = counter_vec(
-            &r,
-            "fedns_dns_queries_total",
-            "DNS queries answered, by transport, query type and response code.",
-            &["proto", "qtype", "rcode"],
-        );
-        let protos = ["udp", "tcp"];
-        let qtypes: Vec<&str> = QTYPES.iter().map(|(_, n)| *n).chain(["other"]).collect();
-        let queries = protos
-            .iter()
-            .map(|p| {
-                qtypes
-                    .iter()
-                    .map(|t| {
-                        RCODES
-                            .iter()
-                            .map(|rc| q.with_label_values(&[*p, *t, *rc]))
-                            .collect()
-                    })
-                    .collect()
-            })
-            .collect();
-        let d = HistogramVec::new(
-            HistogramOpts::new(
-                "fedns_dns_query_duration_seconds",
-                "Time from a query read off the socket to its reply ready to send (per batch of queries read together).",
-            )
-            .buckets(vec![
-                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
-                0.01, 0.05,
-            ]),
-            &["proto"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(d.clone())).expect("unique metric");
-        let ecs = counter_vec(
-            &r,
-            "fedns_ecs_queries_total",
-            "Queries by whether an EDNS Client Subnet located the client.",
-            &["ecs"],
-        );
-        let geo = counter_vec(
-            &r,
-            "fedns_geoip_lookups_total",
-            "Client locations by what decided them.",
-            &["outcome"],
-        );
-        let fail_open = IntCounter::new(
-            "fedns_fail_open_total",
-            "Answers given as if all clusters were healthy because none was.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(fail_open.clone()))
+        let counters = Arc::new(counters::Registry::default());
+        r.register(Box::new(QueryCollector::new(counters.clone())))
             .expect("unique metric");
-        let answers_vec = counter_vec(
-            &r,
-            "fedns_answers_total",
-            "Geo answers by the first cluster chosen.",
-            &["cluster"],
-        );
         let probes = counter_vec(
             &r,
             "fedns_probes_total",
@@ -310,16 +241,7 @@ impl Metrics {
             IntGauge::new("fedns_ready", "1 when /readyz answers 200.").expect("valid metric");
         r.register(Box::new(ready.clone())).expect("unique metric");
         Metrics {
-            queries,
-            duration: [d.with_label_values(&["udp"]), d.with_label_values(&["tcp"])],
-            ecs: [
-                ecs.with_label_values(&["yes"]),
-                ecs.with_label_values(&["no"]),
-            ],
-            geo: GEO.map(|g| geo.with_label_values(&[g])),
-            fail_open,
-            answers: ArcSwap::from_pointee(Vec::new()),
-            answers_vec,
+            counters,
             cluster_stale: gauge_vec(
                 &r,
                 "fedns_cluster_stale",
@@ -365,68 +287,58 @@ impl Metrics {
         }
     }
 
-    /// Adds what one worker counted since its last flush to the shared metrics, with
-    /// `elapsed` as the time each of those queries spent in fedns, from its arrival to its
-    /// reply being ready to send (a worker handles a batch of queries at once). Called once per batch, so the
-    /// shared counters are touched once per batch, not once per query.
+    /// Adds what one worker counted since its last flush to its shard, with `elapsed` as
+    /// the time each of those queries spent in fedns, from its arrival to its reply being
+    /// ready to send (a worker handles a batch of queries at once). Called once per batch.
     pub fn flush(&self, s: &mut LocalStats, elapsed: Duration) {
         if !s.pending {
             return;
         }
         s.pending = false;
+        let shard = s.shard.get_or_insert_with(|| self.counters.shard());
         for i in s.touched.drain(..) {
             let i = usize::from(i);
-            let (p, rest) = (
-                i / ((QTYPES.len() + 1) * RCODES.len()),
-                i % ((QTYPES.len() + 1) * RCODES.len()),
-            );
-            let (t, rc) = (rest / RCODES.len(), rest % RCODES.len());
-            self.queries[p][t][rc].inc_by(u64::from(std::mem::take(&mut s.queries[i])));
+            shard.add_queries(i, u64::from(std::mem::take(&mut s.queries[i])));
         }
-        let durations = s
-            .durations
-            .get_or_insert_with(|| [self.duration[0].local(), self.duration[1].local()]);
-        let secs = elapsed.as_secs_f64();
-        for (local, n) in durations.iter().zip(&mut s.answered) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        for (proto, n) in s.answered.iter_mut().enumerate() {
             if *n > 0 {
-                for _ in 0..std::mem::take(n) {
-                    local.observe(secs);
-                }
-                local.flush();
+                shard.add_durations(proto, u64::from(std::mem::take(n)), nanos);
             }
         }
-        for (counter, n) in self.ecs.iter().zip(&mut s.ecs) {
+        for (i, n) in s.ecs.iter_mut().enumerate() {
             if *n > 0 {
-                counter.inc_by(u64::from(std::mem::take(n)));
+                shard.add_ecs(i, u64::from(std::mem::take(n)));
             }
         }
-        for (counter, n) in self.geo.iter().zip(&mut s.geo) {
+        for (i, n) in s.geo.iter_mut().enumerate() {
             if *n > 0 {
-                counter.inc_by(u64::from(std::mem::take(n)));
+                shard.add_geo(i, u64::from(std::mem::take(n)));
             }
         }
         if s.fail_open > 0 {
-            self.fail_open
-                .inc_by(u64::from(std::mem::take(&mut s.fail_open)));
+            shard.add_fail_open(u64::from(std::mem::take(&mut s.fail_open)));
         }
-        let answers = self.answers.load();
-        for (c, n) in s.answers.iter_mut().enumerate() {
-            if *n > 0
-                && let Some(counter) = answers.get(c)
-            {
-                counter.inc_by(u64::from(*n));
+        for (id, n) in s.answers.iter_mut().enumerate() {
+            let n = u64::from(std::mem::take(n));
+            if n == 0 {
+                continue;
             }
-            *n = 0;
+            let Some(index) = self.counters.cluster_index(id) else {
+                continue;
+            };
+            if !shard.add_answers(index, n) {
+                // A cluster name this shard has no slot for (it came with a reload): a
+                // new shard has one; the old one's counts stay in the sums.
+                *shard = self.counters.shard();
+                shard.add_answers(index, n);
+            }
         }
     }
 
-    /// Resolves the per-cluster answer counters for a new snapshot's cluster list.
+    /// Maps the per-cluster answer counts to a new snapshot's cluster list.
     pub fn set_clusters(&self, names: &[&str]) {
-        let handles = names
-            .iter()
-            .map(|n| self.answers_vec.with_label_values(&[*n]))
-            .collect();
-        self.answers.store(Arc::new(handles));
+        self.counters.set_clusters(names);
     }
 
     pub fn probe(&self, ok: bool) {

@@ -45,6 +45,11 @@
 #   PEERS_NICE      nice value of the servers and dnsperf, as root (default -19; 0: none)
 #   PEERS_OUT       directory for configs, raw output and results (default: a new
 #                   /tmp/peers.XXXXXX, kept and printed at the end)
+#   PEERS_CALLGRIND 1: instead of the load runs, count each server's own instructions per
+#                   query under valgrind's callgrind (user space only, so free of the
+#                   kernel's share and of the machine's noise); see below   (default 0)
+#   PEERS_CALLGRIND_RATE     q/s offered in that mode (default 2000: one query per batch)
+#   PEERS_CALLGRIND_SECONDS  length of each counted window      (default 10)
 #   FEDNS_BIN       fedns binary to use instead of building this tree
 #   CARGO_TARGET_DIR  honoured by the build
 # Default run: 4 servers x 5 mixes x (3 x 10 s + 3 x 5 s) = about 15 minutes, plus the build.
@@ -56,6 +61,9 @@ RUN_SECONDS=${PEERS_SECONDS:-10}
 REPS=${PEERS_REPS:-3}
 LAT_SECONDS=${PEERS_LAT_SECONDS:-5}
 LAT_REPS=${PEERS_LAT_REPS:-3}
+CALLGRIND=${PEERS_CALLGRIND:-0}
+CG_RATE=${PEERS_CALLGRIND_RATE:-2000}
+CG_SECONDS=${PEERS_CALLGRIND_SECONDS:-10}
 LOAD=${PEERS_LOAD:-0.5}
 read -r -a server_list <<<"$SERVERS"
 LOAD_REF=${PEERS_LOAD_REF:-${server_list[0]}}
@@ -94,6 +102,7 @@ if has gdnsd && ! command -v gdnsd >/dev/null; then need+=(gdnsd); fi
 if has knot && ! command -v knotd >/dev/null; then need+=(knot); fi
 if has nsd && ! command -v nsd >/dev/null; then need+=(nsd); fi
 if has echo && ! command -v gcc >/dev/null; then need+=(gcc libc6-dev); fi
+if [ "$CALLGRIND" = 1 ] && ! command -v callgrind_control >/dev/null; then need+=(valgrind); fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} with apt-get" >&2
     sudo=""
@@ -170,14 +179,20 @@ if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     client_pin+=(taskset -c 0)
     pinned=1
 fi
+if [ "$CALLGRIND" = 1 ]; then
+    # valgrind runs the server in its own process (same PID); %p names the file after it.
+    server_pin+=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.%p")
+fi
 
 port_free() { [ -z "$(ss -Hlun "sport = :$1" 2>/dev/null)" ]; }
 
-# Wait (at most 10 s) until the server answers the SOA over UDP. echo's reply is the query
-# with QR set: dig shows it as NOERROR with no answer, which passes too.
+# Wait (at most 10 s, 60 s under callgrind) until the server answers the SOA over UDP.
+# echo's reply is the query with QR set: dig shows it as NOERROR with no answer, which
+# passes too.
 wait_ready() {
-    local s=$1 i
-    for ((i = 0; i < 50; i++)); do
+    local s=$1 i tries=50
+    if [ "$CALLGRIND" = 1 ]; then tries=300; fi
+    for ((i = 0; i < tries; i++)); do
         if dig @127.0.0.1 -p "${PORT[$s]}" +norec +time=1 +tries=1 fed.example.com SOA 2>/dev/null |
             grep -q 'status: NOERROR'; then return 0; fi
         if ! kill -0 "${PID[$s]}" 2>/dev/null; then break; fi
@@ -282,6 +297,8 @@ child_cpu() { # sets CHILD_CPU to the user+sys seconds of this shell's finished 
     times >"$OUT/times" # (in this shell: a $(...) subshell would have no children yet)
     CHILD_CPU=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }; print t }' "$OUT/times")
 }
+# awk: a number rounded, with thousands separators (mawk has no printf ' flag).
+AWK_TH='function th(x,   s) { s = sprintf("%.0f", x); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }'
 field() { sed -n "s/^ *$1: *\([0-9.]*\).*/\1/p" "$2" | head -n 1; }
 
 # ---------------------------------------------------------------------------------------
@@ -454,6 +471,81 @@ EOF
 }
 verify | tee "$OUT/answers.md"
 
+# --- Callgrind: instructions per query ------------------------------------------------------
+# Each server already runs under callgrind. Per mix and server: zero its counters, let it
+# idle CG_SECONDS and dump (timers, housekeeping), zero again, send CG_RATE q/s for
+# CG_SECONDS with dnsperf and dump; (load - idle) / queries answered is the server's own
+# instructions per query. At the default rate each query is a batch of its own, so the
+# per-batch work (system call set-up, counters) is charged to one query: the worst case.
+cg_summary() { # dump file -> its instruction count
+    awk '/^summary:/ { print $2; exit }' "$1"
+}
+declare -A DUMPS=()
+cg_dump() { # server, tag, dump number -> that dump's instruction count
+    local file=$OUT/callgrind.${PID[$1]}.$3 i # callgrind numbers a process's dumps 1, 2, ...
+    callgrind_control -d "$2" "${PID[$1]}" >/dev/null 2>&1
+    for ((i = 0; i < 100; i++)); do
+        if [ -s "$file" ] && grep -q '^totals:' "$file"; then break; fi
+        sleep 0.1
+    done
+    cg_summary "$file"
+}
+if [ "$CALLGRIND" = 1 ]; then
+    CG=$OUT/callgrind.tsv
+    : >"$CG"
+    for mix in $MIXES; do
+        mix_edns "$mix"
+        for s in $SERVERS; do
+            echo "callgrind: $mix, $s" >&2
+            callgrind_control -z "${PID[$s]}" >/dev/null 2>&1
+            sleep "$CG_SECONDS"
+            DUMPS[$s]=$((${DUMPS[$s]:-0} + 1))
+            idle=$(cg_dump "$s" "idle-$mix" "${DUMPS[$s]}")
+            callgrind_control -z "${PID[$s]}" >/dev/null 2>&1
+            out=$OUT/raw/callgrind.$s.$mix
+            mkdir -p "$OUT/raw"
+            "${client_pin[@]}" dnsperf -s 127.0.0.1 -p "${PORT[$s]}" -d "$(mix_file "$mix")" \
+                -l "$CG_SECONDS" -Q "$CG_RATE" -c "$CLIENTS" "${EDNS[@]}" >"$out" 2>&1
+            DUMPS[$s]=$((DUMPS[$s] + 1))
+            load=$(cg_dump "$s" "load-$mix" "${DUMPS[$s]}")
+            printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$mix" "$idle" "$load" \
+                "$(field "Queries completed" "$out")" >>"$CG"
+        done
+    done
+    {
+        echo
+        echo "### Instructions per query (callgrind, user space), $CG_RATE q/s for $CG_SECONDS s"
+        echo
+        echo "Started $started; fedns $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')."
+        echo
+        printf '| mix |'
+        for s in $SERVERS; do printf ' %s |' "$s"; done
+        if has fedns; then for s in $SERVERS; do [ "$s" = fedns ] || printf ' fedns / %s |' "$s"; done; fi
+        echo
+        printf '|---|'
+        for s in $SERVERS; do printf -- '---|'; done
+        if has fedns; then for s in $SERVERS; do [ "$s" = fedns ] || printf -- '---|'; done; fi
+        echo
+        for mix in $MIXES; do
+            printf '| %s |' "$mix"
+            awk -F'\t' -v m="$mix" -v list="$SERVERS" -v fed="$(has fedns && echo 1)" "$AWK_TH"'
+                $2 == m && $5 > 0 { ipq[$1] = ($4 - $3) / $5 }
+                END {
+                    n = split(list, s, " ")
+                    for (i = 1; i <= n; i++) printf " %s |", (s[i] in ipq) ? th(ipq[s[i]]) : "-"
+                    if (fed) for (i = 1; i <= n; i++) if (s[i] != "fedns")
+                        printf " %s |", (ipq[s[i]] > 0) ? sprintf("%.2f", ipq["fedns"] / ipq[s[i]]) : "-"
+                    print ""
+                }' "$CG"
+        done
+        echo
+        echo "Instructions the server's process executed in user space per query answered (its"
+        echo "own code and its libraries; not the kernel's), less what it did idle for as long."
+    } | tee "$OUT/callgrind.md"
+    echo "peers.sh: callgrind dumps and callgrind.tsv in $OUT" >&2
+    exit 0
+fi
+
 # --- Load ---------------------------------------------------------------------------------
 echo >&2
 echo "warming up: $WARMUP s per server" >&2
@@ -494,8 +586,6 @@ if [ "$LAT_SECONDS" -gt 0 ]; then
 fi
 
 # --- Report -------------------------------------------------------------------------------
-# awk: a number rounded, with thousands separators (mawk has no printf ' flag).
-AWK_TH='function th(x,   s) { s = sprintf("%.0f", x); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }'
 # awk: the median of a[1..n]; sets lo and hi to the min and max.
 AWK_MED='function med(a, n,   i, j, t, b) {
     for (i = 1; i <= n; i++) b[i] = a[i]

@@ -9,10 +9,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-use ipnet::IpNet;
 
 use fedns::answer::{Client, Question};
 use fedns::app::Loaded;
@@ -20,6 +18,10 @@ use fedns::dns::{Handler, Worker};
 use fedns::metrics::Proto;
 use fedns::snapshot::{Published, Snapshot};
 use fedns::store::Store;
+
+#[path = "support/query.rs"]
+mod query;
+use query::raw_query;
 
 /// A geo-routed name of the demo (`app` in namespace `default`, policy nearest).
 const GEO_NAME: &str = "app.default.myfed.svc.fed.example.com.";
@@ -31,21 +33,6 @@ fn demo() -> (Loaded, Store) {
     let loaded = Loaded::demo().unwrap();
     let store = Store::from_config(&loaded.config);
     (loaded, store)
-}
-
-/// A raw query as a client sends it: EDNS with a 1232-byte buffer, ECS when given.
-fn raw_query(name: &str, qtype: RecordType, ecs: Option<&str>) -> Vec<u8> {
-    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    let mut edns = Edns::new();
-    edns.set_max_payload(1232);
-    if let Some(net) = ecs {
-        let net: IpNet = net.parse().unwrap();
-        edns.options_mut()
-            .insert(EdnsOption::Subnet(ClientSubnet::from(net)));
-    }
-    m.set_edns(edns);
-    m.to_vec().unwrap()
 }
 
 /// Raw bytes to raw reply, as a UDP worker does: `query_path` with the worker's answer

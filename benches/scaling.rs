@@ -23,10 +23,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{Name, RecordType};
-use ipnet::IpNet;
+use hickory_proto::rr::RecordType;
 
 use fedns::app::Loaded;
 use fedns::dns::{Handler, Worker};
@@ -34,24 +31,13 @@ use fedns::metrics::{Metrics, Proto};
 use fedns::snapshot::Published;
 use fedns::store::Store;
 
+#[path = "support/query.rs"]
+mod query;
+use query::raw_query;
+
 #[path = "support/env.rs"]
 #[allow(dead_code)]
 mod env;
-
-/// A raw query with EDNS (1232) and, when given, ECS.
-fn raw_query(name: &str, qtype: RecordType, ecs: Option<&str>) -> Vec<u8> {
-    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    let mut edns = Edns::new();
-    edns.set_max_payload(1232);
-    if let Some(net) = ecs {
-        let net: IpNet = net.parse().unwrap();
-        edns.options_mut()
-            .insert(EdnsOption::Subnet(ClientSubnet::from(net)));
-    }
-    m.set_edns(edns);
-    m.to_vec().unwrap()
-}
 
 /// The workloads: many clients of one geo name, and the realistic mix of benches/peers.sh
 /// (geo, failover, CNAME, region, static, SOA, NXDOMAIN) from as many subnets.

@@ -293,7 +293,8 @@ PY
 }
 
 dashboard() {
-  python3 - deploy/grafana/fedns-dashboard.json src/metrics.rs <<'PY'
+  # The metric names are string literals in the two files that register them.
+  python3 - deploy/grafana/fedns-dashboard.json src/metrics.rs src/counters.rs <<'PY'
 import json, os, re, sys
 d = json.load(open(sys.argv[1]))
 exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
@@ -302,12 +303,14 @@ if not all(p.get("targets") for p in panels):
     sys.exit("a panel has no query")
 used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\bfedns_[a-z0-9_]+", e)}
 note = ""
-if os.path.exists(sys.argv[2]):
-    defined = set(re.findall(r'"(fedns_[a-z0-9_]+)"', open(sys.argv[2]).read()))
+sources = [f for f in sys.argv[2:] if os.path.exists(f)]
+if sources:
+    defined = {m for f in sources for m in re.findall(r'"(fedns_[a-z0-9_]+)"', open(f).read())}
     unknown = used - defined
+    where = " and ".join(sources)
     if unknown:
-        sys.exit(f"metrics not defined in {sys.argv[2]}: {sorted(unknown)}")
-    note = f", all defined in {sys.argv[2]}"
+        sys.exit(f"metrics not defined in {where}: {sorted(unknown)}")
+    note = f", all defined in {where}"
 print(f"{len(panels)} panels, {len(used)} metrics{note}")
 PY
 }

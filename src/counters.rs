@@ -7,6 +7,7 @@
 //! is gone is folded into the retired totals, so that nothing counted is lost and the
 //! list does not grow with the TCP connections that come and go.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -44,7 +45,7 @@ pub struct Shard {
     ecs: [AtomicU64; 2],
     geo: [AtomicU64; GEO.len()],
     fail_open: AtomicU64,
-    /// Geo answers by the first cluster's stable index (see `Registry::names`). A worker
+    /// Geo answers by the first cluster's stable index (see `Shards::names`). A worker
     /// that meets an index past the end takes a new, longer shard.
     answers: Box<[Slots]>,
 }
@@ -173,6 +174,8 @@ struct Shards {
     /// Cluster names by stable index: every name any snapshot had, in order of first
     /// appearance (a cluster that leaves keeps its counter, as Prometheus expects).
     names: Vec<String>,
+    /// `names` by name (set_clusters runs on every snapshot publish).
+    index: HashMap<String, u32>,
     /// `live` is pruned when it reaches this length.
     prune_at: usize,
 }
@@ -209,6 +212,7 @@ impl Default for Registry {
                 live: Vec::new(),
                 retired: Totals::default(),
                 names: Vec::new(),
+                index: HashMap::new(),
                 prune_at: 64,
             }),
             ids: ArcSwap::from_pointee(Vec::new()),
@@ -236,14 +240,17 @@ impl Registry {
 
     /// Maps a new snapshot's cluster ids (its cluster list, in order) to stable indices.
     pub fn set_clusters(&self, names: &[&str]) {
-        let mut s = self.lock();
+        let mut guard = self.lock();
+        let s = &mut *guard;
         let ids = names
             .iter()
-            .map(|n| match s.names.iter().position(|known| known == n) {
-                Some(i) => i as u32,
+            .map(|n| match s.index.get(*n) {
+                Some(&i) => i,
                 None => {
+                    let i = s.names.len() as u32;
                     s.names.push((*n).to_owned());
-                    (s.names.len() - 1) as u32
+                    s.index.insert((*n).to_owned(), i);
+                    i
                 }
             })
             .collect();

@@ -28,20 +28,8 @@ PIN=${FEDNS_BENCH_PIN:-1}
 
 cd "$(dirname "$0")/.."
 
-# The EDNS option value of ECS (RFC 7871 section 6) for an IPv4 subnet, as hex:
-# family 1 (2 bytes), source prefix (1), scope prefix 0 (1), the address truncated to
-# ceil(prefix / 8) bytes with the bits past the prefix zeroed. 198.18.2.0/24 -> 0001 18 00 c61202.
-ecs_hex() {
-    local addr=${1%/*} prefix=${1#*/} a b c d
-    IFS=. read -r a b c d <<<"$addr"
-    local octets=("$a" "$b" "$c" "$d") hex mask
-    hex=$(printf '0001%02x00' "$prefix")
-    for ((i = 0; i < (prefix + 7) / 8; i++)); do
-        mask=$((prefix >= 8 * (i + 1) ? 255 : (255 << (8 * (i + 1) - prefix)) & 255))
-        hex+=$(printf '%02x' $((octets[i] & mask)))
-    done
-    echo "$hex"
-}
+# shellcheck source=benches/queries.sh
+. benches/queries.sh
 
 if ! command -v dnsperf >/dev/null; then
     echo "dnsperf is missing; installing it with apt-get" >&2
@@ -72,24 +60,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Query files, one "name type" per line (dnsperf loops over them).
-zone=fed.example.com
-geo=app.default.myfed.svc.$zone
-printf '%s A\n' "$geo" >"$WORK/geo"
-printf 'status.%s TXT\n' "$zone" >"$WORK/static"
-printf 'nothing.%s A\n' "$zone" >"$WORK/nxdomain"
-cat >"$WORK/mix" <<EOF
-$geo A
-$geo AAAA
-web.default.myfed.svc.$zone A
-checkout.shop.myfed.svc.$zone A
-api.default.myfed.svc.$zone A
-app.default.myfed.svc.us-east-1.$zone A
-www.$zone A
-status.$zone TXT
-$zone SOA
-nothing.$zone A
-EOF
+write_query_files "$WORK"
 
 # Per mix: query file and EDNS flags. Every mix sends EDNS (-e); the ECS ones add the option.
 ecs_flag=(-E "8:$(ecs_hex "$ECS_SUBNET")")

@@ -76,6 +76,8 @@ NICE=${PEERS_NICE:--19}
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=benches/queries.sh
+. benches/queries.sh
 TEMPLATES=$ROOT/benches/peers
 OUT=${PEERS_OUT:-$(mktemp -d /tmp/peers.XXXXXX)}
 mkdir -p "$OUT"
@@ -303,39 +305,14 @@ field() { sed -n "s/^ *$1: *\([0-9.]*\).*/\1/p" "$2" | head -n 1; }
 
 # ---------------------------------------------------------------------------------------
 # Query files (dnsperf loops over them) and EDNS flags per mix. Every mix sends EDNS;
-# geo_ecs and mix add ECS. The same files as benches/dnsperf.sh.
+# geo_ecs and mix add ECS. The same files as benches/dnsperf.sh (benches/queries.sh).
 zone=fed.example.com
 geo=app.default.myfed.svc.$zone
 Q=$OUT/queries
 mkdir -p "$Q"
-printf '%s A\n' "$geo" >"$Q/geo"
-printf 'status.%s TXT\n' "$zone" >"$Q/static"
-printf 'nothing.%s A\n' "$zone" >"$Q/nxdomain"
-cat >"$Q/mix" <<EOF
-$geo A
-$geo AAAA
-web.default.myfed.svc.$zone A
-checkout.shop.myfed.svc.$zone A
-api.default.myfed.svc.$zone A
-app.default.myfed.svc.us-east-1.$zone A
-www.$zone A
-status.$zone TXT
-$zone SOA
-nothing.$zone A
-EOF
+write_query_files "$Q"
 mix_file() {
     case $1 in geo_ecs | geo_no_ecs) echo "$Q/geo" ;; *) echo "$Q/$1" ;; esac
-}
-ecs_hex() { # RFC 7871 option value for an IPv4 subnet: 198.18.2.0/24 -> 00011800c61202
-    local addr=${1%/*} prefix=${1#*/} a b c d i hex mask
-    IFS=. read -r a b c d <<<"$addr"
-    local octets=("$a" "$b" "$c" "$d")
-    hex=$(printf '0001%02x00' "$prefix")
-    for ((i = 0; i < (prefix + 7) / 8; i++)); do
-        mask=$((prefix >= 8 * (i + 1) ? 255 : (255 << (8 * (i + 1) - prefix)) & 255))
-        hex+=$(printf '%02x' $((octets[i] & mask)))
-    done
-    echo "$hex"
 }
 ECS_OPT=(-E "8:$(ecs_hex "$ECS_SUBNET")")
 mix_edns() { # sets EDNS to the dnsperf flags of a mix

@@ -16,13 +16,13 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 
 /// Upper bounds (seconds) of the query duration histogram's buckets; +Inf follows.
-pub const DURATION_BUCKETS: [f64; 11] = [
+const DURATION_BUCKETS: [f64; 11] = [
     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
 ];
 const BUCKETS: usize = DURATION_BUCKETS.len() + 1;
 
 /// The label values, in counting order: `proto` × `qtype` × `rcode` for queries.
-pub const PROTOS: [&str; 2] = ["udp", "tcp"];
+const PROTOS: [&str; 2] = ["udp", "tcp"];
 pub const QTYPE_NAMES: [&str; 10] = [
     "A", "AAAA", "CNAME", "NS", "SOA", "TXT", "MX", "SRV", "ANY", "other",
 ];
@@ -257,9 +257,9 @@ impl Registry {
         self.ids.store(Arc::new(ids));
     }
 
-    /// The stable index of cluster `id` of the current snapshot.
-    pub fn cluster_index(&self, id: usize) -> Option<usize> {
-        self.ids.load().get(id).map(|&i| i as usize)
+    /// The stable index of each cluster id of the current snapshot.
+    pub fn cluster_indices(&self) -> arc_swap::Guard<Arc<Vec<u32>>> {
+        self.ids.load()
     }
 }
 
@@ -447,7 +447,7 @@ mod tests {
         for _ in 0..200 {
             let shard = r.shard();
             shard.add_queries(0, 2);
-            assert!(shard.add_answers(r.cluster_index(1).unwrap(), 1));
+            assert!(shard.add_answers(r.cluster_indices()[1] as usize, 1));
         }
         // Dropped shards are folded in as new ones come, not kept until a scrape.
         assert!(r.lock().live.len() <= 64, "{}", r.lock().live.len());
@@ -463,13 +463,13 @@ mod tests {
         let mut list: Vec<&str> = names.iter().map(String::as_str).collect();
         r.set_clusters(&list);
         let old = r.shard();
-        assert!(old.add_answers(r.cluster_index(15).unwrap(), 3));
+        assert!(old.add_answers(r.cluster_indices()[15] as usize, 3));
         // A reload brings a 17th cluster in front: ids move, stable indices do not, and
         // the old shard has no slot for the new one.
         list.insert(0, "new");
         r.set_clusters(&list);
-        assert_eq!(r.cluster_index(16), Some(15));
-        let fresh = r.cluster_index(0).unwrap();
+        assert_eq!(r.cluster_indices()[16], 15);
+        let fresh = r.cluster_indices()[0] as usize;
         assert_eq!(fresh, 16);
         assert!(!old.add_answers(fresh, 1));
         let new = r.shard();

@@ -319,14 +319,18 @@ impl Metrics {
         if s.fail_open > 0 {
             shard.add_fail_open(u64::from(std::mem::take(&mut s.fail_open)));
         }
+        // The cluster-index map, loaded once per flush and only if a geo answer was counted.
+        let mut indices = None;
         for (id, n) in s.answers.iter_mut().enumerate() {
             let n = u64::from(std::mem::take(n));
             if n == 0 {
                 continue;
             }
-            let Some(index) = self.counters.cluster_index(id) else {
+            let indices = indices.get_or_insert_with(|| self.counters.cluster_indices());
+            let Some(&index) = indices.get(id) else {
                 continue;
             };
+            let index = index as usize;
             if !shard.add_answers(index, n) {
                 // A cluster name this shard has no slot for (it came with a reload): a
                 // new shard has one; the old one's counts stay in the sums.

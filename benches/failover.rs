@@ -395,8 +395,9 @@ impl Fed {
             .shared
             .health
             .states()
-            .get(&self.us)
-            .cloned()
+            .into_iter()
+            .find(|(t, _)| t.addr == self.us)
+            .map(|(_, s)| s)
             .unwrap_or_default()
     }
 
@@ -455,6 +456,9 @@ enum Case {
     Refused,
     /// HTTP probe; the listener accepts and never answers (probe timeout).
     Blackhole,
+    /// TCP probe on a probe port other than the service's port (`probe_port`, as
+    /// `fedns.io/probe-port` gives it); the listener on the probe port is closed.
+    ProbePort,
 }
 
 struct FailoverRun {
@@ -472,15 +476,23 @@ async fn failover_run(case: Case) -> Result<FailoverRun, String> {
     let mut lbs = three_lbs().await;
     let port = lbs[0].addr.port();
     let health = match case {
-        Case::Refused => "{ probe: tcp }",
+        Case::Refused | Case::ProbePort => "{ probe: tcp }",
         Case::Blackhole => "{ probe: http, path: / }",
     };
-    let mut fed = Fed::start(&failover_config(port, health), lbs[0].addr).await?;
+    let mut config = failover_config(port, health);
+    if case == Case::ProbePort {
+        // The service says port 9, where nothing listens; its health is on `port`.
+        config = config.replace(
+            &format!("port: {port} }}"),
+            &format!("port: 9, probe_port: {port} }}"),
+        );
+    }
+    let mut fed = Fed::start(&config, lbs[0].addr).await?;
     fed.ready().await?;
 
     random_phase().await;
     match case {
-        Case::Refused => lbs[0].down().await,
+        Case::Refused | Case::ProbePort => lbs[0].down().await,
         Case::Blackhole => lbs[0].set(HANG),
     }
     let (t0, s0) = (Instant::now(), SystemTime::now());
@@ -489,7 +501,7 @@ async fn failover_run(case: Case) -> Result<FailoverRun, String> {
 
     random_phase().await;
     match case {
-        Case::Refused => lbs[0].up().await?,
+        Case::Refused | Case::ProbePort => lbs[0].up().await?,
         Case::Blackhole => lbs[0].set(OK),
     }
     let (t1, s1) = (Instant::now(), SystemTime::now());
@@ -674,12 +686,13 @@ async fn failover_part(runs: usize, parallel: usize) {
     println!("client: ECS {NEW_YORK} (New York); us-east {US} nearest, then eu-west {EU}");
     let mut all_values: Vec<(String, Stats)> = Vec::new();
     let mut surprises: Vec<String> = Vec::new();
-    for case in [Case::Refused, Case::Blackhole] {
+    for case in [Case::Refused, Case::Blackhole, Case::ProbePort] {
         let t = Instant::now();
         let (ok, errors) = many(runs, parallel, move || failover_run(case)).await;
         let label = match case {
             Case::Refused => "refused (tcp probe, listener closed)",
             Case::Blackhole => "blackhole (http probe, accepts, never answers)",
+            Case::ProbePort => "probe port (tcp probe on probe_port, listener closed)",
         };
         println!(
             "\n{label}: {} ok, {} failed, {:.0} s",

@@ -193,13 +193,14 @@ fn records(shared: &Shared) -> Value {
             })
         })
         .collect();
-    let mut probes: Vec<Value> = shared
-        .health
-        .states()
+    let mut states: Vec<_> = shared.health.states().into_iter().collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    let probes: Vec<Value> = states
         .into_iter()
-        .map(|(addr, s)| {
+        .map(|(t, s)| {
             json!({
-                "address": addr.to_string(),
+                "address": t.addr.to_string(),
+                "probe": t.probe(),
                 "health": health_str(s.health),
                 "probes": s.probes,
                 "failures": s.failures,
@@ -207,7 +208,6 @@ fn records(shared: &Shared) -> Value {
             })
         })
         .collect();
-    probes.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
     json!({ "zone": snap.apex.to_string(), "names": names, "clusters": clusters, "probes": probes })
 }
 

@@ -16,7 +16,7 @@ use crate::geo::{GeoDb, GeoError};
 use crate::health::{self, HealthTable};
 use crate::kubernetes::{self, ClusterAccess, KubeError};
 use crate::snapshot::{BuildError, Published, Snapshot};
-use crate::store::Store;
+use crate::store::{Endpoint, Store};
 use crate::tcp::TcpLimits;
 use crate::zonefile::{ZoneData, ZoneError};
 use std::collections::HashMap;
@@ -112,7 +112,7 @@ impl Loaded {
             &self.zone,
             self.geoip.clone(),
             &store.contents(),
-            &|ip, port| health.health(ip, port),
+            &|ep, ip| health.endpoint_health(ep, ip, &self.config.health),
         )
     }
 }
@@ -321,9 +321,9 @@ impl Shared {
         }
         let start = Instant::now();
         let contents = self.store.contents();
-        let health = |ip, port| self.health.health(ip, port);
+        let loaded = self.loaded.load();
+        let health = |ep: &Endpoint, ip| self.health.endpoint_health(ep, ip, &loaded.config.health);
         let next = if dirty.full {
-            let loaded = self.loaded.load();
             match Snapshot::build(
                 &loaded.config,
                 &loaded.zone,

@@ -431,7 +431,9 @@ fn default_fall() -> u32 {
     2
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeKind {
     /// TCP connect to the address on the service's first port.
@@ -533,12 +535,22 @@ pub struct StaticService {
     /// address of the asked type.
     #[serde(default)]
     pub hostname: Option<String>,
-    /// The port probes connect to.
+    /// The service's port: probes connect to it unless `probe_port` says otherwise.
     #[serde(default)]
     pub port: Option<u16>,
     /// Ingress-style host names inside the zone that this service also answers for.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Probe settings of this service, as the `fedns.io/probe*` annotations give them for a
+    /// Kubernetes Service; unset ones come from the `health:` section.
+    #[serde(default)]
+    pub probe: Option<ProbeKind>,
+    #[serde(default)]
+    pub probe_path: Option<String>,
+    #[serde(default)]
+    pub probe_port: Option<u16>,
+    #[serde(default)]
+    pub probe_status: Option<u16>,
 }
 
 impl ClusterConfig {
@@ -805,6 +817,37 @@ impl Config {
                         ));
                     }
                 }
+                if let Some(p) = s.probe_path.as_deref().filter(|p| !p.starts_with('/')) {
+                    return Err(err(
+                        sline,
+                        &sfield("probe_path"),
+                        format!("`{p}` is not a path: it must start with /"),
+                    ));
+                }
+                let probed = s.probe.is_some_and(|k| k != ProbeKind::None)
+                    || s.probe_path.is_some()
+                    || s.probe_status.is_some();
+                if probed && s.port.is_none() && s.probe_port.is_none() {
+                    return Err(err(
+                        sline,
+                        &sfield("probe_port"),
+                        "probe settings need a port to probe: set `port` or `probe_port`".into(),
+                    ));
+                }
+                if s.probe_port == Some(0) {
+                    return Err(err(
+                        sline,
+                        &sfield("probe_port"),
+                        "port 0 cannot be probed".into(),
+                    ));
+                }
+                if let Some(c) = s.probe_status.filter(|c| !(100..600).contains(c)) {
+                    return Err(err(
+                        sline,
+                        &sfield("probe_status"),
+                        format!("{c} is not an HTTP status code (100 to 599)"),
+                    ));
+                }
             }
         }
         for (i, n) in self.networks.iter().enumerate() {
@@ -972,6 +1015,57 @@ mod tests {
             e.starts_with("test.yaml:7: networks[0].cluster: no cluster `nope`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn static_probe_settings_are_checked() {
+        let with = |svc: &str| {
+            parse(&format!(
+                "{MINIMAL}    services:\n      - {{ namespace: default, name: app, addresses: [192.0.2.1], {svc} }}\n"
+            ))
+        };
+        let ok = with(
+            "port: 443, probe: http, probe_path: /healthz, probe_port: 8080, probe_status: 204",
+        )
+        .unwrap();
+        let s = &ok.clusters[0].value.services[0].value;
+        assert_eq!(
+            (
+                s.probe,
+                s.probe_path.as_deref(),
+                s.probe_port,
+                s.probe_status
+            ),
+            (
+                Some(ProbeKind::Http),
+                Some("/healthz"),
+                Some(8080),
+                Some(204)
+            )
+        );
+        for (svc, want) in [
+            (
+                "port: 80, probe_path: healthz",
+                "test.yaml:7: clusters[0].services[0].probe_path: `healthz` is not a path",
+            ),
+            (
+                "port: 80, probe_status: 42",
+                "test.yaml:7: clusters[0].services[0].probe_status: 42 is not an HTTP status",
+            ),
+            (
+                "port: 80, probe_port: 0",
+                "test.yaml:7: clusters[0].services[0].probe_port: port 0",
+            ),
+            (
+                "probe: http",
+                "test.yaml:7: clusters[0].services[0].probe_port: probe settings need a port",
+            ),
+        ] {
+            let e = with(svc).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{svc}: {e}");
+        }
+        // Probe `none` needs no port.
+        assert!(with("probe: none").is_ok());
     }
 
     #[test]

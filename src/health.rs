@@ -27,16 +27,67 @@ use tracing::{debug, info};
 use crate::config::{HealthConfig, ProbeKind};
 use crate::metrics::Metrics;
 use crate::snapshot::Health;
-use crate::store::{ClusterEndpoints, Store};
+use crate::store::{ClusterEndpoints, Endpoint, Store};
 
-/// What to probe: an address and port, and how.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What is probed: an address and port, and how. Health is recorded and read under this
+/// key, so two objects that share a load-balancer address but probe it differently keep
+/// separate states, and one that probes another port than it serves is read where its probe
+/// writes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
     pub addr: SocketAddr,
     pub kind: ProbeKind,
-    /// HTTP path and expected status (unused for TCP).
+    /// HTTP path and expected status; empty and 0 for TCP, so that every TCP probe of one
+    /// address and port is one target.
     pub path: String,
     pub expect: u16,
+}
+
+impl Target {
+    /// What is probed for one load-balancer address of an endpoint: the probe kind, port,
+    /// path and status from the endpoint's settings (annotations or static service), else
+    /// the `health:` section. `None` when the address is not probed (probe `none`, or no
+    /// port to probe), so readiness alone decides. The prober starts loops for these
+    /// targets and the snapshot builder reads health by them: there is no other key.
+    pub fn of(ep: &Endpoint, ip: IpAddr, cfg: &HealthConfig) -> Option<Target> {
+        let kind = ep.settings.probe.unwrap_or(cfg.probe);
+        let port = ep.settings.probe_port.or(ep.port)?;
+        let (path, expect) = match kind {
+            ProbeKind::None => return None,
+            ProbeKind::Tcp => (String::new(), 0),
+            ProbeKind::Http | ProbeKind::Https => (
+                ep.settings
+                    .probe_path
+                    .clone()
+                    .unwrap_or_else(|| cfg.path.clone()),
+                ep.settings.probe_expect.unwrap_or(cfg.expect),
+            ),
+        };
+        Some(Target {
+            addr: SocketAddr::new(ip.to_canonical(), port),
+            kind,
+            path,
+            expect,
+        })
+    }
+}
+
+impl Target {
+    /// How the target is probed: `tcp`, `http /healthz 200`, `https / 204`.
+    pub fn probe(&self) -> String {
+        match self.kind {
+            ProbeKind::Tcp | ProbeKind::None => "tcp".to_owned(),
+            ProbeKind::Http => format!("http {} {}", self.path, self.expect),
+            ProbeKind::Https => format!("https {} {}", self.path, self.expect),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    /// `192.0.2.1:443 (tcp)`, `192.0.2.1:80 (http /healthz 200)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.addr, self.probe())
+    }
 }
 
 /// The state of one probed address.
@@ -107,41 +158,46 @@ impl TargetState {
     }
 }
 
-/// Health of every probed address. Written by probe loops, read by the snapshot builder.
+/// Health of every probe target. Written by probe loops, read by the snapshot builder.
 #[derive(Debug, Default)]
 pub struct HealthTable {
-    states: Mutex<HashMap<SocketAddr, TargetState>>,
+    states: Mutex<HashMap<Target, TargetState>>,
 }
 
 impl HealthTable {
-    /// Health of an address on a port; addresses that are not probed count as healthy
-    /// (readiness alone decides for them).
-    pub fn health(&self, ip: IpAddr, port: Option<u16>) -> Health {
-        let Some(port) = port else {
-            return Health::Healthy;
-        };
-        self.lock()
-            .get(&SocketAddr::new(ip, port))
-            .map_or(Health::Healthy, |s| s.health)
+    /// Health of a target; a target not probed (yet) counts as healthy.
+    pub fn health(&self, t: &Target) -> Health {
+        self.lock().get(t).map_or(Health::Healthy, |s| s.health)
+    }
+
+    /// Health of one load-balancer address of an endpoint, read under the target that
+    /// the prober probes for it (`Target::of`). An address that is not probed is healthy:
+    /// readiness alone decides for it.
+    pub fn endpoint_health(&self, ep: &Endpoint, ip: IpAddr, cfg: &HealthConfig) -> Health {
+        Target::of(ep, ip, cfg).map_or(Health::Healthy, |t| self.health(&t))
     }
 
     /// A copy of every state, for /debug.
-    pub fn states(&self) -> HashMap<SocketAddr, TargetState> {
+    pub fn states(&self) -> HashMap<Target, TargetState> {
         self.lock().clone()
     }
 
-    fn record(&self, addr: SocketAddr, result: Result<(), String>, rise: u32, fall: u32) -> bool {
-        self.lock()
-            .entry(addr)
+    fn record(&self, t: &Target, result: Result<(), String>, rise: u32, fall: u32) -> bool {
+        let mut states = self.lock();
+        if let Some(s) = states.get_mut(t) {
+            return s.record(result, rise, fall);
+        }
+        states
+            .entry(t.clone())
             .or_default()
             .record(result, rise, fall)
     }
 
-    fn forget(&self, addr: &SocketAddr) {
-        self.lock().remove(addr);
+    fn forget(&self, t: &Target) {
+        self.lock().remove(t);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, TargetState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Target, TargetState>> {
         // Every write is one entry update: a poisoned lock holds consistent data.
         self.states.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -152,31 +208,15 @@ pub fn targets(
     clusters: &std::collections::BTreeMap<String, ClusterEndpoints>,
     cfg: &HealthConfig,
 ) -> HashSet<Target> {
-    let mut out = HashSet::new();
-    for c in clusters.values() {
-        for ep in c.endpoints() {
-            let kind = ep.settings.probe.unwrap_or(cfg.probe);
-            let Some(port) = ep.settings.probe_port.or(ep.port) else {
-                continue;
-            };
-            if kind == ProbeKind::None {
-                continue;
-            }
-            for ip in &ep.addresses {
-                out.insert(Target {
-                    addr: SocketAddr::new(ip.to_canonical(), port),
-                    kind,
-                    path: ep
-                        .settings
-                        .probe_path
-                        .clone()
-                        .unwrap_or_else(|| cfg.path.clone()),
-                    expect: ep.settings.probe_expect.unwrap_or(cfg.expect),
-                });
-            }
-        }
-    }
-    out
+    clusters
+        .values()
+        .flat_map(|c| c.endpoints())
+        .flat_map(|ep| {
+            ep.addresses
+                .iter()
+                .filter_map(|&ip| Target::of(ep, ip, cfg))
+        })
+        .collect()
 }
 
 /// Keeps one probe loop per target, following the store. Runs until aborted.
@@ -195,9 +235,9 @@ pub async fn run(
             let keep = wanted.contains(t);
             if !keep {
                 handle.abort();
-                table.forget(&t.addr);
-                metrics.forget_probe(&t.addr.to_string());
-                debug!(target = %t.addr, "probe stopped");
+                table.forget(t);
+                metrics.forget_probe(&t.addr.to_string(), &t.probe());
+                debug!(target = %t, "probe stopped");
             }
             keep
         });
@@ -249,7 +289,8 @@ async fn probe_loop(
     limit: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 ) {
-    metrics.set_probe_health(&t.addr.to_string(), Health::Healthy);
+    let (address, how) = (t.addr.to_string(), t.probe());
+    metrics.set_probe_health(&address, &how, Health::Healthy);
     // The first probe soon (spread over 250 ms), then every interval ±10 %.
     let first = Duration::from_millis(250).min(cfg.interval);
     tokio::time::sleep(first.mul_f64(jitter(&t, 0))).await;
@@ -262,13 +303,13 @@ async fn probe_loop(
             probe(&t, cfg.timeout).await
         };
         if let Err(e) = &result {
-            debug!(target = %t.addr, error = e.as_str(), "probe failed");
+            debug!(target = %t, error = e.as_str(), "probe failed");
         }
         metrics.probe(result.is_ok());
-        if table.record(t.addr, result, cfg.rise, cfg.fall) {
-            let h = table.health(t.addr.ip(), Some(t.addr.port()));
-            info!(target = %t.addr, health = ?h, "health changed");
-            metrics.set_probe_health(&t.addr.to_string(), h);
+        if table.record(&t, result, cfg.rise, cfg.fall) {
+            let h = table.health(&t);
+            info!(target = %t, health = ?h, "health changed");
+            metrics.set_probe_health(&address, &how, h);
             store.touch();
         }
         let spread = 0.9 + 0.2 * jitter(&t, round);
@@ -447,6 +488,111 @@ mod tests {
         assert!(s.record(Err("x".into()), 2, 2));
         assert_eq!(s.health, Health::Unhealthy);
         assert_eq!((s.probes, s.failures), (7, 4));
+    }
+
+    fn endpoint(port: Option<u16>, settings: crate::store::Settings) -> Endpoint {
+        Endpoint {
+            kind: crate::store::ObjectKind::Service,
+            namespace: "default".into(),
+            name: "app".into(),
+            federated_name: true,
+            hosts: Vec::new(),
+            addresses: vec!["192.0.2.1".parse().unwrap()],
+            hostname: None,
+            port,
+            ready: true,
+            settings,
+        }
+    }
+
+    #[test]
+    fn a_target_is_where_the_probe_goes() {
+        use crate::store::Settings;
+        let cfg = HealthConfig::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let at = |port| SocketAddr::new(ip, port);
+        // The service port, probed as the health section says.
+        let plain = Target::of(&endpoint(Some(443), Settings::default()), ip, &cfg).unwrap();
+        assert_eq!((plain.addr, plain.kind), (at(443), ProbeKind::Tcp));
+        // A probe port moves the target, not only the probe.
+        let moved = Settings {
+            probe_port: Some(8080),
+            ..Settings::default()
+        };
+        let t = Target::of(&endpoint(Some(443), moved.clone()), ip, &cfg).unwrap();
+        assert_eq!(t.addr, at(8080));
+        // A probe port is enough where the object has no port of its own.
+        assert_eq!(
+            Target::of(&endpoint(None, moved), ip, &cfg).unwrap().addr,
+            at(8080)
+        );
+        // No port at all, or probe `none`: not probed.
+        assert_eq!(
+            Target::of(&endpoint(None, Settings::default()), ip, &cfg),
+            None
+        );
+        let off = Settings {
+            probe: Some(ProbeKind::None),
+            ..Settings::default()
+        };
+        assert_eq!(Target::of(&endpoint(Some(443), off), ip, &cfg), None);
+        // HTTP paths make different targets; TCP ignores them.
+        let http = |path: &str, probe| Settings {
+            probe: Some(probe),
+            probe_path: Some(path.into()),
+            ..Settings::default()
+        };
+        let of = |s| Target::of(&endpoint(Some(80), s), ip, &cfg).unwrap();
+        assert_ne!(
+            of(http("/a", ProbeKind::Http)),
+            of(http("/b", ProbeKind::Http))
+        );
+        assert_eq!(
+            of(http("/a", ProbeKind::Tcp)),
+            of(http("/b", ProbeKind::Tcp))
+        );
+        assert_eq!(
+            of(http("/a", ProbeKind::Http)).to_string(),
+            "192.0.2.1:80 (http /a 200)"
+        );
+        // An IPv4-mapped IPv6 address is the IPv4 target.
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(
+            Target::of(&endpoint(Some(443), Settings::default()), mapped, &cfg),
+            Some(plain)
+        );
+    }
+
+    #[test]
+    fn health_is_read_where_it_is_recorded() {
+        use crate::store::Settings;
+        let cfg = HealthConfig::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let table = HealthTable::default();
+        let web = endpoint(
+            Some(443),
+            Settings {
+                probe: Some(ProbeKind::Http),
+                probe_path: Some("/web".into()),
+                probe_port: Some(8080),
+                ..Settings::default()
+            },
+        );
+        let app = endpoint(
+            Some(443),
+            Settings {
+                probe: Some(ProbeKind::Http),
+                probe_path: Some("/app".into()),
+                probe_port: Some(8080),
+                ..Settings::default()
+            },
+        );
+        let t = Target::of(&web, ip, &cfg).unwrap();
+        assert!(table.record(&t, Err("refused".into()), 2, 2));
+        assert_eq!(table.endpoint_health(&web, ip, &cfg), Health::Unhealthy);
+        assert_eq!(table.endpoint_health(&app, ip, &cfg), Health::Healthy);
+        table.forget(&Target::of(&app, ip, &cfg).unwrap());
+        assert_eq!(table.endpoint_health(&web, ip, &cfg), Health::Unhealthy);
     }
 
     #[test]

@@ -269,8 +269,8 @@ impl Metrics {
             probe_healthy: gauge_vec(
                 &r,
                 "fedns_probe_healthy",
-                "1 when the probed load-balancer address is healthy.",
-                &["address"],
+                "1 when the probe target (a load-balancer address and port, probed as `probe`) is healthy.",
+                &["address", "probe"],
             ),
             probes_ok: probes.with_label_values(&["ok"]),
             probes_failed: probes.with_label_values(&["fail"]),
@@ -353,14 +353,16 @@ impl Metrics {
         }
     }
 
-    pub fn set_probe_health(&self, address: &str, health: Health) {
+    /// Sets the gauge of one probe target: its address and port, and how it is probed
+    /// (`tcp`, `http /healthz 200`), so that two probes of one address are two series.
+    pub fn set_probe_health(&self, address: &str, probe: &str, health: Health) {
         self.probe_healthy
-            .with_label_values(&[address])
+            .with_label_values(&[address, probe])
             .set(i64::from(health == Health::Healthy));
     }
 
-    pub fn forget_probe(&self, address: &str) {
-        let _ = self.probe_healthy.remove_label_values(&[address]);
+    pub fn forget_probe(&self, address: &str, probe: &str) {
+        let _ = self.probe_healthy.remove_label_values(&[address, probe]);
     }
 
     /// Counts one rate-limited response: slipped (sent truncated) or dropped.

@@ -291,14 +291,14 @@ impl Snapshot {
             .map(|i| i as ClusterId)
     }
 
-    /// Builds a snapshot. `health` gives the probe state of an address; addresses it does
-    /// not know are healthy (probing arrives with the health issue).
+    /// Builds a snapshot. `health` gives the probe state of one load-balancer address of an
+    /// endpoint (`HealthTable::endpoint_health`: read under the target the prober probes).
     pub fn build(
         config: &Config,
         zone: &ZoneData,
         geoip: Option<Arc<GeoDb>>,
         endpoints: &BTreeMap<String, ClusterEndpoints>,
-        health: &dyn Fn(IpAddr, Option<u16>) -> Health,
+        health: &dyn Fn(&Endpoint, IpAddr) -> Health,
     ) -> Result<Snapshot, BuildError> {
         let apex = Name::from_ascii(&config.zone)
             .map_err(|_| BuildError::Zone(config.zone.clone()))?
@@ -485,7 +485,7 @@ impl Snapshot {
         &self,
         names: &HashSet<NameKey>,
         endpoints: &BTreeMap<String, ClusterEndpoints>,
-        health: &dyn Fn(IpAddr, Option<u16>) -> Health,
+        health: &dyn Fn(&Endpoint, IpAddr) -> Health,
     ) -> Snapshot {
         let mut next = self.clone();
         for c in &mut next.clusters {
@@ -502,7 +502,7 @@ impl Snapshot {
         &mut self,
         names: impl Iterator<Item = &'a NameKey>,
         endpoints: &BTreeMap<String, ClusterEndpoints>,
-        health: &dyn Fn(IpAddr, Option<u16>) -> Health,
+        health: &dyn Fn(&Endpoint, IpAddr) -> Health,
     ) {
         let ids: Vec<(Option<ClusterId>, &ClusterEndpoints)> = endpoints
             .iter()
@@ -713,7 +713,7 @@ fn count<K: std::hash::Hash + Eq + Clone>(
 fn member(
     cluster: ClusterId,
     ep: &Endpoint,
-    health: &dyn Fn(IpAddr, Option<u16>) -> Health,
+    health: &dyn Fn(&Endpoint, IpAddr) -> Health,
 ) -> Member {
     let mut m = Member {
         cluster,
@@ -731,8 +731,8 @@ fn member(
     };
     for a in &ep.addresses {
         match a.to_canonical() {
-            IpAddr::V4(v4) => m.v4.push((v4, health(IpAddr::V4(v4), ep.port))),
-            IpAddr::V6(v6) => m.v6.push((v6, health(IpAddr::V6(v6), ep.port))),
+            IpAddr::V4(v4) => m.v4.push((v4, health(ep, IpAddr::V4(v4)))),
+            IpAddr::V6(v6) => m.v6.push((v6, health(ep, IpAddr::V6(v6)))),
         }
     }
     m

@@ -361,7 +361,13 @@ pub fn static_endpoints(config: &Config) -> BTreeMap<String, Vec<Endpoint>> {
                         hostname: s.hostname.clone(),
                         port: s.port,
                         ready: true,
-                        settings: Settings::default(),
+                        settings: Settings {
+                            probe: s.probe,
+                            probe_path: s.probe_path.clone(),
+                            probe_port: s.probe_port,
+                            probe_expect: s.probe_status,
+                            ..Settings::default()
+                        },
                     }
                 })
                 .collect();

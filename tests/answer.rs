@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use fedns::answer::{Client, Question, answer};
 use fedns::snapshot::{Health, Snapshot};
-use fedns::store::Store;
+use fedns::store::{Endpoint, Store};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
@@ -17,7 +17,7 @@ fn snapshot(config: &str, down: &[&str]) -> Snapshot {
     let loaded = support::load(config);
     let store = Store::from_config(&loaded.config);
     let down: Vec<IpAddr> = down.iter().map(|a| a.parse().unwrap()).collect();
-    let health = |ip: IpAddr, _port: Option<u16>| {
+    let health = |_: &Endpoint, ip: IpAddr| {
         if down.contains(&ip) {
             Health::Unhealthy
         } else {

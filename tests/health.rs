@@ -2,13 +2,19 @@
 //! stop and start, and the DNS answers that follow. Real time is needed (real sockets), so
 //! the tests assert order and outcome within generous bounds, never durations.
 
+#[path = "support/apiserver.rs"]
+mod apiserver;
 mod support;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apiserver::{FakeCluster, Resource, endpoint_slice, lb_service};
+use fedns::config::ProbeKind;
+use fedns::health::{Target, TargetState};
 use fedns::snapshot::Health;
 use hickory_proto::rr::RecordType;
 use support::{DnsClient, TestServer, answer_lines};
@@ -44,10 +50,12 @@ clusters:
     )
 }
 
-/// A load balancer: a TCP listener that answers HTTP with `status` (0: accept and hang).
+/// A load balancer: a TCP listener that answers HTTP with `status` (0: accept and hang),
+/// or with the status set for the request's path in `paths`.
 struct Lb {
     addr: SocketAddr,
     status: Arc<AtomicU16>,
+    paths: Arc<Mutex<HashMap<String, u16>>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -56,25 +64,36 @@ impl Lb {
         let mut lb = Lb {
             addr,
             status: Arc::new(AtomicU16::new(status)),
+            paths: Arc::default(),
             task: None,
         };
         lb.up().await;
         lb
     }
 
+    /// From now on, requests for `path` are answered with `status`.
+    fn set_path(&self, path: &str, status: u16) {
+        self.paths.lock().unwrap().insert(path.to_owned(), status);
+    }
+
     async fn up(&mut self) {
         let listener = TcpListener::bind(self.addr).await.unwrap();
         let status = self.status.clone();
+        let paths = self.paths.clone();
         self.task = Some(tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
                 let status = status.clone();
+                let paths = paths.clone();
                 tokio::spawn(async move {
                     let mut buf = [0u8; 1024];
-                    let _ = s.read(&mut buf).await;
-                    match status.load(Ordering::Relaxed) {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&buf[..n]);
+                    let path = request.split(' ').nth(1).unwrap_or("");
+                    let by_path = paths.lock().unwrap().get(path).copied();
+                    match by_path.unwrap_or_else(|| status.load(Ordering::Relaxed)) {
                         0 => tokio::time::sleep(Duration::from_secs(30)).await,
                         code => {
                             let reply = format!(
@@ -98,11 +117,17 @@ impl Lb {
 
 /// A free port on all three test addresses.
 async fn free_port() -> u16 {
+    free_port_but(0).await
+}
+
+/// A free port on all three test addresses, other than `not`.
+async fn free_port_but(not: u16) -> u16 {
     loop {
         let l = TcpListener::bind("127.0.0.11:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let ok = TcpListener::bind(("127.0.0.12", port)).await.is_ok()
+        let ok = port != not
+            && TcpListener::bind(("127.0.0.12", port)).await.is_ok()
             && TcpListener::bind(("127.0.0.13", port)).await.is_ok();
         if ok {
             return port;
@@ -111,7 +136,11 @@ async fn free_port() -> u16 {
 }
 
 async fn answer(client: &DnsClient) -> Vec<String> {
-    let r = client.ask(APP, RecordType::A, Some(NEW_YORK)).await;
+    answer_for(client, APP).await
+}
+
+async fn answer_for(client: &DnsClient, name: &str) -> Vec<String> {
+    let r = client.ask(name, RecordType::A, Some(NEW_YORK)).await;
     answer_lines(&r)
         .into_iter()
         .map(|l| l.rsplit(' ').next().unwrap().to_owned())
@@ -120,12 +149,16 @@ async fn answer(client: &DnsClient) -> Vec<String> {
 
 /// Polls until the answer is `want`; panics with the last answer after PATIENCE.
 async fn until(client: &DnsClient, want: &[&str]) {
+    until_for(client, APP, want).await;
+}
+
+async fn until_for(client: &DnsClient, name: &str, want: &[&str]) {
     support::eventually(PATIENCE, || async move {
-        let got = answer(client).await;
+        let got = answer_for(client, name).await;
         if got == want {
             Ok(())
         } else {
-            Err(format!("answer stayed {got:?}, want {want:?}"))
+            Err(format!("{name}: answer stayed {got:?}, want {want:?}"))
         }
     })
     .await;
@@ -205,7 +238,7 @@ async fn http_status_and_hanging_listener() {
     lbs[1].status.store(200, Ordering::Relaxed);
     until(&client, &["127.0.0.11"]).await;
     let states = server.running.shared.health.states();
-    let us = &states[&SocketAddr::new("127.0.0.11".parse().unwrap(), port)];
+    let us = &states[&http_target("127.0.0.11", port, "/healthz")];
     assert!(us.failures >= 2 && us.probes > us.failures, "{us:?}");
     drop(lbs);
     server.running.shutdown(Duration::ZERO).await;
@@ -220,5 +253,211 @@ async fn probe_none_trusts_readiness() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(answer(&client).await, ["127.0.0.11"]);
     assert!(server.running.shared.health.states().is_empty());
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+fn http_target(ip: &str, port: u16, path: &str) -> Target {
+    Target {
+        addr: SocketAddr::new(ip.parse().unwrap(), port),
+        kind: ProbeKind::Http,
+        path: path.to_owned(),
+        expect: 200,
+    }
+}
+
+/// The state of one target, once it has been probed at least `probes` times.
+async fn probed(server: &TestServer, t: &Target, probes: u64) -> TargetState {
+    let mut seen = None;
+    support::eventually(PATIENCE, || {
+        let states = server.running.shared.health.states();
+        let s = states.get(t).cloned();
+        let done = s.as_ref().is_some_and(|s| s.probes >= probes);
+        seen = s;
+        async move {
+            if done {
+                Ok(())
+            } else {
+                Err(format!("{t} never reached {probes} probes: {states:?}"))
+            }
+        }
+    })
+    .await;
+    seen.unwrap()
+}
+
+/// The static form of a probe port: the service is on one port, its health on another.
+/// Only the probe port's listener decides; the service port has no listener at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_service_probe_port() {
+    let health_port = free_port().await;
+    let service_port = free_port_but(health_port).await;
+    let mut lbs = lbs(health_port, 200).await;
+    let config = config(service_port, "tcp").replace(
+        &format!("port: {service_port} }}"),
+        &format!("port: {service_port}, probe_port: {health_port} }}"),
+    );
+    let server = TestServer::start(&config).await;
+    let client = server.client();
+    until_states(&server, "healthy", |s| s.health == Health::Healthy).await;
+    until(&client, &["127.0.0.11"]).await;
+    // The health listener dies: New York leaves us-east.
+    lbs[0].down();
+    until(&client, &["127.0.0.12"]).await;
+    lbs[0].up().await;
+    until(&client, &["127.0.0.11"]).await;
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+/// A federation of fake member clusters (us-east-1, eu-west-1, ap-northeast-1 regions in
+/// that order) with TCP probes at the test's fast interval.
+async fn kube_federation(clusters: &[&FakeCluster]) -> TestServer {
+    let regions = ["us-east-1", "eu-west-1", "ap-northeast-1"];
+    let dir = support::temp_dir("kube-health");
+    let mut yaml = String::from(
+        "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\ngeoip: { database: city.mmdb }\n\
+         health: { probe: tcp, interval: 100ms, timeout: 200ms, rise: 2, fall: 2 }\n\
+         kubernetes: { watch_timeout: 2s, connect_timeout: 1s, sync_timeout: 10s }\nclusters:\n",
+    );
+    for (c, region) in clusters.iter().zip(regions) {
+        let kc = c.write_kubeconfig(&dir);
+        yaml.push_str(&format!(
+            "  - {{ name: {}, region: {region}, kubeconfig: {} }}\n",
+            c.name(),
+            kc.display()
+        ));
+    }
+    let path = support::write_config("kube-health-cfg", &yaml);
+    std::fs::copy(&path, dir.join("fedns.yaml")).unwrap();
+    for f in ["fed.zone", "city.mmdb"] {
+        std::fs::copy(path.parent().unwrap().join(f), dir.join(f)).unwrap();
+    }
+    TestServer::start_at(dir.join("fedns.yaml")).await
+}
+
+/// A LoadBalancer Service on `ip`, serving `port`, with one ready endpoint and the given
+/// `fedns.io/` annotations.
+fn annotated_service(
+    c: &FakeCluster,
+    name: &str,
+    ip: &str,
+    port: u16,
+    annotations: &[(&str, String)],
+) {
+    let mut svc = lb_service("default", name, &[ip], None, &[port]);
+    for (k, v) in annotations {
+        svc["metadata"]["annotations"][format!("fedns.io/{k}")] = v.clone().into();
+    }
+    c.apply(Resource::Services, svc);
+    c.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("default", name, &format!("{name}-abc"), &[true]),
+    );
+}
+
+/// A Service whose health is on another port (`fedns.io/probe-port`): when the listener on
+/// that port dies, its cluster leaves the answers, though the service port never had one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotated_probe_port_fails_over() {
+    let health_port = free_port().await;
+    let service_port = free_port_but(health_port).await;
+    let mut lbs = lbs(health_port, 200).await;
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    let probe_port = [("probe-port", health_port.to_string())];
+    annotated_service(&us, "app", "127.0.0.11", service_port, &probe_port);
+    annotated_service(&eu, "app", "127.0.0.12", service_port, &probe_port);
+    let server = kube_federation(&[&us, &eu]).await;
+    let client = server.client();
+    until(&client, &["127.0.0.11"]).await;
+    let us_target = Target {
+        addr: SocketAddr::new("127.0.0.11".parse().unwrap(), health_port),
+        kind: ProbeKind::Tcp,
+        path: String::new(),
+        expect: 0,
+    };
+    assert_eq!(probed(&server, &us_target, 1).await.health, Health::Healthy);
+
+    lbs[0].down();
+    until(&client, &["127.0.0.12"]).await;
+    lbs[0].up().await;
+    until(&client, &["127.0.0.11"]).await;
+    // Nothing probes the service port, which has no listener.
+    let states = server.running.shared.health.states();
+    assert!(
+        states.keys().all(|t| t.addr.port() == health_port),
+        "{states:?}"
+    );
+    server.running.shutdown(Duration::ZERO).await;
+}
+
+/// Two Services on one load-balancer address, probed on different paths, keep separate
+/// states: one failing does not take the other out, and deleting one leaves the other's
+/// state as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_on_one_address_keep_their_own_health() {
+    const WEB: &str = "web.default.myfed.svc.fed.example.com";
+    let port = free_port().await;
+    let lbs = lbs(port, 200).await;
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    for (c, ip) in [(&us, "127.0.0.11"), (&eu, "127.0.0.12")] {
+        for name in ["app", "web"] {
+            let probe = [
+                ("probe", "http".to_owned()),
+                ("probe-path", format!("/{name}")),
+            ];
+            annotated_service(c, name, ip, port, &probe);
+        }
+    }
+    let server = kube_federation(&[&us, &eu]).await;
+    let client = server.client();
+    until_for(&client, APP, &["127.0.0.11"]).await;
+    until_for(&client, WEB, &["127.0.0.11"]).await;
+
+    // us-east's `/web` fails: web leaves us-east, app stays.
+    lbs[0].set_path("/web", 503);
+    until_for(&client, WEB, &["127.0.0.12"]).await;
+    let app_target = http_target("127.0.0.11", port, "/app");
+    let web_target = http_target("127.0.0.11", port, "/web");
+    let app_before = probed(&server, &app_target, 1).await;
+    assert_eq!(app_before.health, Health::Healthy);
+    assert_eq!(answer_for(&client, APP).await, ["127.0.0.11"]);
+
+    // `/app` fails and comes back, so its state has a history of its own.
+    lbs[0].set_path("/app", 503);
+    until_for(&client, APP, &["127.0.0.12"]).await;
+    lbs[0].set_path("/app", 200);
+    until_for(&client, APP, &["127.0.0.11"]).await;
+    let app_before = probed(&server, &app_target, 1).await;
+    assert!(app_before.failures > 0, "{app_before:?}");
+
+    // Deleting web stops its probe and keeps app's state: its counts go on from where
+    // they were, not from a fresh start.
+    assert!(us.delete(Resource::Services, "default", "web"));
+    support::eventually(PATIENCE, || {
+        let gone = !server
+            .running
+            .shared
+            .health
+            .states()
+            .contains_key(&web_target);
+        async move {
+            if gone {
+                Ok(())
+            } else {
+                Err("web's probe target was never removed".to_owned())
+            }
+        }
+    })
+    .await;
+    let app_after = probed(&server, &app_target, app_before.probes + 2).await;
+    assert_eq!(app_after.health, Health::Healthy, "{app_after:?}");
+    assert!(
+        app_after.failures >= app_before.failures,
+        "app's state was reset: before {app_before:?}, after {app_after:?}"
+    );
+    assert_eq!(answer_for(&client, APP).await, ["127.0.0.11"]);
+    until_for(&client, WEB, &["127.0.0.12"]).await;
+    drop(lbs);
     server.running.shutdown(Duration::ZERO).await;
 }

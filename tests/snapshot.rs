@@ -56,7 +56,7 @@ fn shape(s: &Snapshot) -> String {
 fn incremental_updates_equal_full_builds() {
     let loaded = support::load(support::CONFIG);
     let store = Store::from_config(&loaded.config);
-    let health = |_: std::net::IpAddr, _: Option<u16>| Health::Healthy;
+    let health = |_: &fedns::store::Endpoint, _: std::net::IpAddr| Health::Healthy;
     let build = |store: &Store| {
         Snapshot::build(
             &loaded.config,

@@ -31,7 +31,7 @@ const ECS_NET: &str = "198.18.2.0/24";
 /// The demo config and the store filled from its static endpoints.
 fn demo() -> (Loaded, Store) {
     let loaded = Loaded::demo().unwrap();
-    let store = Store::from_config(&loaded.config);
+    let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     (loaded, store)
 }
 

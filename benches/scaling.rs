@@ -172,7 +172,7 @@ fn main() {
     let batch = env::env_usize("FEDNS_SCALING_BATCH", 32).max(1);
 
     let loaded = Loaded::demo().unwrap();
-    let store = Store::from_config(&loaded.config);
+    let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let snap = loaded.snapshot(&store, &Default::default()).unwrap();
     let published: Published = Arc::new(ArcSwap::from_pointee(snap));
     let handler = Handler::new(published, Arc::new(Metrics::new()), false);

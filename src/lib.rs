@@ -1,30 +1,31 @@
 //! fedns: a geo-aware, multi-cluster, authoritative DNS server for a Kubernetes federation
-//! zone. Modules in the order data flows:
-//!
-//! `config` -> `store` (what sources learned, per cluster) -> `snapshot` (immutable,
-//! published through arc-swap) -> `answer` (pure) -> `dns` (hickory-server handler).
-//! Beside them: `geo` (GeoIP and distances), `ecs` (strict ECS parsing), `zonefile`
-//! (static records), `demo` (the embedded federation), `explain`, and `app` (wiring).
+//! zone. The modules, in the order data flows through them (ARCHITECTURE.md draws it):
 
-pub mod admin;
+/// The pure answer function: (snapshot, question, client) -> answer.
 pub mod answer;
+/// Wiring: the loaded config, the sources' lifecycle, publishing, reload, readiness.
 pub mod app;
-pub mod cache;
+/// The YAML config: its shape, its values, its validation, and the zone file it names.
 pub mod config;
-pub mod counters;
-pub mod demo;
+/// The query path: raw query to raw reply (fast path, general path, cache, RRL).
 pub mod dns;
-pub mod ecs;
-pub mod explain;
-pub mod geo;
+/// Active probes of load-balancer addresses and the health table they fill.
 pub mod health;
-pub mod kubernetes;
+/// Sockets: binding, UDP worker threads, TCP connections.
+pub mod listen;
+/// Prometheus metrics: the registry and the per-worker query counters.
 pub mod metrics;
-pub mod rrl;
+/// What operators read: the admin HTTP server and `explain`.
+pub mod ops;
+/// The immutable snapshot an answer reads, its builder, and the client locator.
 pub mod snapshot;
-pub mod state;
+/// Where endpoints come from: member clusters' Kubernetes APIs, the config's static
+/// services, and the state file that keeps them across restarts.
+pub mod sources;
+/// The endpoint store: what the sources learned, per cluster, and what changed.
 pub mod store;
-pub mod tcp;
-pub mod udp;
-pub mod wire;
-pub mod zonefile;
+
+/// The embedded demo federation and its GeoIP database.
+pub mod demo;
+/// GeoIP lookups, distances and places; knows nothing of DNS or clusters.
+pub mod geo;

@@ -144,7 +144,8 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            let store = Store::from_config(&loaded.config);
+            let store =
+                Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
             let (Ok(name), Ok(qtype)) = (
                 Name::from_ascii(&name),
                 qtype.to_ascii_uppercase().parse::<RecordType>(),
@@ -159,7 +160,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
-            match fedns::explain::explain(&snap, &client, &name, qtype) {
+            match fedns::ops::explain::explain(&snap, &client, &name, qtype) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS

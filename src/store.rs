@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, PolicyKind, ProbeKind};
+use crate::config::{PolicyKind, ProbeKind};
 
 /// What kind of object an endpoint came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -231,13 +231,25 @@ impl Default for Store {
 }
 
 impl Store {
-    /// A store holding the config's static services.
-    pub fn from_config(config: &Config) -> Store {
+    /// A store of these clusters, each with its static endpoints
+    /// (`sources::static_services::endpoints` makes them from a config).
+    pub fn with_static(statics: BTreeMap<String, Vec<Endpoint>>) -> Store {
         let store = Store::default();
-        for (cluster, endpoints) in static_endpoints(config) {
-            store.update(&cluster, |c| c.static_endpoints = Arc::new(endpoints));
-        }
+        store.set_static(statics);
         store
+    }
+
+    /// Makes the store's clusters those of `statics`, each with its static endpoints. A
+    /// cluster not in it is removed, Kubernetes records and all.
+    pub fn set_static(&self, statics: BTreeMap<String, Vec<Endpoint>>) {
+        for name in self.cluster_names() {
+            if !statics.contains_key(&name) {
+                self.remove(&name);
+            }
+        }
+        for (cluster, endpoints) in statics {
+            self.update(&cluster, |c| c.static_endpoints = Arc::new(endpoints));
+        }
     }
 
     /// Changes one cluster's entry in any way; the next snapshot is a full rebuild.
@@ -333,45 +345,4 @@ impl Store {
     fn dirty(&self) -> std::sync::MutexGuard<'_, Dirty> {
         self.dirty.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// The static source: services declared in the config, per cluster.
-pub fn static_endpoints(config: &Config) -> BTreeMap<String, Vec<Endpoint>> {
-    config
-        .clusters
-        .iter()
-        .map(|c| {
-            let c = &c.value;
-            let endpoints = c
-                .services
-                .iter()
-                .map(|s| {
-                    let s = &s.value;
-                    Endpoint {
-                        kind: ObjectKind::Static,
-                        namespace: s.namespace.to_ascii_lowercase(),
-                        name: s.name.to_ascii_lowercase(),
-                        federated_name: true,
-                        hosts: s
-                            .hosts
-                            .iter()
-                            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
-                            .collect(),
-                        addresses: s.addresses.clone(),
-                        hostname: s.hostname.clone(),
-                        port: s.port,
-                        ready: true,
-                        settings: Settings {
-                            probe: s.probe,
-                            probe_path: s.probe_path.clone(),
-                            probe_port: s.probe_port,
-                            probe_expect: s.probe_status,
-                            ..Settings::default()
-                        },
-                    }
-                })
-                .collect();
-            (c.name.clone(), endpoints)
-        })
-        .collect()
 }

@@ -7,7 +7,8 @@ mod support;
 use std::net::IpAddr;
 
 use fedns::answer::{Client, Question, answer};
-use fedns::snapshot::{Health, Snapshot};
+use fedns::health::Health;
+use fedns::snapshot::Snapshot;
 use fedns::store::{Endpoint, Store};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
@@ -15,7 +16,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 /// A snapshot of `config` in which the addresses in `down` fail their probes.
 fn snapshot(config: &str, down: &[&str]) -> Snapshot {
     let loaded = support::load(config);
-    let store = Store::from_config(&loaded.config);
+    let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let down: Vec<IpAddr> = down.iter().map(|a| a.parse().unwrap()).collect();
     let health = |_: &Endpoint, ip: IpAddr| {
         if down.contains(&ip) {
@@ -151,7 +152,7 @@ fn a_region_with_nothing_healthy_points_up_to_the_global_name() {
 fn explain_names_location_candidates_and_choice() {
     let snap = snapshot(support::CONFIG, &["192.0.2.10", "2001:db8:10::10"]);
     let name = Name::from_ascii(APP).unwrap();
-    let text = fedns::explain::explain(&snap, NEW_YORK, &name, RecordType::A).unwrap();
+    let text = fedns::ops::explain::explain(&snap, NEW_YORK, &name, RecordType::A).unwrap();
     assert!(
         text.contains("located:  40.71,-74.01 by GeoIP (city coordinates) (network 198.18.0.0/24)"),
         "{text}"
@@ -175,13 +176,13 @@ fn explain_names_location_candidates_and_choice() {
         text.contains(&format!("{APP} 30 IN A 198.51.100.10")),
         "{text}"
     );
-    assert!(fedns::explain::explain(&snap, "198.18.0.1/24", &name, RecordType::A).is_err());
+    assert!(fedns::ops::explain::explain(&snap, "198.18.0.1/24", &name, RecordType::A).is_err());
 }
 
 #[test]
 fn each_demo_network_gets_its_documented_nearest_cluster() {
     let loaded = fedns::app::Loaded::demo().unwrap();
-    let store = Store::from_config(&loaded.config);
+    let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let snap = loaded.snapshot(&store, &Default::default()).unwrap();
     let name = Name::from_ascii(APP).unwrap();
     for n in fedns::demo::NETWORKS {

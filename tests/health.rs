@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use apiserver::{FakeCluster, Resource, endpoint_slice, lb_service};
 use fedns::config::ProbeKind;
+use fedns::health::Health;
 use fedns::health::{Target, TargetState};
-use fedns::snapshot::Health;
 use hickory_proto::rr::RecordType;
 use support::{DnsClient, TestServer, answer_lines};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -264,7 +264,9 @@ fn a_rotated_name_takes_one_cache_slot_however_often_asked() {
     use fedns::dns::{Handler, Worker};
     use fedns::metrics::Proto;
     let loaded = support::load(CONFIG);
-    let store = fedns::store::Store::from_config(&loaded.config);
+    let store = fedns::store::Store::with_static(fedns::sources::static_services::endpoints(
+        &loaded.config,
+    ));
     let snap = loaded.snapshot(&store, &Default::default()).unwrap();
     let handler = Handler::new(
         std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snap)),

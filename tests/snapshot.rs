@@ -5,7 +5,8 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use fedns::snapshot::{Health, Snapshot};
+use fedns::health::Health;
+use fedns::snapshot::Snapshot;
 use fedns::store::{Endpoint, ObjectKind, Settings, Store};
 
 fn endpoint(
@@ -55,7 +56,7 @@ fn shape(s: &Snapshot) -> String {
 #[test]
 fn incremental_updates_equal_full_builds() {
     let loaded = support::load(support::CONFIG);
-    let store = Store::from_config(&loaded.config);
+    let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let health = |_: &fedns::store::Endpoint, _: std::net::IpAddr| Health::Healthy;
     let build = |store: &Store| {
         Snapshot::build(

@@ -4,6 +4,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = fedns::ecs::extract(data);
-    let _ = fedns::ecs::parse_option(data);
+    let _ = fedns::dns::ecs::extract(data);
+    let _ = fedns::dns::ecs::parse_option(data);
 });

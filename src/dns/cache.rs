@@ -20,8 +20,8 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use hickory_proto::op::ResponseCode;
 
+use crate::dns::wire::Template;
 use crate::snapshot::{ClusterId, LocationKey, LocationSource, Locator, Snapshot};
-use crate::wire::Template;
 
 /// How many reply templates (and questions never cached) one cache holds before it starts
 /// over. At a few hundred bytes each, a few MiB per worker at most.

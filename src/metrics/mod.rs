@@ -12,11 +12,17 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::counters::{self, GEO, QTYPE_NAMES, QUERY_SLOTS, QueryCollector, RCODES, Shard};
+use self::probes::ProbeCollector;
+use self::shards::{GEO, QTYPE_NAMES, QUERY_SLOTS, QueryCollector, RCODES, Shard};
 use crate::geo::Precision;
-use crate::snapshot::{Health, LocationSource};
+use crate::health::HealthTable;
 
-/// Query types counted by name (`counters::QTYPE_NAMES`, in the same order); everything
+mod families;
+pub mod probes;
+pub mod shards;
+use crate::snapshot::LocationSource;
+
+/// Query types counted by name (`shards::QTYPE_NAMES`, in the same order); everything
 /// else is `other`, the last name.
 const QTYPES: [RecordType; 9] = [
     RecordType::A,
@@ -147,14 +153,11 @@ impl LocalStats {
 pub struct Metrics {
     pub registry: Registry,
     /// The per-query counters, per worker.
-    counters: Arc<counters::Registry>,
+    counters: Arc<shards::Registry>,
     pub cluster_stale: IntGaugeVec,
     pub cluster_synced: IntGaugeVec,
     pub cluster_last_sync: IntGaugeVec,
     pub cluster_endpoints: IntGaugeVec,
-    pub probe_healthy: IntGaugeVec,
-    probes_ok: IntCounter,
-    probes_failed: IntCounter,
     pub snapshot_builds: IntCounter,
     pub snapshot_build_duration: Histogram,
     reloads_ok: IntCounter,
@@ -192,15 +195,9 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let counters = Arc::new(counters::Registry::default());
+        let counters = Arc::new(shards::Registry::default());
         r.register(Box::new(QueryCollector::new(counters.clone())))
             .expect("unique metric");
-        let probes = counter_vec(
-            &r,
-            "fedns_probes_total",
-            "Health probes by result.",
-            &["result"],
-        );
         let reloads = counter_vec(
             &r,
             "fedns_reloads_total",
@@ -266,14 +263,6 @@ impl Metrics {
                 "Load-balanced objects known in the cluster.",
                 &["cluster"],
             ),
-            probe_healthy: gauge_vec(
-                &r,
-                "fedns_probe_healthy",
-                "1 when the probe target (a load-balancer address and port, probed as `probe`) is healthy.",
-                &["address", "probe"],
-            ),
-            probes_ok: probes.with_label_values(&["ok"]),
-            probes_failed: probes.with_label_values(&["fail"]),
             snapshot_builds,
             snapshot_build_duration,
             reloads_ok: reloads.with_label_values(&["ok"]),
@@ -345,24 +334,11 @@ impl Metrics {
         self.counters.set_clusters(names);
     }
 
-    pub fn probe(&self, ok: bool) {
-        if ok {
-            self.probes_ok.inc();
-        } else {
-            self.probes_failed.inc();
-        }
-    }
-
-    /// Sets the gauge of one probe target: its address and port, and how it is probed
-    /// (`tcp`, `http /healthz 200`), so that two probes of one address are two series.
-    pub fn set_probe_health(&self, address: &str, probe: &str, health: Health) {
-        self.probe_healthy
-            .with_label_values(&[address, probe])
-            .set(i64::from(health == Health::Healthy));
-    }
-
-    pub fn forget_probe(&self, address: &str, probe: &str) {
-        let _ = self.probe_healthy.remove_label_values(&[address, probe]);
+    /// Exposes the probes' health and counts, read from the table at every scrape.
+    pub fn watch_health(&self, table: Arc<HealthTable>) {
+        self.registry
+            .register(Box::new(ProbeCollector::new(table)))
+            .expect("unique metric");
     }
 
     /// Counts one rate-limited response: slipped (sent truncated) or dropped.

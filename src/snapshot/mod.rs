@@ -11,10 +11,11 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name, Record};
 use ipnet::IpNet;
 
+use crate::config::zonefile::ZoneData;
 use crate::config::{AllUnhealthy, Config, PolicyKind};
 use crate::geo::{self, GeoDb, GeoHit, LatLon, Precision, places};
+use crate::health::Health;
 use crate::store::{ClusterEndpoints, Endpoint, NameKey, Settings};
-use crate::zonefile::ZoneData;
 
 /// Index of a cluster in `Snapshot::clusters`.
 pub type ClusterId = u16;
@@ -25,13 +26,6 @@ pub enum BuildError {
     Zone(String),
     #[error("too many clusters ({0}); at most 65535")]
     TooManyClusters(usize),
-}
-
-/// Health of one load-balancer address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Health {
-    Healthy,
-    Unhealthy,
 }
 
 #[derive(Clone, Debug)]

@@ -1,4 +1,4 @@
-//! The DNS side: the query path from raw bytes to raw reply, and the listeners.
+//! The query path: from a raw query to a raw reply.
 //!
 //! Two paths. The fast one (`wire` reads the query, `cache` holds encoded reply templates
 //! per question and client location) covers well-formed queries: one question, class IN,
@@ -6,14 +6,13 @@
 //! general path: hickory parses the message and encodes the reply (errors, truncation).
 //! Both call the same pure answer function on the same snapshot, loaded once per query.
 //!
-//! Listeners: UDP worker threads (`udp`, recvmmsg/sendmmsg on SO_REUSEPORT sockets) and
-//! TCP on the tokio runtime (`tcp`, with connection limits and timeouts).
+//! Sockets are not here: `listen` binds them and runs this path for every query it
+//! receives, so the query path can be driven without a socket (`Handler::respond_once`).
 //!
 //! Architecture invariant: hickory types stay in this module and `answer`; nothing here
 //! knows of Kubernetes, the store or how snapshots are built.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -29,19 +28,20 @@ use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use ipnet::IpNet;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
+pub mod cache;
+pub mod ecs;
+pub mod rrl;
+pub mod wire;
+
+use self::cache::{AnswerCache, Cached, LocationMemo, Lookup, Store};
 use crate::answer::{self, Answer, Client, Question};
-use crate::cache::{AnswerCache, Cached, LocationMemo, Lookup, Store};
-use crate::ecs;
+
+use self::rrl::{Limiter, Verdict};
+use self::wire::{Ecs, MAX_NAME, QuestionKey, Template};
 use crate::metrics::{LocalStats, Metrics, Proto};
-use crate::rrl::{Limiter, Verdict};
 use crate::snapshot::{LocationKey, Published, Snapshot};
-use crate::tcp::{self, TcpLimits};
-use crate::udp;
-use crate::wire::{self, Ecs, MAX_NAME, QuestionKey, Template};
 
 /// The largest UDP reply we send, whatever the client offers: 1232 bytes avoids IP
 /// fragmentation on every common path (DNS Flag Day 2020).
@@ -652,127 +652,4 @@ impl Handler {
             question: None,
         }
     }
-}
-
-/// How the listeners are run.
-#[derive(Debug, Clone, Copy)]
-pub struct ServeSettings {
-    /// UDP worker threads (and sockets) per listen address.
-    pub udp_workers: usize,
-    pub tcp: TcpLimits,
-    /// How long open TCP connections may take to finish on shutdown.
-    pub linger: Duration,
-}
-
-/// The DNS listeners of a running server.
-pub struct DnsServer {
-    udp_threads: Vec<std::thread::JoinHandle<()>>,
-    udp_stop: Arc<AtomicBool>,
-    tcp_stop: watch::Sender<bool>,
-    tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Where it listens (the real ports when the config asked for port 0).
-    pub addrs: Vec<SocketAddr>,
-}
-
-impl DnsServer {
-    /// Binds UDP (`udp_workers` sockets and threads) and TCP on every address and starts
-    /// serving. Must be called within a tokio runtime (TCP runs there).
-    pub fn bind(
-        addrs: &[SocketAddr],
-        handler: Handler,
-        metrics: Arc<Metrics>,
-        settings: ServeSettings,
-    ) -> std::io::Result<DnsServer> {
-        let udp_stop = Arc::new(AtomicBool::new(false));
-        let (tcp_stop, stop_rx) = watch::channel(false);
-        let mut bound = Vec::new();
-        let mut sockets = Vec::new();
-        let mut listeners = Vec::new();
-        for addr in addrs {
-            let (udp, tcp) = bind_pair(*addr, settings.udp_workers.max(1))?;
-            bound.push(udp[0].local_addr()?);
-            sockets.extend(udp);
-            listeners.push(tcp);
-        }
-        // Everything is bound before anything starts, so a failure leaves nothing running.
-        let udp_threads = udp::spawn(sockets, &handler, &udp_stop)?;
-        let tcp_tasks = listeners
-            .into_iter()
-            .map(|l| {
-                tokio::spawn(tcp::serve(
-                    l,
-                    handler.clone(),
-                    metrics.clone(),
-                    settings.tcp,
-                    stop_rx.clone(),
-                    settings.linger,
-                ))
-            })
-            .collect();
-        Ok(DnsServer {
-            udp_threads,
-            udp_stop,
-            tcp_stop,
-            tcp_tasks,
-            addrs: bound,
-        })
-    }
-
-    /// Stops accepting, lets open TCP connections finish (up to the linger time) and
-    /// waits for the UDP workers to finish their batch.
-    pub async fn shutdown(self) {
-        let _ = self.tcp_stop.send(true);
-        for t in self.tcp_tasks {
-            let _ = t.await;
-        }
-        self.udp_stop.store(true, Ordering::Relaxed);
-        let threads = self.udp_threads;
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                if t.join().is_err() {
-                    warn!("a UDP worker panicked");
-                }
-            }
-        })
-        .await;
-    }
-}
-
-/// UDP sockets and a TCP listener on the same address; with port 0, the same ephemeral
-/// port for all.
-fn bind_pair(
-    addr: SocketAddr,
-    workers: usize,
-) -> std::io::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
-    if addr.port() != 0 {
-        return Ok((udp::bind(addr, workers)?, bind_tcp(addr)?));
-    }
-    let mut last = None;
-    for _ in 0..16 {
-        let udp = udp::bind(addr, workers)?;
-        match bind_tcp(udp[0].local_addr()?) {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
-}
-
-fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let s = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    if addr.is_ipv6() {
-        // So that `0.0.0.0:53` and `[::]:53` can both be listed (Linux would otherwise let
-        // `[::]` take IPv4 too and the second bind fail).
-        s.set_only_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    // Restart without waiting for TIME_WAIT connections of the previous process to expire.
-    s.set_reuse_address(true)?;
-    s.bind(&addr.into())?;
-    s.listen(1024)?;
-    TcpListener::from_std(s.into())
 }

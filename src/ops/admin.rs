@@ -17,11 +17,31 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing::debug;
 
-use crate::app::Shared;
-use crate::snapshot::{FedName, Health, Snapshot};
+use crate::health::Health;
+use crate::health::HealthTable;
+use crate::metrics::Metrics;
+use crate::snapshot::Published;
+use crate::snapshot::{FedName, Snapshot};
+use crate::store::Store;
+
+/// What the admin server reads: the published snapshot, the store, the health table and
+/// the metrics, and whether the server is ready. Nothing of the app's wiring.
+#[derive(Clone)]
+pub struct AdminState {
+    pub published: Published,
+    pub store: Arc<Store>,
+    pub health: Arc<HealthTable>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<dyn Readiness>,
+}
+
+/// Whether /readyz answers 200, and if not, why.
+pub trait Readiness: Send + Sync {
+    fn readiness(&self) -> Result<(), String>;
+}
 
 /// Accepts admin connections until aborted.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<AdminState>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
@@ -52,7 +72,7 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(shared: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "GET only\n".into());
     }
@@ -63,7 +83,7 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             shared.metrics.render(),
         ),
         "/healthz" | "/live" => reply(StatusCode::OK, TEXT, "ok\n".into()),
-        "/readyz" | "/ready" => match shared.readiness() {
+        "/readyz" | "/ready" => match shared.readiness.readiness() {
             Ok(()) => reply(StatusCode::OK, TEXT, "ready\n".into()),
             Err(why) => reply(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -87,7 +107,7 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// `/debug/explain?name=<name>&client=<ip or cidr>&type=<A|AAAA|...>`: the decision
 /// `fedns explain` prints, against the live snapshot (with live health).
-fn explain(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
+fn explain(shared: &AdminState, query: &str) -> Response<Full<Bytes>> {
     let mut name = None;
     let mut client = None;
     let mut qtype = "A".to_owned();
@@ -115,7 +135,7 @@ fn explain(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
         return reply(StatusCode::BAD_REQUEST, TEXT, "bad name or type\n".into());
     };
     let snap = shared.published.load_full();
-    match crate::explain::explain(&snap, &client, &name, qtype) {
+    match crate::ops::explain::explain(&snap, &client, &name, qtype) {
         Ok(text) => reply(StatusCode::OK, TEXT, text),
         Err(e) => reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
     }
@@ -148,7 +168,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Every name with its clusters, addresses, health and staleness; every cluster with its
 /// watch state; every probe.
-fn records(shared: &Shared) -> Value {
+fn records(shared: &AdminState) -> Value {
     let snap = shared.published.load_full();
     let contents = shared.store.contents();
     let mut names: Vec<Value> = Vec::new();

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
+
+use super::families::{counter, desc, family, labels};
 
 /// Upper bounds (seconds) of the query duration histogram's buckets; +Inf follows.
 const DURATION_BUCKETS: [f64; 11] = [
@@ -296,15 +298,6 @@ const ANSWERS: (&str, &str) = (
 
 impl QueryCollector {
     pub fn new(registry: Arc<Registry>) -> QueryCollector {
-        let desc = |(name, help): (&str, &str), labels: &[&str]| {
-            Desc::new(
-                name.to_owned(),
-                help.to_owned(),
-                labels.iter().map(|l| (*l).to_owned()).collect(),
-                Default::default(),
-            )
-            .expect("valid metric")
-        };
         QueryCollector {
             registry,
             descs: vec![
@@ -317,35 +310,6 @@ impl QueryCollector {
             ],
         }
     }
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-    pairs
-        .iter()
-        .map(|(name, value)| {
-            let mut l = LabelPair::default();
-            l.set_name((*name).to_owned());
-            l.set_value((*value).to_owned());
-            l
-        })
-        .collect()
-}
-
-fn counter(pairs: &[(&str, &str)], value: u64) -> Metric {
-    let mut c = Counter::default();
-    c.set_value(value as f64);
-    let mut m = Metric::from_label(labels(pairs));
-    m.set_counter(c);
-    m
-}
-
-fn family((name, help): (&str, &str), kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_owned());
-    f.set_help(help.to_owned());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
 }
 
 impl Collector for QueryCollector {

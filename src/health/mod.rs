@@ -11,7 +11,8 @@
 //! choice (first answers treat everything as down) is a long-standing complaint (#12557).
 //!
 //! Architecture invariant: the query path never waits on a probe; it reads health from the
-//! snapshot, which the builder fills from this table.
+//! snapshot, which the builder fills from this table. The prober writes only this table
+//! and wakes the store; metrics and /debug read the table when they are asked.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -25,9 +26,14 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::config::{HealthConfig, ProbeKind};
-use crate::metrics::Metrics;
-use crate::snapshot::Health;
 use crate::store::{ClusterEndpoints, Endpoint, Store};
+
+/// Health of one probe target, and so of the load-balancer address it probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    Healthy,
+    Unhealthy,
+}
 
 /// What is probed: an address and port, and how. Health is recorded and read under this
 /// key, so two objects that share a load-balancer address but probe it differently keep
@@ -158,16 +164,27 @@ impl TargetState {
     }
 }
 
-/// Health of every probe target. Written by probe loops, read by the snapshot builder.
+/// Health of every probe target. Written by probe loops; read by the snapshot builder,
+/// and by metrics and /debug at scrape time.
 #[derive(Debug, Default)]
 pub struct HealthTable {
-    states: Mutex<HashMap<Target, TargetState>>,
+    inner: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    states: HashMap<Target, TargetState>,
+    /// Probes and failures of targets no longer probed, so that totals never go back.
+    retired: (u64, u64),
 }
 
 impl HealthTable {
     /// Health of a target; a target not probed (yet) counts as healthy.
     pub fn health(&self, t: &Target) -> Health {
-        self.lock().get(t).map_or(Health::Healthy, |s| s.health)
+        self.lock()
+            .states
+            .get(t)
+            .map_or(Health::Healthy, |s| s.health)
     }
 
     /// Health of one load-balancer address of an endpoint, read under the target that
@@ -179,11 +196,28 @@ impl HealthTable {
 
     /// A copy of every state, for /debug.
     pub fn states(&self) -> HashMap<Target, TargetState> {
-        self.lock().clone()
+        self.lock().states.clone()
+    }
+
+    /// Every target's health, for the probe gauges.
+    pub fn healths(&self) -> Vec<(Target, Health)> {
+        let t = self.lock();
+        t.states
+            .iter()
+            .map(|(k, s)| (k.clone(), s.health))
+            .collect()
+    }
+
+    /// Probes run and probes failed since start, over every target there has been.
+    pub fn totals(&self) -> (u64, u64) {
+        let t = self.lock();
+        t.states
+            .values()
+            .fold(t.retired, |(p, f), s| (p + s.probes, f + s.failures))
     }
 
     fn record(&self, t: &Target, result: Result<(), String>, rise: u32, fall: u32) -> bool {
-        let mut states = self.lock();
+        let states = &mut self.lock().states;
         if let Some(s) = states.get_mut(t) {
             return s.record(result, rise, fall);
         }
@@ -194,12 +228,16 @@ impl HealthTable {
     }
 
     fn forget(&self, t: &Target) {
-        self.lock().remove(t);
+        let mut table = self.lock();
+        if let Some(s) = table.states.remove(t) {
+            table.retired.0 += s.probes;
+            table.retired.1 += s.failures;
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Target, TargetState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         // Every write is one entry update: a poisoned lock holds consistent data.
-        self.states.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -220,12 +258,7 @@ pub fn targets(
 }
 
 /// Keeps one probe loop per target, following the store. Runs until aborted.
-pub async fn run(
-    store: Arc<Store>,
-    table: Arc<HealthTable>,
-    cfg: HealthConfig,
-    metrics: Arc<Metrics>,
-) {
+pub async fn run(store: Arc<Store>, table: Arc<HealthTable>, cfg: HealthConfig) {
     let limit = Arc::new(Semaphore::new(cfg.max_concurrent));
     let mut loops = Loops(HashMap::new());
     let mut changed = store.subscribe();
@@ -236,7 +269,6 @@ pub async fn run(
             if !keep {
                 handle.abort();
                 table.forget(t);
-                metrics.forget_probe(&t.addr.to_string(), &t.probe());
                 debug!(target = %t, "probe stopped");
             }
             keep
@@ -250,7 +282,6 @@ pub async fn run(
                     table.clone(),
                     store.clone(),
                     limit.clone(),
-                    metrics.clone(),
                 )));
             }
         }
@@ -287,10 +318,7 @@ async fn probe_loop(
     table: Arc<HealthTable>,
     store: Arc<Store>,
     limit: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
 ) {
-    let (address, how) = (t.addr.to_string(), t.probe());
-    metrics.set_probe_health(&address, &how, Health::Healthy);
     // The first probe soon (spread over 250 ms), then every interval ±10 %.
     let first = Duration::from_millis(250).min(cfg.interval);
     tokio::time::sleep(first.mul_f64(jitter(&t, 0))).await;
@@ -305,11 +333,9 @@ async fn probe_loop(
         if let Err(e) = &result {
             debug!(target = %t, error = e.as_str(), "probe failed");
         }
-        metrics.probe(result.is_ok());
         if table.record(&t, result, cfg.rise, cfg.fall) {
             let h = table.health(&t);
             info!(target = %t, health = ?h, "health changed");
-            metrics.set_probe_health(&address, &how, h);
             store.touch();
         }
         let spread = 0.9 + 0.2 * jitter(&t, round);

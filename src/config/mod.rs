@@ -19,6 +19,8 @@ use serde_saphyr::Spanned;
 
 use crate::geo::{LatLon, places};
 
+pub mod zonefile;
+
 /// A configuration error: the file, the line (when one can be named) and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

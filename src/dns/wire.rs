@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use crate::ecs;
+use crate::dns::ecs;
 
 /// The longest name on the wire (RFC 1035 section 3.1).
 pub const MAX_NAME: usize = 255;

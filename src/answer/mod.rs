@@ -14,7 +14,8 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use crate::config::{AllUnhealthy, PolicyKind};
-use crate::snapshot::{ClusterId, FedName, Health, Located, LocationSource, Member, Snapshot};
+use crate::health::Health;
+use crate::snapshot::{ClusterId, FedName, Located, LocationSource, Member, Snapshot};
 
 /// How many CNAMEs inside the zone an answer follows before it stops (loops are config
 /// mistakes, but must not hang or grow a reply without bound).

@@ -9,16 +9,17 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 
+use crate::config::zonefile::{ZoneData, ZoneError};
 use crate::config::{Config, ConfigError};
 use crate::demo;
-use crate::dns::{DnsServer, Handler, ServeSettings};
+use crate::dns::Handler;
 use crate::geo::{GeoDb, GeoError};
 use crate::health::{self, HealthTable};
-use crate::kubernetes::{self, ClusterAccess, KubeError};
+use crate::listen::tcp::TcpLimits;
+use crate::listen::{DnsServer, ServeSettings};
 use crate::snapshot::{BuildError, Published, Snapshot};
+use crate::sources::kubernetes::{self, ClusterAccess, KubeError};
 use crate::store::{Endpoint, Store};
-use crate::tcp::TcpLimits;
-use crate::zonefile::{ZoneData, ZoneError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,12 +28,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::admin;
 use crate::config::HealthConfig;
+use crate::dns::rrl::Limiter;
 use crate::metrics::Metrics;
-use crate::rrl::Limiter;
-use crate::state;
-use crate::store;
+use crate::ops::admin::{self, AdminState, Readiness};
+use crate::sources::state_file;
+use crate::sources::static_services;
 
 /// Anything that stops a config from loading. Each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -167,16 +168,8 @@ impl Shared {
     /// started, restarted or stopped per cluster, the prober restarted if its settings
     /// changed. Clusters whose settings did not change keep their watches and records.
     fn sync_sources(&self, loaded: &Loaded) {
-        let statics = store::static_endpoints(&loaded.config);
-        for name in self.store.cluster_names() {
-            if !statics.contains_key(&name) {
-                self.store.remove(&name);
-            }
-        }
-        for (cluster, endpoints) in statics {
-            self.store
-                .update(&cluster, |c| c.static_endpoints = Arc::new(endpoints));
-        }
+        self.store
+            .set_static(static_services::endpoints(&loaded.config));
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         let zone = loaded
             .config
@@ -230,7 +223,6 @@ impl Shared {
                 self.store.clone(),
                 self.health.clone(),
                 health.clone(),
-                self.metrics.clone(),
             ));
             sources.prober = Some((health.clone(), task));
         }
@@ -271,41 +263,6 @@ impl Shared {
                 error!("reload failed, still serving the previous config: {e}");
                 Err(e)
             }
-        }
-    }
-
-    /// Whether /readyz should answer 200, and if not, why.
-    pub fn readiness(&self) -> Result<(), String> {
-        if self.draining.load(Ordering::Relaxed) {
-            return Err("shutting down".into());
-        }
-        let loaded = self.loaded.load();
-        let timeout = loaded.config.kubernetes.sync_timeout;
-        if self.started.elapsed() >= timeout {
-            return Ok(());
-        }
-        // From the published snapshot, not the store: ready means the records are served.
-        let snap = self.published.load();
-        let waiting: Vec<&str> = loaded
-            .clusters
-            .iter()
-            .filter(|a| {
-                snap.clusters
-                    .iter()
-                    .find(|c| c.name == a.cluster)
-                    // An unreachable cluster does not hold readiness back.
-                    .is_some_and(|c| !c.synced && !c.stale)
-            })
-            .map(|a| a.cluster.as_str())
-            .collect();
-        if waiting.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "waiting for clusters to sync: {} (at most {:?} after start)",
-                waiting.join(", "),
-                timeout
-            ))
         }
     }
 
@@ -391,6 +348,44 @@ impl Shared {
     }
 }
 
+/// Ready once every reachable member cluster's records are served (or `sync_timeout` has
+/// passed), and not while draining.
+impl Readiness for Shared {
+    fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("shutting down".into());
+        }
+        let loaded = self.loaded.load();
+        let timeout = loaded.config.kubernetes.sync_timeout;
+        if self.started.elapsed() >= timeout {
+            return Ok(());
+        }
+        // From the published snapshot, not the store: ready means the records are served.
+        let snap = self.published.load();
+        let waiting: Vec<&str> = loaded
+            .clusters
+            .iter()
+            .filter(|a| {
+                snap.clusters
+                    .iter()
+                    .find(|c| c.name == a.cluster)
+                    // An unreachable cluster does not hold readiness back.
+                    .is_some_and(|c| !c.synced && !c.stale)
+            })
+            .map(|a| a.cluster.as_str())
+            .collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "waiting for clusters to sync: {} (at most {:?} after start)",
+                waiting.join(", "),
+                timeout
+            ))
+        }
+    }
+}
+
 /// A running fedns.
 pub struct Running {
     pub dns: DnsServer,
@@ -434,15 +429,18 @@ impl Running {
 /// Fills the store, publishes the first snapshot, starts the sources, binds the DNS and
 /// admin listeners, and starts the reloader.
 pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartError> {
-    let store = Arc::new(Store::from_config(&loaded.config));
+    let store = Arc::new(Store::with_static(static_services::endpoints(
+        &loaded.config,
+    )));
     if let Some(path) = &loaded.config.state_file {
         let watched: Vec<String> = loaded.clusters.iter().map(|a| a.cluster.clone()).collect();
-        state::restore(&store, path, &watched);
+        state_file::restore(&store, path, &watched);
     }
     // Subscribe before the first build so that no change can fall between the two.
     let changed = store.subscribe();
     let health = Arc::new(HealthTable::default());
     let metrics = Arc::new(Metrics::new());
+    metrics.watch_health(health.clone());
     let snapshot = loaded.snapshot(&store, &health)?;
     let names: Vec<&str> = snapshot.clusters.iter().map(|c| c.name.as_str()).collect();
     metrics.set_clusters(&names);
@@ -468,7 +466,7 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
     shared.cluster_metrics();
     let mut tasks = vec![tokio::spawn(publish_loop(shared.clone(), changed))];
     if let Some(path) = shared.loaded.load().config.state_file.clone() {
-        tasks.push(tokio::spawn(state::run(shared.store.clone(), path)));
+        tasks.push(tokio::spawn(state_file::run(shared.store.clone(), path)));
     }
     let rrl = shared
         .loaded
@@ -515,7 +513,14 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
                     source,
                 })?;
             let bound = listener.local_addr().ok();
-            tasks.push(tokio::spawn(admin::serve(listener, shared.clone())));
+            let state = AdminState {
+                published: shared.published.clone(),
+                store: shared.store.clone(),
+                health: shared.health.clone(),
+                metrics: shared.metrics.clone(),
+                readiness: shared.clone(),
+            };
+            tasks.push(tokio::spawn(admin::serve(listener, Arc::new(state))));
             bound
         }
         None => None,

@@ -13,9 +13,9 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 use fedns::answer::{Client, Question};
-use fedns::app::Loaded;
+use fedns::app::LoadedConfig;
 use fedns::dns::{Handler, Worker};
-use fedns::metrics::Proto;
+use fedns::metrics::Transport;
 use fedns::snapshot::{Published, Snapshot};
 use fedns::store::Store;
 
@@ -29,8 +29,8 @@ const GEO_NAME: &str = "app.default.myfed.svc.fed.example.com.";
 const ECS_NET: &str = "198.18.2.0/24";
 
 /// The demo config and the store filled from its static endpoints.
-fn demo() -> (Loaded, Store) {
-    let loaded = Loaded::demo().unwrap();
+fn demo() -> (LoadedConfig, Store) {
+    let loaded = LoadedConfig::demo().unwrap();
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     (loaded, store)
 }
@@ -58,11 +58,11 @@ fn query_path(c: &mut Criterion, published: &Published) {
     let mut warm = c.benchmark_group("query_path");
     for (name, bytes) in &cases {
         // A reply must come out, or the bench measures an error path.
-        assert!(handler.respond_once(bytes, src, Proto::Udp).is_some());
+        assert!(handler.respond_once(bytes, src, Transport::Udp).is_some());
         let mut worker = Worker::default();
         let mut out = Vec::with_capacity(1232);
         warm.bench_function(*name, |b| {
-            b.iter(|| handler.respond(&mut worker, black_box(bytes), src, Proto::Udp, &mut out))
+            b.iter(|| handler.respond(&mut worker, black_box(bytes), src, Transport::Udp, &mut out))
         });
     }
     // Many clients: each query a different ECS /24 of the demo database, so the cache
@@ -76,7 +76,7 @@ fn query_path(c: &mut Criterion, published: &Published) {
     warm.bench_function("geo_ecs_256_subnets", |b| {
         b.iter(|| {
             i = (i + 1) % spread.len();
-            handler.respond(&mut worker, &spread[i], src, Proto::Udp, &mut out)
+            handler.respond(&mut worker, &spread[i], src, Transport::Udp, &mut out)
         })
     });
     warm.finish();
@@ -89,7 +89,7 @@ fn query_path(c: &mut Criterion, published: &Published) {
                     &mut Worker::default(),
                     black_box(bytes),
                     src,
-                    Proto::Udp,
+                    Transport::Udp,
                     &mut out,
                 )
             })
@@ -103,11 +103,19 @@ fn query_path(c: &mut Criterion, published: &Published) {
     q.set_query_class(DNSClass::CH);
     m.add_query(q);
     let chaos = m.to_vec().unwrap();
-    assert!(handler.respond_once(&chaos, src, Proto::Udp).is_some());
+    assert!(handler.respond_once(&chaos, src, Transport::Udp).is_some());
     let mut worker = Worker::default();
     let mut out = Vec::with_capacity(1232);
     general.bench_function("chaos", |b| {
-        b.iter(|| handler.respond(&mut worker, black_box(&chaos), src, Proto::Udp, &mut out))
+        b.iter(|| {
+            handler.respond(
+                &mut worker,
+                black_box(&chaos),
+                src,
+                Transport::Udp,
+                &mut out,
+            )
+        })
     });
     general.finish();
 }
@@ -144,7 +152,7 @@ fn geoip(c: &mut Criterion, snap: &Snapshot) {
 }
 
 /// Building a snapshot of the demo from config and store (done on every store change).
-fn snapshot(c: &mut Criterion, loaded: &Loaded, store: &Store) {
+fn snapshot(c: &mut Criterion, loaded: &LoadedConfig, store: &Store) {
     let mut group = c.benchmark_group("snapshot");
     group.bench_function("build_demo", |b| {
         b.iter(|| black_box(loaded.snapshot(store, &Default::default()).unwrap()))

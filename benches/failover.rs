@@ -28,7 +28,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use fedns::app::{self, Loaded, Running};
+use fedns::app::{self, LoadedConfig, Running};
 use fedns::health::Health;
 use fedns::health::TargetState;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
@@ -376,7 +376,7 @@ impl Fed {
             .map_err(|e| e.to_string())?;
         let path = dir.join("fedns.yaml");
         std::fs::write(&path, config).map_err(|e| e.to_string())?;
-        let loaded = Loaded::from_file(&path).map_err(|e| e.to_string())?;
+        let loaded = LoadedConfig::from_file(&path).map_err(|e| e.to_string())?;
         let options = app::Options {
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
             admin: None,
@@ -392,7 +392,7 @@ impl Fed {
 
     fn us_state(&self) -> TargetState {
         self.running
-            .shared
+            .app
             .health
             .states()
             .into_iter()
@@ -405,7 +405,7 @@ impl Fed {
     async fn ready(&mut self) -> Result<(), String> {
         let start = Instant::now();
         loop {
-            let states = self.running.shared.health.states();
+            let states = self.running.app.health.states();
             let healthy = states.len() == 3
                 && states
                     .values()

@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use fedns::app::{self, Loaded};
+use fedns::app::{self, LoadedConfig};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
@@ -44,7 +44,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let mut loaded = Loaded::demo().unwrap();
+        let mut loaded = LoadedConfig::demo().unwrap();
         if rrl {
             loaded.config.rrl = Some(Default::default());
         }

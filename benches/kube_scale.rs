@@ -9,7 +9,7 @@
 //! 1. Propagation, fedns in-process: one fake cluster with some LoadBalancer Services,
 //!    then one change at a time (a Service's load-balancer IP replaced in the fake API),
 //!    timed from just before the change until the new address is served, two ways at
-//!    once: in the published snapshot (`running.shared.published`, no DNS round trip) and
+//!    once: in the published snapshot (`running.app.published`, no DNS round trip) and
 //!    over UDP DNS (a query every ~0.5 ms).
 //! 2. Scale, fedns as a child process (`fedns serve`), so that its memory and CPU are its
 //!    own and not mixed with the fake API servers, which stay in this process: 10 clusters
@@ -49,7 +49,7 @@ use apiserver::{FakeCluster, Resource, endpoint_slice, lb_service};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use fedns::app::{self, Loaded};
+use fedns::app::{self, LoadedConfig};
 use fedns::snapshot::Published;
 
 const ZONE: &str = "fed.example.com";
@@ -145,7 +145,7 @@ fn propagation(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
     let config = write_config(dir, &[&cluster], "");
     let rss_before = rss_kib("self");
     let running = rt.block_on(async {
-        let loaded = Loaded::from_file(&config).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = LoadedConfig::from_file(&config).unwrap_or_else(|e| panic!("{e}"));
         let options = app::Options {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             admin: None,
@@ -156,7 +156,7 @@ fn propagation(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     });
-    let published: Published = running.shared.published.clone();
+    let published: Published = running.app.published.clone();
     let dns_addr = running.dns_addrs()[0];
     let start = Instant::now();
     while published.load().services.len() < s.prop_services {
@@ -170,7 +170,7 @@ fn propagation(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
     );
 
     let mut dns = Dns::new(dns_addr);
-    let metrics = &running.shared.metrics;
+    let metrics = &running.app.metrics;
     let (builds0, sum0) = (
         metrics.snapshot_builds.get(),
         metrics.snapshot_build_duration.get_sample_sum(),

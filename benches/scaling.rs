@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use hickory_proto::rr::RecordType;
 
-use fedns::app::Loaded;
+use fedns::app::LoadedConfig;
 use fedns::dns::{Handler, Worker};
-use fedns::metrics::{Metrics, Proto};
+use fedns::metrics::{Metrics, Transport};
 use fedns::snapshot::Published;
 use fedns::store::Store;
 
@@ -104,7 +104,7 @@ fn run(handler: &Handler, queries: &[Vec<u8>], threads: usize, batch: usize, sec
                     let mut i = t * queries.len() / threads;
                     // Warm the cache once over every query, as a running server's is.
                     for q in queries {
-                        assert!(handler.respond(&mut w, q, src, Proto::Udp, &mut out));
+                        assert!(handler.respond(&mut w, q, src, Transport::Udp, &mut out));
                     }
                     start.wait();
                     let (cpu0, mut n) = (thread_cpu(), 0u64);
@@ -112,7 +112,7 @@ fn run(handler: &Handler, queries: &[Vec<u8>], threads: usize, batch: usize, sec
                         let started = Instant::now();
                         for _ in 0..batch {
                             i = (i + 1) % queries.len();
-                            handler.respond(&mut w, &queries[i], src, Proto::Udp, &mut out);
+                            handler.respond(&mut w, &queries[i], src, Transport::Udp, &mut out);
                         }
                         handler.flush(&mut w, started.elapsed());
                         n += batch as u64;
@@ -171,7 +171,7 @@ fn main() {
     // A UDP worker flushes after each recvmmsg: up to 32 queries, about 5 under dnsperf.
     let batch = env::env_usize("FEDNS_SCALING_BATCH", 32).max(1);
 
-    let loaded = Loaded::demo().unwrap();
+    let loaded = LoadedConfig::demo().unwrap();
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let snap = loaded.snapshot(&store, &Default::default()).unwrap();
     let published: Published = Arc::new(ArcSwap::from_pointee(snap));

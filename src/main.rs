@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use hickory_proto::rr::{Name, RecordType};
 use tracing::{error, info};
 
-use fedns::app::{self, Loaded};
+use fedns::app::{self, LoadedConfig};
 use fedns::store::Store;
 
 /// EX_USAGE from sysexits.h: the config (or the command line) is wrong.
@@ -76,10 +76,10 @@ enum Command {
     },
 }
 
-fn load(config: Option<&PathBuf>) -> Result<Loaded, ExitCode> {
+fn load(config: Option<&PathBuf>) -> Result<LoadedConfig, ExitCode> {
     let loaded = match config {
-        Some(path) => Loaded::from_file(path),
-        None => Loaded::demo(),
+        Some(path) => LoadedConfig::from_file(path),
+        None => LoadedConfig::demo(),
     };
     loaded.map_err(|e| {
         eprintln!("fedns: {e}");

@@ -255,7 +255,7 @@ impl Store {
     /// Changes one cluster's entry in any way; the next snapshot is a full rebuild.
     pub fn update(&self, cluster: &str, f: impl FnOnce(&mut ClusterEndpoints)) {
         f(self.lock().entry(cluster.to_owned()).or_default());
-        self.touch();
+        self.rebuild_all();
     }
 
     /// Applies Kubernetes object changes to a cluster (`None`: the object is gone) and its
@@ -308,7 +308,7 @@ impl Store {
     /// Forgets a cluster (it left the config).
     pub fn remove(&self, cluster: &str) {
         self.lock().remove(cluster);
-        self.touch();
+        self.rebuild_all();
     }
 
     pub fn cluster_names(&self) -> Vec<String> {
@@ -316,7 +316,7 @@ impl Store {
     }
 
     /// Asks for a full rebuild (config reloaded, health changed) and wakes the consumers.
-    pub fn touch(&self) {
+    pub fn rebuild_all(&self) {
         self.dirty().full = true;
         self.changed.send_modify(|g| *g = g.wrapping_add(1));
     }

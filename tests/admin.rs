@@ -252,7 +252,7 @@ async fn reloads_swap_zone_config_and_geoip_and_a_bad_one_keeps_the_old() {
 async fn no_query_is_lost_while_reloading() {
     let server = TestServer::start(CONFIG).await;
     let client = server.client();
-    let shared = server.running.shared.clone();
+    let shared = server.running.app.clone();
     // Reload in a loop (SIGHUP's code path) while queries run; bounded in count.
     let reloader = tokio::task::spawn_blocking(move || {
         for _ in 0..20 {

@@ -172,7 +172,7 @@ async fn until_states(
 ) {
     let pred = &pred;
     support::eventually(PATIENCE, || async move {
-        let states = server.running.shared.health.states();
+        let states = server.running.app.health.states();
         if states.len() == 3 && states.values().all(|s| s.probes > 0 && pred(s)) {
             Ok(())
         } else {
@@ -237,7 +237,7 @@ async fn http_status_and_hanging_listener() {
     lbs[0].status.store(200, Ordering::Relaxed);
     lbs[1].status.store(200, Ordering::Relaxed);
     until(&client, &["127.0.0.11"]).await;
-    let states = server.running.shared.health.states();
+    let states = server.running.app.health.states();
     let us = &states[&http_target("127.0.0.11", port, "/healthz")];
     assert!(us.failures >= 2 && us.probes > us.failures, "{us:?}");
     drop(lbs);
@@ -252,7 +252,7 @@ async fn probe_none_trusts_readiness() {
     let client = server.client();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(answer(&client).await, ["127.0.0.11"]);
-    assert!(server.running.shared.health.states().is_empty());
+    assert!(server.running.app.health.states().is_empty());
     server.running.shutdown(Duration::ZERO).await;
 }
 
@@ -269,7 +269,7 @@ fn http_target(ip: &str, port: u16, path: &str) -> Target {
 async fn probed(server: &TestServer, t: &Target, probes: u64) -> TargetState {
     let mut seen = None;
     support::eventually(PATIENCE, || {
-        let states = server.running.shared.health.states();
+        let states = server.running.app.health.states();
         let s = states.get(t).cloned();
         let done = s.as_ref().is_some_and(|s| s.probes >= probes);
         seen = s;
@@ -382,7 +382,7 @@ async fn annotated_probe_port_fails_over() {
     lbs[0].up().await;
     until(&client, &["127.0.0.11"]).await;
     // Nothing probes the service port, which has no listener.
-    let states = server.running.shared.health.states();
+    let states = server.running.app.health.states();
     assert!(
         states.keys().all(|t| t.addr.port() == health_port),
         "{states:?}"
@@ -435,12 +435,7 @@ async fn two_services_on_one_address_keep_their_own_health() {
     // they were, not from a fresh start.
     assert!(us.delete(Resource::Services, "default", "web"));
     support::eventually(PATIENCE, || {
-        let gone = !server
-            .running
-            .shared
-            .health
-            .states()
-            .contains_key(&web_target);
+        let gone = !server.running.app.health.states().contains_key(&web_target);
         async move {
             if gone {
                 Ok(())

@@ -116,7 +116,7 @@ async fn until_rcode(client: &DnsClient, name: &str, want: ResponseCode) {
 }
 
 fn stale(server: &TestServer, cluster: &str) -> bool {
-    server.running.shared.store.contents()[cluster].stale()
+    server.running.app.store.contents()[cluster].stale()
 }
 
 async fn until_stale(server: &TestServer, cluster: &str, want: bool) {
@@ -401,7 +401,7 @@ async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
     let client = server.client();
     until(&client, APP, NEW_YORK, &["198.51.100.10"]).await;
     until_stale(&server, "us-east", true).await;
-    let contents = server.running.shared.store.contents();
+    let contents = server.running.app.store.contents();
     let err = contents["us-east"]
         .kube
         .as_ref()

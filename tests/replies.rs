@@ -7,15 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use fedns::app::Loaded;
+use fedns::app::LoadedConfig;
 use fedns::dns::Handler;
-use fedns::metrics::Proto;
+use fedns::metrics::Transport;
 use fedns::store::Store;
 use hickory_proto::op::Message;
 
 #[test]
 fn fuzzer_finds_stay_fixed() {
-    let loaded = Loaded::demo().unwrap();
+    let loaded = LoadedConfig::demo().unwrap();
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let snap = loaded.snapshot(&store, &Default::default()).unwrap();
     let handler = Handler::new(
@@ -34,7 +34,7 @@ fn fuzzer_finds_stay_fixed() {
     let mut failures = Vec::new();
     for path in files {
         let input = std::fs::read(&path).unwrap();
-        for proto in [Proto::Udp, Proto::Tcp] {
+        for proto in [Transport::Udp, Transport::Tcp] {
             let Some(reply) = handler.respond_once(&input, src, proto) else {
                 continue;
             };
@@ -47,7 +47,7 @@ fn fuzzer_finds_stay_fixed() {
                 )),
                 Ok(_) => {}
             }
-            if proto == Proto::Udp && reply.len() > 1232 {
+            if proto == Transport::Udp && reply.len() > 1232 {
                 failures.push(format!("{name}: UDP reply of {} bytes", reply.len()));
             }
         }

@@ -262,7 +262,7 @@ async fn the_general_path_truncates_to_no_records_with_opt() {
 #[test]
 fn a_rotated_name_takes_one_cache_slot_however_often_asked() {
     use fedns::dns::{Handler, Worker};
-    use fedns::metrics::Proto;
+    use fedns::metrics::Transport;
     let loaded = support::load(CONFIG);
     let store = fedns::store::Store::with_static(fedns::sources::static_services::endpoints(
         &loaded.config,
@@ -280,7 +280,7 @@ fn a_rotated_name_takes_one_cache_slot_however_often_asked() {
     let mut w = Worker::default();
     let mut out = Vec::new();
     for _ in 0..100 {
-        assert!(handler.respond(&mut w, &q, src, Proto::Udp, &mut out));
+        assert!(handler.respond(&mut w, &q, src, Transport::Udp, &mut out));
     }
     assert_eq!(w.cached(), 1);
 }

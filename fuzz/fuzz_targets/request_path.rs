@@ -14,16 +14,16 @@ use std::cell::RefCell;
 use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
 
-use fedns::app::Loaded;
+use fedns::app::LoadedConfig;
 use fedns::dns::{Handler, Worker};
-use fedns::metrics::Proto;
+use fedns::metrics::Transport;
 use fedns::snapshot::Published;
 use fedns::store::Store;
 
 fn handler() -> &'static Handler {
     static HANDLER: OnceLock<Handler> = OnceLock::new();
     HANDLER.get_or_init(|| {
-        let loaded = Loaded::demo().unwrap();
+        let loaded = LoadedConfig::demo().unwrap();
         let store = Store::from_config(&loaded.config);
         let snap = loaded.snapshot(&store, &Default::default()).unwrap();
         let published: Published = Arc::new(ArcSwap::from_pointee(snap));
@@ -39,8 +39,8 @@ fuzz_target!(|data: &[u8]| {
     let handler = handler();
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
     let proto = match data.first() {
-        Some(b) if b & 1 == 1 => Proto::Tcp,
-        _ => Proto::Udp,
+        Some(b) if b & 1 == 1 => Transport::Tcp,
+        _ => Transport::Udp,
     };
     let mut out = Vec::new();
     let sent = WORKER.with(|w| {
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     });
     if sent {
         assert!(Message::from_vec(&out).is_ok(), "unparseable reply {out:02x?}");
-        if proto == Proto::Udp {
+        if proto == Transport::Udp {
             assert!(out.len() <= 1232, "UDP reply of {} bytes", out.len());
         }
     }

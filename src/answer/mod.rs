@@ -121,7 +121,7 @@ pub fn answer(snap: &Snapshot, q: &Question<'_>, client: &Client, trace: bool) -
         ans.authoritative = false;
         return ans;
     }
-    let mut ctx = Ctx {
+    let mut ctx = Resolution {
         snap,
         client,
         qtype: q.qtype,
@@ -134,7 +134,7 @@ pub fn answer(snap: &Snapshot, q: &Question<'_>, client: &Client, trace: bool) -
     ctx.ans
 }
 
-struct Ctx<'a> {
+struct Resolution<'a> {
     snap: &'a Snapshot,
     client: &'a Client,
     qtype: RecordType,
@@ -142,7 +142,7 @@ struct Ctx<'a> {
     ans: Answer,
 }
 
-impl Ctx<'_> {
+impl Resolution<'_> {
     /// Answers for `owner` (emitted as given) and follows CNAMEs inside the zone.
     fn resolve(&mut self, owner: Name, lower: LowerName, depth: usize) {
         let snap = self.snap;

@@ -51,7 +51,7 @@ pub enum LoadError {
 }
 
 /// A config and what it names, loaded and checked.
-pub struct Loaded {
+pub struct LoadedConfig {
     pub config: Config,
     /// None for the embedded demo.
     pub path: Option<PathBuf>,
@@ -61,9 +61,9 @@ pub struct Loaded {
     pub clusters: Vec<ClusterAccess>,
 }
 
-impl Loaded {
+impl LoadedConfig {
     /// Loads a config file, its zone file and its GeoIP database.
-    pub fn from_file(path: &Path) -> Result<Loaded, LoadError> {
+    pub fn from_file(path: &Path) -> Result<LoadedConfig, LoadError> {
         let config = Config::load(path)?;
         let apex = apex(&config)?;
         let zone = match &config.zone_file {
@@ -78,7 +78,7 @@ impl Loaded {
         for c in &config.clusters {
             clusters.extend(ClusterAccess::load(&c.value)?);
         }
-        Ok(Loaded {
+        Ok(LoadedConfig {
             config,
             path: Some(path.to_owned()),
             zone,
@@ -88,7 +88,7 @@ impl Loaded {
     }
 
     /// The embedded demo federation.
-    pub fn demo() -> Result<Loaded, LoadError> {
+    pub fn demo() -> Result<LoadedConfig, LoadError> {
         let name = Path::new("<embedded demo config>");
         let config = Config::parse(demo::CONFIG, name)?;
         let apex = apex(&config)?;
@@ -97,7 +97,7 @@ impl Loaded {
             demo::GEOIP.to_vec(),
             Path::new("<embedded geoip/demo.mmdb>"),
         )?;
-        Ok(Loaded {
+        Ok(LoadedConfig {
             config,
             path: None,
             zone,
@@ -138,13 +138,13 @@ pub struct Options {
     pub udp_workers: Option<NonZeroUsize>,
 }
 
-/// State shared by the DNS handler's builder, the admin server, the reloader and the
-/// sources.
-pub struct Shared {
+/// The running app: the loaded config, the store, the health table, the published snapshot
+/// and the metrics, with the sources' lifecycle, publishing, reload and readiness.
+pub struct App {
     /// The config file, for reloads (None: the embedded demo, which never reloads).
     pub path: Option<PathBuf>,
     /// The current config and what it names; replaced whole by a successful reload.
-    pub loaded: ArcSwap<Loaded>,
+    pub loaded: ArcSwap<LoadedConfig>,
     pub store: Arc<Store>,
     pub health: Arc<HealthTable>,
     pub published: Published,
@@ -163,11 +163,11 @@ struct Sources {
     prober: Option<(HealthConfig, JoinHandle<()>)>,
 }
 
-impl Shared {
+impl App {
     /// Makes the sources match a (new) config: static services into the store, watchers
     /// started, restarted or stopped per cluster, the prober restarted if its settings
     /// changed. Clusters whose settings did not change keep their watches and records.
-    fn sync_sources(&self, loaded: &Loaded) {
+    fn sync_sources(&self, loaded: &LoadedConfig) {
         self.store
             .set_static(static_services::endpoints(&loaded.config));
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
@@ -234,7 +234,7 @@ impl Shared {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let result = Loaded::from_file(path).and_then(|new| {
+        let result = LoadedConfig::from_file(path).and_then(|new| {
             // Check that a snapshot builds before anything is switched.
             new.snapshot(&self.store, &self.health)?;
             Ok(new)
@@ -253,7 +253,7 @@ impl Shared {
                 }
                 self.sync_sources(&new);
                 self.loaded.store(Arc::new(new));
-                self.store.touch();
+                self.store.rebuild_all();
                 self.metrics.reload(true);
                 info!(path = %path.display(), "reloaded");
                 Ok(())
@@ -350,7 +350,7 @@ impl Shared {
 
 /// Ready once every reachable member cluster's records are served (or `sync_timeout` has
 /// passed), and not while draining.
-impl Readiness for Shared {
+impl Readiness for App {
     fn readiness(&self) -> Result<(), String> {
         if self.draining.load(Ordering::Relaxed) {
             return Err("shutting down".into());
@@ -391,7 +391,7 @@ pub struct Running {
     pub dns: DnsServer,
     /// Where the admin server listens, if it does.
     pub admin_addr: Option<SocketAddr>,
-    pub shared: Arc<Shared>,
+    pub app: Arc<App>,
     /// The snapshot builder, the reloader and the admin server; aborted on shutdown.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -405,18 +405,14 @@ impl Running {
     /// Turns /readyz to 503 at once, keeps answering for `drain` so that load balancers
     /// and forwarders move away, then stops the listeners and the sources.
     pub async fn shutdown(self, drain: Duration) {
-        self.shared.draining.store(true, Ordering::Relaxed);
-        self.shared.metrics.ready.set(0);
+        self.app.draining.store(true, Ordering::Relaxed);
+        self.app.metrics.ready.set(0);
         tokio::time::sleep(drain).await;
         self.dns.shutdown().await;
         for t in &self.tasks {
             t.abort();
         }
-        let mut sources = self
-            .shared
-            .sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut sources = self.app.sources.lock().unwrap_or_else(|p| p.into_inner());
         for (_, t) in sources.watchers.values() {
             t.abort();
         }
@@ -428,7 +424,7 @@ impl Running {
 
 /// Fills the store, publishes the first snapshot, starts the sources, binds the DNS and
 /// admin listeners, and starts the reloader.
-pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartError> {
+pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, StartError> {
     let store = Arc::new(Store::with_static(static_services::endpoints(
         &loaded.config,
     )));
@@ -450,7 +446,7 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
         options.listen.clone()
     };
     let admin_addr = options.admin.or(loaded.config.listen.admin);
-    let shared = Arc::new(Shared {
+    let app = Arc::new(App {
         path: loaded.path.clone(),
         published: Arc::new(ArcSwap::from_pointee(snapshot)),
         loaded: ArcSwap::from_pointee(loaded),
@@ -461,14 +457,14 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
         draining: AtomicBool::new(false),
         sources: Mutex::default(),
     });
-    shared.sync_sources(&shared.loaded.load());
+    app.sync_sources(&app.loaded.load());
     // Gauges exist from the start, not from the first rebuild.
-    shared.cluster_metrics();
-    let mut tasks = vec![tokio::spawn(publish_loop(shared.clone(), changed))];
-    if let Some(path) = shared.loaded.load().config.state_file.clone() {
-        tasks.push(tokio::spawn(state_file::run(shared.store.clone(), path)));
+    app.cluster_metrics();
+    let mut tasks = vec![tokio::spawn(publish_loop(app.clone(), changed))];
+    if let Some(path) = app.loaded.load().config.state_file.clone() {
+        tasks.push(tokio::spawn(state_file::run(app.store.clone(), path)));
     }
-    let rrl = shared
+    let rrl = app
         .loaded
         .load()
         .config
@@ -476,13 +472,13 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
         .as_ref()
         .map(|r| Arc::new(Limiter::new(r)));
     let handler = Handler::new(
-        shared.published.clone(),
-        shared.metrics.clone(),
+        app.published.clone(),
+        app.metrics.clone(),
         options.query_log,
     )
     .with_rrl(rrl);
     let settings = {
-        let loaded = shared.loaded.load();
+        let loaded = app.loaded.load();
         let listen = &loaded.config.listen;
         ServeSettings {
             udp_workers: options
@@ -498,12 +494,13 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
             linger: listen.tcp_io_timeout,
         }
     };
-    let dns = DnsServer::bind(&dns_addrs, handler, shared.metrics.clone(), settings).map_err(
-        |source| StartError::Bind {
-            addrs: dns_addrs.clone(),
-            source,
-        },
-    )?;
+    let dns =
+        DnsServer::bind(&dns_addrs, handler, app.metrics.clone(), settings).map_err(|source| {
+            StartError::Bind {
+                addrs: dns_addrs.clone(),
+                source,
+            }
+        })?;
     let admin_addr = match admin_addr {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -514,26 +511,26 @@ pub async fn start(loaded: Loaded, options: &Options) -> Result<Running, StartEr
                 })?;
             let bound = listener.local_addr().ok();
             let state = AdminState {
-                published: shared.published.clone(),
-                store: shared.store.clone(),
-                health: shared.health.clone(),
-                metrics: shared.metrics.clone(),
-                readiness: shared.clone(),
+                published: app.published.clone(),
+                store: app.store.clone(),
+                health: app.health.clone(),
+                metrics: app.metrics.clone(),
+                readiness: app.clone(),
             };
             tasks.push(tokio::spawn(admin::serve(listener, Arc::new(state))));
             bound
         }
         None => None,
     };
-    if shared.path.is_some() {
+    if app.path.is_some() {
         // Stamped now, not when the task first runs, so that no change is missed.
-        let seen = file_stamps(&shared.watched_files());
-        tasks.push(tokio::spawn(reload_loop(shared.clone(), seen)));
+        let seen = file_stamps(&app.watched_files());
+        tasks.push(tokio::spawn(reload_loop(app.clone(), seen)));
     }
     Ok(Running {
         dns,
         admin_addr,
-        shared,
+        app,
         tasks,
     })
 }
@@ -551,11 +548,11 @@ pub enum StartError {
 
 /// The snapshot builder: rebuilds and publishes whenever the store changes (endpoints,
 /// health, reloads). Bursts coalesce: a change during a build causes one more build.
-async fn publish_loop(shared: Arc<Shared>, mut changed: tokio::sync::watch::Receiver<u64>) {
+async fn publish_loop(app: Arc<App>, mut changed: tokio::sync::watch::Receiver<u64>) {
     while changed.changed().await.is_ok() {
         // A build can take a while (a cluster's first sync, a full rebuild of a large
         // federation): keep it off the runtime's worker threads, which serve queries.
-        let s = shared.clone();
+        let s = app.clone();
         let _ = tokio::task::spawn_blocking(move || s.publish()).await;
     }
 }
@@ -565,23 +562,23 @@ const RELOAD_POLL: Duration = Duration::from_secs(1);
 
 /// Reloads on SIGHUP and when a watched file changes. Files are polled (size, mtime,
 /// inode), which also catches a GeoIP database replaced by rename as geoipupdate does.
-async fn reload_loop(shared: Arc<Shared>, mut seen: Vec<Stamp>) {
+async fn reload_loop(app: Arc<App>, mut seen: Vec<Stamp>) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let by_signal = tokio::select! {
             _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
             _ = tokio::time::sleep(RELOAD_POLL) => false,
         };
-        let now = file_stamps(&shared.watched_files());
+        let now = file_stamps(&app.watched_files());
         if by_signal || now != seen {
             info!(signal = by_signal, "reloading");
             // Reading tens of MB of GeoIP data is blocking work: keep it off the runtime's
             // worker threads (the query path runs there).
-            let s = shared.clone();
+            let s = app.clone();
             let _ = tokio::task::spawn_blocking(move || s.reload()).await;
             // Re-stat after the reload, so a failed reload is not retried until the
             // files change again.
-            seen = file_stamps(&shared.watched_files());
+            seen = file_stamps(&app.watched_files());
         }
     }
 }

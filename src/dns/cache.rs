@@ -49,21 +49,23 @@ pub struct Cached {
 #[derive(Debug)]
 enum Entry {
     /// The same reply for every client.
-    Fixed(Cached),
+    ForAll(Cached),
     /// A reply per client location.
     ByLocation(HashMap<LocationKey, Cached, RandomState>),
     /// Computed afresh every time (a drawn or rotated answer).
     Uncacheable,
 }
 
-/// Where to put an answer once computed.
+/// How the cache may keep an answer once made: the same variants as `Entry`, without the
+/// reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Store {
+pub enum Keep {
     /// The same for every client.
-    Fixed,
+    ForAll,
     /// Depends on the client's location (the key of this client).
     ByLocation(LocationKey),
-    Never,
+    /// Drawn or rotated: made afresh every time.
+    Uncacheable,
 }
 
 /// What the cache knows of a question.
@@ -147,27 +149,27 @@ impl AnswerCache {
     pub fn get(&self, key: &[u8]) -> Lookup<'_> {
         match self.entries.get(key) {
             None => Lookup::Miss,
-            Some(Entry::Fixed(c)) => Lookup::Hit(c),
+            Some(Entry::ForAll(c)) => Lookup::Hit(c),
             Some(Entry::Uncacheable) => Lookup::Uncacheable,
             Some(Entry::ByLocation(m)) => Lookup::ByLocation(m),
         }
     }
 
     /// Keeps `cached` for `key` as `store` says. Starts over when full.
-    pub fn insert(&mut self, key: &[u8], store: Store, cached: Cached) {
+    pub fn insert(&mut self, key: &[u8], store: Keep, cached: Cached) {
         if self.templates >= MAX_TEMPLATES {
             self.clear();
         }
         match store {
-            Store::Never => {
+            Keep::Uncacheable => {
                 self.entries.insert(key.into(), Entry::Uncacheable);
                 self.templates += 1;
             }
-            Store::Fixed => {
-                self.entries.insert(key.into(), Entry::Fixed(cached));
+            Keep::ForAll => {
+                self.entries.insert(key.into(), Entry::ForAll(cached));
                 self.templates += 1;
             }
-            Store::ByLocation(l) => {
+            Keep::ByLocation(l) => {
                 let entry = self
                     .entries
                     .entry(key.into())
@@ -179,7 +181,7 @@ impl AnswerCache {
                         }
                     }
                     // The same snapshot and question cannot be both; keep what is there.
-                    Entry::Fixed(_) | Entry::Uncacheable => {}
+                    Entry::ForAll(_) | Entry::Uncacheable => {}
                 }
             }
         }

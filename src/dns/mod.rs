@@ -35,12 +35,12 @@ pub mod ecs;
 pub mod rrl;
 pub mod wire;
 
-use self::cache::{AnswerCache, Cached, LocationMemo, Lookup, Store};
+use self::cache::{AnswerCache, Cached, Keep, LocationMemo, Lookup};
 use crate::answer::{self, Answer, Client, Question};
 
 use self::rrl::{Limiter, Verdict};
 use self::wire::{Ecs, MAX_NAME, QuestionKey, Template};
-use crate::metrics::{LocalStats, Metrics, Proto};
+use crate::metrics::{LocalStats, Metrics, Transport};
 use crate::snapshot::{LocationKey, Published, Snapshot};
 
 /// The largest UDP reply we send, whatever the client offers: 1232 bytes avoids IP
@@ -114,7 +114,7 @@ impl Handler {
         w: &mut Worker,
         packet: &[u8],
         src: SocketAddr,
-        proto: Proto,
+        proto: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
         // Shorter than a header: not DNS. A response: never answered (RFC 8906 section
@@ -142,7 +142,12 @@ impl Handler {
 
     /// A convenience for tests, benches and fuzzing: `respond` with a fresh worker, the
     /// reply as a vector (None: nothing would be sent).
-    pub fn respond_once(&self, packet: &[u8], src: SocketAddr, proto: Proto) -> Option<Vec<u8>> {
+    pub fn respond_once(
+        &self,
+        packet: &[u8],
+        src: SocketAddr,
+        proto: Transport,
+    ) -> Option<Vec<u8>> {
         let start = Instant::now();
         let mut out = Vec::new();
         let mut w = Worker::default();
@@ -162,7 +167,7 @@ impl Handler {
         mut q: wire::Query<'_>,
         n: usize,
         src: SocketAddr,
-        proto: Proto,
+        proto: Transport,
         out: &mut Vec<u8>,
     ) -> Option<bool> {
         if let Some(e) = q.edns.as_mut() {
@@ -218,13 +223,13 @@ impl Handler {
         if let Some((c, scope)) = hit {
             return Some(self.emit(&mut w.stats, c, &q, name, scope, src, proto, out));
         }
-        let (cached, scope, store) = compute(snap, name, q.qtype, src, ecs_net)?;
+        let (cached, scope, store) = template_for(snap, name, q.qtype, src, ecs_net)?;
         let sent = self.emit(&mut w.stats, &cached, &q, name, scope, src, proto, out);
         if !never {
             let store = match store {
-                Store::ByLocation(_) => {
+                Keep::ByLocation(_) => {
                     let l = location.unwrap_or_else(|| w.memo.locate(&snap.locator, locating));
-                    Store::ByLocation(l.0)
+                    Keep::ByLocation(l.0)
                 }
                 s => s,
             };
@@ -244,12 +249,12 @@ impl Handler {
         lower: &[u8],
         scope: u8,
         src: SocketAddr,
-        proto: Proto,
+        proto: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
         let limit = match proto {
-            Proto::Udp => wire::udp_limit(q.edns.as_ref(), MAX_UDP_PAYLOAD),
-            Proto::Tcp => usize::from(u16::MAX),
+            Transport::Udp => wire::udp_limit(q.edns.as_ref(), MAX_UDP_PAYLOAD),
+            Transport::Tcp => usize::from(u16::MAX),
         };
         let payload = q
             .edns
@@ -308,9 +313,9 @@ impl Handler {
         name: Option<&[u8]>,
         qtype: RecordType,
         rcode: ResponseCode,
-        proto: Proto,
+        proto: Transport,
     ) -> Verdict {
-        let (Some(rrl), Proto::Udp) = (&self.rrl, proto) else {
+        let (Some(rrl), Transport::Udp) = (&self.rrl, proto) else {
             return Verdict::Send;
         };
         let verdict = rrl.check(src.ip(), name, qtype, rcode);
@@ -327,12 +332,12 @@ impl Handler {
         stats: &mut LocalStats,
         packet: &[u8],
         src: SocketAddr,
-        proto: Proto,
+        proto: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
         let protocol = match proto {
-            Proto::Udp => Protocol::Udp,
-            Proto::Tcp => Protocol::Tcp,
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp => Protocol::Tcp,
         };
         let request = match Request::from_bytes(packet.to_vec(), src, protocol) {
             Ok(r) => r,
@@ -340,13 +345,13 @@ impl Handler {
                 // The header is there but the rest does not parse: FORMERR with the header
                 // alone (RFC 1035 section 4.1.1).
                 debug!(%src, error = %e, "unparseable query");
-                formerr(packet, out);
+                bare_header(packet, out);
                 stats.query(proto, RecordType::Unknown(0), ResponseCode::FormErr);
                 return true;
             }
         };
         let mut reply = self.reply(&request);
-        if self.rrl.is_some() && proto == Proto::Udp {
+        if self.rrl.is_some() && proto == Transport::Udp {
             let name = request
                 .queries
                 .queries()
@@ -354,26 +359,26 @@ impl Handler {
                 .map(|q| q.name().to_bytes().unwrap_or_default());
             match self.rrl(src, name.as_deref(), reply.qtype, reply.answer.rcode, proto) {
                 Verdict::Send => {}
-                Verdict::Slip => reply.slip(),
+                Verdict::Slip => reply.truncate(),
                 Verdict::Drop => return false,
             }
         }
         let limit = match (proto, &reply.edns) {
-            (Proto::Udp, Some(e)) => usize::from(e.max_payload()),
-            (Proto::Udp, None) => 512,
-            (Proto::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, Some(e)) => usize::from(e.max_payload()),
+            (Transport::Udp, None) => 512,
+            (Transport::Tcp, _) => usize::from(u16::MAX),
         };
         let mut encoded = reply.encode(&request, out);
         if encoded.is_ok() && out.len() > limit {
             // Too big for the client's buffer: no records, TC set (RFC 1035 section
             // 4.2.1), so that it retries over TCP.
-            reply.slip();
+            reply.truncate();
             encoded = reply.encode(&request, out);
         }
         if let Err(e) = encoded {
             // What cannot be encoded is a server failure, said in a bare header.
             debug!(%src, error = %e, "failed to encode a reply");
-            formerr(packet, out);
+            bare_header(packet, out);
             out[3] = (out[3] & 0xF0) | ResponseCode::ServFail.low();
         }
         let a = &reply.answer;
@@ -405,8 +410,9 @@ impl Handler {
     }
 }
 
-/// A bare reply header for `packet`: its ID, opcode, RD and CD, and RCODE FORMERR.
-fn formerr(packet: &[u8], out: &mut Vec<u8>) {
+/// A bare reply header for `packet`: its ID, opcode, RD and CD, and RCODE FORMERR (the
+/// caller sets another RCODE where FORMERR is not the reason).
+fn bare_header(packet: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&packet[..2]);
     out.push(0x80 | (packet[2] & 0x79));
@@ -417,13 +423,13 @@ fn formerr(packet: &[u8], out: &mut Vec<u8>) {
 /// The answer to a question the fast path read, as a template for its cache, the ECS
 /// scope of this answer, and where the cache may keep it. None when the answer needs
 /// what a template cannot carry (an extended RCODE).
-fn compute(
+fn template_for(
     snap: &Snapshot,
     lower: &[u8],
     qtype: u16,
     src: SocketAddr,
     ecs: Option<IpNet>,
-) -> Option<(Cached, u8, Store)> {
+) -> Option<(Cached, u8, Keep)> {
     let name = Name::read(&mut BinDecoder::new(lower)).ok()?;
     let rtype = RecordType::from(qtype);
     let question = Question {
@@ -449,12 +455,12 @@ fn compute(
     let bytes = m.to_vec().ok()?;
     let template = Template::new(bytes, lower)?;
     let store = if a.varies {
-        Store::Never
+        Keep::Uncacheable
     } else if a.located_by.is_some() {
         // The key is filled in by the caller, who knows the client.
-        Store::ByLocation(LocationKey::Unknown)
+        Keep::ByLocation(LocationKey::Unknown)
     } else {
-        Store::Fixed
+        Keep::ForAll
     };
     let cached = Cached {
         template,
@@ -495,7 +501,7 @@ static NO_QUESTION: LazyLock<Queries> = LazyLock::new(|| {
 
 impl Reply {
     /// Turns this reply into an empty, truncated one (an RRL slip, or too big for UDP).
-    fn slip(&mut self) {
+    fn truncate(&mut self) {
         self.answer.answers.clear();
         self.answer.authority.clear();
         self.answer.additionals.clear();

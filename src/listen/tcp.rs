@@ -16,7 +16,7 @@ use tokio::time::timeout;
 use tracing::debug;
 
 use crate::dns::{Handler, Worker};
-use crate::metrics::{Metrics, Proto, TcpEvent};
+use crate::metrics::{Metrics, TcpEvent, Transport};
 
 /// The TCP limits of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -128,7 +128,7 @@ async fn connection(
             return;
         }
         let received = Instant::now();
-        if !handler.respond(&mut worker, &query, peer, Proto::Tcp, &mut reply) {
+        if !handler.respond(&mut worker, &query, peer, Transport::Tcp, &mut reply) {
             handler.flush(&mut worker, received.elapsed());
             continue;
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use crate::dns::{Handler, Worker};
-use crate::metrics::Proto;
+use crate::metrics::Transport;
 
 /// Datagrams read (and replies sent) per system call at most.
 const BATCH: usize = 32;
@@ -218,7 +218,13 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
             }
             let len = (h.msg_len as usize).min(MAX_QUERY);
             let reply = &mut b.replies[out];
-            if !handler.respond(&mut worker, &b.queries[i][..len], src, Proto::Udp, reply) {
+            if !handler.respond(
+                &mut worker,
+                &b.queries[i][..len],
+                src,
+                Transport::Udp,
+                reply,
+            ) {
                 continue;
             }
             b.iov_out[out] = libc::iovec {

@@ -51,7 +51,7 @@ pub enum TcpEvent {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proto {
+pub enum Transport {
     Udp = 0,
     Tcp = 1,
 }
@@ -93,7 +93,7 @@ impl Default for LocalStats {
 
 impl LocalStats {
     /// Counts one answered query.
-    pub fn query(&mut self, proto: Proto, qtype: RecordType, rcode: ResponseCode) {
+    pub fn query(&mut self, proto: Transport, qtype: RecordType, rcode: ResponseCode) {
         let t = QTYPES
             .iter()
             .position(|q| *q == qtype)
@@ -153,7 +153,7 @@ impl LocalStats {
 pub struct Metrics {
     pub registry: Registry,
     /// The per-query counters, per worker.
-    counters: Arc<shards::Registry>,
+    counters: Arc<shards::ShardSet>,
     pub cluster_stale: IntGaugeVec,
     pub cluster_synced: IntGaugeVec,
     pub cluster_last_sync: IntGaugeVec,
@@ -195,7 +195,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let counters = Arc::new(shards::Registry::default());
+        let counters = Arc::new(shards::ShardSet::default());
         r.register(Box::new(QueryCollector::new(counters.clone())))
             .expect("unique metric");
         let reloads = counter_vec(

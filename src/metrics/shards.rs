@@ -201,15 +201,15 @@ impl Shards {
 
 /// Every worker's shard, and the cluster names answers are counted under.
 #[derive(Debug)]
-pub struct Registry {
+pub struct ShardSet {
     shards: Mutex<Shards>,
     /// The current snapshot's cluster ids to stable indices into `names`.
     ids: ArcSwap<Vec<u32>>,
 }
 
-impl Default for Registry {
+impl Default for ShardSet {
     fn default() -> Self {
-        Registry {
+        ShardSet {
             shards: Mutex::new(Shards {
                 live: Vec::new(),
                 retired: Totals::default(),
@@ -222,7 +222,7 @@ impl Default for Registry {
     }
 }
 
-impl Registry {
+impl ShardSet {
     fn lock(&self) -> MutexGuard<'_, Shards> {
         // The lock guards plain sums; a panic elsewhere leaves them usable.
         self.shards.lock().unwrap_or_else(PoisonError::into_inner)
@@ -267,7 +267,7 @@ impl Registry {
 
 /// The Prometheus side: the per-query metric families, summed over every shard.
 pub struct QueryCollector {
-    registry: Arc<Registry>,
+    registry: Arc<ShardSet>,
     descs: Vec<Desc>,
 }
 
@@ -297,7 +297,7 @@ const ANSWERS: (&str, &str) = (
 );
 
 impl QueryCollector {
-    pub fn new(registry: Arc<Registry>) -> QueryCollector {
+    pub fn new(registry: Arc<ShardSet>) -> QueryCollector {
         QueryCollector {
             registry,
             descs: vec![
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn a_finished_workers_counts_stay_and_its_shard_goes() {
-        let r = Arc::new(Registry::default());
+        let r = Arc::new(ShardSet::default());
         r.set_clusters(&["a", "b"]);
         let c = QueryCollector::new(r.clone());
         let value = |name: &str| -> f64 {
@@ -422,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_new_cluster_name_may_need_a_new_shard_and_keeps_the_old_counts() {
-        let r = Registry::default();
+        let r = ShardSet::default();
         let names: Vec<String> = (0..16).map(|i| format!("c{i}")).collect();
         let mut list: Vec<&str> = names.iter().map(String::as_str).collect();
         r.set_clusters(&list);
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn durations_land_in_the_bucket_at_or_above_them() {
-        let r = Arc::new(Registry::default());
+        let r = Arc::new(ShardSet::default());
         let shard = r.shard();
         shard.add_durations(0, 3, 10_000); // 10 µs: the first bucket (le 1e-5)
         shard.add_durations(0, 1, 60_000); // 60 µs: le 1e-4

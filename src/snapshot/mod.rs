@@ -374,7 +374,7 @@ impl Snapshot {
             };
             match (&sp.namespace, &sp.name, &sp.host) {
                 (Some(ns), Some(n), _) => {
-                    policies.services.insert(key(ns, n), policy);
+                    policies.services.insert(service_key(ns, n), policy);
                 }
                 (_, _, Some(h)) => {
                     policies
@@ -548,7 +548,7 @@ impl Snapshot {
                     }
                     let after = self.services.contains_key(k);
                     if let Some((ns, _)) = k.split_once('/') {
-                        count(&mut self.namespaces, ns.to_owned(), before, after);
+                        refcount(&mut self.namespaces, ns.to_owned(), before, after);
                     }
                 }
                 NameKey::Host(h) => {
@@ -569,7 +569,7 @@ impl Snapshot {
                     let after = self.hosts.contains_key(&LowerName::new(&name));
                     let mut n = name.base_name();
                     while n.num_labels() > self.apex.num_labels() {
-                        count(&mut self.host_ancestors, LowerName::new(&n), before, after);
+                        refcount(&mut self.host_ancestors, LowerName::new(&n), before, after);
                         n = n.base_name();
                     }
                 }
@@ -637,7 +637,7 @@ impl Snapshot {
     }
 }
 
-fn key(namespace: &str, name: &str) -> String {
+fn service_key(namespace: &str, name: &str) -> String {
     format!(
         "{}/{}",
         namespace.to_ascii_lowercase(),
@@ -682,7 +682,7 @@ fn synced(endpoints: &BTreeMap<String, ClusterEndpoints>, cluster: &str, watched
 }
 
 /// Keeps a reference count in step with whether a name exists before and after a change.
-fn count<K: std::hash::Hash + Eq + Clone>(
+fn refcount<K: std::hash::Hash + Eq + Clone>(
     map: &mut imbl::HashMap<K, u32>,
     key: K,
     before: bool,

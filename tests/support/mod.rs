@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use fedns::app::{self, Loaded, Running};
+use fedns::app::{self, LoadedConfig, Running};
 
 /// How long a test waits for a reply that should come.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,7 +89,7 @@ impl TestServer {
 
     /// Starts a server on an existing config file.
     pub async fn start_at(path: PathBuf) -> TestServer {
-        let loaded = Loaded::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = LoadedConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let options = app::Options {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             admin: Some("127.0.0.1:0".parse().unwrap()),
@@ -286,6 +286,6 @@ clusters:
 "#;
 
 /// Loads `CONFIG` (or another config) from real files without starting a server.
-pub fn load(config: &str) -> Loaded {
-    Loaded::from_file(&write_config("load", config)).unwrap_or_else(|e| panic!("{e}"))
+pub fn load(config: &str) -> LoadedConfig {
+    LoadedConfig::from_file(&write_config("load", config)).unwrap_or_else(|e| panic!("{e}"))
 }

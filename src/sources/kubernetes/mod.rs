@@ -281,7 +281,7 @@ async fn run_cluster(
     let mut tasks = Vec::new();
     let mut id = 0;
     for ns in &namespaces {
-        let ctx = Arc::new(Ctx {
+        let ctx = Arc::new(ConvertCtx {
             cluster: cluster.clone(),
             zone: zone.clone(),
         });
@@ -314,17 +314,17 @@ async fn run_cluster(
     drop(tx);
     // Abort the watch tasks when this task is aborted.
     let _guard = AbortOnDrop(tasks);
-    let mut watched = Watched::new(id);
+    let mut objects = ClusterObjects::new(id);
     let mut was_synced = false;
     let mut was_stale = false;
     while let Some(msg) = rx.recv().await {
-        watched.apply(msg);
+        objects.apply(msg);
         // Coalesce a burst of events into one store update.
         while let Ok(msg) = rx.try_recv() {
-            watched.apply(msg);
+            objects.apply(msg);
         }
-        let synced = watched.streams.iter().all(|s| s.synced);
-        let errors: Vec<&str> = watched
+        let synced = objects.streams.iter().all(|s| s.synced);
+        let errors: Vec<&str> = objects
             .streams
             .iter()
             .filter_map(|s| s.error.as_deref())
@@ -349,7 +349,7 @@ async fn run_cluster(
         let changes = if !synced {
             Vec::new()
         } else {
-            let changes = watched.changes(first);
+            let changes = objects.changes(first);
             if first {
                 info!(cluster, endpoints = changes.len(), "cluster synced");
                 was_synced = true;
@@ -394,7 +394,7 @@ where
 }
 
 /// What conversions need to know.
-struct Ctx {
+struct ConvertCtx {
     cluster: String,
     zone: String,
 }
@@ -405,8 +405,8 @@ fn watch<K>(
     wc: watcher::Config,
     id: usize,
     tx: mpsc::Sender<Msg>,
-    ctx: Arc<Ctx>,
-    convert: fn(&K, &Ctx) -> Option<Slim>,
+    ctx: Arc<ConvertCtx>,
+    convert: fn(&K, &ConvertCtx) -> Option<Slim>,
 ) -> JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -480,7 +480,7 @@ fn stream_kind(id: usize) -> StreamKind {
 
 /// Everything one cluster's watches have seen, with what changed since the last store
 /// update, so that one event costs one object and not the whole cluster.
-struct Watched {
+struct ClusterObjects {
     streams: Vec<StreamState>,
     /// Ready endpoints per Service, per EndpointSlice: readiness without a scan of slices.
     ready: HashMap<Key, HashMap<Key, usize>>,
@@ -488,9 +488,9 @@ struct Watched {
     touched_ingresses: HashSet<Key>,
 }
 
-impl Watched {
-    fn new(streams: usize) -> Watched {
-        Watched {
+impl ClusterObjects {
+    fn new(streams: usize) -> ClusterObjects {
+        ClusterObjects {
             streams: (0..streams).map(|_| StreamState::default()).collect(),
             ready: HashMap::new(),
             touched_services: HashSet::new(),
@@ -695,7 +695,7 @@ impl Watched {
 fn lb_targets(
     ingress: Option<&Vec<LoadBalancerIngress>>,
     what: &str,
-    ctx: &Ctx,
+    ctx: &ConvertCtx,
 ) -> (Vec<IpAddr>, Option<String>) {
     let mut addrs = Vec::new();
     let mut hostname = None;
@@ -720,7 +720,7 @@ fn lb_targets(
     (addrs, hostname)
 }
 
-fn slim_service(svc: &Service, ctx: &Ctx) -> Option<Slim> {
+fn slim_service(svc: &Service, ctx: &ConvertCtx) -> Option<Slim> {
     let spec = svc.spec.as_ref()?;
     if spec.type_.as_deref() != Some("LoadBalancer") {
         return None;
@@ -754,7 +754,7 @@ fn slim_service(svc: &Service, ctx: &Ctx) -> Option<Slim> {
     })
 }
 
-fn slim_ingress(ing: &Ingress, ctx: &Ctx) -> Option<Slim> {
+fn slim_ingress(ing: &Ingress, ctx: &ConvertCtx) -> Option<Slim> {
     let what = format!(
         "ingress {}/{}",
         ing.namespace().unwrap_or_default(),
@@ -807,7 +807,7 @@ fn slim_ingress(ing: &Ingress, ctx: &Ctx) -> Option<Slim> {
     })
 }
 
-fn slim_slice(slice: &EndpointSlice, _ctx: &Ctx) -> Option<Slim> {
+fn slim_slice(slice: &EndpointSlice, _ctx: &ConvertCtx) -> Option<Slim> {
     let service = slice.labels().get(SERVICE_NAME_LABEL)?.clone();
     // A nil `ready` means ready (discovery.k8s.io/v1 EndpointConditions).
     let ready = slice
@@ -823,7 +823,7 @@ fn slim_slice(slice: &EndpointSlice, _ctx: &Ctx) -> Option<Slim> {
 fn annotations(
     a: &BTreeMap<String, String>,
     what: &str,
-    ctx: &Ctx,
+    ctx: &ConvertCtx,
 ) -> (Settings, Vec<String>, bool) {
     let mut settings = Settings::default();
     let mut hosts = Vec::new();
@@ -934,7 +934,7 @@ mod tests {
 
     #[test]
     fn a_retry_is_not_a_recovery_until_data_comes() {
-        let mut w = Watched::new(3);
+        let mut w = ClusterObjects::new(3);
         w.apply(Msg::Error(0, "connection refused".into()));
         // kube's watcher says Init before it tries the LIST: still failing.
         w.apply(Msg::Init(0));
@@ -948,7 +948,7 @@ mod tests {
 
     #[test]
     fn relist_swaps_whole_and_keeps_old_until_done() {
-        let mut w = Watched::new(3);
+        let mut w = ClusterObjects::new(3);
         let (k, o) = svc("a");
         w.apply(Msg::Init(0));
         w.apply(Msg::InitApply(0, k.clone(), Some(o.clone())));
@@ -974,7 +974,7 @@ mod tests {
 
     #[test]
     fn one_event_changes_one_object() {
-        let mut w = Watched::new(3);
+        let mut w = ClusterObjects::new(3);
         for i in 0..100 {
             let (k, o) = svc(&format!("s{i}"));
             w.apply(Msg::InitApply(0, k, Some(o)));
@@ -991,10 +991,10 @@ mod tests {
 
     #[test]
     fn readiness_comes_from_endpoint_slices() {
-        let mut w = Watched::new(3);
+        let mut w = ClusterObjects::new(3);
         let (k, o) = svc("a");
         w.apply(Msg::Apply(0, k.clone(), Some(o)));
-        let ready = |w: &mut Watched| w.changes(false)[0].1.as_ref().unwrap().ready;
+        let ready = |w: &mut ClusterObjects| w.changes(false)[0].1.as_ref().unwrap().ready;
         assert!(!ready(&mut w), "no slices: not ready");
         w.apply(Msg::Apply(2, key("a-1"), Some(slice("a", 0))));
         assert!(!ready(&mut w));
@@ -1010,7 +1010,7 @@ mod tests {
 
     #[test]
     fn bad_annotations_are_ignored() {
-        let ctx = Ctx {
+        let ctx = ConvertCtx {
             cluster: "c".into(),
             zone: "fed.example.com".into(),
         };

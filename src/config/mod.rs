@@ -5,21 +5,22 @@
 //! freely, rename none. Every struct rejects unknown fields so that a typo is an error,
 //! not a silently ignored setting.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, de};
+use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::geo::{LatLon, places};
-
+mod defaults;
+mod validate;
+pub mod values;
 pub mod zonefile;
+
+pub use values::{Cidr, Coordinates, in_zone, is_label, parse_duration};
 
 /// A configuration error: the file, the line (when one can be named) and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +57,7 @@ pub struct Config {
     #[serde(default)]
     pub listen: Listen,
     /// TTL of geo answers, in seconds. Short, so that failover reaches clients quickly.
-    #[serde(default = "default_ttl")]
+    #[serde(default = "defaults::ttl")]
     pub ttl: u32,
     #[serde(default)]
     pub geoip: Option<GeoipConfig>,
@@ -67,7 +68,7 @@ pub struct Config {
     #[serde(default)]
     pub policy: PolicyKind,
     /// How many clusters a `nearest` answer holds by default.
-    #[serde(default = "default_count")]
+    #[serde(default = "defaults::count")]
     pub count: u32,
     /// Cluster order for clients that cannot be located. Default: the order of `clusters`.
     #[serde(default)]
@@ -89,7 +90,7 @@ pub struct Config {
     pub rrl: Option<RrlConfig>,
     /// After SIGTERM, how long fedns keeps answering while /readyz says 503, so that load
     /// balancers and forwarders move away before the listeners close.
-    #[serde(default = "default_drain", deserialize_with = "duration")]
+    #[serde(default = "defaults::drain", deserialize_with = "values::duration")]
     pub drain: Duration,
     pub clusters: Vec<Spanned<ClusterConfig>>,
 }
@@ -99,47 +100,31 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct RrlConfig {
     /// Identical-looking UDP responses per second to one client network.
-    #[serde(default = "default_rrl_rate")]
+    #[serde(default = "defaults::rrl_rate")]
     pub responses_per_second: u32,
     /// Over the limit, every `slip`-th response is sent truncated (TC) so real clients
     /// retry over TCP; 0 drops them all.
-    #[serde(default = "default_rrl_slip")]
+    #[serde(default = "defaults::rrl_slip")]
     pub slip: u32,
-    #[serde(default = "default_rrl_v4")]
+    #[serde(default = "defaults::rrl_v4")]
     pub ipv4_prefix: u8,
-    #[serde(default = "default_rrl_v6")]
+    #[serde(default = "defaults::rrl_v6")]
     pub ipv6_prefix: u8,
     /// Counters kept: memory is fixed at 8 bytes each, whatever the clients send.
-    #[serde(default = "default_rrl_table")]
+    #[serde(default = "defaults::rrl_table")]
     pub table_size: usize,
 }
 
 impl Default for RrlConfig {
     fn default() -> Self {
         RrlConfig {
-            responses_per_second: default_rrl_rate(),
-            slip: default_rrl_slip(),
-            ipv4_prefix: default_rrl_v4(),
-            ipv6_prefix: default_rrl_v6(),
-            table_size: default_rrl_table(),
+            responses_per_second: defaults::rrl_rate(),
+            slip: defaults::rrl_slip(),
+            ipv4_prefix: defaults::rrl_v4(),
+            ipv6_prefix: defaults::rrl_v6(),
+            table_size: defaults::rrl_table(),
         }
     }
-}
-
-fn default_rrl_rate() -> u32 {
-    20
-}
-fn default_rrl_slip() -> u32 {
-    2
-}
-fn default_rrl_v4() -> u8 {
-    24
-}
-fn default_rrl_v6() -> u8 {
-    56
-}
-fn default_rrl_table() -> usize {
-    65_536
 }
 
 /// How fedns talks to member clusters' API servers.
@@ -148,52 +133,39 @@ fn default_rrl_table() -> usize {
 pub struct KubernetesConfig {
     /// Server-side timeout of each watch request; the watch is then re-established. A
     /// cluster whose API stops answering is noticed after this plus a quarter (1 to 15 s).
-    #[serde(default = "default_watch_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::watch_timeout",
+        deserialize_with = "values::duration"
+    )]
     pub watch_timeout: Duration,
-    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::connect_timeout",
+        deserialize_with = "values::duration"
+    )]
     pub connect_timeout: Duration,
     /// `/readyz` stops waiting for clusters that have not synced after this long.
-    #[serde(default = "default_sync_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::sync_timeout",
+        deserialize_with = "values::duration"
+    )]
     pub sync_timeout: Duration,
 }
 
 impl Default for KubernetesConfig {
     fn default() -> Self {
         Self {
-            watch_timeout: default_watch_timeout(),
-            connect_timeout: default_connect_timeout(),
-            sync_timeout: default_sync_timeout(),
+            watch_timeout: defaults::watch_timeout(),
+            connect_timeout: defaults::connect_timeout(),
+            sync_timeout: defaults::sync_timeout(),
         }
     }
-}
-
-fn default_watch_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_sync_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_ttl() -> u32 {
-    30
-}
-
-fn default_count() -> u32 {
-    1
-}
-
-fn default_drain() -> Duration {
-    Duration::from_secs(5)
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     /// UDP and TCP are served on each of these.
-    #[serde(default = "default_dns_listen")]
+    #[serde(default = "defaults::dns_listen")]
     pub dns: Vec<SocketAddr>,
     #[serde(default)]
     pub admin: Option<SocketAddr>,
@@ -202,44 +174,34 @@ pub struct Listen {
     #[serde(default)]
     pub udp_workers: Option<NonZeroUsize>,
     /// Open TCP connections at most; past that, new ones are closed at once.
-    #[serde(default = "default_tcp_max_connections")]
+    #[serde(default = "defaults::tcp_max_connections")]
     pub tcp_max_connections: NonZeroUsize,
     /// A TCP connection with no query for this long is closed (RFC 7766 section 6.2.3).
-    #[serde(default = "default_tcp_idle_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::tcp_idle_timeout",
+        deserialize_with = "values::duration"
+    )]
     pub tcp_idle_timeout: Duration,
     /// A query that has started to arrive over TCP must be complete, and a reply must be
     /// taken by the client, within this; else the connection is closed.
-    #[serde(default = "default_tcp_io_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::tcp_io_timeout",
+        deserialize_with = "values::duration"
+    )]
     pub tcp_io_timeout: Duration,
 }
 
 impl Default for Listen {
     fn default() -> Self {
         Self {
-            dns: default_dns_listen(),
+            dns: defaults::dns_listen(),
             admin: None,
             udp_workers: None,
-            tcp_max_connections: default_tcp_max_connections(),
-            tcp_idle_timeout: default_tcp_idle_timeout(),
-            tcp_io_timeout: default_tcp_io_timeout(),
+            tcp_max_connections: defaults::tcp_max_connections(),
+            tcp_idle_timeout: defaults::tcp_idle_timeout(),
+            tcp_io_timeout: defaults::tcp_io_timeout(),
         }
     }
-}
-
-fn default_tcp_max_connections() -> NonZeroUsize {
-    NonZeroUsize::new(1024).expect("non-zero literal")
-}
-
-fn default_tcp_idle_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_tcp_io_timeout() -> Duration {
-    Duration::from_secs(2)
-}
-
-fn default_dns_listen() -> Vec<SocketAddr> {
-    vec!["0.0.0.0:53".parse().expect("literal address")]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,12 +211,8 @@ pub struct GeoipConfig {
     /// Relative to the config file.
     pub database: PathBuf,
     /// Locate clients by EDNS Client Subnet when the query carries one.
-    #[serde(default = "yes")]
+    #[serde(default = "defaults::yes")]
     pub use_ecs: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,52 +228,6 @@ pub struct NetworkOverride {
     /// Clients in `cidr` are placed at these coordinates.
     #[serde(default)]
     pub location: Option<Coordinates>,
-}
-
-/// A CIDR whose host bits must be zero, so that `10.1.2.3/8` is caught as a likely typo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr(pub IpNet);
-
-impl<'de> Deserialize<'de> for Cidr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let net = IpNet::from_str(&s).map_err(|_| {
-            de::Error::custom(format!("`{s}` is not a CIDR (expected e.g. 10.8.0.0/14)"))
-        })?;
-        if net.trunc() != net {
-            return Err(de::Error::custom(format!(
-                "`{s}` has host bits set; did you mean {}?",
-                net.trunc()
-            )));
-        }
-        Ok(Cidr(net))
-    }
-}
-
-/// `{ lat: 50.11, lon: 8.68 }`, range-checked.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Coordinates(pub LatLon);
-
-impl<'de> Deserialize<'de> for Coordinates {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            lat: f64,
-            lon: f64,
-        }
-        let raw = Raw::deserialize(d)?;
-        if !(-90.0..=90.0).contains(&raw.lat) || !(-180.0..=180.0).contains(&raw.lon) {
-            return Err(de::Error::custom(format!(
-                "coordinates out of range: lat {} must be in [-90, 90], lon {} in [-180, 180]",
-                raw.lat, raw.lon
-            )));
-        }
-        Ok(Coordinates(LatLon {
-            lat: raw.lat,
-            lon: raw.lon,
-        }))
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -375,21 +287,21 @@ pub struct HealthConfig {
     #[serde(default)]
     pub probe: ProbeKind,
     /// Path of `http` and `https` probes.
-    #[serde(default = "default_path")]
+    #[serde(default = "defaults::path")]
     pub path: String,
     /// Status an `http`/`https` probe expects.
-    #[serde(default = "default_expect")]
+    #[serde(default = "defaults::expect")]
     pub expect: u16,
     /// At most this many probes run at once.
-    #[serde(default = "default_max_concurrent")]
+    #[serde(default = "defaults::max_concurrent")]
     pub max_concurrent: usize,
-    #[serde(default = "default_interval", deserialize_with = "duration")]
+    #[serde(default = "defaults::interval", deserialize_with = "values::duration")]
     pub interval: Duration,
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    #[serde(default = "defaults::timeout", deserialize_with = "values::duration")]
     pub timeout: Duration,
-    #[serde(default = "default_rise")]
+    #[serde(default = "defaults::rise")]
     pub rise: u32,
-    #[serde(default = "default_fall")]
+    #[serde(default = "defaults::fall")]
     pub fall: u32,
     #[serde(default)]
     pub on_all_unhealthy: AllUnhealthy,
@@ -399,38 +311,16 @@ impl Default for HealthConfig {
     fn default() -> Self {
         Self {
             probe: ProbeKind::default(),
-            path: default_path(),
-            expect: default_expect(),
-            max_concurrent: default_max_concurrent(),
-            interval: default_interval(),
-            timeout: default_timeout(),
-            rise: default_rise(),
-            fall: default_fall(),
+            path: defaults::path(),
+            expect: defaults::expect(),
+            max_concurrent: defaults::max_concurrent(),
+            interval: defaults::interval(),
+            timeout: defaults::timeout(),
+            rise: defaults::rise(),
+            fall: defaults::fall(),
             on_all_unhealthy: AllUnhealthy::default(),
         }
     }
-}
-
-fn default_path() -> String {
-    "/".into()
-}
-fn default_expect() -> u16 {
-    200
-}
-fn default_max_concurrent() -> usize {
-    512
-}
-fn default_interval() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_rise() -> u32 {
-    2
-}
-fn default_fall() -> u32 {
-    2
 }
 
 #[derive(
@@ -458,41 +348,6 @@ pub enum AllUnhealthy {
     FailOpen,
     /// Answer SERVFAIL, so that resolvers try elsewhere or report the outage.
     Servfail,
-}
-
-/// Parses `500ms`, `2s`, `1m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Secs(n) => Ok(Duration::from_secs(n)),
-        Raw::Text(s) => parse_duration(&s).ok_or_else(|| {
-            de::Error::custom(format!(
-                "`{s}` is not a duration (expected e.g. 500ms, 2s, 1m)"
-            ))
-        }),
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -602,7 +457,7 @@ impl Config {
                 .to_string()
                 .replace("<input>", &path.display().to_string()),
         })?;
-        config.validate(path)?;
+        validate::validate(&config, text, path)?;
         Ok(config)
     }
 
@@ -627,342 +482,6 @@ impl Config {
             }
         }
     }
-
-    /// Checks what serde cannot: names are valid DNS labels, references point at clusters
-    /// that exist, every cluster can be located.
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let err = |line: u64, field: &str, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            line,
-            field: field.to_owned(),
-            message,
-        };
-        if hickory_proto::rr::Name::from_ascii(&self.zone).is_err() || self.zone.is_empty() {
-            return Err(err(
-                1,
-                "zone",
-                format!("`{}` is not a domain name", self.zone),
-            ));
-        }
-        if !is_label(&self.federation) {
-            return Err(err(
-                1,
-                "federation",
-                format!("`{}` is not a DNS label", self.federation),
-            ));
-        }
-        if self.listen.dns.is_empty() {
-            return Err(err(
-                1,
-                "listen.dns",
-                "at least one address is needed".into(),
-            ));
-        }
-        if self.listen.udp_workers.is_some_and(|w| w.get() > 1024) {
-            return Err(err(
-                1,
-                "listen.udp_workers",
-                "at most 1024 (one per CPU is the useful most)".into(),
-            ));
-        }
-        if self.listen.tcp_idle_timeout.is_zero() || self.listen.tcp_io_timeout.is_zero() {
-            return Err(err(
-                1,
-                "listen",
-                "tcp_idle_timeout and tcp_io_timeout must be above 0".into(),
-            ));
-        }
-        if self.clusters.is_empty() {
-            return Err(err(1, "clusters", "at least one cluster is needed".into()));
-        }
-        if self.count == 0 {
-            return Err(err(1, "count", "must be at least 1".into()));
-        }
-        if self.health.rise == 0 || self.health.fall == 0 {
-            return Err(err(1, "health", "rise and fall must be at least 1".into()));
-        }
-        if self.health.timeout.is_zero() || self.health.interval.is_zero() {
-            return Err(err(
-                1,
-                "health",
-                "interval and timeout must be above 0".into(),
-            ));
-        }
-        if let Some(r) = &self.rrl
-            && (r.responses_per_second == 0
-                || r.table_size == 0
-                || r.ipv4_prefix > 32
-                || r.ipv6_prefix > 128)
-        {
-            return Err(err(
-                1,
-                "rrl",
-                "responses_per_second and table_size must be above 0, prefixes at most 32 and 128"
-                    .into(),
-            ));
-        }
-        if self.health.max_concurrent == 0 {
-            return Err(err(1, "health.max_concurrent", "must be at least 1".into()));
-        }
-        if !self.health.path.starts_with('/') {
-            return Err(err(
-                1,
-                "health.path",
-                format!("`{}` must start with /", self.health.path),
-            ));
-        }
-        let mut names = HashSet::new();
-        for (i, c) in self.clusters.iter().enumerate() {
-            let line = c.referenced.line();
-            let field = |f: &str| format!("clusters[{i}].{f}");
-            let c = &c.value;
-            if !is_label(&c.name) {
-                return Err(err(
-                    line,
-                    &field("name"),
-                    format!("`{}` is not a DNS label", c.name),
-                ));
-            }
-            if !names.insert(c.name.to_ascii_lowercase()) {
-                return Err(err(
-                    line,
-                    &field("name"),
-                    format!("cluster `{}` is declared twice", c.name),
-                ));
-            }
-            for (label, what) in [(&c.region, "region"), (&c.zone, "zone")] {
-                if let Some(l) = label
-                    && !is_label(l)
-                {
-                    return Err(err(line, &field(what), format!("`{l}` is not a DNS label")));
-                }
-            }
-            if c.zone.is_some() && c.region.is_none() {
-                return Err(err(
-                    line,
-                    &field("zone"),
-                    "a zone needs a region (names are <zone>.<region>.<Z>)".into(),
-                ));
-            }
-            if c.location.is_none() {
-                match &c.region {
-                    None => {
-                        return Err(err(
-                            line,
-                            &field("location"),
-                            format!("cluster `{}` has neither location nor region", c.name),
-                        ));
-                    }
-                    Some(r) if places::cloud_region(r).is_none() => {
-                        return Err(err(
-                            line,
-                            &field("location"),
-                            format!(
-                                "region `{r}` is not in the built-in table of cloud regions; \
-                                 give `location: {{ lat: .., lon: .. }}`"
-                            ),
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
-            for ns in &c.namespaces {
-                if !is_label(ns) {
-                    return Err(err(
-                        line,
-                        &field("namespaces"),
-                        format!("`{ns}` is not a namespace name"),
-                    ));
-                }
-            }
-            if c.context.is_some() && c.kubeconfig.is_none() {
-                return Err(err(
-                    line,
-                    &field("context"),
-                    "a context needs a kubeconfig".into(),
-                ));
-            }
-            for (j, s) in c.services.iter().enumerate() {
-                let sline = s.referenced.line();
-                let sfield = |f: &str| format!("clusters[{i}].services[{j}].{f}");
-                let s = &s.value;
-                for (v, f) in [(&s.namespace, "namespace"), (&s.name, "name")] {
-                    if !is_label(v) {
-                        return Err(err(sline, &sfield(f), format!("`{v}` is not a DNS label")));
-                    }
-                }
-                if s.addresses.is_empty() && s.hostname.is_none() {
-                    return Err(err(
-                        sline,
-                        &sfield("addresses"),
-                        format!(
-                            "service {}/{} has neither addresses nor hostname",
-                            s.namespace, s.name
-                        ),
-                    ));
-                }
-                if let Some(h) = &s.hostname
-                    && hickory_proto::rr::Name::from_ascii(h).is_err()
-                {
-                    return Err(err(
-                        sline,
-                        &sfield("hostname"),
-                        format!("`{h}` is not a host name"),
-                    ));
-                }
-                for h in &s.hosts {
-                    if !in_zone(h, &self.zone) {
-                        return Err(err(
-                            sline,
-                            &sfield("hosts"),
-                            format!("host `{h}` is not inside zone `{}`", self.zone),
-                        ));
-                    }
-                }
-                if let Some(p) = s.probe_path.as_deref().filter(|p| !p.starts_with('/')) {
-                    return Err(err(
-                        sline,
-                        &sfield("probe_path"),
-                        format!("`{p}` is not a path: it must start with /"),
-                    ));
-                }
-                let probed = s.probe.is_some_and(|k| k != ProbeKind::None)
-                    || s.probe_path.is_some()
-                    || s.probe_status.is_some();
-                if probed && s.port.is_none() && s.probe_port.is_none() {
-                    return Err(err(
-                        sline,
-                        &sfield("probe_port"),
-                        "probe settings need a port to probe: set `port` or `probe_port`".into(),
-                    ));
-                }
-                if s.probe_port == Some(0) {
-                    return Err(err(
-                        sline,
-                        &sfield("probe_port"),
-                        "port 0 cannot be probed".into(),
-                    ));
-                }
-                if let Some(c) = s.probe_status.filter(|c| !(100..600).contains(c)) {
-                    return Err(err(
-                        sline,
-                        &sfield("probe_status"),
-                        format!("{c} is not an HTTP status code (100 to 599)"),
-                    ));
-                }
-            }
-        }
-        for (i, n) in self.networks.iter().enumerate() {
-            let line = n.referenced.line();
-            let field = format!("networks[{i}]");
-            let n = &n.value;
-            let targets = [
-                n.cluster.is_some(),
-                n.region.is_some(),
-                n.location.is_some(),
-            ];
-            if targets.iter().filter(|t| **t).count() != 1 {
-                return Err(err(
-                    line,
-                    &field,
-                    "give exactly one of cluster, region, location".into(),
-                ));
-            }
-            if let Some(c) = &n.cluster
-                && !names.contains(&c.to_ascii_lowercase())
-            {
-                return Err(err(
-                    line,
-                    &format!("{field}.cluster"),
-                    format!("no cluster `{c}`"),
-                ));
-            }
-            if let Some(r) = &n.region
-                && places::cloud_region(r).is_none()
-                && !self.clusters.iter().any(|c| {
-                    c.value.region.as_deref().map(str::to_ascii_lowercase)
-                        == Some(r.to_ascii_lowercase())
-                        && c.value.location.is_some()
-                })
-            {
-                return Err(err(
-                    line,
-                    &format!("{field}.region"),
-                    format!(
-                        "region `{r}` is neither a built-in cloud region nor a located cluster's region"
-                    ),
-                ));
-            }
-        }
-        for (i, f) in self.fallback.iter().enumerate() {
-            if !names.contains(&f.value.to_ascii_lowercase()) {
-                return Err(err(
-                    f.referenced.line(),
-                    &format!("fallback[{i}]"),
-                    format!("no cluster `{}`", f.value),
-                ));
-            }
-        }
-        for (i, s) in self.services.iter().enumerate() {
-            let line = s.referenced.line();
-            let field = format!("services[{i}]");
-            let s = &s.value;
-            match (&s.namespace, &s.name, &s.host) {
-                (Some(_), Some(_), None) => {}
-                (None, None, Some(h)) if in_zone(h, &self.zone) => {}
-                (None, None, Some(h)) => {
-                    return Err(err(
-                        line,
-                        &format!("{field}.host"),
-                        format!("host `{h}` is not inside zone `{}`", self.zone),
-                    ));
-                }
-                _ => {
-                    return Err(err(
-                        line,
-                        &field,
-                        "give either namespace and name, or host".into(),
-                    ));
-                }
-            }
-            if s.count == Some(0) {
-                return Err(err(
-                    line,
-                    &format!("{field}.count"),
-                    "must be at least 1".into(),
-                ));
-            }
-            for c in s.order.iter().chain(s.weights.keys()) {
-                if !names.contains(&c.to_ascii_lowercase()) {
-                    return Err(err(line, &field, format!("no cluster `{c}`")));
-                }
-            }
-            if s.policy == Some(PolicyKind::Weighted) && s.weights.values().all(|w| *w == 0) {
-                return Err(err(
-                    line,
-                    &format!("{field}.weights"),
-                    "policy weighted needs at least one cluster with a weight above 0".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A single DNS label: letters, digits, hyphens (and underscores, which Kubernetes does not
-/// allow but DNS tolerates); 1 to 63 bytes.
-pub fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Whether `host` is the zone apex or below it, case-insensitively.
-pub fn in_zone(host: &str, zone: &str) -> bool {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    let z = zone.trim_end_matches('.').to_ascii_lowercase();
-    h == z || h.ends_with(&format!(".{z}"))
 }
 
 #[cfg(test)]
@@ -1068,6 +587,22 @@ mod tests {
         }
         // Probe `none` needs no port.
         assert!(with("probe: none").is_ok());
+    }
+
+    #[test]
+    fn top_level_errors_name_their_line() {
+        let text = "zone: fed.example.com\nfederation: myfed\n\ncount: 0\nclusters:\n  - name: us-east\n    region: us-east-1\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("test.yaml:4: count: must be at least 1"),
+            "{e}"
+        );
+        let text = "zone: fed.example.com\nfederation: myfed\nhealth:\n  probe: http\n  path: healthz\nclusters:\n  - name: us-east\n    region: us-east-1\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:5: health.path:"), "{e}");
+        let text = "zone: fed.example.com\nfederation: myfed\nclusters: []\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:3: clusters: at least one"), "{e}");
     }
 
     #[test]

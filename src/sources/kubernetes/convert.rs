@@ -1,0 +1,298 @@
+//! Kubernetes objects cut down to what DNS needs (`Slim`), and the `fedns.io/`
+//! annotations that tune them. Bad values are logged with the cluster and object, and
+//! ignored.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
+use tracing::{debug, warn};
+
+use crate::config::{PolicyKind, ProbeKind, in_zone};
+use crate::store::Settings;
+
+/// Annotations that tune a Service or Ingress: `fedns.io/policy`, `fedns.io/count`,
+/// `fedns.io/failover-order`, `fedns.io/weight`, `fedns.io/hosts`, `fedns.io/exclude`,
+/// `fedns.io/probe` (tcp, http, https, none), `fedns.io/probe-path`, `fedns.io/probe-port`,
+/// `fedns.io/probe-status`.
+pub const ANNOTATION_PREFIX: &str = "fedns.io/";
+
+/// The label EndpointSlices carry to name their Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// namespace/name
+pub(super) type Key = (String, String);
+
+/// A Kubernetes object cut down to what DNS needs.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Slim {
+    Service {
+        addresses: Vec<IpAddr>,
+        hostname: Option<String>,
+        port: Option<u16>,
+        hosts: Vec<String>,
+        settings: Settings,
+    },
+    Ingress {
+        hosts: Vec<String>,
+        addresses: Vec<IpAddr>,
+        hostname: Option<String>,
+        port: u16,
+        settings: Settings,
+    },
+    Slice {
+        service: String,
+        ready: usize,
+    },
+}
+
+/// What conversions need to know.
+pub(super) struct ConvertCtx {
+    pub(super) cluster: String,
+    pub(super) zone: String,
+}
+
+/// Load-balancer addresses and the first hostname from `status.loadBalancer.ingress`.
+pub(super) fn lb_targets(
+    ingress: Option<&Vec<LoadBalancerIngress>>,
+    what: &str,
+    ctx: &ConvertCtx,
+) -> (Vec<IpAddr>, Option<String>) {
+    let mut addrs = Vec::new();
+    let mut hostname = None;
+    for i in ingress.into_iter().flatten() {
+        if let Some(ip) = &i.ip {
+            match ip.parse::<IpAddr>() {
+                Ok(a) => addrs.push(a),
+                Err(_) => warn!(
+                    cluster = ctx.cluster,
+                    object = what,
+                    ip,
+                    "load-balancer ip is not an address; ignored"
+                ),
+            }
+        }
+        if hostname.is_none()
+            && let Some(h) = &i.hostname
+        {
+            hostname = Some(h.trim_end_matches('.').to_ascii_lowercase());
+        }
+    }
+    (addrs, hostname)
+}
+
+pub(super) fn slim_service(svc: &Service, ctx: &ConvertCtx) -> Option<Slim> {
+    let spec = svc.spec.as_ref()?;
+    if spec.type_.as_deref() != Some("LoadBalancer") {
+        return None;
+    }
+    let what = format!(
+        "service {}/{}",
+        svc.namespace().unwrap_or_default(),
+        svc.name_any()
+    );
+    let (settings, hosts, exclude) = annotations(svc.annotations(), &what, ctx);
+    if exclude {
+        return None;
+    }
+    let status = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+    let (addresses, hostname) = lb_targets(status.and_then(|l| l.ingress.as_ref()), &what, ctx);
+    if addresses.is_empty() && hostname.is_none() {
+        // Pending: no load balancer yet, nothing to answer with.
+        return None;
+    }
+    let port = spec
+        .ports
+        .as_ref()
+        .and_then(|p| p.first())
+        .and_then(|p| u16::try_from(p.port).ok());
+    Some(Slim::Service {
+        addresses,
+        hostname,
+        port,
+        hosts,
+        settings,
+    })
+}
+
+pub(super) fn slim_ingress(ing: &Ingress, ctx: &ConvertCtx) -> Option<Slim> {
+    let what = format!(
+        "ingress {}/{}",
+        ing.namespace().unwrap_or_default(),
+        ing.name_any()
+    );
+    let (settings, mut hosts, exclude) = annotations(ing.annotations(), &what, ctx);
+    if exclude {
+        return None;
+    }
+    let spec = ing.spec.as_ref()?;
+    for rule in spec.rules.iter().flatten() {
+        if let Some(h) = &rule.host {
+            let h = h.trim_end_matches('.').to_ascii_lowercase();
+            if h.starts_with("*.") {
+                debug!(
+                    cluster = ctx.cluster,
+                    object = what,
+                    host = h,
+                    "wildcard Ingress host not served"
+                );
+            } else if in_zone(&h, &ctx.zone) {
+                hosts.push(h);
+            }
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    if hosts.is_empty() {
+        return None;
+    }
+    let status = ing.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+    let ingress_list: Option<Vec<LoadBalancerIngress>> =
+        status.and_then(|l| l.ingress.as_ref()).map(|v| {
+            v.iter()
+                .map(|i| LoadBalancerIngress {
+                    ip: i.ip.clone(),
+                    hostname: i.hostname.clone(),
+                    ..LoadBalancerIngress::default()
+                })
+                .collect()
+        });
+    let (addresses, hostname) = lb_targets(ingress_list.as_ref(), &what, ctx);
+    let tls = spec.tls.as_ref().is_some_and(|t| !t.is_empty());
+    Some(Slim::Ingress {
+        hosts,
+        addresses,
+        hostname,
+        port: if tls { 443 } else { 80 },
+        settings,
+    })
+}
+
+pub(super) fn slim_slice(slice: &EndpointSlice, _ctx: &ConvertCtx) -> Option<Slim> {
+    let service = slice.labels().get(SERVICE_NAME_LABEL)?.clone();
+    // A nil `ready` means ready (discovery.k8s.io/v1 EndpointConditions).
+    let ready = slice
+        .endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .count();
+    Some(Slim::Slice { service, ready })
+}
+
+/// Reads `fedns.io/...` annotations. A bad value is logged with the object it is on and
+/// ignored; the object is still served.
+pub(super) fn annotations(
+    a: &BTreeMap<String, String>,
+    what: &str,
+    ctx: &ConvertCtx,
+) -> (Settings, Vec<String>, bool) {
+    let mut settings = Settings::default();
+    let mut hosts = Vec::new();
+    let mut exclude = false;
+    for (k, v) in a {
+        let Some(name) = k.strip_prefix(ANNOTATION_PREFIX) else {
+            continue;
+        };
+        let v = v.trim();
+        let bad = |why: &str| {
+            warn!(
+                cluster = ctx.cluster,
+                object = what,
+                annotation = k.as_str(),
+                value = v,
+                "{why}; annotation ignored"
+            )
+        };
+        match name {
+            "policy" => match v {
+                "nearest" => settings.policy = Some(PolicyKind::Nearest),
+                "failover" => settings.policy = Some(PolicyKind::Failover),
+                "weighted" => settings.policy = Some(PolicyKind::Weighted),
+                "all" => settings.policy = Some(PolicyKind::All),
+                _ => bad("expected nearest, failover, weighted or all"),
+            },
+            "count" => match v.parse::<u32>() {
+                Ok(n) if n > 0 => settings.count = Some(n),
+                _ => bad("expected a whole number above 0"),
+            },
+            "weight" => match v.parse::<u32>() {
+                Ok(n) => settings.weight = Some(n),
+                _ => bad("expected a whole number"),
+            },
+            "failover-order" => {
+                settings.order = v
+                    .split(',')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+            }
+            "hosts" => {
+                for h in v
+                    .split(',')
+                    .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                {
+                    if h.is_empty() {
+                        continue;
+                    }
+                    if in_zone(&h, &ctx.zone) {
+                        hosts.push(h);
+                    } else {
+                        bad("host outside the zone");
+                    }
+                }
+            }
+            "exclude" => exclude = v == "true",
+            "probe" => match v {
+                "tcp" => settings.probe = Some(ProbeKind::Tcp),
+                "http" => settings.probe = Some(ProbeKind::Http),
+                "https" => settings.probe = Some(ProbeKind::Https),
+                "none" => settings.probe = Some(ProbeKind::None),
+                _ => bad("expected tcp, http, https or none"),
+            },
+            "probe-path" if v.starts_with('/') => settings.probe_path = Some(v.to_owned()),
+            "probe-path" => bad("expected a path starting with /"),
+            "probe-port" => match v.parse::<u16>() {
+                Ok(p) if p > 0 => settings.probe_port = Some(p),
+                _ => bad("expected a port number"),
+            },
+            "probe-status" => match v.parse::<u16>() {
+                Ok(c) if (100..600).contains(&c) => settings.probe_expect = Some(c),
+                _ => bad("expected an HTTP status code"),
+            },
+            _ => bad("unknown fedns.io annotation"),
+        }
+    }
+    (settings, hosts, exclude)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_annotations_are_ignored() {
+        let ctx = ConvertCtx {
+            cluster: "c".into(),
+            zone: "fed.example.com".into(),
+        };
+        let a: BTreeMap<String, String> = [
+            ("fedns.io/policy", "closest"),
+            ("fedns.io/weight", "3"),
+            ("fedns.io/hosts", "www.fed.example.com, evil.example.org"),
+            ("fedns.io/failover-order", "us-east, eu-west"),
+            ("other.io/x", "y"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let (s, hosts, exclude) = annotations(&a, "service default/a", &ctx);
+        assert_eq!(s.policy, None);
+        assert_eq!(s.weight, Some(3));
+        assert_eq!(s.order, ["us-east", "eu-west"]);
+        assert_eq!(hosts, ["www.fed.example.com"]);
+        assert!(!exclude);
+    }
+}

@@ -146,7 +146,7 @@ fn geoip(c: &mut Criterion, snap: &Snapshot) {
     let mut group = c.benchmark_group("geoip");
     group.bench_function("lookup", |b| b.iter(|| black_box(db.lookup(black_box(ip)))));
     group.bench_function("locate", |b| {
-        b.iter(|| black_box(snap.locator.locate(black_box(ip), &snap.clusters)))
+        b.iter(|| black_box(snap.locator.locate(black_box(ip))))
     });
     group.finish();
 }

@@ -370,10 +370,7 @@ impl Resolution<'_> {
             || (policy.kind == PolicyKind::Nearest && eligible.len() > policy.count)
             || (policy.kind == PolicyKind::Failover
                 && eligible.iter().any(|c| !policy.order.contains(c)));
-        let located = needs_location.then(|| {
-            snap.locator
-                .locate(self.client.locating_address(), &snap.clusters)
-        });
+        let located = needs_location.then(|| snap.locator.locate(self.client.locating_address()));
         let distance = |c: ClusterId| {
             located
                 .as_ref()

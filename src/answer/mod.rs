@@ -6,7 +6,6 @@
 //! it panic; every failure is an RCODE.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
@@ -16,6 +15,9 @@ use ipnet::IpNet;
 use crate::config::{AllUnhealthy, PolicyKind};
 use crate::health::Health;
 use crate::snapshot::{ClusterId, FedName, Located, LocationSource, Member, Snapshot};
+
+mod policy;
+mod rank;
 
 /// How many CNAMEs inside the zone an answer follows before it stops (loops are config
 /// mistakes, but must not hang or grow a reply without bound).
@@ -78,7 +80,7 @@ pub struct Candidate {
 }
 
 /// How a federated name was answered.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Decision {
     /// The federated name (`ns/name` or host) and the level asked (global, region, zone).
     pub name: String,
@@ -99,9 +101,6 @@ enum Level<'s> {
     Region(&'s [u8], &'s [ClusterId]),
     Zone(&'s [u8], &'s [u8], &'s [ClusterId]),
 }
-
-/// Round-robin position for policy `all`; shared by all queries, relaxed is enough.
-static ROUND_ROBIN: AtomicU64 = AtomicU64::new(0);
 
 /// Answers one question. `trace` fills `Answer::decisions` for `explain`.
 pub fn answer(snap: &Snapshot, q: &Question<'_>, client: &Client, trace: bool) -> Answer {
@@ -350,7 +349,8 @@ impl Resolution<'_> {
             .push(Record::from_rdata(owner, self.snap.ttl, rdata));
     }
 
-    /// Ranks the clusters of a name for this client and picks by policy.
+    /// Ranks the clusters of a name for this client, picks by policy, and records in the
+    /// answer what the pick depended on (location, ECS scope, fail-open).
     fn decide(
         &mut self,
         fed: &FedName,
@@ -365,141 +365,101 @@ impl Resolution<'_> {
             .filter(|m| fail_open || m.healthy())
             .map(|m| m.cluster)
             .collect();
-        // Only `nearest` with a real choice, and explain, need the client's location.
-        let needs_location = self.trace
-            || (policy.kind == PolicyKind::Nearest && eligible.len() > policy.count)
-            || (policy.kind == PolicyKind::Failover
-                && eligible.iter().any(|c| !policy.order.contains(c)));
-        let located = needs_location.then(|| snap.locator.locate(self.client.locating_address()));
-        let distance = |c: ClusterId| {
-            located
-                .as_ref()
-                .and_then(|l| l.location)
-                .map(|loc| snap.distance_km(loc, c))
-        };
-        // Nearest first (a pinned cluster before all); clusters at the same distance break
-        // ties by name so every replica answers alike; with no location, the configured
-        // fallback order. Each key is computed once, not per comparison.
-        let pinned = located.as_ref().and_then(|l| l.pinned);
-        let mut keyed: Vec<(ClusterId, bool, f64)> = eligible
-            .iter()
-            .map(|&c| {
-                let key = distance(c).unwrap_or_else(|| {
-                    snap.fallback
-                        .iter()
-                        .position(|f| *f == c)
-                        .unwrap_or(usize::MAX) as f64
-                });
-                (c, Some(c) != pinned, key)
-            })
-            .collect();
-        keyed.sort_by(|a, b| {
-            a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)).then_with(|| {
-                snap.clusters[a.0 as usize]
-                    .name
-                    .cmp(&snap.clusters[b.0 as usize].name)
-            })
-        });
-        let ranked: Vec<ClusterId> = keyed.into_iter().map(|(c, _, _)| c).collect();
-        let (chosen, depends) = match policy.kind {
-            PolicyKind::Nearest => {
-                let n = policy.count.max(1);
-                (ranked.iter().take(n).copied().collect(), ranked.len() > n)
-            }
-            PolicyKind::Failover => {
-                let mut order: Vec<ClusterId> = policy
-                    .order
-                    .iter()
-                    .copied()
-                    .filter(|c| eligible.contains(c))
-                    .collect();
-                // The client's location matters only when no listed cluster is eligible and
-                // the pick falls to distance.
-                let by_distance = order.is_empty() && ranked.len() > 1;
-                order.extend(ranked.iter().filter(|c| !policy.order.contains(c)));
-                (order.first().copied().into_iter().collect(), by_distance)
-            }
-            PolicyKind::Weighted => {
-                let weighted: Vec<(ClusterId, u32)> = eligible
-                    .iter()
-                    .map(|c| {
-                        let w = policy
-                            .weights
-                            .iter()
-                            .find(|(id, _)| id == c)
-                            .map_or(0, |(_, w)| *w);
-                        (*c, w)
-                    })
-                    .collect();
-                self.ans.varies = true;
-                match pick_weighted(&weighted) {
-                    Some(c) => (vec![c], false),
-                    None => (ranked.iter().take(1).copied().collect(), ranked.len() > 1),
-                }
-            }
-            PolicyKind::All => {
-                let mut all = eligible.clone();
-                if all.len() > 1 {
-                    self.ans.varies = true;
-                    let k =
-                        (ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % all.len() as u64) as usize;
-                    all.rotate_left(k);
-                }
-                (all, false)
-            }
-        };
+        let located = (self.trace || policy::needs_location(policy, &eligible))
+            .then(|| snap.locator.locate(self.client.locating_address()));
+        let ranked = rank::rank(snap, &eligible, located.as_ref());
+        let pick = policy::pick(policy, &eligible, &ranked);
+        self.ans.varies |= pick.varies;
         if self.ans.first_cluster.is_none() {
-            self.ans.first_cluster = chosen.first().copied();
+            self.ans.first_cluster = pick.chosen.first().copied();
         }
         if self.ans.located_by.is_none() {
             self.ans.located_by = located.as_ref().map(|l| l.source.clone());
         }
         self.ans.fail_open |= fail_open;
-        if depends && let Some(l) = &located {
+        if pick.by_location
+            && let Some(l) = &located
+        {
             self.ans.client_dependent = true;
-            let mut scope = l.network.prefix_len();
-            if let Some(ecs) = self.client.ecs {
-                scope = scope.min(ecs.prefix_len());
-            }
-            self.ans.scope = self.ans.scope.max(scope);
+            self.ans.scope = self.ans.scope.max(ecs_scope(l, self.client));
         }
-        // The full candidate list is for explain only.
-        let mut candidates: Vec<Candidate> = members
-            .iter()
-            .filter(|_| self.trace)
-            .map(|m| Candidate {
-                cluster: m.cluster,
-                healthy: m.healthy(),
-                distance_km: distance(m.cluster),
-            })
-            .collect();
-        candidates.sort_by_key(|c| {
-            ranked
-                .iter()
-                .position(|r| *r == c.cluster)
-                .unwrap_or(usize::MAX)
-        });
-        Decision {
-            name: if self.trace {
-                fed.display.clone()
-            } else {
-                String::new()
-            },
-            level: match level {
-                Level::Global => "global".into(),
-                Level::Region(r, _) => format!("region {}", String::from_utf8_lossy(r)),
-                Level::Zone(r, z, _) => format!(
-                    "zone {}.{}",
-                    String::from_utf8_lossy(z),
-                    String::from_utf8_lossy(r)
-                ),
-            },
-            policy: policy.kind,
+        if !self.trace {
+            return Decision {
+                policy: policy.kind,
+                chosen: pick.chosen,
+                fail_open,
+                ..Decision::default()
+            };
+        }
+        trace(
+            snap,
+            fed,
+            members,
+            level,
+            &ranked,
             located,
-            candidates,
-            chosen,
+            pick.chosen,
             fail_open,
-        }
+        )
+    }
+}
+
+/// The ECS scope of an answer that depends on where the client is: the prefix of the
+/// network that placed it, never longer than the client's source prefix.
+fn ecs_scope(located: &Located, client: &Client) -> u8 {
+    let scope = located.network.prefix_len();
+    client.ecs.map_or(scope, |ecs| scope.min(ecs.prefix_len()))
+}
+
+/// The decision as `explain` prints it: every candidate in rank order with its distance
+/// and health, and what was chosen.
+#[allow(clippy::too_many_arguments)]
+fn trace(
+    snap: &Snapshot,
+    fed: &FedName,
+    members: &[&Member],
+    level: Level<'_>,
+    ranked: &[ClusterId],
+    located: Option<Located>,
+    chosen: Vec<ClusterId>,
+    fail_open: bool,
+) -> Decision {
+    let distance = |c: ClusterId| {
+        located
+            .as_ref()
+            .and_then(|l| l.location)
+            .map(|loc| snap.distance_km(loc, c))
+    };
+    let mut candidates: Vec<Candidate> = members
+        .iter()
+        .map(|m| Candidate {
+            cluster: m.cluster,
+            healthy: m.healthy(),
+            distance_km: distance(m.cluster),
+        })
+        .collect();
+    candidates.sort_by_key(|c| {
+        ranked
+            .iter()
+            .position(|r| *r == c.cluster)
+            .unwrap_or(usize::MAX)
+    });
+    Decision {
+        name: fed.display.clone(),
+        level: match level {
+            Level::Global => "global".into(),
+            Level::Region(r, _) => format!("region {}", String::from_utf8_lossy(r)),
+            Level::Zone(r, z, _) => format!(
+                "zone {}.{}",
+                String::from_utf8_lossy(z),
+                String::from_utf8_lossy(r)
+            ),
+        },
+        policy: fed.policy.kind,
+        located,
+        candidates,
+        chosen,
+        fail_open,
     }
 }
 
@@ -550,43 +510,4 @@ fn with_owner(r: &Record, owner: &Name) -> Record {
     let mut r = r.clone();
     r.name = owner.clone();
     r
-}
-
-/// Draws one cluster with probability proportional to its weight.
-fn pick_weighted(weighted: &[(ClusterId, u32)]) -> Option<ClusterId> {
-    let total: u64 = weighted.iter().map(|(_, w)| u64::from(*w)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut x = random_u64() % total;
-    for (c, w) in weighted {
-        let w = u64::from(*w);
-        if x < w {
-            return Some(*c);
-        }
-        x -= w;
-    }
-    None
-}
-
-/// A cheap per-thread pseudo-random number (splitmix64); weighted answers need spread, not
-/// cryptographic strength.
-fn random_u64() -> u64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            let local = 0u8;
-            t ^ (&local as *const u8 as u64).rotate_left(32)
-        });
-    }
-    STATE.with(|s| {
-        let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        s.set(z);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
 }

@@ -1000,7 +1000,7 @@ fn probe_future_size(addr: SocketAddr) -> usize {
         path: "/".into(),
         expect: 200,
     };
-    let fut = fedns::health::probe(&t, Duration::from_secs(1));
+    let fut = fedns::health::probe::probe(&t, Duration::from_secs(1));
     std::mem::size_of_val(&fut)
 }
 

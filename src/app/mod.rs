@@ -219,7 +219,7 @@ impl App {
             if let Some((_, old)) = sources.prober.take() {
                 old.abort();
             }
-            let task = tokio::spawn(health::run(
+            let task = tokio::spawn(health::prober::run(
                 self.store.clone(),
                 self.health.clone(),
                 health.clone(),

@@ -1,0 +1,105 @@
+//! The publisher: builds a snapshot when the store changes and swaps it in, off the
+//! runtime's worker threads; and the per-cluster gauges that follow each publish.
+
+use std::sync::Arc;
+use std::time::{Instant, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
+use tracing::error;
+
+use super::App;
+use crate::ops::admin::Readiness;
+use crate::snapshot::Snapshot;
+use crate::store::Endpoint;
+
+impl App {
+    /// Builds and publishes a snapshot; the old one keeps serving if this fails.
+    /// Publishes what changed: a full rebuild after a reload or a health change, else a
+    /// snapshot that shares everything with the current one but the changed names. The
+    /// old snapshot keeps serving if a full build fails.
+    pub(super) fn publish(&self) {
+        let dirty = self.store.take_dirty();
+        if !dirty.full && !dirty.clusters && dirty.names.is_empty() {
+            self.cluster_metrics();
+            return;
+        }
+        let start = Instant::now();
+        let contents = self.store.contents();
+        let loaded = self.loaded.load();
+        let health = |ep: &Endpoint, ip| self.health.endpoint_health(ep, ip, &loaded.config.health);
+        let next = if dirty.full {
+            match Snapshot::build(
+                &loaded.config,
+                &loaded.zone,
+                loaded.geoip.clone(),
+                &contents,
+                &health,
+            ) {
+                Ok(s) => {
+                    let names: Vec<&str> = s.clusters.iter().map(|c| c.name.as_str()).collect();
+                    self.metrics.set_clusters(&names);
+                    s
+                }
+                Err(e) => {
+                    error!("cannot build a snapshot, still serving the previous one: {e}");
+                    return;
+                }
+            }
+        } else {
+            self.published
+                .load()
+                .update(&dirty.names, &contents, &health)
+        };
+        self.published.store(Arc::new(next));
+        self.metrics.snapshot_builds.inc();
+        self.metrics
+            .snapshot_build_duration
+            .observe(start.elapsed().as_secs_f64());
+        self.cluster_metrics();
+    }
+
+    pub(super) fn cluster_metrics(&self) {
+        let m = &self.metrics;
+        for (name, c) in self.store.contents() {
+            let n = c.len() as i64;
+            m.cluster_endpoints.with_label_values(&[&name]).set(n);
+            if let Some(k) = &c.kube {
+                m.cluster_stale
+                    .with_label_values(&[&name])
+                    .set(i64::from(k.stale));
+                m.cluster_synced
+                    .with_label_values(&[&name])
+                    .set(i64::from(k.synced_at.is_some()));
+                if let Some(t) = k
+                    .last_event_at
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                {
+                    m.cluster_last_sync
+                        .with_label_values(&[&name])
+                        .set(t.as_secs() as i64);
+                }
+            }
+        }
+        m.ready.set(i64::from(self.readiness().is_ok()));
+    }
+
+    /// Starts the snapshot builder; `changed` was subscribed before the first build, so
+    /// that no change falls between the two.
+    pub(super) fn spawn_publisher(
+        self: &Arc<Self>,
+        changed: tokio::sync::watch::Receiver<u64>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(publish_loop(self.clone(), changed))
+    }
+}
+
+/// The snapshot builder: rebuilds and publishes whenever the store changes (endpoints,
+/// health, reloads). Bursts coalesce: a change during a build causes one more build.
+async fn publish_loop(app: Arc<App>, mut changed: tokio::sync::watch::Receiver<u64>) {
+    while changed.changed().await.is_ok() {
+        // A build can take a while (a cluster's first sync, a full rebuild of a large
+        // federation): keep it off the runtime's worker threads, which serve queries.
+        let s = app.clone();
+        let _ = tokio::task::spawn_blocking(move || s.publish()).await;
+    }
+}

@@ -1,0 +1,107 @@
+//! Reload on SIGHUP and when a watched file changes (the config, the zone file, the GeoIP
+//! database, the kubeconfigs). A reload that fails keeps the old state serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::App;
+use super::loaded::{LoadError, LoadedConfig};
+
+impl App {
+    /// Starts the reloader (for a config file; the embedded demo never reloads).
+    pub(super) fn spawn_reloader(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        self.path.as_ref()?;
+        // Stamped now, not when the task first runs, so that no change is missed.
+        let seen = file_stamps(&self.watched_files());
+        Some(tokio::spawn(reload_loop(self.clone(), seen)))
+    }
+
+    /// serving and returns why.
+    pub fn reload(&self) -> Result<(), LoadError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let result = LoadedConfig::from_file(path).and_then(|new| {
+            // Check that a snapshot builds before anything is switched.
+            new.snapshot(&self.store, &self.health)?;
+            Ok(new)
+        });
+        match result {
+            Ok(new) => {
+                let old = self.loaded.load();
+                if old.config.listen.dns != new.config.listen.dns
+                    || old.config.listen.admin != new.config.listen.admin
+                    || old.config.rrl != new.config.rrl
+                    || old.config.state_file != new.config.state_file
+                {
+                    warn!(
+                        "listen addresses, rrl or state_file changed; they take effect at the next restart"
+                    );
+                }
+                self.sync_sources(&new);
+                self.loaded.store(Arc::new(new));
+                self.store.rebuild_all();
+                self.metrics.reload(true);
+                info!(path = %path.display(), "reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.reload(false);
+                error!("reload failed, still serving the previous config: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let loaded = self.loaded.load();
+        let mut files: Vec<PathBuf> = self.path.iter().cloned().collect();
+        files.extend(loaded.config.zone_file.clone());
+        files.extend(loaded.config.geoip.as_ref().map(|g| g.database.clone()));
+        files.extend(loaded.clusters.iter().filter_map(|a| a.kubeconfig_path()));
+        files
+    }
+}
+
+/// How often the watched files are checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// Reloads on SIGHUP and when a watched file changes. Files are polled (size, mtime,
+/// inode), which also catches a GeoIP database replaced by rename as geoipupdate does.
+async fn reload_loop(app: Arc<App>, mut seen: Vec<Stamp>) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let by_signal = tokio::select! {
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
+            _ = tokio::time::sleep(RELOAD_POLL) => false,
+        };
+        let now = file_stamps(&app.watched_files());
+        if by_signal || now != seen {
+            info!(signal = by_signal, "reloading");
+            // Reading tens of MB of GeoIP data is blocking work: keep it off the runtime's
+            // worker threads (the query path runs there).
+            let s = app.clone();
+            let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            // Re-stat after the reload, so a failed reload is not retried until the
+            // files change again.
+            seen = file_stamps(&app.watched_files());
+        }
+    }
+}
+
+type Stamp = Option<(u64, SystemTime, u64)>;
+
+fn file_stamps(files: &[PathBuf]) -> Vec<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.len(), m.modified().ok()?, m.ino()))
+        })
+        .collect()
+}

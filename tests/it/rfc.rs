@@ -36,7 +36,7 @@
 //! - RFC 7766: pipelined queries on one connection are all answered (§6.2.1.1); 2-byte length
 //!   framing whatever the segmentation (§8); a connection stays open after a reply (§6.2.3)
 //!   and an idle one is closed by the server (§6.2.3; the default `listen.tcp_idle_timeout`,
-//!   10 s; tests/server.rs checks shorter ones and the slow-client and connection limits).
+//!   10 s; tests/it/server.rs checks shorter ones and the slow-client and connection limits).
 //! - RFC 7871: a malformed ECS is FORMERR: SCOPE set in a query (§6), source prefix longer
 //!   than the address (§6), address bits beyond the source prefix (§6), address octets not
 //!   matching the source prefix (§6), unknown FAMILY (§7.2.1); FAMILY, SOURCE PREFIX-LENGTH and
@@ -55,15 +55,14 @@
 //!   version.server) disclose nothing: REFUSED, no records.
 //!
 //! Covered elsewhere, not repeated here: the ECS scope of each geo answer and the table of
-//! names (tests/dns.rs); malformed packets never killing the server, the payload fedns
-//! advertises (1232 at most) and RRL (tests/protocol.rs).
-
-mod support;
+//! names (tests/it/dns.rs); malformed packets never killing the server, the payload fedns
+//! advertises (1232 at most) and RRL (tests/it/protocol.rs).
 
 use std::time::{Duration, Instant};
 
+use fedns_testkit::dns::{Transport, read_frame};
+use fedns_testkit::server::{CONFIG, TestServer};
 use hickory_proto::op::Message;
-use support::{CONFIG, TestServer, Transport, read_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -479,13 +478,13 @@ async fn server() -> TestServer {
 
 /// A server on `CONFIG` with `zone` as its zone file.
 async fn server_with_zone(zone: &str) -> TestServer {
-    let path = support::write_config("rfc-zone", CONFIG);
+    let path = fedns_testkit::server::write_config("rfc-zone", CONFIG);
     std::fs::write(path.with_file_name("fed.zone"), zone).unwrap();
     TestServer::start_at(path).await
 }
 
 async fn stop(server: TestServer) {
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 /// Sends `query` and parses the reply; fails the test when none comes or when bytes follow
@@ -851,7 +850,7 @@ async fn rfc1035_s4_1_1_responses_are_not_answered() {
         &[],
     )));
     s.write_all(&out).await.unwrap();
-    let reply = read_frame(&mut s, support::REPLY_TIMEOUT)
+    let reply = read_frame(&mut s, fedns_testkit::dns::REPLY_TIMEOUT)
         .await
         .expect("a reply to the query after the response");
     assert_eq!(parse_whole(reply).id, 0x0808, "the response was answered");
@@ -1522,7 +1521,7 @@ async fn rfc7766_s6_2_1_1_pipelined_queries_all_answered() {
     let mut seen = Vec::new();
     for _ in 0..queries.len() {
         let r = parse_whole(
-            read_frame(&mut s, support::REPLY_TIMEOUT)
+            read_frame(&mut s, fedns_testkit::dns::REPLY_TIMEOUT)
                 .await
                 .expect("a pipelined reply"),
         );
@@ -1567,12 +1566,12 @@ async fn rfc7766_s8_two_byte_length_framing() {
     let mut ids = Vec::new();
     for _ in 0..2 {
         let mut len = [0u8; 2];
-        tokio::time::timeout(support::REPLY_TIMEOUT, s.read_exact(&mut len))
+        tokio::time::timeout(fedns_testkit::dns::REPLY_TIMEOUT, s.read_exact(&mut len))
             .await
             .expect("a reply")
             .unwrap();
         let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
-        tokio::time::timeout(support::REPLY_TIMEOUT, s.read_exact(&mut body))
+        tokio::time::timeout(fedns_testkit::dns::REPLY_TIMEOUT, s.read_exact(&mut body))
             .await
             .expect("the whole reply")
             .unwrap();
@@ -1602,7 +1601,7 @@ async fn rfc7766_s6_2_3_connection_stays_open_after_a_reply() {
     for query in &queries {
         s.write_all(&framed(query)).await.unwrap();
         let r = parse_whole(
-            read_frame(&mut s, support::REPLY_TIMEOUT)
+            read_frame(&mut s, fedns_testkit::dns::REPLY_TIMEOUT)
                 .await
                 .expect("a reply on the kept connection"),
         );
@@ -1616,7 +1615,11 @@ async fn rfc7766_s6_2_3_connection_stays_open_after_a_reply() {
     // Still open after two seconds of silence.
     assert!(!closed_within(&mut s, Duration::from_secs(2)).await);
     s.write_all(&framed(&queries[0])).await.unwrap();
-    assert!(read_frame(&mut s, support::REPLY_TIMEOUT).await.is_some());
+    assert!(
+        read_frame(&mut s, fedns_testkit::dns::REPLY_TIMEOUT)
+            .await
+            .is_some()
+    );
     stop(server).await;
 }
 
@@ -1629,7 +1632,7 @@ async fn rfc7766_s6_2_3_idle_connections_are_closed() {
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     used.write_all(&framed(&q(APP, A))).await.unwrap();
     assert!(
-        read_frame(&mut used, support::REPLY_TIMEOUT)
+        read_frame(&mut used, fedns_testkit::dns::REPLY_TIMEOUT)
             .await
             .is_some()
     );

@@ -4,16 +4,13 @@
 //! kind is followed by a good query, so a server that died would fail the test.
 //!
 //! The RFC rules (header bits, EDNS, ECS validation, truncation, TCP framing and pipelining,
-//! opcodes, transfers, ANY, CHAOS, QDCOUNT, responses never answered) live in tests/rfc.rs,
+//! opcodes, transfers, ANY, CHAOS, QDCOUNT, responses never answered) live in tests/it/rfc.rs,
 //! one test per rule.
 
-mod support;
-
-use std::time::Duration;
-
+use fedns_testkit::dns::{DnsClient, Transport, query};
+use fedns_testkit::server::{CONFIG, TestServer};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use support::{CONFIG, DnsClient, TestServer, Transport, query};
 
 const APP: &str = "app.default.myfed.svc.fed.example.com";
 
@@ -64,7 +61,7 @@ async fn reply_advertises_at_most_1232_bytes() {
             "offered {offered}, advertised {advertised}"
         );
     }
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -130,12 +127,12 @@ async fn malformed_packets_never_kill_the_server() {
         let _ = client.raw(&bytes, Transport::Udp).await;
     }
     still_answers(&client).await;
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn any_on_a_federated_name_is_its_a_records() {
-    // RFC 8482 allows any one RRset (tests/rfc.rs checks that); fedns picks the A records of
+    // RFC 8482 allows any one RRset (tests/it/rfc.rs checks that); fedns picks the A records of
     // a federated name, though it has AAAA too.
     let server = TestServer::start(CONFIG).await;
     let r = server
@@ -147,7 +144,7 @@ async fn any_on_a_federated_name_is_its_a_records() {
         .await;
     let types: Vec<RecordType> = r.answers.iter().map(|r| r.record_type()).collect();
     assert_eq!(types, [RecordType::A]);
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -196,10 +193,10 @@ async fn rrl_limits_udp_with_slips_and_spares_tcp() {
             .await;
         assert_eq!(r.answers.len(), 1);
     }
-    let (_, metrics) = support::http::get(server.admin, "/metrics").await;
+    let (_, metrics) = fedns_testkit::http::get(server.admin, "/metrics").await;
     assert!(
         metrics.contains("fedns_rrl_responses_total{action=\"drop\"}"),
         "{metrics}"
     );
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }

@@ -69,16 +69,16 @@ impl Settings {
         let parts = std::env::var("FEDNS_KBENCH_PARTS")
             .unwrap_or_else(|_| "propagation,scale".into())
             .to_ascii_lowercase();
-        let q = |full: usize, small: usize| if quick { small } else { full };
+        let sized = |full: usize, small: usize| if quick { small } else { full };
         Settings {
             propagation: parts.contains("prop"),
             scale: parts.contains("scale"),
             prop_services: env_usize("FEDNS_KBENCH_PROP_SERVICES", 100).max(1),
-            changes: env_usize("FEDNS_KBENCH_CHANGES", q(1000, 100)),
+            changes: env_usize("FEDNS_KBENCH_CHANGES", sized(1000, 100)),
             poll: Duration::from_micros(env_usize("FEDNS_KBENCH_POLL_US", 500) as u64),
-            clusters: env_usize("FEDNS_KBENCH_CLUSTERS", q(10, 3)).clamp(1, 100),
-            services: env_usize("FEDNS_KBENCH_SERVICES", q(10_000, 1000)).clamp(1, 65_536),
-            scale_changes: env_usize("FEDNS_KBENCH_SCALE_CHANGES", q(100, 20)),
+            clusters: env_usize("FEDNS_KBENCH_CLUSTERS", sized(10, 3)).clamp(1, 100),
+            services: env_usize("FEDNS_KBENCH_SERVICES", sized(10_000, 1000)).clamp(1, 65_536),
+            scale_changes: env_usize("FEDNS_KBENCH_SCALE_CHANGES", sized(100, 20)),
             sync_limit: Duration::from_secs(env_usize("FEDNS_KBENCH_SYNC_LIMIT_S", 1200) as u64),
             change_limit: Duration::from_secs(env_usize("FEDNS_KBENCH_CHANGE_LIMIT_S", 60) as u64),
         }

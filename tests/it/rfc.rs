@@ -171,7 +171,7 @@ fn option(code: u16, value: &[u8]) -> Vec<u8> {
     v
 }
 
-fn ecs(value: &[u8]) -> Vec<u8> {
+fn ecs_option(value: &[u8]) -> Vec<u8> {
     option(OPTION_ECS, value)
 }
 
@@ -202,17 +202,17 @@ fn message(
 }
 
 /// A plain query: ID 0x1234, RD clear, class IN, no EDNS.
-fn q(n: &str, qtype: u16) -> Vec<u8> {
+fn plain_query(n: &str, qtype: u16) -> Vec<u8> {
     message(0x1234, 0, &[question(n, qtype, IN)], &[], &[], &[])
 }
 
 /// A query with an OPT record (payload 1232, version 0, no flags) carrying `options`.
-fn qe(n: &str, qtype: u16, options: &[u8]) -> Vec<u8> {
-    qp(n, qtype, 1232, options)
+fn edns_query(n: &str, qtype: u16, options: &[u8]) -> Vec<u8> {
+    query_with_payload(n, qtype, 1232, options)
 }
 
 /// A query with an OPT record advertising `payload`.
-fn qp(n: &str, qtype: u16, payload: u16, options: &[u8]) -> Vec<u8> {
+fn query_with_payload(n: &str, qtype: u16, payload: u16, options: &[u8]) -> Vec<u8> {
     message(
         0x1234,
         0,
@@ -224,7 +224,7 @@ fn qp(n: &str, qtype: u16, payload: u16, options: &[u8]) -> Vec<u8> {
 }
 
 /// A resource record in wire form.
-fn rr(owner: &str, rtype: u16, class: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+fn record(owner: &str, rtype: u16, class: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
     let mut v = name(owner);
     v.extend_from_slice(&rtype.to_be_bytes());
     v.extend_from_slice(&class.to_be_bytes());
@@ -519,7 +519,7 @@ async fn ask_tc(server: &TestServer, query: &[u8], t: Transport) -> Reply {
 
 /// The reply's SOA for the apex, to compare with the SOA of negative answers.
 async fn apex_soa(server: &TestServer) -> hickory_proto::rr::Record {
-    let r = ask(server, &q(APEX, SOA), Udp).await;
+    let r = ask(server, &plain_query(APEX, SOA), Udp).await;
     let m = r.decoded();
     assert_eq!(m.answers.len(), 1, "{:?}", m.answers);
     m.answers[0].clone()
@@ -622,12 +622,12 @@ async fn rfc1035_s4_1_1_aa_on_authoritative_answers() {
         (
             "api.default.myfed.svc.fed.example.com",
             A,
-            ecs(&[0, 1, 24, 0, 198, 18, 2]),
+            ecs_option(&[0, 1, 24, 0, 198, 18, 2]),
         ),
     ];
     for t in [Udp, Tcp] {
         for (n, qtype, opts) in &cases {
-            let r = ask(&server, &qe(n, *qtype, opts), t).await;
+            let r = ask(&server, &edns_query(n, *qtype, opts), t).await;
             assert_eq!(r.rcode(), NOERROR, "{n} {qtype} over {t:?}");
             assert!(!r.an.is_empty(), "{n} {qtype} over {t:?}: no answer");
             assert!(r.has(AA), "{n} {qtype} over {t:?}: AA clear");
@@ -649,7 +649,7 @@ async fn rfc1035_s4_1_1_aa_on_negative_answers() {
             (APP, MX, NOERROR),
             ("svc.fed.example.com", A, NOERROR),
         ] {
-            let r = ask(&server, &q(n, qtype), t).await;
+            let r = ask(&server, &plain_query(n, qtype), t).await;
             assert_eq!(r.rcode(), rcode, "{n} over {t:?}");
             assert!(r.an.is_empty(), "{n} over {t:?}: {:?}", r.an);
             assert!(r.has(AA), "{n} over {t:?}: AA clear");
@@ -674,7 +674,7 @@ async fn rfc1035_s4_1_1_names_outside_the_zone_are_refused() {
             "fed.example.co",
             "app.default.myfed.svc.fed.example.org",
         ] {
-            let r = ask(&server, &q(n, A), t).await;
+            let r = ask(&server, &plain_query(n, A), t).await;
             assert_eq!(r.rcode(), REFUSED, "{n} over {t:?}");
             assert!(!r.has(AA), "{n} over {t:?}: AA set");
             assert_eq!(
@@ -693,13 +693,13 @@ async fn rfc1035_s4_1_1_names_outside_the_zone_are_refused() {
 async fn rfc1035_s4_1_2_question_section_echoed() {
     let server = server().await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("answer", q(APP, A)),
-        ("answer with EDNS", qe(APP, AAAA, &[])),
-        ("nxdomain", q(NOTHING, TXT)),
-        ("nodata", q(STATUS, A)),
-        ("unknown type", q(APP, 65000)),
-        ("any", q(APEX, ANY)),
-        ("refused", q("example.org", A)),
+        ("answer", plain_query(APP, A)),
+        ("answer with EDNS", edns_query(APP, AAAA, &[])),
+        ("nxdomain", plain_query(NOTHING, TXT)),
+        ("nodata", plain_query(STATUS, A)),
+        ("unknown type", plain_query(APP, 65000)),
+        ("any", plain_query(APEX, ANY)),
+        ("refused", plain_query("example.org", A)),
         (
             "class CH",
             message(1, 0, &[question("version.bind", TXT, CH)], &[], &[], &[]),
@@ -717,7 +717,7 @@ async fn rfc1035_s4_1_2_question_section_echoed() {
         ),
         (
             "malformed ECS",
-            qe(APP, A, &ecs(&[0, 1, 24, 8, 198, 18, 2])),
+            edns_query(APP, A, &ecs_option(&[0, 1, 24, 8, 198, 18, 2])),
         ),
     ];
     for t in [Udp, Tcp] {
@@ -746,7 +746,7 @@ async fn rfc4343_s4_1_question_case_preserved() {
             ("Ns1.Fed.Example.Com", A, true),
             ("NoThInG.fed.example.com", A, false),
         ] {
-            let query = q(n, qtype);
+            let query = plain_query(n, qtype);
             let r = ask(&server, &query, t).await;
             assert_eq!(r.question_bytes, query[12..], "{n} over {t:?}");
             assert_eq!(r.qd[0].0, format!("{n}."), "{n} over {t:?}");
@@ -823,7 +823,7 @@ fn response_packet(id: u16) -> Vec<u8> {
         id,
         QR | AA,
         &[question(APP, A, IN)],
-        &[rr(APP, A, IN, 30, &[192, 0, 2, 1])],
+        &[record(APP, A, IN, 30, &[192, 0, 2, 1])],
         &[],
         &[],
     )
@@ -915,7 +915,7 @@ async fn rfc1034_s4_3_2_delegations_get_referrals() {
     let server = server().await;
     for t in [Udp, Tcp] {
         for n in ["sub.fed.example.com", "deep.name.sub.fed.example.com"] {
-            let r = ask(&server, &q(n, A), t).await;
+            let r = ask(&server, &plain_query(n, A), t).await;
             assert_eq!(r.rcode(), NOERROR, "{n} over {t:?}");
             assert!(!r.has(AA), "{n} over {t:?}: AA set on a referral");
             assert!(r.an.is_empty(), "{n} over {t:?}");
@@ -942,7 +942,7 @@ async fn rfc1034_s4_3_2_delegations_get_referrals() {
 #[tokio::test]
 async fn rfc1035_s4_2_1_udp_truncated_tcp_complete() {
     let server = server().await;
-    let query = q(BIG, AAAA);
+    let query = plain_query(BIG, AAAA);
     let udp = ask_tc(&server, &query, Udp).await;
     assert!(udp.bytes.len() <= 512, "{} bytes over UDP", udp.bytes.len());
     assert!(udp.has(TC), "TC clear on a truncated UDP reply");
@@ -952,7 +952,7 @@ async fn rfc1035_s4_2_1_udp_truncated_tcp_complete() {
     assert_eq!(tcp.an.len(), 30);
     assert!(tcp.bytes.len() > 512);
     // An answer that fits is not truncated.
-    let small = ask(&server, &q(APP, A), Udp).await;
+    let small = ask(&server, &plain_query(APP, A), Udp).await;
     assert!(!small.has(TC));
     assert_eq!(small.an.len(), 1);
     stop(server).await;
@@ -964,13 +964,16 @@ async fn rfc1035_s4_2_1_udp_truncated_tcp_complete() {
 #[tokio::test]
 async fn rfc1035_s4_1_truncated_reply_ends_at_its_last_record() {
     let server = server().await;
-    let mut queries = vec![("no EDNS".to_string(), q(BIG, AAAA))];
-    let subnet = ecs(&[0, 1, 24, 0, 198, 18, 2]);
+    let mut queries = vec![("no EDNS".to_string(), plain_query(BIG, AAAA))];
+    let subnet = ecs_option(&[0, 1, 24, 0, 198, 18, 2]);
     for payload in 512..=560 {
-        queries.push((format!("payload {payload}"), qp(BIG, AAAA, payload, &[])));
+        queries.push((
+            format!("payload {payload}"),
+            query_with_payload(BIG, AAAA, payload, &[]),
+        ));
         queries.push((
             format!("payload {payload} with ECS"),
-            qp(BIG, AAAA, payload, &subnet),
+            query_with_payload(BIG, AAAA, payload, &subnet),
         ));
     }
     let mut bad = Vec::new();
@@ -1009,7 +1012,7 @@ async fn rfc2308_s2_1_nxdomain_carries_the_soa() {
             "app.default.myfed.svc.mars-1.fed.example.com",
             "x.app.default.myfed.svc.fed.example.com",
         ] {
-            let r = ask(&server, &q(n, A), t).await;
+            let r = ask(&server, &plain_query(n, A), t).await;
             assert_eq!(r.rcode(), NXDOMAIN, "{n} over {t:?}");
             assert!(r.an.is_empty(), "{n} over {t:?}");
             let m = r.decoded();
@@ -1044,7 +1047,7 @@ async fn rfc2308_s2_2_nodata_carries_the_soa() {
             (APP, MX),
             ("shop.fed.example.com", MX),
         ] {
-            let r = ask(&server, &q(n, qtype), t).await;
+            let r = ask(&server, &plain_query(n, qtype), t).await;
             // A CNAME owner answers every type with its CNAME; `shop` MX follows it to a
             // federated name without MX.
             assert_eq!(r.rcode(), NOERROR, "{n} {qtype} over {t:?}");
@@ -1076,7 +1079,7 @@ async fn rfc2308_s3_negative_ttl_is_min_of_soa_ttl_and_minimum() {
         (server_with_zone(ZONE_TWEAKED).await, 600),
     ] {
         for (n, qtype) in [(NOTHING, A), (NS1, TXT)] {
-            let r = ask(&server, &q(n, qtype), Udp).await;
+            let r = ask(&server, &plain_query(n, qtype), Udp).await;
             let soa: Vec<&Rr> = r.ns.iter().filter(|rr| rr.rtype == SOA).collect();
             assert_eq!(soa.len(), 1, "{n}: {r:?}");
             assert_eq!(soa[0].ttl, want, "{n} {qtype}");
@@ -1102,7 +1105,7 @@ async fn rfc8020_s2_empty_non_terminals_are_nodata() {
             "c.fed.example.com",
             "b.c.fed.example.com",
         ] {
-            let r = ask(&server, &q(n, A), t).await;
+            let r = ask(&server, &plain_query(n, A), t).await;
             assert_eq!(r.rcode(), NOERROR, "{n} over {t:?}: ENT is not NXDOMAIN");
             assert!(r.an.is_empty(), "{n} over {t:?}");
             assert!(r.has(AA), "{n} over {t:?}");
@@ -1114,7 +1117,7 @@ async fn rfc8020_s2_empty_non_terminals_are_nodata() {
         }
     }
     // And below them there is data.
-    let r = ask(&server, &q("a.b.c.fed.example.com", TXT), Udp).await;
+    let r = ask(&server, &plain_query("a.b.c.fed.example.com", TXT), Udp).await;
     assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1));
     stop(server).await;
 }
@@ -1125,7 +1128,7 @@ async fn rfc8020_s2_empty_non_terminals_are_nodata() {
 async fn rfc6604_s3_cname_to_missing_name_is_nxdomain() {
     let server = server_with_zone(ZONE_TWEAKED).await;
     for t in [Udp, Tcp] {
-        let r = ask(&server, &q("dangling.fed.example.com", A), t).await;
+        let r = ask(&server, &plain_query("dangling.fed.example.com", A), t).await;
         assert_eq!(r.rcode(), NXDOMAIN, "over {t:?}");
         assert!(r.has(AA));
         assert_eq!(
@@ -1234,15 +1237,15 @@ async fn rfc6891_s6_1_2_unknown_options_ignored_not_echoed() {
     options.extend(option(100, &[]));
     options.extend(option(65535, &[0; 16]));
     for t in [Udp, Tcp] {
-        let plain = ask(&server, &qe(APP, A, &[]), t).await;
-        let r = ask(&server, &qe(APP, A, &options), t).await;
+        let plain = ask(&server, &edns_query(APP, A, &[]), t).await;
+        let r = ask(&server, &edns_query(APP, A, &options), t).await;
         assert_eq!(r.rcode(), NOERROR, "over {t:?}");
         assert_eq!(r.answer_lines(), plain.answer_lines(), "over {t:?}");
         assert!(r.options().is_empty(), "over {t:?}: options echoed");
         // With ECS beside them: only the ECS comes back.
         let mut with_ecs = options.clone();
-        with_ecs.extend(ecs(&[0, 1, 24, 0, 198, 18, 2]));
-        let r = ask(&server, &qe(APP, A, &with_ecs), t).await;
+        with_ecs.extend(ecs_option(&[0, 1, 24, 0, 198, 18, 2]));
+        let r = ask(&server, &edns_query(APP, A, &with_ecs), t).await;
         let codes: Vec<u16> = r.options().iter().map(|(c, _)| *c).collect();
         assert_eq!(codes, [OPTION_ECS], "over {t:?}");
     }
@@ -1261,7 +1264,7 @@ async fn rfc6891_s6_1_3_badvers_for_version_1() {
             (2, vec![]),
             (255, vec![]),
             (1, option(100, &[])),
-            (1, ecs(&[0, 1, 24, 0, 198, 18, 2])),
+            (1, ecs_option(&[0, 1, 24, 0, 198, 18, 2])),
         ] {
             let query = message(
                 0x0b0b,
@@ -1359,12 +1362,12 @@ async fn rfc3225_s3_do_bit_copied() {
 async fn rfc6891_s6_2_3_udp_reply_fits_the_advertised_payload() {
     let server = server().await;
     // The whole reply, as TCP gets it (with the same OPT).
-    let full = ask(&server, &qp(BIG, AAAA, 1232, &[]), Tcp)
+    let full = ask(&server, &query_with_payload(BIG, AAAA, 1232, &[]), Tcp)
         .await
         .bytes
         .len();
     for payload in [512, 513, 600, 777, 900, 1000, 1232, 1400, 4096, 65535] {
-        let r = ask_tc(&server, &qp(BIG, AAAA, payload, &[]), Udp).await;
+        let r = ask_tc(&server, &query_with_payload(BIG, AAAA, payload, &[]), Udp).await;
         assert!(
             r.bytes.len() <= payload as usize,
             "payload {payload}: {} bytes",
@@ -1393,10 +1396,10 @@ async fn rfc6891_s6_2_3_udp_reply_fits_the_advertised_payload() {
 async fn rfc6891_s6_2_5_payload_below_512_counts_as_512() {
     let server = server().await;
     for payload in [0, 1, 100, 511] {
-        let r = ask(&server, &qp(APP, A, payload, &[]), Udp).await;
+        let r = ask(&server, &query_with_payload(APP, A, payload, &[]), Udp).await;
         assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1), "payload {payload}");
         assert!(!r.has(TC), "payload {payload}");
-        let big = ask_tc(&server, &qp(BIG, AAAA, payload, &[]), Udp).await;
+        let big = ask_tc(&server, &query_with_payload(BIG, AAAA, payload, &[]), Udp).await;
         let len = big.bytes.len();
         assert!(len <= 512, "payload {payload}: {len} bytes");
         assert!(big.has(TC), "payload {payload}");
@@ -1411,7 +1414,7 @@ async fn rfc6891_s6_2_5_payload_below_512_counts_as_512() {
 async fn rfc6891_s6_2_3_payload_limits_udp_only() {
     let server = server().await;
     for payload in [512, 600] {
-        let r = ask(&server, &qp(BIG, AAAA, payload, &[]), Tcp).await;
+        let r = ask(&server, &query_with_payload(BIG, AAAA, payload, &[]), Tcp).await;
         assert!(!r.has(TC), "payload {payload} over TCP: TC");
         assert_eq!(r.an.len(), 30, "payload {payload} over TCP");
         assert_eq!(r.opts().len(), 1);
@@ -1426,10 +1429,15 @@ async fn rfc6891_s6_2_3_payload_limits_udp_only() {
 async fn rfc6891_s7_truncated_reply_keeps_the_opt() {
     let server = server().await;
     let mut bad = Vec::new();
-    let subnet = ecs(&[0, 1, 24, 0, 198, 18, 2]);
+    let subnet = ecs_option(&[0, 1, 24, 0, 198, 18, 2]);
     for payload in 512..=560 {
         for (what, options) in [("", &[][..]), (" with ECS", &subnet[..])] {
-            let r = ask_tc(&server, &qp(BIG, AAAA, payload, options), Udp).await;
+            let r = ask_tc(
+                &server,
+                &query_with_payload(BIG, AAAA, payload, options),
+                Udp,
+            )
+            .await;
             assert!(r.has(TC), "payload {payload}{what}");
             assert!(r.bytes.len() <= payload as usize);
             if r.opts().len() != 1 {
@@ -1454,7 +1462,7 @@ async fn rfc6891_s7_formerr_for_a_bad_option_has_question_and_opt() {
     let mut bad = Vec::new();
     for t in [Udp, Tcp] {
         for value in ECS_MALFORMED {
-            let query = qe(APP, A, &ecs(value));
+            let query = edns_query(APP, A, &ecs_option(value));
             let r = ask(&server, &query, t).await;
             assert_eq!(r.rcode(), FORMERR, "{value:?} over {t:?}");
             assert!(r.an.is_empty(), "{value:?} over {t:?}");
@@ -1593,8 +1601,8 @@ async fn rfc7766_s6_2_3_connection_stays_open_after_a_reply() {
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     let queries = [
         message(301, 0, &[question(APP, A, IN)], &[], &[], &[]),
-        qe(APP, A, &ecs(&[0, 1, 24, 8, 198, 18, 2])), // FORMERR
-        message(302, 0, &[], &[], &[], &[]),          // FORMERR
+        edns_query(APP, A, &ecs_option(&[0, 1, 24, 8, 198, 18, 2])), // FORMERR
+        message(302, 0, &[], &[], &[], &[]),                         // FORMERR
         message(303, 0, &[question(NOTHING, A, IN)], &[], &[], &[]),
         message(304, 0, &[question(STATUS, TXT, IN)], &[], &[], &[]),
     ];
@@ -1630,7 +1638,7 @@ async fn rfc7766_s6_2_3_idle_connections_are_closed() {
     let server = server().await;
     let mut used = TcpStream::connect(server.addr).await.unwrap();
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
-    used.write_all(&framed(&q(APP, A))).await.unwrap();
+    used.write_all(&framed(&plain_query(APP, A))).await.unwrap();
     assert!(
         read_frame(&mut used, fedns_testkit::dns::REPLY_TIMEOUT)
             .await
@@ -1666,13 +1674,18 @@ async fn assert_ecs_formerr(cases: &[(&str, Vec<u8>)]) {
     let server = server().await;
     for t in [Udp, Tcp] {
         for (what, value) in cases {
-            let r = ask(&server, &qe(APP, A, &ecs(value)), t).await;
+            let r = ask(&server, &edns_query(APP, A, &ecs_option(value)), t).await;
             assert_eq!(r.rcode(), FORMERR, "{what} over {t:?}");
             assert!(r.an.is_empty(), "{what} over {t:?}");
         }
     }
     // The same server answers a well-formed one.
-    let r = ask(&server, &qe(APP, A, &ecs(&[0, 1, 24, 0, 198, 18, 2])), Udp).await;
+    let r = ask(
+        &server,
+        &edns_query(APP, A, &ecs_option(&[0, 1, 24, 0, 198, 18, 2])),
+        Udp,
+    )
+    .await;
     assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1));
     stop(server).await;
 }
@@ -1774,7 +1787,7 @@ async fn rfc7871_s7_2_1_echoes_family_source_and_address() {
     ];
     for t in [Udp, Tcp] {
         for (qtype, sent, want) in cases {
-            let r = ask(&server, &qe(APP, qtype, &ecs(sent)), t).await;
+            let r = ask(&server, &edns_query(APP, qtype, &ecs_option(sent)), t).await;
             assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1), "{sent:?} over {t:?}");
             assert_eq!(r.ecs().as_deref(), Some(want), "{sent:?} over {t:?}");
         }
@@ -1788,7 +1801,7 @@ async fn rfc7871_s7_2_1_echoes_family_source_and_address() {
 #[tokio::test]
 async fn rfc7871_s7_2_1_ecs_in_a_reply_iff_in_the_query() {
     let server = server().await;
-    let subnet = ecs(&[0, 1, 24, 0, 198, 18, 2]);
+    let subnet = ecs_option(&[0, 1, 24, 0, 198, 18, 2]);
     for t in [Udp, Tcp] {
         for (n, qtype) in [
             (APP, A),
@@ -1800,9 +1813,9 @@ async fn rfc7871_s7_2_1_ecs_in_a_reply_iff_in_the_query() {
             ("example.org", A),
             (APEX, ANY),
         ] {
-            let r = ask(&server, &qe(n, qtype, &subnet), t).await;
+            let r = ask(&server, &edns_query(n, qtype, &subnet), t).await;
             assert!(r.ecs().is_some(), "{n} {qtype} over {t:?}: no ECS in reply");
-            let r = ask(&server, &qe(n, qtype, &[]), t).await;
+            let r = ask(&server, &edns_query(n, qtype, &[]), t).await;
             assert_eq!(r.ecs(), None, "{n} {qtype} over {t:?}: ECS in reply");
         }
     }
@@ -1821,7 +1834,12 @@ async fn rfc7871_s7_2_1_no_ecs_echo_when_disabled() {
     assert_ne!(config, CONFIG);
     let server = TestServer::start(&config).await;
     for t in [Udp, Tcp] {
-        let r = ask(&server, &qe(APP, A, &ecs(&[0, 1, 24, 0, 198, 18, 2])), t).await;
+        let r = ask(
+            &server,
+            &edns_query(APP, A, &ecs_option(&[0, 1, 24, 0, 198, 18, 2])),
+            t,
+        )
+        .await;
         assert_eq!(r.rcode(), NOERROR, "over {t:?}");
         assert_eq!(r.ecs(), None, "over {t:?}: ECS echoed while disabled");
         // 127.0.0.1 is overridden to Frankfurt: eu-west, not Tokyo's ap-northeast.
@@ -1847,7 +1865,7 @@ async fn rfc7871_s7_2_1_scope_zero_when_the_answer_does_not_depend_on_the_client
             ("checkout.shop.myfed.svc.fed.example.com", A),
             ("example.org", A),
         ] {
-            let r = ask(&server, &qe(n, qtype, &ecs(&sent)), t).await;
+            let r = ask(&server, &edns_query(n, qtype, &ecs_option(&sent)), t).await;
             assert_eq!(
                 r.ecs().as_deref(),
                 Some(&[0, 1, 24, 0, 198, 18, 2][..]),
@@ -1864,7 +1882,12 @@ async fn rfc7871_s7_4_referrals_have_scope_zero() {
     let server = server().await;
     for t in [Udp, Tcp] {
         for n in ["sub.fed.example.com", "deep.name.sub.fed.example.com"] {
-            let r = ask(&server, &qe(n, A, &ecs(&[0, 1, 24, 0, 198, 18, 2])), t).await;
+            let r = ask(
+                &server,
+                &edns_query(n, A, &ecs_option(&[0, 1, 24, 0, 198, 18, 2])),
+                t,
+            )
+            .await;
             assert!(
                 !r.has(AA) && !r.ns.is_empty(),
                 "{n} over {t:?}: not a referral"
@@ -1896,7 +1919,7 @@ async fn rfc7871_s7_1_2_source_prefix_zero() {
                 ],
             ),
         ] {
-            let r = ask(&server, &qe(APP, qtype, &ecs(sent)), t).await;
+            let r = ask(&server, &edns_query(APP, qtype, &ecs_option(sent)), t).await;
             assert_eq!(r.ecs().as_deref(), Some(sent), "{sent:?} over {t:?}");
             assert_eq!(r.an.len(), 1, "{sent:?} over {t:?}");
             assert_eq!(r.an[0].rdata, addr, "{sent:?} over {t:?}");
@@ -1916,7 +1939,7 @@ async fn rfc8482_s4_1_any_gets_one_rrset() {
     let server = server().await;
     for t in [Udp, Tcp] {
         for n in [APEX, APP, STATUS, NS1, "shop.fed.example.com"] {
-            let r = ask(&server, &q(n, ANY), t).await;
+            let r = ask(&server, &plain_query(n, ANY), t).await;
             assert_eq!(r.rcode(), NOERROR, "{n} over {t:?}");
             assert!(r.has(AA), "{n} over {t:?}");
             assert!(!r.an.is_empty(), "{n} over {t:?}: empty");
@@ -1928,7 +1951,7 @@ async fn rfc8482_s4_1_any_gets_one_rrset() {
                 "{n} over {t:?}: more than one RRset: {:?}",
                 r.an
             );
-            let direct = ask(&server, &q(n, first.rtype), t).await;
+            let direct = ask(&server, &plain_query(n, first.rtype), t).await;
             assert_eq!(
                 r.answer_lines(),
                 direct.answer_lines(),
@@ -1950,12 +1973,12 @@ async fn rfc8906_s3_1_2_unknown_types_get_nodata() {
     for t in [Udp, Tcp] {
         for qtype in [1000, 65000, 65535] {
             for n in [APEX, APP, STATUS, NS1] {
-                let r = ask(&server, &q(n, qtype), t).await;
+                let r = ask(&server, &plain_query(n, qtype), t).await;
                 assert_eq!(r.rcode(), NOERROR, "{n} TYPE{qtype} over {t:?}");
                 assert!(r.has(AA) && r.an.is_empty(), "{n} TYPE{qtype}: {r:?}");
                 assert_eq!(r.ns.iter().map(|rr| rr.rtype).collect::<Vec<_>>(), [SOA]);
             }
-            let r = ask(&server, &q(NOTHING, qtype), t).await;
+            let r = ask(&server, &plain_query(NOTHING, qtype), t).await;
             assert_eq!(r.rcode(), NXDOMAIN, "TYPE{qtype} over {t:?}");
         }
     }
@@ -1970,7 +1993,7 @@ async fn rfc8906_s3_1_2_obsolete_types_get_nodata() {
     for t in [Udp, Tcp] {
         for qtype in [MD, MF, A6, SPF] {
             for n in [APEX, APP, STATUS] {
-                let r = ask(&server, &q(n, qtype), t).await;
+                let r = ask(&server, &plain_query(n, qtype), t).await;
                 assert_eq!(r.rcode(), NOERROR, "{n} type {qtype} over {t:?}");
                 assert!(r.has(AA) && r.an.is_empty(), "{n} type {qtype}: {r:?}");
                 assert_eq!(r.ns.iter().map(|rr| rr.rtype).collect::<Vec<_>>(), [SOA]);
@@ -2075,7 +2098,7 @@ async fn rfc8906_s3_1_4_status_notify_update_are_notimp() {
         opcode(5),
         &[question(APEX, SOA, IN)],
         &[],
-        &[rr("x.fed.example.com", A, IN, 60, &[192, 0, 2, 99])],
+        &[record("x.fed.example.com", A, IN, 60, &[192, 0, 2, 99])],
         &[],
     );
     let status = message(0x1111, opcode(2), &[question(APEX, SOA, IN)], &[], &[], &[]);
@@ -2100,14 +2123,14 @@ async fn rfc5936_s2_2_1_zone_transfers_are_refused() {
     for v in [1u32, 0, 0, 0, 0] {
         soa.extend(v.to_be_bytes());
     }
-    let axfr = q(APEX, AXFR);
+    let axfr = plain_query(APEX, AXFR);
     // IXFR carries the client's SOA in the authority section (RFC 1995 §3).
     let ixfr = message(
         0x1212,
         0,
         &[question(APEX, IXFR, IN)],
         &[],
-        &[rr(APEX, SOA, IN, 0, &soa)],
+        &[record(APEX, SOA, IN, 0, &soa)],
         &[],
     );
     for t in [Tcp, Udp] {

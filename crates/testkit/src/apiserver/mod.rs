@@ -225,18 +225,18 @@ impl FakeCluster {
     /// `dir/<name>.kubeconfig` and returns its path.
     pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
         // JSON strings are valid YAML double-quoted scalars: safe quoting.
-        let q = |s: &str| Value::from(s).to_string();
-        let name = q(self.name());
-        let user = q(&format!("{}-admin", self.name()));
+        let yaml_quote = |s: &str| Value::from(s).to_string();
+        let name = yaml_quote(self.name());
+        let user = yaml_quote(&format!("{}-admin", self.name()));
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.inner.ca_pem);
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    \
              certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\n\
              contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {user}\n    \
              namespace: default\ncurrent-context: {name}\npreferences: {{}}\n",
-            server = q(&self.url()),
-            ca = q(&ca),
-            token = q(&self.inner.token),
+            server = yaml_quote(&self.url()),
+            ca = yaml_quote(&ca),
+            token = yaml_quote(&self.inner.token),
         );
         std::fs::create_dir_all(dir).expect("create kubeconfig dir");
         let path = dir.join(format!("{}.kubeconfig", self.name()));

@@ -14,14 +14,11 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 use fedns::answer::{Client, Question};
 use fedns::app::LoadedConfig;
-use fedns::dns::{Handler, Worker};
+use fedns::dns::Worker;
 use fedns::metrics::Transport;
 use fedns::snapshot::{Published, Snapshot};
 use fedns::store::Store;
-
-#[path = "support/query.rs"]
-mod query;
-use query::raw_query;
+use fedns_testkit::dns::raw_query;
 
 /// A geo-routed name of the demo (`app` in namespace `default`, policy nearest).
 const GEO_NAME: &str = "app.default.myfed.svc.fed.example.com.";
@@ -40,7 +37,7 @@ fn demo() -> (LoadedConfig, Store) {
 /// worker every time (parse, locate, decide, encode the template, write the reply), and
 /// `query_path_general` for the hickory path that errors and odd queries take.
 fn query_path(c: &mut Criterion, published: &Published) {
-    let handler = Handler::new(published.clone(), Default::default(), false);
+    let handler = fedns_testkit::handler::handler(published.clone());
     let src: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let cases = [
         ("geo_ecs", raw_query(GEO_NAME, RecordType::A, Some(ECS_NET))),

@@ -5,8 +5,8 @@
 #
 # Builds the release binary, serves the embedded demo federation on 127.0.0.1, runs dnsperf
 # against it for each mix, and prints q/s, dnsperf's average latency, the server's CPU time
-# per query (utime+stime from /proc/PID/stat) and its resident memory (VmRSS). Installs
-# dnsperf with apt-get when it is missing. See benches/README.md.
+# per query (utime+stime from /proc/PID/stat) and its resident memory (VmRSS). Needs
+# dnsperf (benches/install-tools.sh installs it). See benches/README.md.
 #
 # Environment overrides:
 #   FEDNS_BENCH_PORT     UDP port on 127.0.0.1                       (default 15353)
@@ -32,11 +32,8 @@ cd "$(dirname "$0")/.."
 . benches/queries.sh
 
 if ! command -v dnsperf >/dev/null; then
-    echo "dnsperf is missing; installing it with apt-get" >&2
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
-    $sudo apt-get update
-    $sudo apt-get install -y dnsperf
+    echo "dnsperf.sh: dnsperf is missing: install the package dnsperf (benches/install-tools.sh installs every tool the benches use)" >&2
+    exit 2
 fi
 
 cargo build --release

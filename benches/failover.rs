@@ -17,23 +17,26 @@
 //! (`CARGO_BIN_EXE_fedns`, built by `cargo bench`) and the 10,000 listeners in a second child
 //! process (this bench binary re-executed), so that /proc/PID/stat of fedns counts fedns only.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+
+use fedns_testkit::dns::query;
+use fedns_testkit::process::Process;
+use fedns_testkit::random::uniform;
+use fedns_testkit::sys::{
+    cpu_times, env_usize as env_num, load_average as load, scratch_root, status_field,
+};
 
 use fedns::app::{self, LoadedConfig, Running};
 use fedns::health::Health;
 use fedns::health::TargetState;
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
@@ -112,26 +115,8 @@ fn main() {
     );
 }
 
-/// The 1-minute load average, to say how busy the machine was.
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn base_dir() -> PathBuf {
-    let tmp = option_env!("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    tmp.join(format!("fedns-failover-{}", std::process::id()))
+    scratch_root().join(format!("fedns-failover-{}", std::process::id()))
 }
 
 /// A fresh directory for one fedns.
@@ -144,17 +129,6 @@ fn fresh_dir(tag: &str) -> PathBuf {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A uniform random fraction in [0, 1).
-fn uniform() -> f64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Sleeps a uniform random time within one probe cycle, so that the event that follows
@@ -321,17 +295,8 @@ impl Dns {
     /// The addresses of the answer, sorted; None when no reply came within 500 ms.
     async fn ask(&mut self) -> Option<Vec<String>> {
         self.id = self.id.wrapping_add(1);
-        let mut m = Message::new(self.id, MessageType::Query, OpCode::Query);
-        m.add_query(Query::query(
-            Name::from_ascii(APP).expect("name"),
-            RecordType::A,
-        ));
-        let mut edns = Edns::new();
-        edns.set_max_payload(1232);
-        let net: ipnet::IpNet = NEW_YORK.parse().expect("subnet");
-        edns.options_mut()
-            .insert(EdnsOption::Subnet(ClientSubnet::from(net)));
-        m.set_edns(edns);
+        let mut m = query(APP, RecordType::A, Some(NEW_YORK));
+        m.metadata.id = self.id;
         self.sock.send(&m.to_vec().ok()?).await.ok()?;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
         let mut buf = [0u8; 4096];
@@ -862,100 +827,53 @@ fn listeners_child(args: &[String]) {
 }
 
 /// A child process, killed when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+struct Proc(Process);
 
 impl Proc {
     /// Starts `program args` with the soft open-file limit raised to the hard limit.
     fn spawn(program: &Path, args: &[&str], stderr: Stdio) -> Result<Proc, String> {
-        let mut child = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null; exec "$0" "$@""#)
             .arg(program)
             .args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Proc { child, lines })
+            .stderr(stderr);
+        Process::spawn(&mut cmd)
+            .map(Proc)
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// The next stdout line, within `wait`.
     fn line(&self, wait: Duration) -> Result<String, String> {
-        self.lines
-            .recv_timeout(wait)
+        self.0
+            .line(wait)
+            .map(|(_, line)| line)
             .map_err(|_| "no output from the child process".to_owned())
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// utime + stime of a process (every thread, live or gone), in seconds.
-fn cpu(pid: u32, tick: f64) -> Result<(f64, f64), String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    let rest = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state is field 3, utime 14, stime 15.
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    Ok((num(11) / tick, num(12) / tick))
+fn cpu(pid: u32) -> Result<(f64, f64), String> {
+    cpu_times(&pid.to_string())
 }
 
 /// A `Name:  value kB` line of /proc/PID/status, as a number.
 fn status(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn clock_tick() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
+    status_field(&pid.to_string(), key)
 }
 
 /// `fedns_probes_total` {ok, fail} from the admin server's /metrics.
 fn probes_total(admin: SocketAddr) -> Result<(u64, u64), String> {
-    let mut s = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(5))
-        .map_err(|e| format!("admin {admin}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+    let (status, body) =
+        fedns_testkit::http::get_blocking(admin, "/metrics", Duration::from_secs(10));
+    if status == 0 {
+        return Err(format!("admin {admin}: {body}"));
+    }
     let value = |label: &str| {
         let key = format!("fedns_probes_total{{result=\"{label}\"}} ");
         body.lines()
@@ -1074,7 +992,6 @@ fn probe_cost(n: usize, warmup: Duration, window: Duration) -> Result<Cost, Stri
         window.as_secs(),
         load()
     );
-    let tick = clock_tick();
     let dir = fresh_dir("probe-cost");
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let listeners = Proc::spawn(&exe, &[LISTENERS_ROLE, &n.to_string()], Stdio::inherit())?;
@@ -1100,13 +1017,13 @@ fn probe_cost(n: usize, warmup: Duration, window: Duration) -> Result<Cost, Stri
     let base = start_fedns(&base_path, &dir.join("none.log"))?;
     std::thread::sleep(warmup);
     let base_window = window.min(Duration::from_secs(10));
-    let c0 = cpu(base.proc.pid(), tick)?;
+    let c0 = cpu(base.proc.pid())?;
     let t0 = Instant::now();
     std::thread::sleep(base_window);
-    let c1 = cpu(base.proc.pid(), tick)?;
+    let c1 = cpu(base.proc.pid())?;
     let base_window = t0.elapsed().as_secs_f64();
     let base_cpu = (c1.0 + c1.1) - (c0.0 + c0.1);
-    let base_rss_kib = status(base.proc.pid(), "VmRSS:");
+    let base_rss_kib = status(base.proc.pid(), "VmRSS");
     let base_startup = base.startup;
     drop(base);
     println!("baseline (probe: none) done");
@@ -1131,17 +1048,17 @@ fn probe_cost(n: usize, warmup: Duration, window: Duration) -> Result<Cost, Stri
     let first_round = fed.startup + t.elapsed();
     std::thread::sleep(warmup);
     let (ok0, fail0) = probes_total(fed.admin)?;
-    let c0 = cpu(pid, tick)?;
-    let l0 = cpu(listeners.pid(), tick)?;
+    let c0 = cpu(pid)?;
+    let l0 = cpu(listeners.pid())?;
     let t0 = Instant::now();
     std::thread::sleep(window);
-    let c1 = cpu(pid, tick)?;
-    let l1 = cpu(listeners.pid(), tick)?;
+    let c1 = cpu(pid)?;
+    let l1 = cpu(listeners.pid())?;
     let elapsed = t0.elapsed().as_secs_f64();
     let (ok1, fail1) = probes_total(fed.admin)?;
     let cost = Cost {
         targets: n,
-        tick,
+        tick: fedns_testkit::sys::clock_ticks(),
         base_startup,
         base_rss_kib,
         base_cpu,
@@ -1153,9 +1070,9 @@ fn probe_cost(n: usize, warmup: Duration, window: Duration) -> Result<Cost, Stri
         sys: c1.1 - c0.1,
         ok: ok1 - ok0,
         fail: fail1 - fail0,
-        rss_kib: status(pid, "VmRSS:"),
-        hwm_kib: status(pid, "VmHWM:"),
-        threads: status(pid, "Threads:"),
+        rss_kib: status(pid, "VmRSS"),
+        hwm_kib: status(pid, "VmHWM"),
+        threads: status(pid, "Threads"),
         listener_cpu: (l1.0 + l1.1) - (l0.0 + l0.1),
         probe_future: probe_future_size(addrs[0]),
     };

@@ -10,38 +10,31 @@
 //! state file without a cluster's records).
 //!
 //! Everything is on loopback: the two member clusters are the fake kube-apiserver of the
-//! tests (tests/support/apiserver.rs, in this process), their load balancers are TCP
+//! tests (crates/testkit/src/apiserver/, in this process), their load balancers are TCP
 //! listeners of this process on 127.77.1.x (cluster a) and 127.77.2.x (cluster b), fedns is
 //! the release binary (`CARGO_BIN_EXE_fedns`) as a child process on 127.0.0.1, dnsperf is a
-//! child process too (installed with apt-get when missing, as benches/dnsperf.sh does).
+//! child process too (`benches/install-tools.sh` installs it).
 //!
 //! Environment: `FEDNS_FAULTS_QPS` (10000, dnsperf -Q), `FEDNS_FAULTS_CLIENTS` (2, dnsperf
 //! -c), `FEDNS_FAULTS_PHASE_MS` (4000, the length of most phases), `FEDNS_FAULTS_KEEP=1`
 //! (keep the work dir: configs, state file, fedns logs, dnsperf outputs).
 
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/http.rs"]
-mod http;
-
-use env::{env_usize, work_dir};
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use apiserver::{FakeCluster, Fault, Resource, endpoint_slice, lb_service};
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use fedns_testkit::apiserver::{FakeCluster, Fault, Resource, endpoint_slice, lb_service};
+use fedns_testkit::dns::{UdpClient, a_query};
+use fedns_testkit::process::{Listening, Process, serve_command, signal};
+use fedns_testkit::sys::{
+    cpu_pressure, env_usize, load_average as load, rcvbuf_errors, run_delay, socket_drops, work_dir,
+};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RData};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -135,14 +128,7 @@ fn main() {
     }
 }
 
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// Installs dnsperf with apt-get when it is missing, as benches/dnsperf.sh does.
+/// Stops the bench when dnsperf is missing, saying how to install it.
 fn ensure_dnsperf() {
     let present = Command::new("dnsperf")
         .arg("-h")
@@ -150,19 +136,13 @@ fn ensure_dnsperf() {
         .stderr(Stdio::null())
         .status()
         .is_ok();
-    if present {
-        return;
+    if !present {
+        eprintln!(
+            "faults: dnsperf is missing: install the Debian package dnsperf \
+             (benches/install-tools.sh installs every tool the benches use)"
+        );
+        std::process::exit(2);
     }
-    println!("dnsperf is missing; installing it with apt-get");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "sudo=''; if [ \"$(id -u)\" -ne 0 ]; then sudo=sudo; fi; \
-             $sudo apt-get update && $sudo apt-get install -y dnsperf",
-        )
-        .status()
-        .expect("run apt-get");
-    assert!(status.success(), "could not install dnsperf");
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -323,50 +303,22 @@ impl Reply {
     }
 }
 
-struct Dns {
-    sock: UdpSocket,
-    id: u16,
-}
-
-impl Dns {
-    fn new(server: SocketAddr, timeout: Duration) -> Dns {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-        sock.connect(server).expect("connect UDP");
-        sock.set_read_timeout(Some(timeout)).expect("read timeout");
-        Dns { sock, id: 0 }
-    }
-
-    /// One A query; None when no reply came in time (or the port was closed).
-    fn a(&mut self, name: &Name) -> Option<Reply> {
-        self.id = self.id.wrapping_add(1);
-        let mut m = Message::new(self.id, MessageType::Query, OpCode::Query);
-        m.add_query(Query::query(name.clone(), RecordType::A));
-        self.sock.send(&m.to_vec().expect("encode query")).ok()?;
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = self.sock.recv(&mut buf).ok()?;
-            let Ok(reply) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            // A late reply to an earlier query: skip it.
-            if reply.metadata.id != self.id {
-                continue;
-            }
-            let mut addrs = BTreeSet::new();
-            let mut ttls = BTreeSet::new();
-            for r in &reply.answers {
-                if let RData::A(a) = &r.data {
-                    addrs.insert(a.0);
-                    ttls.insert(r.ttl);
-                }
-            }
-            return Some(Reply {
-                rcode: reply.metadata.response_code,
-                addrs,
-                ttls,
-            });
+/// One A query; None when no reply came in time (or the port was closed).
+fn ask_a(dns: &mut UdpClient, name: &Name) -> Option<Reply> {
+    let reply = dns.exchange(a_query(name))?;
+    let mut addrs = BTreeSet::new();
+    let mut ttls = BTreeSet::new();
+    for r in &reply.answers {
+        if let RData::A(a) = &r.data {
+            addrs.insert(a.0);
+            ttls.insert(r.ttl);
         }
     }
+    Some(Reply {
+        rcode: reply.metadata.response_code,
+        addrs,
+        ttls,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -382,12 +334,12 @@ struct Check {
 
 fn checker(server: SocketAddr, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec<Check>>>) {
     let names = NAMES.map(fqdn);
-    let mut dns = Dns::new(server, CHECK_TIMEOUT);
+    let mut dns = UdpClient::new(server, CHECK_TIMEOUT);
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
         let name = i % names.len();
         let send = Instant::now();
-        let reply = dns.a(&names[name]);
+        let reply = ask_a(&mut dns, &names[name]);
         let end = Instant::now();
         lock(&log).push(Check {
             send,
@@ -527,13 +479,6 @@ impl Drop for Dnsperf {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
-}
-
 // ---------------------------------------------------------------------------------------
 // Load balancers: TCP listeners that accept and drop, killed and bound again.
 
@@ -609,9 +554,9 @@ impl Lbs {
 // fedns as a child process.
 
 struct Server {
-    child: Child,
-    /// stdout lines with the time they were read.
-    lines: Receiver<(Instant, String)>,
+    proc: Process,
+    /// What its stdout said so far.
+    seen: Listening,
     dns: Option<SocketAddr>,
     admin: Option<SocketAddr>,
     listening_at: Option<Instant>,
@@ -621,31 +566,17 @@ impl Server {
     /// Starts `fedns serve`; does not wait for it.
     fn spawn(config: &Path, log: &Path, dns_port: u16) -> Server {
         let log = std::fs::File::create(log).expect("create log file");
-        let mut child = Command::new(FEDNS)
-            .arg("serve")
-            .arg("--config")
+        let mut cmd = serve_command(FEDNS);
+        cmd.arg("--config")
             .arg(config)
             .args(["--listen", &format!("127.0.0.1:{dns_port}")])
-            .args(["--admin", "127.0.0.1:0", "--drain", "0s"])
+            .args(["--drain", "0s"])
             .args(["--log-level", "info,hickory_server=warn"])
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start fedns serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send((Instant::now(), line)).is_err() {
-                    return;
-                }
-            }
-        });
+            .stderr(log);
         Server {
-            child,
-            lines: rx,
+            proc: Process::spawn(&mut cmd).expect("start fedns serve"),
+            seen: Listening::default(),
             dns: None,
             admin: None,
             listening_at: None,
@@ -654,14 +585,12 @@ impl Server {
 
     /// Reads the `listening` lines that have arrived.
     fn pump(&mut self) {
-        while let Ok((t, line)) = self.lines.try_recv() {
-            if let Some(a) = line.strip_prefix("listening dns ") {
-                self.dns = a.trim().parse().ok();
-                self.listening_at = Some(t);
-            } else if let Some(a) = line.strip_prefix("listening admin ") {
-                self.admin = a.trim().parse().ok();
-            }
+        while let Some((t, line)) = self.proc.try_line() {
+            self.seen.read(t, &line);
         }
+        self.dns = self.seen.dns.last().copied();
+        self.admin = self.seen.admin;
+        self.listening_at = self.seen.dns_at;
     }
 
     fn wait_addrs(&mut self) {
@@ -681,11 +610,11 @@ impl Server {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Some(status) = self.proc.exited() {
             panic!("fedns serve exited: {status}");
         }
     }
@@ -693,32 +622,22 @@ impl Server {
     /// SIGTERM (with --drain 0s) or SIGKILL, then waits for the process to be gone.
     fn stop(&mut self, graceful: bool) {
         if graceful {
-            signal(self.pid(), "TERM");
+            self.proc.signal("TERM");
             let deadline = Instant::now() + Duration::from_secs(10);
-            while self.child.try_wait().ok().flatten().is_none() {
+            while self.proc.exited().is_none() {
                 if Instant::now() > deadline {
-                    let _ = self.child.kill();
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-        } else {
-            let _ = self.child.kill();
         }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 }
 
 /// One HTTP/1.1 GET of fedns's admin endpoints: (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http::get(addr, path, Duration::from_secs(5))
+    fedns_testkit::http::get_blocking(addr, path, Duration::from_secs(5))
 }
 
 /// The flags of /metrics this bench follows.
@@ -800,62 +719,6 @@ fn free_port() -> u16 {
         }
     }
     panic!("no free port");
-}
-
-/// Datagrams the kernel dropped at fedns's UDP socket(s) on `port` because the receive
-/// buffer was full (the `drops` column of /proc/net/udp).
-fn socket_drops(port: u16) -> u64 {
-    let local = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/udp")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// Datagrams dropped at any UDP socket of the machine because its receive buffer was full
-/// (`Udp: RcvbufErrors` of /proc/net/snmp): fedns's, dnsperf's and the checker's included.
-fn rcvbuf_errors() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
-    let udp: Vec<&str> = text.lines().filter(|l| l.starts_with("Udp:")).collect();
-    let (Some(names), Some(values)) = (udp.first(), udp.get(1)) else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// How long the threads of a process have waited for a CPU while runnable (the second field
-/// of /proc/PID/task/*/schedstat; threads that have exited are not counted).
-fn run_delay(pid: u32) -> Duration {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Duration::ZERO;
-    };
-    let ns: u64 = tasks
-        .flatten()
-        .filter_map(|t| {
-            let text = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
-            text.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .sum();
-    Duration::from_nanos(ns)
-}
-
-/// The machine's CPU pressure: total time some runnable task waited for a CPU (PSI,
-/// /proc/pressure/cpu, "some"), if the kernel has it.
-fn cpu_pressure() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
-    let some = text.lines().find(|l| l.starts_with("some"))?;
-    let us = some
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("total="))?;
-    Some(Duration::from_micros(us.parse().ok()?))
 }
 
 /// Counters read at the start and end of a segment.
@@ -1029,11 +892,11 @@ fn run(rt: &Runtime, s: &Settings, dir: &Path) -> bool {
         ttl: TTL_BEFORE,
     };
     // Both clusters synced and every answer right before anything is measured.
-    let mut dns = Dns::new(dns_addr, CHECK_TIMEOUT);
+    let mut dns = UdpClient::new(dns_addr, CHECK_TIMEOUT);
     let names = NAMES.map(fqdn);
     let deadline = Instant::now() + Duration::from_secs(30);
     let want = world.want();
-    while !(0..3).all(|i| dns.a(&names[i]).is_some_and(|r| want.accepts(i, &r))) {
+    while !(0..3).all(|i| ask_a(&mut dns, &names[i]).is_some_and(|r| want.accepts(i, &r))) {
         server.check_alive();
         assert!(
             Instant::now() < deadline,
@@ -1423,11 +1286,11 @@ impl Bench<'_> {
         let log = self.dir.join(format!("fedns-{}.log", self.lifetimes));
         let mut server = Server::spawn(&self.config, &log, self.dns_port);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.dns_port));
-        let mut dns = Dns::new(addr, Duration::from_millis(20));
+        let mut dns = UdpClient::new(addr, Duration::from_millis(20));
         let only_b = fqdn(NAMES[ONLY_B]);
         let deadline = Instant::now() + Duration::from_secs(30);
         let (first_at, first) = loop {
-            if let Some(r) = dns.a(&only_b) {
+            if let Some(r) = ask_a(&mut dns, &only_b) {
                 break (Instant::now(), r);
             }
             server.pump();

@@ -17,15 +17,10 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 
+use fedns_testkit::random::Xorshift;
+
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    fedns_testkit::sys::rss_kib("self")
 }
 
 fn main() {
@@ -62,7 +57,7 @@ fn main() {
         let name = Name::from_ascii("app.default.myfed.svc.fed.example.com.").unwrap();
         let before = rss_kib();
         let (mut sent, mut answered, mut truncated) = (0u64, 0u64, 0u64);
-        let mut seed = 0x243f_6a88_85a3_08d3_u64;
+        let mut rng = Xorshift::new(0x243f_6a88_85a3_08d3);
         let mut samples = Vec::new();
         let start = Instant::now();
         let mut buf = [0u8; 1500];
@@ -72,9 +67,7 @@ fn main() {
             let mut next_sample = 100_000;
             while start.elapsed() < Duration::from_secs(seconds) {
                 while inflight < 64 {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
+                    let seed = rng.next_u64();
                     let subnet: ipnet::IpNet = if seed & 1 == 0 {
                         let a = (seed >> 8) as u32 & 0xffff_ff00;
                         ipnet::IpNet::new(std::net::Ipv4Addr::from(a).into(), 24).unwrap()

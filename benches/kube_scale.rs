@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench --bench kube_scale` (see benches/README.md, "Kubernetes: propagation
 //! and scale"). Everything stays on loopback: each member cluster is the fake
-//! kube-apiserver of the tests (tests/support/apiserver.rs: HTTPS, bearer tokens, paged
+//! kube-apiserver of the tests (crates/testkit/src/apiserver/: HTTPS, bearer tokens, paged
 //! LISTs, WATCH streams with bookmarks), watched by the real kube client inside fedns.
 //!
 //! 1. Propagation, fedns in-process: one fake cluster with some LoadBalancer Services,
@@ -29,25 +29,16 @@
 //! for the initial sync), `FEDNS_KBENCH_CHANGE_LIMIT_S` (60, the longest wait for one
 //! change), `FEDNS_KBENCH_KEEP=1` (keep the work dir with configs and the fedns log).
 
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/http.rs"]
-mod http;
-
-use env::{env_usize, work_dir};
-
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use apiserver::{FakeCluster, Resource, endpoint_slice, lb_service};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
+use fedns_testkit::apiserver::{FakeCluster, Resource, endpoint_slice, lb_service};
+use fedns_testkit::dns::{UdpClient, a_records};
+use fedns_testkit::process::{Process, serve_command};
+use fedns_testkit::sys::{cpu_secs, env_usize, hwm_kib, rss_kib, work_dir};
+use hickory_proto::rr::Name;
 
 use fedns::app::{self, LoadedConfig};
 use fedns::snapshot::Published;
@@ -78,16 +69,16 @@ impl Settings {
         let parts = std::env::var("FEDNS_KBENCH_PARTS")
             .unwrap_or_else(|_| "propagation,scale".into())
             .to_ascii_lowercase();
-        let q = |full: usize, small: usize| if quick { small } else { full };
+        let sized = |full: usize, small: usize| if quick { small } else { full };
         Settings {
             propagation: parts.contains("prop"),
             scale: parts.contains("scale"),
             prop_services: env_usize("FEDNS_KBENCH_PROP_SERVICES", 100).max(1),
-            changes: env_usize("FEDNS_KBENCH_CHANGES", q(1000, 100)),
+            changes: env_usize("FEDNS_KBENCH_CHANGES", sized(1000, 100)),
             poll: Duration::from_micros(env_usize("FEDNS_KBENCH_POLL_US", 500) as u64),
-            clusters: env_usize("FEDNS_KBENCH_CLUSTERS", q(10, 3)).clamp(1, 100),
-            services: env_usize("FEDNS_KBENCH_SERVICES", q(10_000, 1000)).clamp(1, 65_536),
-            scale_changes: env_usize("FEDNS_KBENCH_SCALE_CHANGES", q(100, 20)),
+            clusters: env_usize("FEDNS_KBENCH_CLUSTERS", sized(10, 3)).clamp(1, 100),
+            services: env_usize("FEDNS_KBENCH_SERVICES", sized(10_000, 1000)).clamp(1, 65_536),
+            scale_changes: env_usize("FEDNS_KBENCH_SCALE_CHANGES", sized(100, 20)),
             sync_limit: Duration::from_secs(env_usize("FEDNS_KBENCH_SYNC_LIMIT_S", 1200) as u64),
             change_limit: Duration::from_secs(env_usize("FEDNS_KBENCH_CHANGE_LIMIT_S", 60) as u64),
         }
@@ -169,7 +160,7 @@ fn propagation(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
         ms(start.elapsed())
     );
 
-    let mut dns = Dns::new(dns_addr);
+    let mut dns = dns_client(dns_addr);
     let metrics = &running.app.metrics;
     let (builds0, sum0) = (
         metrics.snapshot_builds.get(),
@@ -300,7 +291,7 @@ fn scale(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
     // One probe name per cluster: a cluster's records reach the store all at once when
     // its three lists have completed, so one name resolving means all of its names are in
     // the published snapshot. The count is checked at the end from /debug/records.
-    let mut dns = Dns::new(server.dns);
+    let mut dns = dns_client(server.dns);
     let probes: Vec<Name> = (0..s.clusters)
         .map(|k| fqdn(&name(k, s.services - 1)))
         .collect();
@@ -328,7 +319,7 @@ fn scale(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
         for (k, probe) in probes.iter().enumerate() {
             if seen[k].is_none() {
                 let t = Instant::now();
-                let answer = dns.a(probe);
+                let answer = ask_a(&mut dns, probe);
                 if answer.is_some() {
                     sync_rtts.push(t.elapsed());
                 }
@@ -491,7 +482,7 @@ fn scale(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
 
 /// `fedns serve` as a child process, killed when dropped.
 struct Server {
-    child: Child,
+    proc: Process,
     dns: SocketAddr,
     admin: SocketAddr,
 }
@@ -499,66 +490,34 @@ struct Server {
 impl Server {
     fn spawn(config: &Path, log: &Path) -> Server {
         let log = std::fs::File::create(log).expect("create log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fedns"))
-            .arg("serve")
-            .arg("--config")
+        let mut cmd = serve_command(env!("CARGO_BIN_EXE_fedns"));
+        cmd.arg("--config")
             .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--drain", "0s", "--log-level", "info,hickory_server=warn"])
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start fedns serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reads the `listening` lines, then keeps draining stdout.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
-        let (mut dns, mut admin) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while dns.is_none() || admin.is_none() {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(line) => {
-                    if let Some(a) = line.strip_prefix("listening dns ") {
-                        dns = a.trim().parse().ok();
-                    } else if let Some(a) = line.strip_prefix("listening admin ") {
-                        admin = a.trim().parse().ok();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("fedns serve did not print its addresses (see its log)");
-                }
-            }
-        }
+            .stderr(log);
+        let proc = Process::spawn(&mut cmd).expect("start fedns serve");
+        // The reader thread keeps draining stdout after the `listening` lines.
+        let listening = match proc.wait_listening(Duration::from_secs(60)) {
+            Ok(l) if !l.dns.is_empty() && l.admin.is_some() => l,
+            _ => panic!("fedns serve did not print its addresses (see its log)"),
+        };
         Server {
-            child,
-            dns: dns.unwrap(),
-            admin: admin.unwrap(),
+            proc,
+            dns: listening.dns[0],
+            admin: listening.admin.unwrap(),
         }
     }
 
     fn pid(&self) -> String {
-        self.child.id().to_string()
+        self.proc.pid().to_string()
     }
 
     fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Some(status) = self.proc.exited() {
             panic!("fedns serve exited: {status}");
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -599,7 +558,7 @@ fn count_names(admin: SocketAddr) -> Option<usize> {
 
 /// One HTTP/1.1 GET of fedns's admin endpoints: (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http::get(addr, path, Duration::from_secs(120))
+    fedns_testkit::http::get_blocking(addr, path, Duration::from_secs(120))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -673,7 +632,7 @@ fn write_config(dir: &Path, clusters: &[&FakeCluster], kube_extra: &str) -> Path
 fn wait_change(
     t0: Instant,
     snapshot: Option<&dyn Fn() -> bool>,
-    dns: &mut Dns,
+    dns: &mut UdpClient,
     name: &Name,
     ip: Ipv4Addr,
     s: &Settings,
@@ -690,7 +649,7 @@ fn wait_change(
         }
         if dns_at.is_none() && Instant::now() >= next_dns {
             next_dns = Instant::now() + s.poll;
-            if dns.a(name).is_some_and(|a| a == [ip]) {
+            if ask_a(dns, name).is_some_and(|a| a == [ip]) {
                 dns_at = Some(t0.elapsed());
             }
         }
@@ -707,57 +666,15 @@ fn wait_change(
     }
 }
 
-/// A blocking UDP DNS client for A queries.
-struct Dns {
-    sock: UdpSocket,
-    id: u16,
-    timeouts: usize,
+/// A blocking UDP DNS client for A queries, waiting 250 ms for each reply.
+fn dns_client(server: SocketAddr) -> UdpClient {
+    UdpClient::new(server, Duration::from_millis(250))
 }
 
-impl Dns {
-    fn new(server: SocketAddr) -> Dns {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-        sock.connect(server).expect("connect UDP");
-        sock.set_read_timeout(Some(Duration::from_millis(250)))
-            .expect("read timeout");
-        Dns {
-            sock,
-            id: 0,
-            timeouts: 0,
-        }
-    }
-
-    /// The A records of `name`; None when no reply came within 250 ms.
-    fn a(&mut self, name: &Name) -> Option<Vec<Ipv4Addr>> {
-        self.id = self.id.wrapping_add(1);
-        let mut m = Message::new(self.id, MessageType::Query, OpCode::Query);
-        m.add_query(Query::query(name.clone(), RecordType::A));
-        self.sock.send(&m.to_vec().expect("encode query")).ok()?;
-        let mut buf = [0u8; 4096];
-        loop {
-            let Ok(n) = self.sock.recv(&mut buf) else {
-                self.timeouts += 1;
-                return None;
-            };
-            // A late reply to an earlier query that timed out: skip it.
-            let Ok(reply) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            if reply.metadata.id != self.id {
-                continue;
-            }
-            return Some(
-                reply
-                    .answers
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::A(a) => Some(a.0),
-                        _ => None,
-                    })
-                    .collect(),
-            );
-        }
-    }
+/// The A records of `name`; None when no reply came in time.
+fn ask_a(dns: &mut UdpClient, name: &Name) -> Option<Vec<Ipv4Addr>> {
+    dns.exchange(fedns_testkit::dns::a_query(name))
+        .map(|r| a_records(&r))
 }
 
 /// Percentiles (nearest rank) of a set of durations.
@@ -801,48 +718,4 @@ impl Stats {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// A field of /proc/<pid>/status in KiB (`pid` may be "self").
-fn status_kib(pid: &str, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: &str) -> u64 {
-    status_kib(pid, "VmRSS")
-}
-
-fn hwm_kib(pid: &str) -> u64 {
-    status_kib(pid, "VmHWM")
-}
-
-/// utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat).
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / clock_ticks()
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux in practice).
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
 }

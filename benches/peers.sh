@@ -3,7 +3,8 @@
 #
 #   benches/peers.sh            (from the repo root, or from anywhere)
 #
-# Installs what is missing (dnsperf, gdnsd, knot, nsd, dig) with apt-get, builds fedns
+# Needs dnsperf, gdnsd, knot, nsd and dig (benches/install-tools.sh installs them; this
+# script stops and names what is missing), builds fedns
 # (cargo build --release) unless FEDNS_BIN names a binary, and serves the same zone from
 # every server on 127.0.0.1, each on its own port:
 #   fedns   the embedded demo federation (src/demo.rs), one worker
@@ -96,24 +97,22 @@ done
 has() { [[ " $SERVERS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------
-# Packages: one apt-get update, then whatever is missing.
-need=()
-command -v dnsperf >/dev/null || need+=(dnsperf)
-command -v dig >/dev/null || need+=(bind9-dnsutils)
-if has gdnsd && ! command -v gdnsd >/dev/null; then need+=(gdnsd); fi
-if has knot && ! command -v knotd >/dev/null; then need+=(knot); fi
-if has nsd && ! command -v nsd >/dev/null; then need+=(nsd); fi
-if has echo && ! command -v gcc >/dev/null; then need+=(gcc libc6-dev); fi
-if [ "$CALLGRIND" = 1 ] && ! command -v callgrind_control >/dev/null; then need+=(valgrind); fi
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]} with apt-get" >&2
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
-    $sudo apt-get update
-    # The packages' own services (port 53) are not wanted; where policy-rc.d forbids
-    # starting them (containers) they stay off, elsewhere they start on port 53 and do not
-    # disturb this run, which uses its own ports.
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
+# Tools: this script installs nothing; it names every missing tool with its package and
+# stops (benches/install-tools.sh installs them all).
+missing=()
+need() { command -v "$1" >/dev/null || missing+=("$1 (package $2)"); }
+need dnsperf dnsperf
+need dig bind9-dnsutils
+if has gdnsd; then need gdnsd gdnsd; fi
+if has knot; then need knotd knot; fi
+if has nsd; then need nsd nsd; fi
+if has echo; then need gcc "gcc, libc6-dev"; fi
+if [ "$CALLGRIND" = 1 ]; then need callgrind_control valgrind; fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "peers.sh: missing tools:" >&2
+    printf '  %s\n' "${missing[@]}" >&2
+    echo "install them with benches/install-tools.sh (valgrind: benches/install-tools.sh valgrind)" >&2
+    exit 2
 fi
 
 if [ -n "${FEDNS_BIN:-}" ]; then

@@ -18,26 +18,16 @@
 //! (queries between two flushes, default 32). Only under `cargo bench`.
 
 use std::net::SocketAddr;
+use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use hickory_proto::rr::RecordType;
 
-use fedns::app::LoadedConfig;
 use fedns::dns::{Handler, Worker};
-use fedns::metrics::{Metrics, Transport};
-use fedns::snapshot::Published;
-use fedns::store::Store;
-
-#[path = "support/query.rs"]
-mod query;
-use query::raw_query;
-
-#[path = "support/env.rs"]
-#[allow(dead_code)]
-mod env;
+use fedns::metrics::Transport;
+use fedns_testkit::dns::raw_query;
+use fedns_testkit::sys::env_usize;
 
 /// The workloads: many clients of one geo name, and the realistic mix of benches/peers.sh
 /// (geo, failover, CNAME, region, static, SOA, NXDOMAIN) from as many subnets.
@@ -166,16 +156,12 @@ fn main() {
             .collect(),
         Err(_) => (1..=cpus.max(2)).collect(),
     };
-    let secs = env::env_usize("FEDNS_SCALING_SECONDS", 3) as f64;
-    let reps = env::env_usize("FEDNS_SCALING_REPS", 3).max(1);
+    let secs = env_usize("FEDNS_SCALING_SECONDS", 3) as f64;
+    let reps = env_usize("FEDNS_SCALING_REPS", 3).max(1);
     // A UDP worker flushes after each recvmmsg: up to 32 queries, about 5 under dnsperf.
-    let batch = env::env_usize("FEDNS_SCALING_BATCH", 32).max(1);
+    let batch = env_usize("FEDNS_SCALING_BATCH", 32).max(1);
 
-    let loaded = LoadedConfig::demo().unwrap();
-    let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
-    let snap = loaded.snapshot(&store, &Default::default()).unwrap();
-    let published: Published = Arc::new(ArcSwap::from_pointee(snap));
-    let handler = Handler::new(published, Arc::new(Metrics::new()), false);
+    let handler = fedns_testkit::handler::demo_handler();
 
     println!(
         "scaling: {cpus} CPUs, {reps} runs of {secs} s per thread count (medians), counters flushed every {batch} queries"

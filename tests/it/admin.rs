@@ -3,15 +3,15 @@
 //! under a running server (and a failed one that keeps the old answers); no query lost
 //! while reloading.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fedns_testkit::dns::{DnsClient, Transport, answer_lines, query};
+use fedns_testkit::http::get;
+use fedns_testkit::server::{CONFIG, TestServer};
+use fedns_testkit::wait::until_eq;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::http::get;
-use support::{CONFIG, DnsClient, TestServer, Transport, answer_lines, query};
 
 const APP: &str = "app.default.myfed.svc.fed.example.com";
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -116,7 +116,7 @@ async fn metrics_after_real_queries() {
     assert_eq!(v(r#"fedns_fail_open_total"#), 0.0);
     assert_eq!(v(r#"fedns_cluster_endpoints{cluster="us-east"}"#), 6.0);
     assert_eq!(v("fedns_ready"), 1.0);
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -148,19 +148,12 @@ async fn health_ready_and_debug_endpoints() {
         "{body}"
     );
     assert_eq!(get(server.admin, "/debug/explain?name=x").await.0, 400);
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 async fn until_answer(client: &DnsClient, name: &str, qtype: RecordType, want: &[&str]) {
-    support::eventually(PATIENCE, || async move {
-        let got = answer_lines(&client.ask(name, qtype, Some("198.18.2.0/24")).await);
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{name}: {got:?}, want {want:?}"))
-        }
-    })
-    .await;
+    let answer = || async { answer_lines(&client.ask(name, qtype, Some("198.18.2.0/24")).await) };
+    until_eq(PATIENCE, name, answer, want).await;
 }
 
 fn reloads(metrics: &str, outcome: &str) -> f64 {
@@ -245,7 +238,7 @@ async fn reloads_swap_zone_config_and_geoip_and_a_bad_one_keeps_the_old() {
     )
     .await;
     assert!(reloads(&get(server.admin, "/metrics").await.1, "ok") >= 3.0);
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,5 +269,5 @@ async fn no_query_is_lost_while_reloading() {
     reloader.await.unwrap();
     assert_eq!(answered, 2000);
     assert!(reloads(&get(server.admin, "/metrics").await.1, "ok") >= 20.0);
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }

@@ -4,25 +4,14 @@
 //! when the fuzzer finds another.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use fedns::app::LoadedConfig;
-use fedns::dns::Handler;
 use fedns::metrics::Transport;
-use fedns::store::Store;
+use fedns_testkit::handler::demo_handler;
 use hickory_proto::op::Message;
 
 #[test]
 fn fuzzer_finds_stay_fixed() {
-    let loaded = LoadedConfig::demo().unwrap();
-    let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
-    let snap = loaded.snapshot(&store, &Default::default()).unwrap();
-    let handler = Handler::new(
-        Arc::new(ArcSwap::from_pointee(snap)),
-        Default::default(),
-        false,
-    );
+    let handler = demo_handler();
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/request_path");
     let mut files: Vec<_> = std::fs::read_dir(&dir)

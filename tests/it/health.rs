@@ -2,22 +2,20 @@
 //! stop and start, and the DNS answers that follow. Real time is needed (real sockets), so
 //! the tests assert order and outcome within generous bounds, never durations.
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
-mod support;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apiserver::{FakeCluster, Resource, endpoint_slice, lb_service};
 use fedns::config::ProbeKind;
 use fedns::health::Health;
 use fedns::health::{Target, TargetState};
+use fedns_testkit::apiserver::{FakeCluster, Resource, endpoint_slice, lb_service};
+use fedns_testkit::dns::{DnsClient, answer_data};
+use fedns_testkit::server::TestServer;
+use fedns_testkit::wait::until_eq;
 use hickory_proto::rr::RecordType;
-use support::{DnsClient, TestServer, answer_lines};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -140,11 +138,7 @@ async fn answer(client: &DnsClient) -> Vec<String> {
 }
 
 async fn answer_for(client: &DnsClient, name: &str) -> Vec<String> {
-    let r = client.ask(name, RecordType::A, Some(NEW_YORK)).await;
-    answer_lines(&r)
-        .into_iter()
-        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
-        .collect()
+    answer_data(&client.ask(name, RecordType::A, Some(NEW_YORK)).await)
 }
 
 /// Polls until the answer is `want`; panics with the last answer after PATIENCE.
@@ -153,15 +147,7 @@ async fn until(client: &DnsClient, want: &[&str]) {
 }
 
 async fn until_for(client: &DnsClient, name: &str, want: &[&str]) {
-    support::eventually(PATIENCE, || async move {
-        let got = answer_for(client, name).await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{name}: answer stayed {got:?}, want {want:?}"))
-        }
-    })
-    .await;
+    until_eq(PATIENCE, name, || answer_for(client, name), want).await;
 }
 
 /// Polls until the probes' states satisfy `pred` (and every target has been probed).
@@ -171,7 +157,7 @@ async fn until_states(
     pred: impl Fn(&fedns::health::TargetState) -> bool,
 ) {
     let pred = &pred;
-    support::eventually(PATIENCE, || async move {
+    fedns_testkit::wait::eventually(PATIENCE, || async move {
         let states = server.running.app.health.states();
         if states.len() == 3 && states.values().all(|s| s.probes > 0 && pred(s)) {
             Ok(())
@@ -216,7 +202,7 @@ async fn tcp_failover_and_return() {
     for _ in 0..5 {
         assert_eq!(answer(&client).await, ["127.0.0.11"]);
     }
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +227,7 @@ async fn http_status_and_hanging_listener() {
     let us = &states[&http_target("127.0.0.11", port, "/healthz")];
     assert!(us.failures >= 2 && us.probes > us.failures, "{us:?}");
     drop(lbs);
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +239,7 @@ async fn probe_none_trusts_readiness() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(answer(&client).await, ["127.0.0.11"]);
     assert!(server.running.app.health.states().is_empty());
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 fn http_target(ip: &str, port: u16, path: &str) -> Target {
@@ -268,7 +254,7 @@ fn http_target(ip: &str, port: u16, path: &str) -> Target {
 /// The state of one target, once it has been probed at least `probes` times.
 async fn probed(server: &TestServer, t: &Target, probes: u64) -> TargetState {
     let mut seen = None;
-    support::eventually(PATIENCE, || {
+    fedns_testkit::wait::eventually(PATIENCE, || {
         let states = server.running.app.health.states();
         let s = states.get(t).cloned();
         let done = s.as_ref().is_some_and(|s| s.probes >= probes);
@@ -305,14 +291,14 @@ async fn static_service_probe_port() {
     until(&client, &["127.0.0.12"]).await;
     lbs[0].up().await;
     until(&client, &["127.0.0.11"]).await;
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 /// A federation of fake member clusters (us-east-1, eu-west-1, ap-northeast-1 regions in
 /// that order) with TCP probes at the test's fast interval.
 async fn kube_federation(clusters: &[&FakeCluster]) -> TestServer {
     let regions = ["us-east-1", "eu-west-1", "ap-northeast-1"];
-    let dir = support::temp_dir("kube-health");
+    let dir = fedns_testkit::sys::temp_dir("kube-health");
     let mut yaml = String::from(
         "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\ngeoip: { database: city.mmdb }\n\
          health: { probe: tcp, interval: 100ms, timeout: 200ms, rise: 2, fall: 2 }\n\
@@ -326,7 +312,7 @@ async fn kube_federation(clusters: &[&FakeCluster]) -> TestServer {
             kc.display()
         ));
     }
-    let path = support::write_config("kube-health-cfg", &yaml);
+    let path = fedns_testkit::server::write_config("kube-health-cfg", &yaml);
     std::fs::copy(&path, dir.join("fedns.yaml")).unwrap();
     for f in ["fed.zone", "city.mmdb"] {
         std::fs::copy(path.parent().unwrap().join(f), dir.join(f)).unwrap();
@@ -387,7 +373,7 @@ async fn annotated_probe_port_fails_over() {
         states.keys().all(|t| t.addr.port() == health_port),
         "{states:?}"
     );
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 /// Two Services on one load-balancer address, probed on different paths, keep separate
@@ -434,7 +420,7 @@ async fn two_services_on_one_address_keep_their_own_health() {
     // Deleting web stops its probe and keeps app's state: its counts go on from where
     // they were, not from a fresh start.
     assert!(us.delete(Resource::Services, "default", "web"));
-    support::eventually(PATIENCE, || {
+    fedns_testkit::wait::eventually(PATIENCE, || {
         let gone = !server.running.app.health.states().contains_key(&web_target);
         async move {
             if gone {
@@ -454,5 +440,5 @@ async fn two_services_on_one_address_keep_their_own_health() {
     assert_eq!(answer_for(&client, APP).await, ["127.0.0.11"]);
     until_for(&client, WEB, &["127.0.0.12"]).await;
     drop(lbs);
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }

@@ -2,16 +2,14 @@
 //! bookmarks, 410) stand in for member clusters; the real kube client in fedns watches them;
 //! the tests change objects and inject faults and assert the DNS answers over real sockets.
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
-mod support;
-
 use std::time::Duration;
 
-use apiserver::{FakeCluster, Fault, Resource, endpoint_slice, ingress, lb_service};
+use fedns_testkit::apiserver::{FakeCluster, Fault, Resource, endpoint_slice, ingress, lb_service};
+use fedns_testkit::dns::{DnsClient, answer_data};
+use fedns_testkit::server::TestServer;
+use fedns_testkit::wait::until_eq;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::{DnsClient, TestServer, answer_lines};
 
 const APP: &str = "app.default.myfed.svc.fed.example.com";
 const NEW_YORK: &str = "198.18.0.0/24";
@@ -31,7 +29,7 @@ async fn federation_with(
     tamper: impl Fn(&str, String) -> String,
 ) -> TestServer {
     let regions = ["us-east-1", "eu-west-1", "ap-northeast-1"];
-    let dir = support::temp_dir("kube");
+    let dir = fedns_testkit::sys::temp_dir("kube");
     let mut yaml = String::from(
         "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\ngeoip: { database: city.mmdb }\n\
          health: { probe: none }\nkubernetes: { watch_timeout: 2s, connect_timeout: 1s, sync_timeout: 10s }\n\
@@ -48,7 +46,7 @@ async fn federation_with(
             c.name()
         ));
     }
-    let path = support::write_config("kube-cfg", &yaml);
+    let path = fedns_testkit::server::write_config("kube-cfg", &yaml);
     std::fs::copy(&path, dir.join("fedns.yaml")).unwrap();
     for f in ["fed.zone", "city.mmdb"] {
         std::fs::copy(path.parent().unwrap().join(f), dir.join(f)).unwrap();
@@ -83,35 +81,28 @@ fn service(c: &FakeCluster, name: &str, ips: &[&str]) {
 
 async fn ask(client: &DnsClient, name: &str, subnet: &str) -> (ResponseCode, Vec<String>) {
     let r = client.ask(name, RecordType::A, Some(subnet)).await;
-    let data = answer_lines(&r)
-        .iter()
-        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
-        .collect();
-    (r.metadata.response_code, data)
+    (r.metadata.response_code, answer_data(&r))
 }
 
 /// Polls until `name` answers `want` for `subnet`.
 async fn until(client: &DnsClient, name: &str, subnet: &str, want: &[&str]) {
-    support::eventually(PATIENCE, || async move {
-        let (_, got) = ask(client, name, subnet).await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{name} from {subnet}: {got:?}, want {want:?}"))
-        }
-    })
+    let what = format!("{name} from {subnet}");
+    until_eq(
+        PATIENCE,
+        &what,
+        || async { ask(client, name, subnet).await.1 },
+        want,
+    )
     .await;
 }
 
 async fn until_rcode(client: &DnsClient, name: &str, want: ResponseCode) {
-    support::eventually(PATIENCE, || async move {
-        let (rcode, _) = ask(client, name, NEW_YORK).await;
-        if rcode == want {
-            Ok(())
-        } else {
-            Err(format!("{name}: {rcode}, want {want}"))
-        }
-    })
+    until_eq(
+        PATIENCE,
+        name,
+        || async { ask(client, name, NEW_YORK).await.0 },
+        want,
+    )
     .await;
 }
 
@@ -120,14 +111,8 @@ fn stale(server: &TestServer, cluster: &str) -> bool {
 }
 
 async fn until_stale(server: &TestServer, cluster: &str, want: bool) {
-    support::eventually(PATIENCE, || async move {
-        if stale(server, cluster) == want {
-            Ok(())
-        } else {
-            Err(format!("{cluster} stale never became {want}"))
-        }
-    })
-    .await;
+    let what = format!("{cluster} stale");
+    until_eq(PATIENCE, &what, || async { stale(server, cluster) }, want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +166,7 @@ async fn objects_appear_change_and_disappear() {
         .0,
         ResponseCode::NXDomain
     );
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,13 +239,13 @@ async fn hostname_lb_ingress_and_readiness() {
     )
     .await;
     // /debug/records shows the Kubernetes-learned names.
-    let (status, body) = support::http::get(server.admin, "/debug/records").await;
+    let (status, body) = fedns_testkit::http::get(server.admin, "/debug/records").await;
     assert_eq!(status, 200);
     assert!(
         body.contains("api-123.elb.amazonaws.com") && body.contains("www.fed.example.com"),
         "{body}"
     );
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,12 +280,12 @@ async fn a_cluster_that_goes_down_keeps_its_records_and_catches_up() {
         service(&us, "app", &["192.0.2.10"]);
         until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
     }
-    let (_, metrics) = support::http::get(server.admin, "/metrics").await;
+    let (_, metrics) = fedns_testkit::http::get(server.admin, "/metrics").await;
     assert!(
         metrics.contains("fedns_cluster_stale{cluster=\"us-east\"} 0"),
         "{metrics}"
     );
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,7 +336,7 @@ async fn gone_410_relists_with_no_gap_in_answers() {
         }
         assert!(tokio::time::Instant::now() < deadline, "no relist seen");
     }
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +349,7 @@ async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
     let server = federation(&[&us, &eu]).await;
     let client = server.client();
     until(&client, APP, NEW_YORK, &["198.51.100.10"]).await;
-    let (status, body) = support::http::get(server.admin, "/readyz").await;
+    let (status, body) = fedns_testkit::http::get(server.admin, "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("us-east") && !body.contains("eu-west"),
@@ -373,7 +358,7 @@ async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
     us.set_fault(Fault::None);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let (status, body) = support::http::get(server.admin, "/readyz").await;
+        let (status, body) = fedns_testkit::http::get(server.admin, "/readyz").await;
         if status == 200 {
             break;
         }
@@ -383,7 +368,7 @@ async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 
     // A kubeconfig with a wrong token: 401, the cluster is flagged stale with the error,
     // it does not hold readiness back, and the other cluster serves.
@@ -413,9 +398,9 @@ async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
         err.contains("401") || err.to_lowercase().contains("unauthorized"),
         "{err}"
     );
-    let (status, body) = support::http::get(server.admin, "/readyz").await;
+    let (status, body) = fedns_testkit::http::get(server.admin, "/readyz").await;
     assert_eq!(status, 200, "{body}");
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +431,7 @@ async fn annotations_set_policy() {
     )
     .await;
     until(&client, "pay.fed.example.com", NEW_YORK, &["198.51.100.10"]).await;
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,7 +447,7 @@ async fn a_restart_while_a_cluster_is_down_keeps_its_records_from_the_state_file
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let path = server.path.clone();
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 
     // us-east's API is down when fedns starts again: its last-known records still answer,
     // flagged stale.
@@ -485,13 +470,13 @@ async fn a_restart_while_a_cluster_is_down_keeps_its_records_from_the_state_file
     .await;
     until(&client, APP, NEW_YORK, &["198.51.100.10"]).await;
     until_stale(&server, "us-east", false).await;
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 
     // A corrupt state file is named in the log and ignored: fedns starts and syncs.
     std::fs::write(path.parent().unwrap().join("state.json"), b"{garbage").unwrap();
     let server = TestServer::start_at(path).await;
     until(&server.client(), APP, NEW_YORK, &["198.51.100.10"]).await;
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,7 +490,7 @@ async fn ready_means_served() {
     let server = federation(&[&us, &eu]).await;
     let client = server.client();
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while support::http::get(server.admin, "/readyz").await.0 != 200 {
+    while fedns_testkit::http::get(server.admin, "/readyz").await.0 != 200 {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -522,5 +507,5 @@ async fn ready_means_served() {
             .1,
         ["198.51.100.10"]
     );
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }

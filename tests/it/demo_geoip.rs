@@ -16,7 +16,7 @@ fn committed_demo_database_matches_its_generator() {
     let committed = std::fs::read(&path).unwrap();
     assert!(
         committed == fresh,
-        "geoip/demo.mmdb differs from demo_geoip(); run FEDNS_BLESS=1 cargo test --test demo_geoip"
+        "geoip/demo.mmdb differs from demo_geoip(); run FEDNS_BLESS=1 cargo test --test it demo_geoip"
     );
 }
 

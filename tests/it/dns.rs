@@ -2,13 +2,10 @@
 //! expectations read like zone-file lines. Client locations come from the generated demo
 //! GeoIP database through ECS subnets (see `fedns::demo::NETWORKS`).
 
-mod support;
-
-use std::time::Duration;
-
+use fedns_testkit::dns::{Transport, answer_lines, ecs_of, query};
+use fedns_testkit::server::{CONFIG, TestServer};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType::{self, A, AAAA, CNAME, MX, NS, SOA, TXT};
-use support::{CONFIG, TestServer, Transport, answer_lines, ecs_of, query};
 
 struct Case {
     name: &'static str,
@@ -424,7 +421,7 @@ async fn run_cases(transport: Transport) {
             check_case(&client, &c, transport, pass, &mut failures).await;
         }
     }
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
@@ -448,7 +445,7 @@ fn mixed_case(name: &str) -> String {
 }
 
 async fn check_case(
-    client: &support::DnsClient,
+    client: &fedns_testkit::dns::DnsClient,
     c: &Case,
     transport: Transport,
     pass: &str,

@@ -2,15 +2,16 @@
 //! `serve` on an ephemeral port answering over UDP and stopping on SIGTERM, the embedded
 //! demo, and `explain`.
 
-mod support;
-
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use fedns_testkit::process::{Process, serve_command};
 use hickory_proto::rr::RecordType;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fedns");
+/// How long `fedns serve` may take to print each line up to its admin address.
+const STARTUP: Duration = Duration::from_secs(60);
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -22,7 +23,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn check_accepts_a_good_config() {
-    let path = support::write_config("check-good", support::CONFIG);
+    let path = fedns_testkit::server::write_config("check-good", fedns_testkit::server::CONFIG);
     let o = run(&["check", "--config", path.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -34,11 +35,11 @@ fn check_accepts_a_good_config() {
 
 #[test]
 fn check_names_file_line_and_field_of_a_bad_config() {
-    let bad = support::CONFIG.replace(
+    let bad = fedns_testkit::server::CONFIG.replace(
         "    region: sa-east-1\n",
         "    region: sa-east-1\n    regoin: typo\n",
     );
-    let path = support::write_config("check-bad", &bad);
+    let path = fedns_testkit::server::write_config("check-bad", &bad);
     let o = run(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(64));
     let e = stderr(&o);
@@ -47,8 +48,8 @@ fn check_names_file_line_and_field_of_a_bad_config() {
     assert!(e.contains(&format!("line {line}")), "{e}");
     assert!(e.contains("unknown field `regoin`"), "{e}");
 
-    let bad = support::CONFIG.replace("cluster: sa-east }", "cluster: mars }");
-    let path = support::write_config("check-bad-ref", &bad);
+    let bad = fedns_testkit::server::CONFIG.replace("cluster: sa-east }", "cluster: mars }");
+    let path = fedns_testkit::server::write_config("check-bad-ref", &bad);
     let o = run(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(64));
     let line = bad
@@ -67,7 +68,7 @@ fn check_names_file_line_and_field_of_a_bad_config() {
 
 #[test]
 fn check_names_the_line_of_a_bad_zone_file() {
-    let path = support::write_config("check-zone", support::CONFIG);
+    let path = fedns_testkit::server::write_config("check-zone", fedns_testkit::server::CONFIG);
     let zone = path.parent().unwrap().join("fed.zone");
     let text =
         fedns::demo::ZONE.replace("ns1     IN A    127.0.0.1", "ns1     IN A    127.0.0.300");
@@ -85,7 +86,7 @@ fn check_names_the_line_of_a_bad_zone_file() {
 
 #[test]
 fn check_rejects_a_corrupt_geoip_database() {
-    let path = support::write_config("check-mmdb", support::CONFIG);
+    let path = fedns_testkit::server::write_config("check-mmdb", fedns_testkit::server::CONFIG);
     let db = path.parent().unwrap().join("city.mmdb");
     let bytes = std::fs::read(&db).unwrap();
     std::fs::write(&db, &bytes[..bytes.len() / 2]).unwrap();
@@ -98,82 +99,34 @@ fn check_rejects_a_corrupt_geoip_database() {
     );
 }
 
-/// A server process that is killed if the test fails before it ends it.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Starts `fedns serve` with `args` and returns it with the DNS address it printed and the
+/// lines it printed up to its admin address.
+fn serve(args: &[&str]) -> (Process, SocketAddr, Vec<String>) {
+    let mut cmd = serve_command(BIN);
+    if !args.contains(&"--drain") {
+        cmd.args(["--drain", "0s"]);
     }
-}
-
-impl std::ops::Deref for Server {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-/// Starts `fedns serve` with `args` and returns it with the DNS address it printed.
-fn serve(args: &[&str]) -> (Server, SocketAddr, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(["--admin", "127.0.0.1:0"])
-        .args(if args.contains(&"--drain") {
-            &[][..]
-        } else {
-            &["--drain", "0s"][..]
-        })
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let mut addr = None;
-    // The DNS lines, then the admin line.
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if let Some(a) = line.strip_prefix("listening dns ") {
-            addr = Some(a.parse().unwrap());
-        }
-        if line.starts_with("listening admin ") {
-            break;
-        }
-    }
-    let addr = addr.expect("fedns exited before listening");
-    // The demo prints its dig examples after the address; read what is there.
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), addr, seen)
-}
-
-fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap()
+    let child = Process::spawn(cmd.args(args).stderr(Stdio::null())).unwrap();
+    let listening = child
+        .wait_listening(STARTUP)
+        .unwrap_or_else(|e| panic!("fedns did not listen: {e}"));
+    let addr = *listening
+        .dns
+        .first()
+        .expect("fedns exited before listening");
+    (child, addr, listening.lines)
 }
 
 #[tokio::test]
 async fn serve_answers_and_exits_cleanly_on_sigterm() {
-    let path = support::write_config("serve", support::CONFIG);
+    let path = fedns_testkit::server::write_config("serve", fedns_testkit::server::CONFIG);
     let (mut child, addr, _) = serve(&[
         "--config",
         path.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
     ]);
-    let client = support::DnsClient { server: addr };
+    let client = fedns_testkit::dns::DnsClient { server: addr };
     let r = client
         .ask(
             "app.default.myfed.svc.fed.example.com",
@@ -182,16 +135,16 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
         )
         .await;
     assert_eq!(
-        support::answer_lines(&r),
+        fedns_testkit::dns::answer_lines(&r),
         ["app.default.myfed.svc.fed.example.com. 30 IN A 203.0.113.10"]
     );
-    let status = sigterm(&mut child);
+    let status = child.terminate();
     assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
 async fn sigterm_turns_readyz_503_drains_then_exits_0() {
-    let path = support::write_config("drain", support::CONFIG);
+    let path = fedns_testkit::server::write_config("drain", fedns_testkit::server::CONFIG);
     let (mut child, addr, lines) = serve(&[
         "--config",
         path.to_str().unwrap(),
@@ -205,15 +158,12 @@ async fn sigterm_turns_readyz_503_drains_then_exits_0() {
         .find_map(|l| l.strip_prefix("listening admin "))
         .map(|a| a.parse().unwrap())
         .unwrap_or_else(|| panic!("no admin address in {lines:?}"));
-    assert_eq!(support::http::get(admin, "/readyz").await.0, 200);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    assert_eq!(fedns_testkit::http::get(admin, "/readyz").await.0, 200);
+    child.signal("TERM");
     // At once: not ready, but still answering DNS during the drain.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let (status, _) = support::http::get(admin, "/readyz").await;
+        let (status, _) = fedns_testkit::http::get(admin, "/readyz").await;
         if status == 503 {
             break;
         }
@@ -222,19 +172,19 @@ async fn sigterm_turns_readyz_503_drains_then_exits_0() {
             "/readyz stayed {status}"
         );
     }
-    let client = support::DnsClient { server: addr };
+    let client = fedns_testkit::dns::DnsClient { server: addr };
     let r = client
         .ask("app.default.myfed.svc.fed.example.com", RecordType::A, None)
         .await;
     assert_eq!(r.answers.len(), 1);
-    let status = child.wait().unwrap();
+    let status = child.wait();
     assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
 async fn the_embedded_demo_serves_with_no_config() {
     let (mut child, addr, _) = serve(&["--listen", "127.0.0.1:0"]);
-    let client = support::DnsClient { server: addr };
+    let client = fedns_testkit::dns::DnsClient { server: addr };
     for n in fedns::demo::NETWORKS {
         let r = client
             .ask(
@@ -249,10 +199,10 @@ async fn the_embedded_demo_serves_with_no_config() {
         .ask("www.fed.example.com", RecordType::A, Some("198.18.2.0/24"))
         .await;
     assert_eq!(
-        support::answer_lines(&r),
+        fedns_testkit::dns::answer_lines(&r),
         ["www.fed.example.com. 30 IN A 203.0.113.10"]
     );
-    assert!(sigterm(&mut child).success());
+    assert!(child.terminate().success());
 }
 
 #[test]
@@ -286,37 +236,22 @@ fn explain_shows_the_decision() {
 
 #[tokio::test]
 async fn query_log_names_client_question_and_cluster() {
-    let path = support::write_config("qlog", support::CONFIG);
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--admin",
-            "127.0.0.1:0",
-            "--drain",
-            "0s",
-            "--query-log",
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = out.next().expect("no listening line").unwrap();
-        if let Some(a) = line.strip_prefix("listening dns ") {
-            break a.parse().unwrap();
-        }
-    };
-    let mut child = Server(child);
-    let client = support::DnsClient { server: addr };
+    let path = fedns_testkit::server::write_config("qlog", fedns_testkit::server::CONFIG);
+    let mut cmd = serve_command(BIN);
+    cmd.args([
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--drain", "0s", "--query-log", "--log-format", "json"])
+    .stderr(Stdio::piped());
+    let mut child = Process::spawn(&mut cmd).unwrap();
+    let addr = child
+        .wait_listening(STARTUP)
+        .expect("no listening line")
+        .dns[0];
+    let client = fedns_testkit::dns::DnsClient { server: addr };
     client
         .ask(
             "app.default.myfed.svc.fed.example.com",
@@ -324,12 +259,11 @@ async fn query_log_names_client_question_and_cluster() {
             Some("198.18.2.0/24"),
         )
         .await;
-    sigterm(&mut child);
+    child.terminate();
     let mut err = String::new();
     use std::io::Read;
     child
-        .stderr
-        .take()
+        .take_stderr()
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();

@@ -2,8 +2,6 @@
 //! probe state per address come from the snapshot), fail-open and SERVFAIL, the CNAME up the
 //! hierarchy when a region has nothing healthy, and `explain`.
 
-mod support;
-
 use std::net::IpAddr;
 
 use fedns::answer::{Client, Question, answer};
@@ -15,7 +13,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 /// A snapshot of `config` in which the addresses in `down` fail their probes.
 fn snapshot(config: &str, down: &[&str]) -> Snapshot {
-    let loaded = support::load(config);
+    let loaded = fedns_testkit::server::load(config);
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let down: Vec<IpAddr> = down.iter().map(|a| a.parse().unwrap()).collect();
     let health = |_: &Endpoint, ip: IpAddr| {
@@ -55,7 +53,10 @@ const APP: &str = "app.default.myfed.svc.fed.example.com.";
 
 #[test]
 fn an_unhealthy_nearest_cluster_gives_way_to_the_next_nearest() {
-    let snap = snapshot(support::CONFIG, &["192.0.2.10", "2001:db8:10::10"]);
+    let snap = snapshot(
+        fedns_testkit::server::CONFIG,
+        &["192.0.2.10", "2001:db8:10::10"],
+    );
     let (rcode, answers) = ask(&snap, APP, RecordType::A, NEW_YORK);
     assert_eq!(rcode, ResponseCode::NoError);
     assert_eq!(answers, [format!("{APP} 30 IN A 198.51.100.10")]);
@@ -63,7 +64,7 @@ fn an_unhealthy_nearest_cluster_gives_way_to_the_next_nearest() {
 
 #[test]
 fn only_healthy_addresses_of_a_cluster_are_answered() {
-    let snap = snapshot(support::CONFIG, &["192.0.2.113"]);
+    let snap = snapshot(fedns_testkit::server::CONFIG, &["192.0.2.113"]);
     let (_, answers) = ask(
         &snap,
         "two.default.myfed.svc.fed.example.com.",
@@ -92,7 +93,7 @@ fn all_unhealthy_fails_open_to_the_nearest() {
         "203.0.113.50",
         "2001:db8:50::10",
     ];
-    let snap = snapshot(support::CONFIG, &all);
+    let snap = snapshot(fedns_testkit::server::CONFIG, &all);
     let (rcode, answers) = ask(&snap, APP, RecordType::A, NEW_YORK);
     assert_eq!(rcode, ResponseCode::NoError);
     assert_eq!(answers, [format!("{APP} 30 IN A 192.0.2.10")]);
@@ -110,7 +111,7 @@ fn all_unhealthy_fails_open_to_the_nearest() {
     assert!(traced.decisions[0].fail_open);
 
     // With `on_all_unhealthy: servfail`, the same question is SERVFAIL.
-    let servfail = support::CONFIG.replace(
+    let servfail = fedns_testkit::server::CONFIG.replace(
         "health: { probe: none }",
         "health: { probe: none, on_all_unhealthy: servfail }",
     );
@@ -131,7 +132,10 @@ fn all_unhealthy_fails_open_to_the_nearest() {
 
 #[test]
 fn a_region_with_nothing_healthy_points_up_to_the_global_name() {
-    let snap = snapshot(support::CONFIG, &["192.0.2.10", "2001:db8:10::10"]);
+    let snap = snapshot(
+        fedns_testkit::server::CONFIG,
+        &["192.0.2.10", "2001:db8:10::10"],
+    );
     let (rcode, answers) = ask(
         &snap,
         "app.default.myfed.svc.us-east-1.fed.example.com.",
@@ -150,7 +154,10 @@ fn a_region_with_nothing_healthy_points_up_to_the_global_name() {
 
 #[test]
 fn explain_names_location_candidates_and_choice() {
-    let snap = snapshot(support::CONFIG, &["192.0.2.10", "2001:db8:10::10"]);
+    let snap = snapshot(
+        fedns_testkit::server::CONFIG,
+        &["192.0.2.10", "2001:db8:10::10"],
+    );
     let name = Name::from_ascii(APP).unwrap();
     let text = fedns::ops::explain::explain(&snap, NEW_YORK, &name, RecordType::A).unwrap();
     assert!(

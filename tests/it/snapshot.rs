@@ -1,8 +1,6 @@
 //! Incremental snapshot updates: after any sequence of object changes, the snapshot built by
 //! `update` (only changed names rebuilt) equals a full `build` from the same store.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use fedns::health::Health;
@@ -55,7 +53,7 @@ fn shape(s: &Snapshot) -> String {
 
 #[test]
 fn incremental_updates_equal_full_builds() {
-    let loaded = support::load(support::CONFIG);
+    let loaded = fedns_testkit::server::load(fedns_testkit::server::CONFIG);
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let health = |_: &fedns::store::Endpoint, _: std::net::IpAddr| Health::Healthy;
     let build = |store: &Store| {

@@ -1,14 +1,11 @@
-//! Proves that the fake API server in `tests/support/apiserver.rs` is faithful
+//! Proves that the fake API server in `fedns_testkit::apiserver` is faithful
 //! enough for the real `kube` client and `kube::runtime::watcher`.
-
-#[path = "support/apiserver.rs"]
-mod apiserver;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use apiserver::{FakeCluster, Fault, Resource, endpoint_slice, ingress, lb_service};
+use fedns_testkit::apiserver::{FakeCluster, Fault, Resource, endpoint_slice, ingress, lb_service};
 use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;

@@ -2,15 +2,15 @@
 //! address, the cache following snapshot changes and never freezing a rotated answer, and
 //! the TCP limits (connection cap, idle and slow-client timeouts; RFC 7766 section 6.2).
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use fedns_testkit::dns::{Transport, answer_lines, query};
+use fedns_testkit::server::{CONFIG, TestServer};
+use fedns_testkit::wait::eventually;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use hickory_proto::serialize::binary::BinDecodable;
-use support::{CONFIG, TestServer, Transport, answer_lines, eventually, query};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -55,7 +55,7 @@ async fn several_udp_workers_answer_every_client() {
     for t in tasks {
         t.await.unwrap();
     }
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +80,7 @@ async fn cached_answers_follow_a_reload() {
         }
     })
     .await;
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -96,7 +96,7 @@ async fn rotated_answers_are_not_cached() {
         first.insert(r.answers[0].data.to_string());
     }
     assert!(first.len() > 1, "policy all always led with {first:?}");
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 /// A length-prefixed query for `APP`.
@@ -161,12 +161,12 @@ async fn tcp_connections_past_the_limit_are_closed() {
         }
     })
     .await;
-    let metrics = support::http::get(server.admin, "/metrics").await.1;
+    let metrics = fedns_testkit::http::get(server.admin, "/metrics").await.1;
     assert!(
         metrics.contains("fedns_tcp_connections_total{event=\"refused\"}"),
         "{metrics}"
     );
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +198,7 @@ async fn idle_and_slow_tcp_clients_are_closed() {
         assert_eq!(read_reply(&mut busy).await.unwrap().metadata.id, id);
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    let metrics = support::http::get(server.admin, "/metrics").await.1;
+    let metrics = fedns_testkit::http::get(server.admin, "/metrics").await.1;
     for event in ["idle_timeout", "io_timeout"] {
         assert!(
             metrics.contains(&format!(
@@ -207,7 +207,7 @@ async fn idle_and_slow_tcp_clients_are_closed() {
             "{event}: {metrics}"
         );
     }
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -221,9 +221,9 @@ async fn responses_are_never_answered_even_malformed() {
     bytes.truncate(bytes.len() - 3);
     sock.send_to(&bytes, server.addr).await.unwrap();
     let mut buf = [0u8; 512];
-    let got = tokio::time::timeout(support::SILENCE, sock.recv_from(&mut buf)).await;
+    let got = tokio::time::timeout(fedns_testkit::dns::SILENCE, sock.recv_from(&mut buf)).await;
     assert!(got.is_err(), "a malformed response was answered");
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -256,23 +256,13 @@ async fn the_general_path_truncates_to_no_records_with_opt() {
         .await
         .expect("a reply");
     assert_eq!(Message::from_bytes(&whole).unwrap().answers.len(), 30);
-    server.running.shutdown(Duration::ZERO).await;
+    server.stop().await;
 }
 
 #[test]
 fn a_rotated_name_takes_one_cache_slot_however_often_asked() {
-    use fedns::dns::{Handler, Worker};
-    use fedns::metrics::Transport;
-    let loaded = support::load(CONFIG);
-    let store = fedns::store::Store::with_static(fedns::sources::static_services::endpoints(
-        &loaded.config,
-    ));
-    let snap = loaded.snapshot(&store, &Default::default()).unwrap();
-    let handler = Handler::new(
-        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snap)),
-        Default::default(),
-        false,
-    );
+    use fedns::dns::Worker;
+    let handler = fedns_testkit::handler::handler_for(&fedns_testkit::server::load(CONFIG));
     let q = query("rr.default.myfed.svc.fed.example.com.", RecordType::A, None)
         .to_vec()
         .unwrap();

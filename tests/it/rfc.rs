@@ -1,7 +1,14 @@
-//! RFC conformance over real sockets: one test per rule an authoritative server must keep,
-//! each named after the RFC section it checks. Queries are built byte by byte and replies are
-//! read byte by byte (hickory only decodes record contents where two replies are compared), so
-//! these tests hold any server loop to its wire behaviour, not to hickory's types.
+//! RFC conformance: one test per rule an authoritative server must keep, each named after
+//! the RFC section it checks. Queries are built byte by byte and replies are read byte by
+//! byte (hickory only decodes record contents where two replies are compared), so these
+//! tests hold the query path to its wire behaviour, not to hickory's types.
+//!
+//! Most rules are about the bytes of one reply to one message: those tests hand each query
+//! to fedns's query path in process (`Handler::respond_once`, over UDP or TCP rules, from
+//! 127.0.0.1), exactly as the listeners do, with no socket and no wait for a reply that does
+//! not come. The rules about the sockets themselves run against a server on real sockets:
+//! TCP framing, pipelining and idle connections (RFC 7766), truncation then the retry over
+//! TCP (RFC 1035 §4.2.1), and a response followed by a query on one connection.
 //!
 //! Rules, by RFC (test names say the section):
 //!
@@ -36,7 +43,7 @@
 //! - RFC 7766: pipelined queries on one connection are all answered (§6.2.1.1); 2-byte length
 //!   framing whatever the segmentation (§8); a connection stays open after a reply (§6.2.3)
 //!   and an idle one is closed by the server (§6.2.3; the default `listen.tcp_idle_timeout`,
-//!   10 s; tests/server.rs checks shorter ones and the slow-client and connection limits).
+//!   10 s; tests/it/server.rs checks shorter ones and the slow-client and connection limits).
 //! - RFC 7871: a malformed ECS is FORMERR: SCOPE set in a query (§6), source prefix longer
 //!   than the address (§6), address bits beyond the source prefix (§6), address octets not
 //!   matching the source prefix (§6), unknown FAMILY (§7.2.1); FAMILY, SOURCE PREFIX-LENGTH and
@@ -55,15 +62,18 @@
 //!   version.server) disclose nothing: REFUSED, no records.
 //!
 //! Covered elsewhere, not repeated here: the ECS scope of each geo answer and the table of
-//! names (tests/dns.rs); malformed packets never killing the server, the payload fedns
-//! advertises (1232 at most) and RRL (tests/protocol.rs).
+//! names (tests/it/dns.rs); malformed packets never killing the server, the payload fedns
+//! advertises (1232 at most) and RRL (tests/it/protocol.rs).
 
-mod support;
-
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use fedns::app::LoadedConfig;
+use fedns::dns::Handler;
+use fedns_testkit::dns::{Transport, framed, read_frame};
+use fedns_testkit::handler::handler_for;
+use fedns_testkit::server::{CONFIG, TestServer, load};
 use hickory_proto::op::Message;
-use support::{CONFIG, TestServer, Transport, read_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -172,7 +182,7 @@ fn option(code: u16, value: &[u8]) -> Vec<u8> {
     v
 }
 
-fn ecs(value: &[u8]) -> Vec<u8> {
+fn ecs_option(value: &[u8]) -> Vec<u8> {
     option(OPTION_ECS, value)
 }
 
@@ -203,17 +213,17 @@ fn message(
 }
 
 /// A plain query: ID 0x1234, RD clear, class IN, no EDNS.
-fn q(n: &str, qtype: u16) -> Vec<u8> {
+fn plain_query(n: &str, qtype: u16) -> Vec<u8> {
     message(0x1234, 0, &[question(n, qtype, IN)], &[], &[], &[])
 }
 
 /// A query with an OPT record (payload 1232, version 0, no flags) carrying `options`.
-fn qe(n: &str, qtype: u16, options: &[u8]) -> Vec<u8> {
-    qp(n, qtype, 1232, options)
+fn edns_query(n: &str, qtype: u16, options: &[u8]) -> Vec<u8> {
+    query_with_payload(n, qtype, 1232, options)
 }
 
 /// A query with an OPT record advertising `payload`.
-fn qp(n: &str, qtype: u16, payload: u16, options: &[u8]) -> Vec<u8> {
+fn query_with_payload(n: &str, qtype: u16, payload: u16, options: &[u8]) -> Vec<u8> {
     message(
         0x1234,
         0,
@@ -225,7 +235,7 @@ fn qp(n: &str, qtype: u16, payload: u16, options: &[u8]) -> Vec<u8> {
 }
 
 /// A resource record in wire form.
-fn rr(owner: &str, rtype: u16, class: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+fn record(owner: &str, rtype: u16, class: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
     let mut v = name(owner);
     v.extend_from_slice(&rtype.to_be_bytes());
     v.extend_from_slice(&class.to_be_bytes());
@@ -473,42 +483,61 @@ impl Reply {
 // ---------------------------------------------------------------------------------------------
 // Talking to a server.
 
-async fn server() -> TestServer {
+/// The source address of the queries answered in process: 127.0.0.1, which `CONFIG` places
+/// in Frankfurt (as it does the real sockets' clients).
+const SRC: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
+
+/// fedns's query path on `CONFIG`, in process: what the UDP and TCP listeners call for each
+/// message, without the sockets (`Handler::respond_once`).
+fn server() -> Handler {
+    handler_for(&load(CONFIG))
+}
+
+/// The query path on `CONFIG` with `zone` as its zone file.
+fn server_with_zone(zone: &str) -> Handler {
+    let path = fedns_testkit::server::write_config("rfc-zone", CONFIG);
+    std::fs::write(path.with_file_name("fed.zone"), zone).unwrap();
+    handler_for(&LoadedConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A server on real sockets, for the rules about the sockets themselves (TCP framing,
+/// pipelining and idle connections, truncation then retry over TCP).
+async fn socket_server() -> TestServer {
     TestServer::start(CONFIG).await
 }
 
-/// A server on `CONFIG` with `zone` as its zone file.
-async fn server_with_zone(zone: &str) -> TestServer {
-    let path = support::write_config("rfc-zone", CONFIG);
-    std::fs::write(path.with_file_name("fed.zone"), zone).unwrap();
-    TestServer::start_at(path).await
-}
-
-async fn stop(server: TestServer) {
-    server.running.shutdown(Duration::ZERO).await;
+/// The reply the server would send to `query` over `t`; None when it would send none.
+fn respond(server: &Handler, query: &[u8], t: Transport) -> Option<Vec<u8>> {
+    server.respond_once(query, SRC, t)
 }
 
 /// Sends `query` and parses the reply; fails the test when none comes or when bytes follow
 /// the last record.
-async fn ask(server: &TestServer, query: &[u8], t: Transport) -> Reply {
-    let r = ask_tc(server, query, t).await;
-    assert!(
-        r.trailing.is_empty(),
-        "bytes after the last record over {t:?}: {:02x?}",
-        r.bytes
-    );
-    r
+fn ask(server: &Handler, query: &[u8], t: Transport) -> Reply {
+    whole(ask_tc(server, query, t), t)
 }
 
 /// As `ask`, but a truncated reply (TC) may end in bytes after its last record: the tests of
 /// truncation use this, so that `rfc1035_s4_1_truncated_reply_ends_at_its_last_record`
 /// alone checks that rule.
-async fn ask_tc(server: &TestServer, query: &[u8], t: Transport) -> Reply {
-    let bytes = server
-        .client()
-        .raw(query, t)
-        .await
-        .unwrap_or_else(|| panic!("no reply over {t:?} to {query:02x?}"));
+fn ask_tc(server: &Handler, query: &[u8], t: Transport) -> Reply {
+    reply_to(respond(server, query, t), query, t)
+}
+
+/// `ask` over real sockets.
+async fn ask_socket(server: &TestServer, query: &[u8], t: Transport) -> Reply {
+    whole(ask_tc_socket(server, query, t).await, t)
+}
+
+/// `ask_tc` over real sockets.
+async fn ask_tc_socket(server: &TestServer, query: &[u8], t: Transport) -> Reply {
+    reply_to(server.client().raw(query, t).await, query, t)
+}
+
+/// Parses the reply to `query`; fails the test when there is none, or when bytes follow
+/// the last record of a reply without TC.
+fn reply_to(bytes: Option<Vec<u8>>, query: &[u8], t: Transport) -> Reply {
+    let bytes = bytes.unwrap_or_else(|| panic!("no reply over {t:?} to {query:02x?}"));
     let r = parse(bytes);
     assert!(
         r.trailing.is_empty() || r.has(TC),
@@ -518,19 +547,22 @@ async fn ask_tc(server: &TestServer, query: &[u8], t: Transport) -> Reply {
     r
 }
 
+/// Fails the test when bytes follow the last record of `r`.
+fn whole(r: Reply, t: Transport) -> Reply {
+    assert!(
+        r.trailing.is_empty(),
+        "bytes after the last record over {t:?}: {:02x?}",
+        r.bytes
+    );
+    r
+}
+
 /// The reply's SOA for the apex, to compare with the SOA of negative answers.
-async fn apex_soa(server: &TestServer) -> hickory_proto::rr::Record {
-    let r = ask(server, &q(APEX, SOA), Udp).await;
+fn apex_soa(server: &Handler) -> hickory_proto::rr::Record {
+    let r = ask(server, &plain_query(APEX, SOA), Udp);
     let m = r.decoded();
     assert_eq!(m.answers.len(), 1, "{:?}", m.answers);
     m.answers[0].clone()
-}
-
-/// Writes a DNS message with its 2-byte length.
-fn framed(msg: &[u8]) -> Vec<u8> {
-    let mut v = (msg.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(msg);
-    v
 }
 
 /// Whether the server has closed `s` (EOF or reset) within `wait`.
@@ -559,9 +591,9 @@ dangling     IN CNAME nothing
 
 /// RFC 1035 §4.1.1: "ID ... This identifier is copied the corresponding reply"; QR is 1 in
 /// every reply. Also for error replies.
-#[tokio::test]
-async fn rfc1035_s4_1_1_id_copied_and_qr_set() {
-    let server = server().await;
+#[test]
+fn rfc1035_s4_1_1_id_copied_and_qr_set() {
+    let server = server();
     for t in [Udp, Tcp] {
         for id in [0x0000, 0x0001, 0x7fff, 0x8000, 0xffff] {
             for (what, qd) in [
@@ -569,21 +601,20 @@ async fn rfc1035_s4_1_1_id_copied_and_qr_set() {
                 ("refused", vec![question("example.org", A, IN)]),
                 ("formerr", vec![]),
             ] {
-                let r = ask(&server, &message(id, 0, &qd, &[], &[], &[]), t).await;
+                let r = ask(&server, &message(id, 0, &qd, &[], &[], &[]), t);
                 assert_eq!(r.id, id, "{what} over {t:?}");
                 assert!(r.has(QR), "{what} over {t:?}: QR clear");
             }
         }
     }
-    stop(server).await;
 }
 
 /// RFC 1035 §4.1.1: RD "is copied into the response"; RA is clear because fedns does not
 /// recurse. RFC 8906 §3.1.3.1: a recursive query to a non-recursive server is answered as if
 /// RD were clear (authoritatively).
-#[tokio::test]
-async fn rfc1035_s4_1_1_rd_copied_ra_clear() {
-    let server = server().await;
+#[test]
+fn rfc1035_s4_1_1_rd_copied_ra_clear() {
+    let server = server();
     for t in [Udp, Tcp] {
         for rd in [0, RD] {
             for (n, rcode) in [
@@ -595,8 +626,7 @@ async fn rfc1035_s4_1_1_rd_copied_ra_clear() {
                     &server,
                     &message(7, rd, &[question(n, A, IN)], &[], &[], &[]),
                     t,
-                )
-                .await;
+                );
                 assert_eq!(r.rcode(), rcode, "{n} over {t:?}");
                 assert_eq!(r.flags & RD, rd, "{n} over {t:?}: RD not copied");
                 assert!(!r.has(RA), "{n} over {t:?}: RA set");
@@ -604,14 +634,13 @@ async fn rfc1035_s4_1_1_rd_copied_ra_clear() {
             }
         }
     }
-    stop(server).await;
 }
 
 /// RFC 1035 §4.1.1: AA is set in replies from the authority for the name: static records,
 /// federated names, CNAMEs inside the zone and to a load balancer outside it.
-#[tokio::test]
-async fn rfc1035_s4_1_1_aa_on_authoritative_answers() {
-    let server = server().await;
+#[test]
+fn rfc1035_s4_1_1_aa_on_authoritative_answers() {
+    let server = server();
     let cases = [
         (APEX, SOA, vec![]),
         (APEX, NS, vec![]),
@@ -623,25 +652,24 @@ async fn rfc1035_s4_1_1_aa_on_authoritative_answers() {
         (
             "api.default.myfed.svc.fed.example.com",
             A,
-            ecs(&[0, 1, 24, 0, 198, 18, 2]),
+            ecs_option(&[0, 1, 24, 0, 198, 18, 2]),
         ),
     ];
     for t in [Udp, Tcp] {
         for (n, qtype, opts) in &cases {
-            let r = ask(&server, &qe(n, *qtype, opts), t).await;
+            let r = ask(&server, &edns_query(n, *qtype, opts), t);
             assert_eq!(r.rcode(), NOERROR, "{n} {qtype} over {t:?}");
             assert!(!r.an.is_empty(), "{n} {qtype} over {t:?}: no answer");
             assert!(r.has(AA), "{n} {qtype} over {t:?}: AA clear");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 1035 §4.1.1 and RFC 2308 §2: negative answers from the authority (NXDOMAIN, NODATA,
 /// empty non-terminals) are authoritative too.
-#[tokio::test]
-async fn rfc1035_s4_1_1_aa_on_negative_answers() {
-    let server = server().await;
+#[test]
+fn rfc1035_s4_1_1_aa_on_negative_answers() {
+    let server = server();
     for t in [Udp, Tcp] {
         for (n, qtype, rcode) in [
             (NOTHING, A, NXDOMAIN),
@@ -650,21 +678,20 @@ async fn rfc1035_s4_1_1_aa_on_negative_answers() {
             (APP, MX, NOERROR),
             ("svc.fed.example.com", A, NOERROR),
         ] {
-            let r = ask(&server, &q(n, qtype), t).await;
+            let r = ask(&server, &plain_query(n, qtype), t);
             assert_eq!(r.rcode(), rcode, "{n} over {t:?}");
             assert!(r.an.is_empty(), "{n} over {t:?}: {:?}", r.an);
             assert!(r.has(AA), "{n} over {t:?}: AA clear");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 1035 §4.1.1 (REFUSED: "for policy reasons"): fedns is authoritative only, so a name
 /// outside its zone is REFUSED, not authoritative, with no records (no upward referral) --
 /// also names that share the zone's string suffix but not its labels.
-#[tokio::test]
-async fn rfc1035_s4_1_1_names_outside_the_zone_are_refused() {
-    let server = server().await;
+#[test]
+fn rfc1035_s4_1_1_names_outside_the_zone_are_refused() {
+    let server = server();
     for t in [Udp, Tcp] {
         for n in [
             "example.org",
@@ -675,7 +702,7 @@ async fn rfc1035_s4_1_1_names_outside_the_zone_are_refused() {
             "fed.example.co",
             "app.default.myfed.svc.fed.example.org",
         ] {
-            let r = ask(&server, &q(n, A), t).await;
+            let r = ask(&server, &plain_query(n, A), t);
             assert_eq!(r.rcode(), REFUSED, "{n} over {t:?}");
             assert!(!r.has(AA), "{n} over {t:?}: AA set");
             assert_eq!(
@@ -685,22 +712,21 @@ async fn rfc1035_s4_1_1_names_outside_the_zone_are_refused() {
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 1035 §4.1.2 and §7.3 (a resolver matches the reply's question to its query): the
 /// question section comes back byte for byte, whatever the answer.
-#[tokio::test]
-async fn rfc1035_s4_1_2_question_section_echoed() {
-    let server = server().await;
+#[test]
+fn rfc1035_s4_1_2_question_section_echoed() {
+    let server = server();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("answer", q(APP, A)),
-        ("answer with EDNS", qe(APP, AAAA, &[])),
-        ("nxdomain", q(NOTHING, TXT)),
-        ("nodata", q(STATUS, A)),
-        ("unknown type", q(APP, 65000)),
-        ("any", q(APEX, ANY)),
-        ("refused", q("example.org", A)),
+        ("answer", plain_query(APP, A)),
+        ("answer with EDNS", edns_query(APP, AAAA, &[])),
+        ("nxdomain", plain_query(NOTHING, TXT)),
+        ("nodata", plain_query(STATUS, A)),
+        ("unknown type", plain_query(APP, 65000)),
+        ("any", plain_query(APEX, ANY)),
+        ("refused", plain_query("example.org", A)),
         (
             "class CH",
             message(1, 0, &[question("version.bind", TXT, CH)], &[], &[], &[]),
@@ -718,12 +744,12 @@ async fn rfc1035_s4_1_2_question_section_echoed() {
         ),
         (
             "malformed ECS",
-            qe(APP, A, &ecs(&[0, 1, 24, 8, 198, 18, 2])),
+            edns_query(APP, A, &ecs_option(&[0, 1, 24, 8, 198, 18, 2])),
         ),
     ];
     for t in [Udp, Tcp] {
         for (what, query) in &cases {
-            let r = ask(&server, query, t).await;
+            let r = ask(&server, query, t);
             let sent = parse(query.clone());
             assert_eq!(r.qd.len(), 1, "{what} over {t:?}");
             assert_eq!(
@@ -732,14 +758,13 @@ async fn rfc1035_s4_1_2_question_section_echoed() {
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 4343 §4.1 (and RFC 1035 §2.3.3): names compare case-insensitively but their case is
 /// preserved: the question comes back as sent, and answers are owned by the name as asked.
-#[tokio::test]
-async fn rfc4343_s4_1_question_case_preserved() {
-    let server = server().await;
+#[test]
+fn rfc4343_s4_1_question_case_preserved() {
+    let server = server();
     for t in [Udp, Tcp] {
         for (n, qtype, answered) in [
             ("ApP.DeFault.MyFed.SVC.fed.EXAMPLE.com", A, true),
@@ -747,8 +772,8 @@ async fn rfc4343_s4_1_question_case_preserved() {
             ("Ns1.Fed.Example.Com", A, true),
             ("NoThInG.fed.example.com", A, false),
         ] {
-            let query = q(n, qtype);
-            let r = ask(&server, &query, t).await;
+            let query = plain_query(n, qtype);
+            let r = ask(&server, &query, t);
             assert_eq!(r.question_bytes, query[12..], "{n} over {t:?}");
             assert_eq!(r.qd[0].0, format!("{n}."), "{n} over {t:?}");
             assert_eq!(!r.an.is_empty(), answered, "{n} over {t:?}");
@@ -757,32 +782,30 @@ async fn rfc4343_s4_1_question_case_preserved() {
             }
         }
     }
-    stop(server).await;
 }
 
 /// RFC 1035 §3.2.4 defines the classes; fedns serves IN only, so CH and HS questions, even
 /// for names in its zone, are REFUSED and not authoritative (and still answered: RFC 8906).
-#[tokio::test]
-async fn rfc1035_s3_2_4_other_classes_are_refused() {
-    let server = server().await;
+#[test]
+fn rfc1035_s3_2_4_other_classes_are_refused() {
+    let server = server();
     for t in [Udp, Tcp] {
         for (n, qtype, class) in [(APEX, SOA, CH), (APP, A, CH), (APEX, SOA, HS), (APP, A, HS)] {
             let query = message(3, 0, &[question(n, qtype, class)], &[], &[], &[]);
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             assert_eq!(r.rcode(), REFUSED, "{n} class {class} over {t:?}");
             assert!(!r.has(AA), "{n} class {class} over {t:?}: AA");
             assert_eq!((r.an.len(), r.ns.len()), (0, 0), "{r:?}");
             assert_eq!(r.qd[0].2, class, "class echoed");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 4892 describes the CHAOS identity queries; fedns discloses neither version nor
 /// hostname by default: REFUSED, and no record anywhere in the reply.
-#[tokio::test]
-async fn rfc4892_chaos_identity_queries_disclose_nothing() {
-    let server = server().await;
+#[test]
+fn rfc4892_chaos_identity_queries_disclose_nothing() {
+    let server = server();
     for t in [Udp, Tcp] {
         for n in [
             "version.bind",
@@ -801,7 +824,7 @@ async fn rfc4892_chaos_identity_queries_disclose_nothing() {
                     &[opt_rr(1232, 0, 0, &[])],
                 ),
             ] {
-                let r = ask(&server, &query, t).await;
+                let r = ask(&server, &query, t);
                 assert_eq!(r.rcode(), REFUSED, "{n} over {t:?}");
                 assert_eq!((r.an.len(), r.ns.len()), (0, 0), "{n} over {t:?}: {r:?}");
                 assert!(
@@ -815,7 +838,6 @@ async fn rfc4892_chaos_identity_queries_disclose_nothing() {
             }
         }
     }
-    stop(server).await;
 }
 
 /// A well-formed response packet (QR=1), to check that it is ignored.
@@ -824,7 +846,7 @@ fn response_packet(id: u16) -> Vec<u8> {
         id,
         QR | AA,
         &[question(APP, A, IN)],
-        &[rr(APP, A, IN, 30, &[192, 0, 2, 1])],
+        &[record(APP, A, IN, 30, &[192, 0, 2, 1])],
         &[],
         &[],
     )
@@ -835,7 +857,7 @@ fn response_packet(id: u16) -> Vec<u8> {
 /// to bounce packets between them).
 #[tokio::test]
 async fn rfc1035_s4_1_1_responses_are_not_answered() {
-    let server = server().await;
+    let server = socket_server().await;
     let client = server.client();
     assert_eq!(client.raw(&response_packet(0x0707), Udp).await, None);
     // TCP: the response, then a query on the same connection; the first frame back must be
@@ -851,32 +873,31 @@ async fn rfc1035_s4_1_1_responses_are_not_answered() {
         &[],
     )));
     s.write_all(&out).await.unwrap();
-    let reply = read_frame(&mut s, support::REPLY_TIMEOUT)
+    let reply = read_frame(&mut s, fedns_testkit::dns::REPLY_TIMEOUT)
         .await
         .expect("a reply to the query after the response");
     assert_eq!(parse_whole(reply).id, 0x0808, "the response was answered");
-    stop(server).await;
+    server.stop().await;
 }
 
 /// RFC 1035 §4.1.1 and SPEC §5, as above, for a response that does not parse: no FORMERR
 /// back either.
-#[tokio::test]
-async fn rfc1035_s4_1_1_malformed_responses_are_not_answered() {
-    let server = server().await;
+#[test]
+fn rfc1035_s4_1_1_malformed_responses_are_not_answered() {
+    let server = server();
     let mut garbage = message(0x0909, QR | AA, &[], &[], &[], &[]);
     garbage[5] = 1; // QDCOUNT 1, but what follows is no question
     garbage.extend_from_slice(&[0xff; 40]);
-    let reply = server.client().raw(&garbage, Udp).await;
+    let reply = respond(&server, &garbage, Udp);
     assert_eq!(reply, None, "reply to a malformed response");
-    stop(server).await;
 }
 
 /// RFC 9619 §4: a QUERY with QDCOUNT > 1 "MUST be treated as an incorrectly formatted
 /// message": FORMERR. And "a DNS message with OPCODE = 0 MUST NOT include a QDCOUNT
 /// parameter whose value is greater than 1" -- the FORMERR reply included.
-#[tokio::test]
-async fn rfc9619_s4_qdcount_2_is_formerr() {
-    let server = server().await;
+#[test]
+fn rfc9619_s4_qdcount_2_is_formerr() {
+    let server = server();
     let two = message(
         0x0606,
         0,
@@ -886,37 +907,35 @@ async fn rfc9619_s4_qdcount_2_is_formerr() {
         &[],
     );
     for t in [Udp, Tcp] {
-        let r = ask(&server, &two, t).await;
+        let r = ask(&server, &two, t);
         assert_eq!((r.id, r.rcode()), (0x0606, FORMERR), "over {t:?}");
         assert!(r.an.is_empty(), "over {t:?}");
         assert!(r.qd.len() <= 1, "over {t:?}: QDCOUNT {}", r.qd.len());
     }
-    stop(server).await;
 }
 
 /// RFC 7873 §5.4: a QUERY with no question is meaningful only with a COOKIE option (which
 /// fedns does not implement); without one it is FORMERR.
-#[tokio::test]
-async fn rfc7873_s5_4_qdcount_0_without_cookie_is_formerr() {
-    let server = server().await;
+#[test]
+fn rfc7873_s5_4_qdcount_0_without_cookie_is_formerr() {
+    let server = server();
     for t in [Udp, Tcp] {
         for ar in [vec![], vec![opt_rr(1232, 0, 0, &[])]] {
-            let r = ask(&server, &message(0x0505, 0, &[], &[], &[], &ar), t).await;
+            let r = ask(&server, &message(0x0505, 0, &[], &[], &[], &ar), t);
             assert_eq!((r.id, r.rcode()), (0x0505, FORMERR), "over {t:?}");
             assert!(r.an.is_empty());
         }
     }
-    stop(server).await;
 }
 
 /// RFC 1034 §4.3.2 (step 3b): a name at or below a zone cut gets a referral: no answer, the
 /// cut's NS in authority, glue in additional, AA clear (the data is not ours).
-#[tokio::test]
-async fn rfc1034_s4_3_2_delegations_get_referrals() {
-    let server = server().await;
+#[test]
+fn rfc1034_s4_3_2_delegations_get_referrals() {
+    let server = server();
     for t in [Udp, Tcp] {
         for n in ["sub.fed.example.com", "deep.name.sub.fed.example.com"] {
-            let r = ask(&server, &q(n, A), t).await;
+            let r = ask(&server, &plain_query(n, A), t);
             assert_eq!(r.rcode(), NOERROR, "{n} over {t:?}");
             assert!(!r.has(AA), "{n} over {t:?}: AA set on a referral");
             assert!(r.an.is_empty(), "{n} over {t:?}");
@@ -935,48 +954,50 @@ async fn rfc1034_s4_3_2_delegations_get_referrals() {
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 1035 §4.2.1 ("Messages carried by UDP are restricted to 512 bytes ... Longer messages
 /// are truncated and the TC bit is set") and RFC 7766 §5 (TCP then carries the whole answer).
 #[tokio::test]
 async fn rfc1035_s4_2_1_udp_truncated_tcp_complete() {
-    let server = server().await;
-    let query = q(BIG, AAAA);
-    let udp = ask_tc(&server, &query, Udp).await;
+    let server = socket_server().await;
+    let query = plain_query(BIG, AAAA);
+    let udp = ask_tc_socket(&server, &query, Udp).await;
     assert!(udp.bytes.len() <= 512, "{} bytes over UDP", udp.bytes.len());
     assert!(udp.has(TC), "TC clear on a truncated UDP reply");
     assert!(udp.an.len() < 30);
-    let tcp = ask(&server, &query, Tcp).await;
+    let tcp = ask_socket(&server, &query, Tcp).await;
     assert!(!tcp.has(TC), "TC set over TCP");
     assert_eq!(tcp.an.len(), 30);
     assert!(tcp.bytes.len() > 512);
     // An answer that fits is not truncated.
-    let small = ask(&server, &q(APP, A), Udp).await;
+    let small = ask_socket(&server, &plain_query(APP, A), Udp).await;
     assert!(!small.has(TC));
     assert_eq!(small.an.len(), 1);
-    stop(server).await;
+    server.stop().await;
 }
 
 /// RFC 1035 §4.1 (a message is the header and the records its counts announce) and §4.2.1:
 /// a truncated UDP reply ends with its last whole record -- no part of a record that did
 /// not fit follows it.
-#[tokio::test]
-async fn rfc1035_s4_1_truncated_reply_ends_at_its_last_record() {
-    let server = server().await;
-    let mut queries = vec![("no EDNS".to_string(), q(BIG, AAAA))];
-    let subnet = ecs(&[0, 1, 24, 0, 198, 18, 2]);
+#[test]
+fn rfc1035_s4_1_truncated_reply_ends_at_its_last_record() {
+    let server = server();
+    let mut queries = vec![("no EDNS".to_string(), plain_query(BIG, AAAA))];
+    let subnet = ecs_option(&[0, 1, 24, 0, 198, 18, 2]);
     for payload in 512..=560 {
-        queries.push((format!("payload {payload}"), qp(BIG, AAAA, payload, &[])));
+        queries.push((
+            format!("payload {payload}"),
+            query_with_payload(BIG, AAAA, payload, &[]),
+        ));
         queries.push((
             format!("payload {payload} with ECS"),
-            qp(BIG, AAAA, payload, &subnet),
+            query_with_payload(BIG, AAAA, payload, &subnet),
         ));
     }
     let mut bad = Vec::new();
     for (what, query) in queries {
-        let r = ask_tc(&server, &query, Udp).await;
+        let r = ask_tc(&server, &query, Udp);
         assert!(r.has(TC), "{what}");
         if !r.trailing.is_empty() {
             bad.push(format!(
@@ -988,7 +1009,6 @@ async fn rfc1035_s4_1_truncated_reply_ends_at_its_last_record() {
             ));
         }
     }
-    stop(server).await;
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
@@ -997,10 +1017,10 @@ async fn rfc1035_s4_1_truncated_reply_ends_at_its_last_record() {
 
 /// RFC 2308 §2.1 and §3: NXDOMAIN has no answer and the zone's SOA, alone, in the authority
 /// section. RFC 8020 §2: below a name that does not exist, nothing does.
-#[tokio::test]
-async fn rfc2308_s2_1_nxdomain_carries_the_soa() {
-    let server = server().await;
-    let soa = apex_soa(&server).await;
+#[test]
+fn rfc2308_s2_1_nxdomain_carries_the_soa() {
+    let server = server();
+    let soa = apex_soa(&server);
     for t in [Udp, Tcp] {
         for n in [
             NOTHING,
@@ -1010,7 +1030,7 @@ async fn rfc2308_s2_1_nxdomain_carries_the_soa() {
             "app.default.myfed.svc.mars-1.fed.example.com",
             "x.app.default.myfed.svc.fed.example.com",
         ] {
-            let r = ask(&server, &q(n, A), t).await;
+            let r = ask(&server, &plain_query(n, A), t);
             assert_eq!(r.rcode(), NXDOMAIN, "{n} over {t:?}");
             assert!(r.an.is_empty(), "{n} over {t:?}");
             let m = r.decoded();
@@ -1028,15 +1048,14 @@ async fn rfc2308_s2_1_nxdomain_carries_the_soa() {
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 2308 §2.2 and §3: NODATA (the name exists, the type does not) is NOERROR with no
 /// answer and the zone's SOA in the authority section.
-#[tokio::test]
-async fn rfc2308_s2_2_nodata_carries_the_soa() {
-    let server = server().await;
-    let soa = apex_soa(&server).await;
+#[test]
+fn rfc2308_s2_2_nodata_carries_the_soa() {
+    let server = server();
+    let soa = apex_soa(&server);
     for t in [Udp, Tcp] {
         for (n, qtype) in [
             (STATUS, A),
@@ -1045,7 +1064,7 @@ async fn rfc2308_s2_2_nodata_carries_the_soa() {
             (APP, MX),
             ("shop.fed.example.com", MX),
         ] {
-            let r = ask(&server, &q(n, qtype), t).await;
+            let r = ask(&server, &plain_query(n, qtype), t);
             // A CNAME owner answers every type with its CNAME; `shop` MX follows it to a
             // federated name without MX.
             assert_eq!(r.rcode(), NOERROR, "{n} {qtype} over {t:?}");
@@ -1064,34 +1083,29 @@ async fn rfc2308_s2_2_nodata_carries_the_soa() {
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 2308 §3: "the TTL of this record is set from the minimum of the MINIMUM field of the
 /// SOA record and the TTL of the SOA itself". The demo zone has SOA TTL 3600, MINIMUM 30;
 /// the tweaked zone has SOA TTL 600, MINIMUM 900.
-#[tokio::test]
-async fn rfc2308_s3_negative_ttl_is_min_of_soa_ttl_and_minimum() {
-    for (server, want) in [
-        (server().await, 30),
-        (server_with_zone(ZONE_TWEAKED).await, 600),
-    ] {
+#[test]
+fn rfc2308_s3_negative_ttl_is_min_of_soa_ttl_and_minimum() {
+    for (server, want) in [(server(), 30), (server_with_zone(ZONE_TWEAKED), 600)] {
         for (n, qtype) in [(NOTHING, A), (NS1, TXT)] {
-            let r = ask(&server, &q(n, qtype), Udp).await;
+            let r = ask(&server, &plain_query(n, qtype), Udp);
             let soa: Vec<&Rr> = r.ns.iter().filter(|rr| rr.rtype == SOA).collect();
             assert_eq!(soa.len(), 1, "{n}: {r:?}");
             assert_eq!(soa[0].ttl, want, "{n} {qtype}");
         }
-        stop(server).await;
     }
 }
 
 /// RFC 8020 §2 (and RFC 4592 §2.2.2): an empty non-terminal exists; it is NODATA (NOERROR,
 /// SOA in authority), never NXDOMAIN, which would tell resolvers that nothing below exists.
 /// Federation ENTs (svc, F.svc, ns.F.svc, region and zone levels) and zone-file ENTs.
-#[tokio::test]
-async fn rfc8020_s2_empty_non_terminals_are_nodata() {
-    let server = server_with_zone(ZONE_TWEAKED).await;
+#[test]
+fn rfc8020_s2_empty_non_terminals_are_nodata() {
+    let server = server_with_zone(ZONE_TWEAKED);
     for t in [Udp, Tcp] {
         for n in [
             "svc.fed.example.com",
@@ -1103,7 +1117,7 @@ async fn rfc8020_s2_empty_non_terminals_are_nodata() {
             "c.fed.example.com",
             "b.c.fed.example.com",
         ] {
-            let r = ask(&server, &q(n, A), t).await;
+            let r = ask(&server, &plain_query(n, A), t);
             assert_eq!(r.rcode(), NOERROR, "{n} over {t:?}: ENT is not NXDOMAIN");
             assert!(r.an.is_empty(), "{n} over {t:?}");
             assert!(r.has(AA), "{n} over {t:?}");
@@ -1115,18 +1129,17 @@ async fn rfc8020_s2_empty_non_terminals_are_nodata() {
         }
     }
     // And below them there is data.
-    let r = ask(&server, &q("a.b.c.fed.example.com", TXT), Udp).await;
+    let r = ask(&server, &plain_query("a.b.c.fed.example.com", TXT), Udp);
     assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1));
-    stop(server).await;
 }
 
 /// RFC 6604 §3: in a CNAME chain the RCODE is the last name's: a CNAME to a name that does
 /// not exist is NXDOMAIN, with the CNAME in the answer and the SOA in authority.
-#[tokio::test]
-async fn rfc6604_s3_cname_to_missing_name_is_nxdomain() {
-    let server = server_with_zone(ZONE_TWEAKED).await;
+#[test]
+fn rfc6604_s3_cname_to_missing_name_is_nxdomain() {
+    let server = server_with_zone(ZONE_TWEAKED);
     for t in [Udp, Tcp] {
-        let r = ask(&server, &q("dangling.fed.example.com", A), t).await;
+        let r = ask(&server, &plain_query("dangling.fed.example.com", A), t);
         assert_eq!(r.rcode(), NXDOMAIN, "over {t:?}");
         assert!(r.has(AA));
         assert_eq!(
@@ -1135,7 +1148,6 @@ async fn rfc6604_s3_cname_to_missing_name_is_nxdomain() {
         );
         assert_eq!(r.ns.iter().map(|rr| rr.rtype).collect::<Vec<_>>(), [SOA]);
     }
-    stop(server).await;
 }
 
 // =============================================================================================
@@ -1144,9 +1156,9 @@ async fn rfc6604_s3_cname_to_missing_name_is_nxdomain() {
 /// RFC 6891 §6.1.1 ("If an OPT record is present in a received request, compliant
 /// responders MUST include an OPT record") and §7 (without one, the responder "MUST NOT
 /// include an OPT record"): for answers, negative answers and errors alike.
-#[tokio::test]
-async fn rfc6891_s6_1_1_opt_in_reply_iff_in_query() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_1_1_opt_in_reply_iff_in_query() {
+    let server = server();
     let queries = |ar: &[Vec<u8>]| {
         vec![
             message(1, 0, &[question(APP, A, IN)], &[], &[], ar),
@@ -1166,11 +1178,11 @@ async fn rfc6891_s6_1_1_opt_in_reply_iff_in_query() {
     };
     for t in [Udp, Tcp] {
         for query in queries(&[]) {
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             assert!(r.opts().is_empty(), "id {} over {t:?}: OPT in reply", r.id);
         }
         for query in queries(&[opt_rr(1232, 0, 0, &[])]) {
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             let opt = r.opt();
             assert_eq!(opt.name, ".", "id {} over {t:?}", r.id);
             assert_eq!(r.edns_version(), 0, "id {} over {t:?}", r.id);
@@ -1182,14 +1194,13 @@ async fn rfc6891_s6_1_1_opt_in_reply_iff_in_query() {
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §6.1.1: "If a query message with more than one OPT RR is received, a FORMERR
 /// (RCODE=1) MUST be returned."
-#[tokio::test]
-async fn rfc6891_s6_1_1_two_opt_records_are_formerr() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_1_1_two_opt_records_are_formerr() {
+    let server = server();
     let query = message(
         0x0202,
         0,
@@ -1199,18 +1210,17 @@ async fn rfc6891_s6_1_1_two_opt_records_are_formerr() {
         &[opt_rr(1232, 0, 0, &[]), opt_rr(1232, 0, 0, &[])],
     );
     for t in [Udp, Tcp] {
-        let r = ask(&server, &query, t).await;
+        let r = ask(&server, &query, t);
         assert_eq!((r.id, r.rcode()), (0x0202, FORMERR), "over {t:?}");
         assert!(r.an.is_empty(), "over {t:?}");
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §6.1.2: the OPT's NAME "MUST be 0 (root domain)"; §7: a problem with the OPT
 /// record itself is FORMERR.
-#[tokio::test]
-async fn rfc6891_s6_1_2_opt_owner_must_be_root() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_1_2_opt_owner_must_be_root() {
+    let server = server();
     let query = message(
         0x0303,
         0,
@@ -1220,49 +1230,47 @@ async fn rfc6891_s6_1_2_opt_owner_must_be_root() {
         &[opt_rr_owned(&name(APEX), 1232, 0, 0, &[])],
     );
     for t in [Udp, Tcp] {
-        let r = ask(&server, &query, t).await;
+        let r = ask(&server, &query, t);
         assert_eq!((r.id, r.rcode()), (0x0303, FORMERR), "over {t:?}");
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §6.1.2: "Any OPTION-CODE values not understood by a responder or requestor MUST
 /// be ignored", and RFC 8906 §8.2.3: they are not echoed.
-#[tokio::test]
-async fn rfc6891_s6_1_2_unknown_options_ignored_not_echoed() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_1_2_unknown_options_ignored_not_echoed() {
+    let server = server();
     let mut options = option(65001, &[1, 2, 3]);
     options.extend(option(100, &[]));
     options.extend(option(65535, &[0; 16]));
     for t in [Udp, Tcp] {
-        let plain = ask(&server, &qe(APP, A, &[]), t).await;
-        let r = ask(&server, &qe(APP, A, &options), t).await;
+        let plain = ask(&server, &edns_query(APP, A, &[]), t);
+        let r = ask(&server, &edns_query(APP, A, &options), t);
         assert_eq!(r.rcode(), NOERROR, "over {t:?}");
         assert_eq!(r.answer_lines(), plain.answer_lines(), "over {t:?}");
         assert!(r.options().is_empty(), "over {t:?}: options echoed");
         // With ECS beside them: only the ECS comes back.
         let mut with_ecs = options.clone();
-        with_ecs.extend(ecs(&[0, 1, 24, 0, 198, 18, 2]));
-        let r = ask(&server, &qe(APP, A, &with_ecs), t).await;
+        with_ecs.extend(ecs_option(&[0, 1, 24, 0, 198, 18, 2]));
+        let r = ask(&server, &edns_query(APP, A, &with_ecs), t);
         let codes: Vec<u16> = r.options().iter().map(|(c, _)| *c).collect();
         assert_eq!(codes, [OPTION_ECS], "over {t:?}");
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §6.1.3: a VERSION above the responder's gets "RCODE=BADVERS" (extended RCODE
 /// 16: 1 in the OPT's EXTENDED-RCODE, 0 in the header) and an OPT with the responder's
 /// version, 0. RFC 8906 §8.2.2/§8.2.6: no answer, not authoritative, no options echoed.
-#[tokio::test]
-async fn rfc6891_s6_1_3_badvers_for_version_1() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_1_3_badvers_for_version_1() {
+    let server = server();
     for t in [Udp, Tcp] {
         for (version, options) in [
             (1, vec![]),
             (2, vec![]),
             (255, vec![]),
             (1, option(100, &[])),
-            (1, ecs(&[0, 1, 24, 0, 198, 18, 2])),
+            (1, ecs_option(&[0, 1, 24, 0, 198, 18, 2])),
         ] {
             let query = message(
                 0x0b0b,
@@ -1272,7 +1280,7 @@ async fn rfc6891_s6_1_3_badvers_for_version_1() {
                 &[],
                 &[opt_rr(1232, version, 0, &options)],
             );
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             let what = format!("version {version} {options:02x?} over {t:?}");
             assert_eq!(r.rcode(), 0, "{what}: header RCODE");
             assert_eq!(r.opt().ttl >> 24, 1, "{what}: EXTENDED-RCODE");
@@ -1283,14 +1291,13 @@ async fn rfc6891_s6_1_3_badvers_for_version_1() {
             assert_eq!((r.an.len(), r.ns.len()), (0, 0), "{what}");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §6.1.4: the EDNS Z flags "MUST be set to zero by senders and ... ignored by
 /// receivers"; RFC 8906 §8.2.4/§8.2.5: answered as usual, cleared in the reply.
-#[tokio::test]
-async fn rfc6891_s6_1_4_unknown_edns_flags_ignored_and_cleared() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_1_4_unknown_edns_flags_ignored_and_cleared() {
+    let server = server();
     for t in [Udp, Tcp] {
         for flags in [0x0040, 0x4000, 0x7fff] {
             let query = message(
@@ -1301,7 +1308,7 @@ async fn rfc6891_s6_1_4_unknown_edns_flags_ignored_and_cleared() {
                 &[],
                 &[opt_rr(1232, 0, flags, &[])],
             );
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             assert_eq!(
                 (r.rcode(), r.an.len()),
                 (NOERROR, 1),
@@ -1318,19 +1325,18 @@ async fn rfc6891_s6_1_4_unknown_edns_flags_ignored_and_cleared() {
                 &[],
                 &[opt_rr(1232, 1, flags, &[])],
             );
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             assert_eq!(r.ext_rcode(), 16, "{flags:#x} over {t:?}");
             assert_eq!(r.edns_flags(), 0, "{flags:#x} over {t:?}: flags in BADVERS");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 3225 §3: "The DO bit of the query MUST be copied in the response" (RFC 8906 §8.2.8,
 /// and §8.2.9 for BADVERS). fedns signs nothing, so DO=1 changes no records.
-#[tokio::test]
-async fn rfc3225_s3_do_bit_copied() {
-    let server = server().await;
+#[test]
+fn rfc3225_s3_do_bit_copied() {
+    let server = server();
     for t in [Udp, Tcp] {
         for (n, version) in [(APP, 0), (NOTHING, 0), (APP, 1)] {
             let query = message(
@@ -1341,7 +1347,7 @@ async fn rfc3225_s3_do_bit_copied() {
                 &[],
                 &[opt_rr(1232, version, DO, &[])],
             );
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             assert_eq!(
                 r.edns_flags(),
                 DO,
@@ -1349,23 +1355,21 @@ async fn rfc3225_s3_do_bit_copied() {
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §6.2.3: the requestor's payload size is the most it can take; a UDP reply never
 /// exceeds it, and TC is set exactly when the answer had to be cut (RFC 2181 §9). fedns
 /// cuts the whole answer (a client ignores the records of a TC reply and retries over TCP,
 /// RFC 2181 §9), so a reply is either complete or carries no records.
-#[tokio::test]
-async fn rfc6891_s6_2_3_udp_reply_fits_the_advertised_payload() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_2_3_udp_reply_fits_the_advertised_payload() {
+    let server = server();
     // The whole reply, as TCP gets it (with the same OPT).
-    let full = ask(&server, &qp(BIG, AAAA, 1232, &[]), Tcp)
-        .await
+    let full = ask(&server, &query_with_payload(BIG, AAAA, 1232, &[]), Tcp)
         .bytes
         .len();
     for payload in [512, 513, 600, 777, 900, 1000, 1232, 1400, 4096, 65535] {
-        let r = ask_tc(&server, &qp(BIG, AAAA, payload, &[]), Udp).await;
+        let r = ask_tc(&server, &query_with_payload(BIG, AAAA, payload, &[]), Udp);
         assert!(
             r.bytes.len() <= payload as usize,
             "payload {payload}: {} bytes",
@@ -1386,51 +1390,52 @@ async fn rfc6891_s6_2_3_udp_reply_fits_the_advertised_payload() {
         let fits = full <= usize::from(payload.min(1232));
         assert_eq!(whole, fits, "payload {payload}, whole reply {full} bytes");
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §6.2.5: "Values lower than 512 MUST be treated as equal to 512."
-#[tokio::test]
-async fn rfc6891_s6_2_5_payload_below_512_counts_as_512() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_2_5_payload_below_512_counts_as_512() {
+    let server = server();
     for payload in [0, 1, 100, 511] {
-        let r = ask(&server, &qp(APP, A, payload, &[]), Udp).await;
+        let r = ask(&server, &query_with_payload(APP, A, payload, &[]), Udp);
         assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1), "payload {payload}");
         assert!(!r.has(TC), "payload {payload}");
-        let big = ask_tc(&server, &qp(BIG, AAAA, payload, &[]), Udp).await;
+        let big = ask_tc(&server, &query_with_payload(BIG, AAAA, payload, &[]), Udp);
         let len = big.bytes.len();
         assert!(len <= 512, "payload {payload}: {len} bytes");
         assert!(big.has(TC), "payload {payload}");
         assert!(big.an.is_empty(), "payload {payload}: part of an answer");
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §6.2.3/§6.2.4: the payload size is about UDP; over TCP the whole answer comes
 /// whatever the OPT says.
-#[tokio::test]
-async fn rfc6891_s6_2_3_payload_limits_udp_only() {
-    let server = server().await;
+#[test]
+fn rfc6891_s6_2_3_payload_limits_udp_only() {
+    let server = server();
     for payload in [512, 600] {
-        let r = ask(&server, &qp(BIG, AAAA, payload, &[]), Tcp).await;
+        let r = ask(&server, &query_with_payload(BIG, AAAA, payload, &[]), Tcp);
         assert!(!r.has(TC), "payload {payload} over TCP: TC");
         assert_eq!(r.an.len(), 30, "payload {payload} over TCP");
         assert_eq!(r.opts().len(), 1);
     }
-    stop(server).await;
 }
 
 /// RFC 6891 §7: "The minimal response MUST be the DNS header, question section, and an OPT
 /// record. This MUST also occur when a truncated response (using the DNS header's TC bit) is
 /// returned." (RFC 8906 §8.2.7.)
-#[tokio::test]
-async fn rfc6891_s7_truncated_reply_keeps_the_opt() {
-    let server = server().await;
+#[test]
+fn rfc6891_s7_truncated_reply_keeps_the_opt() {
+    let server = server();
     let mut bad = Vec::new();
-    let subnet = ecs(&[0, 1, 24, 0, 198, 18, 2]);
+    let subnet = ecs_option(&[0, 1, 24, 0, 198, 18, 2]);
     for payload in 512..=560 {
         for (what, options) in [("", &[][..]), (" with ECS", &subnet[..])] {
-            let r = ask_tc(&server, &qp(BIG, AAAA, payload, options), Udp).await;
+            let r = ask_tc(
+                &server,
+                &query_with_payload(BIG, AAAA, payload, options),
+                Udp,
+            );
             assert!(r.has(TC), "payload {payload}{what}");
             assert!(r.bytes.len() <= payload as usize);
             if r.opts().len() != 1 {
@@ -1442,21 +1447,20 @@ async fn rfc6891_s7_truncated_reply_keeps_the_opt() {
             }
         }
     }
-    stop(server).await;
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
 /// RFC 6891 §7: for "an option value that is badly formatted ... a FORMERR MUST be returned.
 /// If this occurs, the response MUST include an OPT record", and "The minimal response MUST
 /// be the DNS header, question section, and an OPT record" (RFC 7871 §7.2.1 for ECS).
-#[tokio::test]
-async fn rfc6891_s7_formerr_for_a_bad_option_has_question_and_opt() {
-    let server = server().await;
+#[test]
+fn rfc6891_s7_formerr_for_a_bad_option_has_question_and_opt() {
+    let server = server();
     let mut bad = Vec::new();
     for t in [Udp, Tcp] {
         for value in ECS_MALFORMED {
-            let query = qe(APP, A, &ecs(value));
-            let r = ask(&server, &query, t).await;
+            let query = edns_query(APP, A, &ecs_option(value));
+            let r = ask(&server, &query, t);
             assert_eq!(r.rcode(), FORMERR, "{value:?} over {t:?}");
             assert!(r.an.is_empty(), "{value:?} over {t:?}");
             let minimal = r.question_bytes == parse(query).question_bytes
@@ -1467,7 +1471,6 @@ async fn rfc6891_s7_formerr_for_a_bad_option_has_question_and_opt() {
             }
         }
     }
-    stop(server).await;
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
@@ -1496,7 +1499,7 @@ const ECS_MALFORMED: &[&[u8]] = &[
 /// may come in any order, each with its query's ID and question.
 #[tokio::test]
 async fn rfc7766_s6_2_1_1_pipelined_queries_all_answered() {
-    let server = server().await;
+    let server = socket_server().await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     let queries = [
         (APP, A),
@@ -1522,7 +1525,7 @@ async fn rfc7766_s6_2_1_1_pipelined_queries_all_answered() {
     let mut seen = Vec::new();
     for _ in 0..queries.len() {
         let r = parse_whole(
-            read_frame(&mut s, support::REPLY_TIMEOUT)
+            read_frame(&mut s, fedns_testkit::dns::REPLY_TIMEOUT)
                 .await
                 .expect("a pipelined reply"),
         );
@@ -1533,14 +1536,14 @@ async fn rfc7766_s6_2_1_1_pipelined_queries_all_answered() {
     }
     seen.sort();
     assert_eq!(seen, [100, 101, 102, 103, 104, 105]);
-    stop(server).await;
+    server.stop().await;
 }
 
 /// RFC 7766 §8 (and RFC 1035 §4.2.2): each message is prefixed by a 2-byte length, however
 /// the stream is cut into segments; replies are framed the same way.
 #[tokio::test]
 async fn rfc7766_s8_two_byte_length_framing() {
-    let server = server().await;
+    let server = socket_server().await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.set_nodelay(true).unwrap();
     let first = framed(&message(201, 0, &[question(APP, A, IN)], &[], &[], &[]));
@@ -1567,12 +1570,12 @@ async fn rfc7766_s8_two_byte_length_framing() {
     let mut ids = Vec::new();
     for _ in 0..2 {
         let mut len = [0u8; 2];
-        tokio::time::timeout(support::REPLY_TIMEOUT, s.read_exact(&mut len))
+        tokio::time::timeout(fedns_testkit::dns::REPLY_TIMEOUT, s.read_exact(&mut len))
             .await
             .expect("a reply")
             .unwrap();
         let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
-        tokio::time::timeout(support::REPLY_TIMEOUT, s.read_exact(&mut body))
+        tokio::time::timeout(fedns_testkit::dns::REPLY_TIMEOUT, s.read_exact(&mut body))
             .await
             .expect("the whole reply")
             .unwrap();
@@ -1583,26 +1586,26 @@ async fn rfc7766_s8_two_byte_length_framing() {
     }
     ids.sort();
     assert_eq!(ids, [201, 202]);
-    stop(server).await;
+    server.stop().await;
 }
 
 /// RFC 7766 §6.2.3: the server keeps a connection open after a reply (an idle timeout "of at
 /// least a few seconds" is advised), also after an error reply, and serves more queries on it.
 #[tokio::test]
 async fn rfc7766_s6_2_3_connection_stays_open_after_a_reply() {
-    let server = server().await;
+    let server = socket_server().await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     let queries = [
         message(301, 0, &[question(APP, A, IN)], &[], &[], &[]),
-        qe(APP, A, &ecs(&[0, 1, 24, 8, 198, 18, 2])), // FORMERR
-        message(302, 0, &[], &[], &[], &[]),          // FORMERR
+        edns_query(APP, A, &ecs_option(&[0, 1, 24, 8, 198, 18, 2])), // FORMERR
+        message(302, 0, &[], &[], &[], &[]),                         // FORMERR
         message(303, 0, &[question(NOTHING, A, IN)], &[], &[], &[]),
         message(304, 0, &[question(STATUS, TXT, IN)], &[], &[], &[]),
     ];
     for query in &queries {
         s.write_all(&framed(query)).await.unwrap();
         let r = parse_whole(
-            read_frame(&mut s, support::REPLY_TIMEOUT)
+            read_frame(&mut s, fedns_testkit::dns::REPLY_TIMEOUT)
                 .await
                 .expect("a reply on the kept connection"),
         );
@@ -1616,20 +1619,24 @@ async fn rfc7766_s6_2_3_connection_stays_open_after_a_reply() {
     // Still open after two seconds of silence.
     assert!(!closed_within(&mut s, Duration::from_secs(2)).await);
     s.write_all(&framed(&queries[0])).await.unwrap();
-    assert!(read_frame(&mut s, support::REPLY_TIMEOUT).await.is_some());
-    stop(server).await;
+    assert!(
+        read_frame(&mut s, fedns_testkit::dns::REPLY_TIMEOUT)
+            .await
+            .is_some()
+    );
+    server.stop().await;
 }
 
 /// RFC 7766 §6.2.3: servers close idle connections (fedns after `TCP_IDLE_TIMEOUT` by
 /// default), both after a reply and when nothing was ever sent.
 #[tokio::test]
 async fn rfc7766_s6_2_3_idle_connections_are_closed() {
-    let server = server().await;
+    let server = socket_server().await;
     let mut used = TcpStream::connect(server.addr).await.unwrap();
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
-    used.write_all(&framed(&q(APP, A))).await.unwrap();
+    used.write_all(&framed(&plain_query(APP, A))).await.unwrap();
     assert!(
-        read_frame(&mut used, support::REPLY_TIMEOUT)
+        read_frame(&mut used, fedns_testkit::dns::REPLY_TIMEOUT)
             .await
             .is_some()
     );
@@ -1652,32 +1659,35 @@ async fn rfc7766_s6_2_3_idle_connections_are_closed() {
         "closed after {:?}",
         start.elapsed()
     );
-    stop(server).await;
+    server.stop().await;
 }
 
 // =============================================================================================
 // RFC 7871: EDNS Client Subnet.
 
 /// Every malformed ECS value in `cases` is FORMERR over UDP and TCP.
-async fn assert_ecs_formerr(cases: &[(&str, Vec<u8>)]) {
-    let server = server().await;
+fn assert_ecs_formerr(cases: &[(&str, Vec<u8>)]) {
+    let server = server();
     for t in [Udp, Tcp] {
         for (what, value) in cases {
-            let r = ask(&server, &qe(APP, A, &ecs(value)), t).await;
+            let r = ask(&server, &edns_query(APP, A, &ecs_option(value)), t);
             assert_eq!(r.rcode(), FORMERR, "{what} over {t:?}");
             assert!(r.an.is_empty(), "{what} over {t:?}");
         }
     }
     // The same server answers a well-formed one.
-    let r = ask(&server, &qe(APP, A, &ecs(&[0, 1, 24, 0, 198, 18, 2])), Udp).await;
+    let r = ask(
+        &server,
+        &edns_query(APP, A, &ecs_option(&[0, 1, 24, 0, 198, 18, 2])),
+        Udp,
+    );
     assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1));
-    stop(server).await;
 }
 
 /// RFC 7871 §6: SCOPE PREFIX-LENGTH "In queries, it MUST be set to 0"; §7.2.1: a wrongly
 /// formatted option is FORMERR.
-#[tokio::test]
-async fn rfc7871_s6_scope_in_a_query_is_formerr() {
+#[test]
+fn rfc7871_s6_scope_in_a_query_is_formerr() {
     assert_ecs_formerr(&[
         ("scope 8", vec![0, 1, 24, 8, 198, 18, 2]),
         ("scope 32", vec![0, 1, 24, 32, 198, 18, 2]),
@@ -1685,28 +1695,26 @@ async fn rfc7871_s6_scope_in_a_query_is_formerr() {
             "IPv6 scope 48",
             vec![0, 2, 48, 48, 0x20, 0x01, 0x0d, 0xb8, 0, 3],
         ),
-    ])
-    .await;
+    ]);
 }
 
 /// RFC 7871 §6: SOURCE PREFIX-LENGTH is a number of bits of the address: over 32 for IPv4
 /// or 128 for IPv6 is malformed, FORMERR.
-#[tokio::test]
-async fn rfc7871_s6_source_prefix_longer_than_the_address_is_formerr() {
+#[test]
+fn rfc7871_s6_source_prefix_longer_than_the_address_is_formerr() {
     let mut v6 = vec![0, 2, 129, 0];
     v6.extend([0u8; 17]);
     assert_ecs_formerr(&[
         ("IPv4 /33", vec![0, 1, 33, 0, 1, 2, 3, 4, 5]),
         ("IPv4 /255", vec![0, 1, 255, 0, 1, 2, 3, 4]),
         ("IPv6 /129", v6),
-    ])
-    .await;
+    ]);
 }
 
 /// RFC 7871 §6: a server receiving an option "that has non-zero ADDRESS bits set beyond
 /// SOURCE PREFIX-LENGTH, SHOULD return FORMERR".
-#[tokio::test]
-async fn rfc7871_s6_address_bits_beyond_the_source_prefix_are_formerr() {
+#[test]
+fn rfc7871_s6_address_bits_beyond_the_source_prefix_are_formerr() {
     assert_ecs_formerr(&[
         ("IPv4 /20 with host bits", vec![0, 1, 20, 0, 198, 18, 255]),
         ("IPv4 /23 with bit 24", vec![0, 1, 23, 0, 198, 18, 3]),
@@ -1714,14 +1722,13 @@ async fn rfc7871_s6_address_bits_beyond_the_source_prefix_are_formerr() {
             "IPv6 /47 with bit 48",
             vec![0, 2, 47, 0, 0x20, 0x01, 0x0d, 0xb8, 0, 3],
         ),
-    ])
-    .await;
+    ]);
 }
 
 /// RFC 7871 §6: ADDRESS is truncated to the source prefix; "either too few or too many
 /// ADDRESS octets" SHOULD be FORMERR.
-#[tokio::test]
-async fn rfc7871_s6_address_octets_must_match_the_source_prefix() {
+#[test]
+fn rfc7871_s6_address_octets_must_match_the_source_prefix() {
     assert_ecs_formerr(&[
         ("one octet too many", vec![0, 1, 24, 0, 198, 18, 2, 0]),
         ("one octet too few", vec![0, 1, 24, 0, 198, 18]),
@@ -1733,28 +1740,26 @@ async fn rfc7871_s6_address_octets_must_match_the_source_prefix() {
         }),
         ("no prefix fields", vec![0, 1]),
         ("empty", vec![]),
-    ])
-    .await;
+    ]);
 }
 
 /// RFC 7871 §7.2.1: "A query with a wrongly formatted option (e.g., an unknown FAMILY) MUST
 /// be rejected and a FORMERR response MUST be returned".
-#[tokio::test]
-async fn rfc7871_s7_2_1_unknown_family_is_formerr() {
+#[test]
+fn rfc7871_s7_2_1_unknown_family_is_formerr() {
     assert_ecs_formerr(&[
         ("family 3", vec![0, 3, 24, 0, 198, 18, 2]),
         ("family 0", vec![0, 0, 24, 0, 198, 18, 2]),
         ("family 65535", vec![0xff, 0xff, 0, 0]),
-    ])
-    .await;
+    ]);
 }
 
 /// RFC 7871 §7.2.1: "The FAMILY, SOURCE PREFIX-LENGTH, and ADDRESS in the response MUST
 /// match those in the query", with the SCOPE the answer depends on (24 and 48: the demo
 /// database's networks; 20: capped at the source prefix).
-#[tokio::test]
-async fn rfc7871_s7_2_1_echoes_family_source_and_address() {
-    let server = server().await;
+#[test]
+fn rfc7871_s7_2_1_echoes_family_source_and_address() {
+    let server = server();
     let cases: [(u16, &[u8], &[u8]); 4] = [
         (A, &[0, 1, 24, 0, 198, 18, 2], &[0, 1, 24, 24, 198, 18, 2]),
         (A, &[0, 1, 20, 0, 198, 18, 0], &[0, 1, 20, 20, 198, 18, 0]),
@@ -1771,21 +1776,20 @@ async fn rfc7871_s7_2_1_echoes_family_source_and_address() {
     ];
     for t in [Udp, Tcp] {
         for (qtype, sent, want) in cases {
-            let r = ask(&server, &qe(APP, qtype, &ecs(sent)), t).await;
+            let r = ask(&server, &edns_query(APP, qtype, &ecs_option(sent)), t);
             assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1), "{sent:?} over {t:?}");
             assert_eq!(r.ecs().as_deref(), Some(want), "{sent:?} over {t:?}");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 7871 §7.2.1: a server that implements ECS "MUST include an ECS option in its
 /// response ... regardless of whether the client information was needed", and "If an ECS
 /// option was not included in a query, one MUST NOT be included in the response".
-#[tokio::test]
-async fn rfc7871_s7_2_1_ecs_in_a_reply_iff_in_the_query() {
-    let server = server().await;
-    let subnet = ecs(&[0, 1, 24, 0, 198, 18, 2]);
+#[test]
+fn rfc7871_s7_2_1_ecs_in_a_reply_iff_in_the_query() {
+    let server = server();
+    let subnet = ecs_option(&[0, 1, 24, 0, 198, 18, 2]);
     for t in [Udp, Tcp] {
         for (n, qtype) in [
             (APP, A),
@@ -1797,41 +1801,43 @@ async fn rfc7871_s7_2_1_ecs_in_a_reply_iff_in_the_query() {
             ("example.org", A),
             (APEX, ANY),
         ] {
-            let r = ask(&server, &qe(n, qtype, &subnet), t).await;
+            let r = ask(&server, &edns_query(n, qtype, &subnet), t);
             assert!(r.ecs().is_some(), "{n} {qtype} over {t:?}: no ECS in reply");
-            let r = ask(&server, &qe(n, qtype, &[]), t).await;
+            let r = ask(&server, &edns_query(n, qtype, &[]), t);
             assert_eq!(r.ecs(), None, "{n} {qtype} over {t:?}: ECS in reply");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 7871 §7.2.1: servers that have "not implemented or enabled support for the ECS
 /// option ... MUST NOT include an ECS option within replies" (`geoip.use_ecs: false`), and
 /// then answer for the packet's source.
-#[tokio::test]
-async fn rfc7871_s7_2_1_no_ecs_echo_when_disabled() {
+#[test]
+fn rfc7871_s7_2_1_no_ecs_echo_when_disabled() {
     let config = CONFIG.replace(
         "geoip: { database: city.mmdb }",
         "geoip: { database: city.mmdb, use_ecs: false }",
     );
     assert_ne!(config, CONFIG);
-    let server = TestServer::start(&config).await;
+    let server = handler_for(&load(&config));
     for t in [Udp, Tcp] {
-        let r = ask(&server, &qe(APP, A, &ecs(&[0, 1, 24, 0, 198, 18, 2])), t).await;
+        let r = ask(
+            &server,
+            &edns_query(APP, A, &ecs_option(&[0, 1, 24, 0, 198, 18, 2])),
+            t,
+        );
         assert_eq!(r.rcode(), NOERROR, "over {t:?}");
         assert_eq!(r.ecs(), None, "over {t:?}: ECS echoed while disabled");
         // 127.0.0.1 is overridden to Frankfurt: eu-west, not Tokyo's ap-northeast.
         assert_eq!(r.an[0].rdata, [198, 51, 100, 10], "over {t:?}");
     }
-    stop(server).await;
 }
 
 /// RFC 7871 §7.2.1: SCOPE 0 says the answer "is suitable for all addresses": static records,
 /// NXDOMAIN, NODATA, empty non-terminals and refusals do not depend on the client.
-#[tokio::test]
-async fn rfc7871_s7_2_1_scope_zero_when_the_answer_does_not_depend_on_the_client() {
-    let server = server().await;
+#[test]
+fn rfc7871_s7_2_1_scope_zero_when_the_answer_does_not_depend_on_the_client() {
+    let server = server();
     let sent = [0, 1, 24, 0, 198, 18, 2];
     for t in [Udp, Tcp] {
         for (n, qtype) in [
@@ -1844,7 +1850,7 @@ async fn rfc7871_s7_2_1_scope_zero_when_the_answer_does_not_depend_on_the_client
             ("checkout.shop.myfed.svc.fed.example.com", A),
             ("example.org", A),
         ] {
-            let r = ask(&server, &qe(n, qtype, &ecs(&sent)), t).await;
+            let r = ask(&server, &edns_query(n, qtype, &ecs_option(&sent)), t);
             assert_eq!(
                 r.ecs().as_deref(),
                 Some(&[0, 1, 24, 0, 198, 18, 2][..]),
@@ -1852,16 +1858,19 @@ async fn rfc7871_s7_2_1_scope_zero_when_the_answer_does_not_depend_on_the_client
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 7871 §7.4: "the authority SHOULD return a zero SCOPE PREFIX-LENGTH on delegations".
-#[tokio::test]
-async fn rfc7871_s7_4_referrals_have_scope_zero() {
-    let server = server().await;
+#[test]
+fn rfc7871_s7_4_referrals_have_scope_zero() {
+    let server = server();
     for t in [Udp, Tcp] {
         for n in ["sub.fed.example.com", "deep.name.sub.fed.example.com"] {
-            let r = ask(&server, &qe(n, A, &ecs(&[0, 1, 24, 0, 198, 18, 2])), t).await;
+            let r = ask(
+                &server,
+                &edns_query(n, A, &ecs_option(&[0, 1, 24, 0, 198, 18, 2])),
+                t,
+            );
             assert!(
                 !r.has(AA) && !r.ns.is_empty(),
                 "{n} over {t:?}: not a referral"
@@ -1873,15 +1882,14 @@ async fn rfc7871_s7_4_referrals_have_scope_zero() {
             );
         }
     }
-    stop(server).await;
 }
 
 /// RFC 7871 §7.1.2: SOURCE PREFIX-LENGTH 0 asks that no client address be used; the
 /// authoritative server then answers as for the packet's source (127.0.0.1: Frankfurt, so
 /// eu-west) and echoes the option with SCOPE 0.
-#[tokio::test]
-async fn rfc7871_s7_1_2_source_prefix_zero() {
-    let server = server().await;
+#[test]
+fn rfc7871_s7_1_2_source_prefix_zero() {
+    let server = server();
     for t in [Udp, Tcp] {
         for (qtype, sent, addr) in [
             (A, &[0u8, 1, 0, 0][..], &[198u8, 51, 100, 10][..]),
@@ -1893,13 +1901,12 @@ async fn rfc7871_s7_1_2_source_prefix_zero() {
                 ],
             ),
         ] {
-            let r = ask(&server, &qe(APP, qtype, &ecs(sent)), t).await;
+            let r = ask(&server, &edns_query(APP, qtype, &ecs_option(sent)), t);
             assert_eq!(r.ecs().as_deref(), Some(sent), "{sent:?} over {t:?}");
             assert_eq!(r.an.len(), 1, "{sent:?} over {t:?}");
             assert_eq!(r.an[0].rdata, addr, "{sent:?} over {t:?}");
         }
     }
-    stop(server).await;
 }
 
 // =============================================================================================
@@ -1908,12 +1915,12 @@ async fn rfc7871_s7_1_2_source_prefix_zero() {
 /// RFC 8482 §4.1: an ANY query gets "a single RRset" (or a synthesized HINFO, §4.2), not
 /// every RRset at the name; fedns does the same over TCP. The RRset is complete: the same as
 /// a query for its type.
-#[tokio::test]
-async fn rfc8482_s4_1_any_gets_one_rrset() {
-    let server = server().await;
+#[test]
+fn rfc8482_s4_1_any_gets_one_rrset() {
+    let server = server();
     for t in [Udp, Tcp] {
         for n in [APEX, APP, STATUS, NS1, "shop.fed.example.com"] {
-            let r = ask(&server, &q(n, ANY), t).await;
+            let r = ask(&server, &plain_query(n, ANY), t);
             assert_eq!(r.rcode(), NOERROR, "{n} over {t:?}");
             assert!(r.has(AA), "{n} over {t:?}");
             assert!(!r.an.is_empty(), "{n} over {t:?}: empty");
@@ -1925,7 +1932,7 @@ async fn rfc8482_s4_1_any_gets_one_rrset() {
                 "{n} over {t:?}: more than one RRset: {:?}",
                 r.an
             );
-            let direct = ask(&server, &q(n, first.rtype), t).await;
+            let direct = ask(&server, &plain_query(n, first.rtype), t);
             assert_eq!(
                 r.answer_lines(),
                 direct.answer_lines(),
@@ -1933,7 +1940,6 @@ async fn rfc8482_s4_1_any_gets_one_rrset() {
             );
         }
     }
-    stop(server).await;
 }
 
 // =============================================================================================
@@ -1941,69 +1947,66 @@ async fn rfc8482_s4_1_any_gets_one_rrset() {
 
 /// RFC 8906 §3.1.2 (test §8.1.2): a type the server does not know gets the answer it would
 /// get for a known type without data: NODATA, or NXDOMAIN where the name does not exist.
-#[tokio::test]
-async fn rfc8906_s3_1_2_unknown_types_get_nodata() {
-    let server = server().await;
+#[test]
+fn rfc8906_s3_1_2_unknown_types_get_nodata() {
+    let server = server();
     for t in [Udp, Tcp] {
         for qtype in [1000, 65000, 65535] {
             for n in [APEX, APP, STATUS, NS1] {
-                let r = ask(&server, &q(n, qtype), t).await;
+                let r = ask(&server, &plain_query(n, qtype), t);
                 assert_eq!(r.rcode(), NOERROR, "{n} TYPE{qtype} over {t:?}");
                 assert!(r.has(AA) && r.an.is_empty(), "{n} TYPE{qtype}: {r:?}");
                 assert_eq!(r.ns.iter().map(|rr| rr.rtype).collect::<Vec<_>>(), [SOA]);
             }
-            let r = ask(&server, &q(NOTHING, qtype), t).await;
+            let r = ask(&server, &plain_query(NOTHING, qtype), t);
             assert_eq!(r.rcode(), NXDOMAIN, "TYPE{qtype} over {t:?}");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 8906 §3.1.2: obsolete types (MD, MF: RFC 1035 §3.3.4-5; A6: RFC 6563; SPF: RFC 7208)
 /// are answered like any type without data.
-#[tokio::test]
-async fn rfc8906_s3_1_2_obsolete_types_get_nodata() {
-    let server = server().await;
+#[test]
+fn rfc8906_s3_1_2_obsolete_types_get_nodata() {
+    let server = server();
     for t in [Udp, Tcp] {
         for qtype in [MD, MF, A6, SPF] {
             for n in [APEX, APP, STATUS] {
-                let r = ask(&server, &q(n, qtype), t).await;
+                let r = ask(&server, &plain_query(n, qtype), t);
                 assert_eq!(r.rcode(), NOERROR, "{n} type {qtype} over {t:?}");
                 assert!(r.has(AA) && r.an.is_empty(), "{n} type {qtype}: {r:?}");
                 assert_eq!(r.ns.iter().map(|rr| rr.rtype).collect::<Vec<_>>(), [SOA]);
             }
         }
     }
-    stop(server).await;
 }
 
 /// RFC 8906 §3.1.3 (test §8.1.3.3): a query with the reserved header bit Z set is answered;
 /// a flag the server does not know is not copied, so Z is clear in the reply (RFC 1035
 /// §4.1.1: "Must be zero in all queries and responses").
-#[tokio::test]
-async fn rfc8906_s3_1_3_reserved_z_bit_ignored_and_cleared() {
-    let server = server().await;
+#[test]
+fn rfc8906_s3_1_3_reserved_z_bit_ignored_and_cleared() {
+    let server = server();
     for t in [Udp, Tcp] {
         for ar in [vec![], vec![opt_rr(1232, 0, 0, &[])]] {
             let query = message(0x0e0e, Z, &[question(APEX, SOA, IN)], &[], &[], &ar);
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             assert_eq!((r.rcode(), r.an.len()), (NOERROR, 1), "over {t:?}");
             assert!(r.has(AA), "over {t:?}");
             assert!(!r.has(Z), "over {t:?}: Z copied");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 8906 §3.1.3 (tests §8.1.3.1, §8.1.3.2): queries with CD or AD set are answered
 /// normally; AD stays clear, since fedns authenticates nothing (RFC 4035 §3.1.6).
-#[tokio::test]
-async fn rfc8906_s3_1_3_ad_and_cd_queries_answered_ad_clear() {
-    let server = server().await;
+#[test]
+fn rfc8906_s3_1_3_ad_and_cd_queries_answered_ad_clear() {
+    let server = server();
     for t in [Udp, Tcp] {
         for flags in [AD, CD, AD | CD] {
             let query = message(0x0f0f, flags, &[question(APEX, SOA, IN)], &[], &[], &[]);
-            let r = ask(&server, &query, t).await;
+            let r = ask(&server, &query, t);
             assert_eq!(
                 (r.rcode(), r.an.len()),
                 (NOERROR, 1),
@@ -2013,15 +2016,14 @@ async fn rfc8906_s3_1_3_ad_and_cd_queries_answered_ad_clear() {
             assert!(!r.has(AD), "{flags:#x} over {t:?}: AD set");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 8906 §3.1.4 (test §8.1.4): "NOTIMP is the expected rcode to an unknown or unimplemented
 /// opcode", with the opcode copied (RFC 1035 §4.1.1), no records, AA clear -- with a question
 /// and header-only alike.
-#[tokio::test]
-async fn rfc8906_s3_1_4_unknown_opcodes_are_notimp() {
-    let server = server().await;
+#[test]
+fn rfc8906_s3_1_4_unknown_opcodes_are_notimp() {
+    let server = server();
     for t in [Udp, Tcp] {
         for op in [3u8, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
             for (what, query) in [
@@ -2041,7 +2043,7 @@ async fn rfc8906_s3_1_4_unknown_opcodes_are_notimp() {
                     message(0x1010, opcode(op), &[], &[], &[], &[]),
                 ),
             ] {
-                let r = ask(&server, &query, t).await;
+                let r = ask(&server, &query, t);
                 assert_eq!(r.rcode(), NOTIMP, "opcode {op} {what} over {t:?}");
                 assert_eq!(r.opcode(), op, "opcode {op} {what} over {t:?}");
                 assert!(!r.has(AA), "opcode {op} {what} over {t:?}");
@@ -2049,15 +2051,14 @@ async fn rfc8906_s3_1_4_unknown_opcodes_are_notimp() {
             }
         }
     }
-    stop(server).await;
 }
 
 /// RFC 8906 §3.1.4 for the opcodes fedns does not implement: STATUS (RFC 1035), NOTIFY
 /// (RFC 1996: fedns is no secondary) and UPDATE (RFC 2136 §2.2: NOTIMP "The name server does
 /// not support the specified Opcode") are NOTIMP with the opcode copied.
-#[tokio::test]
-async fn rfc8906_s3_1_4_status_notify_update_are_notimp() {
-    let server = server().await;
+#[test]
+fn rfc8906_s3_1_4_status_notify_update_are_notimp() {
+    let server = server();
     let notify = message(
         0x1111,
         opcode(4) | AA,
@@ -2072,47 +2073,45 @@ async fn rfc8906_s3_1_4_status_notify_update_are_notimp() {
         opcode(5),
         &[question(APEX, SOA, IN)],
         &[],
-        &[rr("x.fed.example.com", A, IN, 60, &[192, 0, 2, 99])],
+        &[record("x.fed.example.com", A, IN, 60, &[192, 0, 2, 99])],
         &[],
     );
     let status = message(0x1111, opcode(2), &[question(APEX, SOA, IN)], &[], &[], &[]);
     for t in [Udp, Tcp] {
         for (op, query) in [(2, &status), (4, &notify), (5, &update)] {
-            let r = ask(&server, query, t).await;
+            let r = ask(&server, query, t);
             assert_eq!(r.rcode(), NOTIMP, "opcode {op} over {t:?}");
             assert_eq!(r.opcode(), op, "opcode {op} over {t:?}");
             assert_eq!((r.an.len(), r.ns.len()), (0, 0), "opcode {op} over {t:?}");
         }
     }
-    stop(server).await;
 }
 
 /// RFC 5936 §2.2.1 / RFC 1995: a server that will not transfer the zone answers AXFR and
 /// IXFR with REFUSED (SPEC §8: no transfers of geo answers), over TCP and UDP.
-#[tokio::test]
-async fn rfc5936_s2_2_1_zone_transfers_are_refused() {
-    let server = server().await;
+#[test]
+fn rfc5936_s2_2_1_zone_transfers_are_refused() {
+    let server = server();
     let mut soa = name("");
     soa.extend(name(""));
     for v in [1u32, 0, 0, 0, 0] {
         soa.extend(v.to_be_bytes());
     }
-    let axfr = q(APEX, AXFR);
+    let axfr = plain_query(APEX, AXFR);
     // IXFR carries the client's SOA in the authority section (RFC 1995 §3).
     let ixfr = message(
         0x1212,
         0,
         &[question(APEX, IXFR, IN)],
         &[],
-        &[rr(APEX, SOA, IN, 0, &soa)],
+        &[record(APEX, SOA, IN, 0, &soa)],
         &[],
     );
     for t in [Tcp, Udp] {
         for (what, query) in [("AXFR", &axfr), ("IXFR", &ixfr)] {
-            let r = ask(&server, query, t).await;
+            let r = ask(&server, query, t);
             assert_eq!(r.rcode(), REFUSED, "{what} over {t:?}");
             assert!(r.an.is_empty(), "{what} over {t:?}");
         }
     }
-    stop(server).await;
 }

@@ -1,0 +1,699 @@
+//! An in-process imitation of a kube-apiserver, faithful at the HTTP level.
+//!
+//! Each [`FakeCluster`] is one simulated member cluster: its own test CA, bearer
+//! token, TLS listener on `127.0.0.1:0` and etcd-like store. The real `kube`
+//! client (and `kube::runtime::watcher`) talks to it exactly as it would to a
+//! real API server, so tests exercise the product's real Kubernetes code path:
+//! discovery, paged LISTs, WATCH streams with bookmarks, `410 Expired`
+//! re-lists, auth failures and injected network faults.
+//!
+//! Fidelity notes (what the real server does and we copy):
+//! * One `resourceVersion` counter per cluster shared by every resource type
+//!   (etcd's revision), so bookmarks may carry an RV higher than any object of
+//!   the watched type.
+//! * LIST items carry no `kind`/`apiVersion` (the real server strips them);
+//!   GET and watch event objects do.
+//! * A watch from an RV older than the compaction point answers `200` and
+//!   then a single `ERROR` event with a `410 Expired` Status.
+//! * Selector-filtered watches turn "stopped matching" into `DELETED` (with the
+//!   previous content) and "started matching" into `ADDED`, like the cacher.
+//! * Continue tokens pin the snapshot RV of the first page; pages after a
+//!   change still show that snapshot (the store keeps its full history).
+//!
+//! Known deviations: read-only over HTTP (objects change only through the
+//! control API; other methods get 405); JSON and HTTP/1.1 only (no protobuf,
+//! no HTTP/2, no aggregated discovery); `--anonymous-auth=false` behaviour
+//! (no token is 401, even for `/version`); only `metadata.name` /
+//! `metadata.namespace` field selectors; a too-large RV answers 504 at once
+//! instead of after ~3 s; `limit` is honoured even with `resourceVersion=0`;
+//! bookmarks come every [`DEFAULT_BOOKMARK_INTERVAL`] instead of ~1 min;
+//! `generation` is kept for all three types; no managedFields.
+//!
+//! Background tasks live on the runtime that called [`FakeCluster::start`]
+//! and end with it (one runtime per `#[tokio::test]`).
+
+mod objects;
+mod responses;
+mod selectors;
+mod store;
+mod tls;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use objects::{endpoint_slice, ingress, lb_service};
+use responses::*;
+use selectors::*;
+use store::*;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Default interval between BOOKMARK events; the real server sends one about
+/// every minute, tests want them fast.
+pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
+/// Watch length when the client sends no `timeoutSeconds` (the real server
+/// picks 30-60 min; tests should never rely on it).
+const DEFAULT_WATCH_TIMEOUT_SECS: u64 = 30;
+/// Upper bound for `timeoutSeconds` (kube sends 290 by default).
+const MAX_WATCH_TIMEOUT_SECS: u64 = 3600;
+
+/// The resource types the fake serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Services,
+    Ingresses,
+    EndpointSlices,
+}
+
+impl Resource {
+    const ALL: [Resource; 3] = [Self::Services, Self::Ingresses, Self::EndpointSlices];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+    pub fn plural(self) -> &'static str {
+        ["services", "ingresses", "endpointslices"][self.index()]
+    }
+    pub fn kind(self) -> &'static str {
+        ["Service", "Ingress", "EndpointSlice"][self.index()]
+    }
+    /// API group ("" is the legacy core group).
+    pub fn group(self) -> &'static str {
+        ["", "networking.k8s.io", "discovery.k8s.io"][self.index()]
+    }
+    pub fn api_version(self) -> &'static str {
+        ["v1", "networking.k8s.io/v1", "discovery.k8s.io/v1"][self.index()]
+    }
+    fn from_path(group: &str, plural: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.group() == group && r.plural() == plural)
+    }
+    /// The APIResource entry for discovery documents.
+    fn discovery_entry(self) -> Value {
+        let mut entry = json!({
+            "name": self.plural(), "singularName": self.kind().to_lowercase(), "namespaced": true,
+            "kind": self.kind(),
+            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        });
+        if self == Self::Services {
+            entry["shortNames"] = json!(["svc"]);
+        } else if self == Self::Ingresses {
+            entry["shortNames"] = json!(["ing"]);
+        }
+        entry
+    }
+}
+
+/// Injected failure modes, see [`FakeCluster::set_fault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// Serve normally.
+    #[default]
+    None,
+    /// Close the listener and every open connection: new connections are
+    /// refused. Leaving this mode rebinds the same port.
+    Refuse,
+    /// Accept and read requests but never answer them (requests already hung
+    /// stay hung after the fault is cleared, until the client gives up).
+    Hang,
+    /// Answer every new request, before authentication, with this HTTP status
+    /// and a matching Status body. Open watch streams keep flowing.
+    Status(u16),
+    /// One-shot action: end every open watch stream cleanly now. Does not
+    /// change the current persistent fault.
+    CutWatches,
+}
+
+struct Shared {
+    name: String,
+    token: String,
+    ca_pem: String,
+    addr: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    runtime: tokio::runtime::Handle,
+    state: Mutex<State>,
+    /// The listening socket; `None` while [`Fault::Refuse`] is active. Kept
+    /// here (not inside the accept task) so it can be closed synchronously.
+    listener: Mutex<Option<TcpListener>>,
+    accept_task: Mutex<Option<JoinHandle<()>>>,
+    /// Bumped to drop every open connection.
+    kill: tokio::sync::watch::Sender<u64>,
+}
+
+/// Handle to one fake API server; cheap to clone.
+#[derive(Clone)]
+pub struct FakeCluster {
+    inner: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test thread must not take the other tests' server down.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FakeCluster {
+    /// Starts a server with a fresh CA, token and random port.
+    pub async fn start(name: &str) -> FakeCluster {
+        let (ca_pem, acceptor) = tls::make_tls(name);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake apiserver");
+        let addr = listener.local_addr().expect("listener address");
+        let inner = Arc::new(Shared {
+            name: name.to_owned(),
+            token: tls::new_token(),
+            ca_pem,
+            addr,
+            acceptor,
+            runtime: tokio::runtime::Handle::current(),
+            state: Mutex::new(State {
+                // Real clusters never report small RVs; starting high also
+                // keeps "0" (= any version) distinct from real revisions.
+                rv: 1000,
+                compacted: 0,
+                objects: Default::default(),
+                history: Vec::new(),
+                watchers: Vec::new(),
+                fault: Fault::None,
+                forbidden: [false; 3],
+                requests: Vec::new(),
+                bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
+            }),
+            listener: Mutex::new(Some(listener)),
+            accept_task: Mutex::new(None),
+            kill: tokio::sync::watch::Sender::new(0),
+        });
+        let cluster = FakeCluster { inner };
+        cluster.spawn_accept_loop();
+        cluster
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+    pub fn url(&self) -> String {
+        format!("https://{}", self.inner.addr)
+    }
+    pub fn ca_pem(&self) -> String {
+        self.inner.ca_pem.clone()
+    }
+    pub fn token(&self) -> String {
+        self.inner.token.clone()
+    }
+
+    /// Writes a kubeconfig (cluster with certificate-authority-data, user with
+    /// token, context named like the cluster, current-context) to
+    /// `dir/<name>.kubeconfig` and returns its path.
+    pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
+        // JSON strings are valid YAML double-quoted scalars: safe quoting.
+        let yaml_quote = |s: &str| Value::from(s).to_string();
+        let name = yaml_quote(self.name());
+        let user = yaml_quote(&format!("{}-admin", self.name()));
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.inner.ca_pem);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    \
+             certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\n\
+             contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {user}\n    \
+             namespace: default\ncurrent-context: {name}\npreferences: {{}}\n",
+            server = yaml_quote(&self.url()),
+            ca = yaml_quote(&ca),
+            token = yaml_quote(&self.inner.token),
+        );
+        std::fs::create_dir_all(dir).expect("create kubeconfig dir");
+        let path = dir.join(format!("{}.kubeconfig", self.name()));
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// Creates or replaces (PUT semantics) the object by namespace/name (namespace defaults to
+    /// `default`), like a controller would. Assigns uid/creationTimestamp on
+    /// create, a new resourceVersion on every real change, bumps generation
+    /// when anything outside metadata/status changes. A no-op update keeps
+    /// the RV and emits nothing, like the real server. Returns the object's RV.
+    pub fn apply(&self, resource: Resource, mut object: Value) -> String {
+        let obj = object
+            .as_object_mut()
+            .expect("apply(): object must be a JSON object");
+        for (field, want) in [
+            ("kind", resource.kind()),
+            ("apiVersion", resource.api_version()),
+        ] {
+            if let Some(got) = obj.remove(field) {
+                assert_eq!(got, want, "apply(): {field} does not match {resource:?}");
+            }
+        }
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("apply(): metadata must be an object");
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .expect("apply(): metadata.name is required")
+            .to_owned();
+        let ns = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned();
+        meta.insert("namespace".into(), ns.clone().into());
+        let key = format!("{ns}/{name}");
+
+        let mut st = lock(&self.inner.state);
+        let prev = st.objects[resource.index()].get(&key).cloned();
+        let kind = match &prev {
+            Some(prev) => {
+                for field in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
+                    object["metadata"][field] = prev["metadata"][field].clone();
+                }
+                if &object == prev {
+                    return prev["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                }
+                if spec_part(&object) != spec_part(prev) {
+                    let generation = prev["metadata"]["generation"].as_u64().unwrap_or(0);
+                    object["metadata"]["generation"] = json!(generation + 1);
+                }
+                EventType::Modified
+            }
+            None => {
+                object["metadata"]["uid"] = json!(new_uid());
+                object["metadata"]["creationTimestamp"] = json!(rfc3339_now());
+                object["metadata"]["generation"] = json!(1);
+                EventType::Added
+            }
+        };
+        st.rv += 1;
+        let rv = st.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        st.objects[resource.index()].insert(key.clone(), object.clone());
+        st.emit(Event {
+            rv,
+            resource,
+            kind,
+            key,
+            object,
+            prev,
+        });
+        rv.to_string()
+    }
+
+    /// Deletes the object (emitting DELETED); false if it did not exist.
+    pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> bool {
+        let key = format!("{namespace}/{name}");
+        let mut st = lock(&self.inner.state);
+        let Some(mut object) = st.objects[resource.index()].remove(&key) else {
+            return false;
+        };
+        st.rv += 1;
+        let rv = st.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        st.emit(Event {
+            rv,
+            resource,
+            kind: EventType::Deleted,
+            key,
+            object,
+            prev: None,
+        });
+        true
+    }
+
+    /// Moves the compaction point to the current RV: watches (and exact
+    /// lists / continue tokens) from any older RV now get 410 Expired. A
+    /// client that already saw the current RV can still resume, as with etcd.
+    pub fn compact(&self) {
+        let mut st = lock(&self.inner.state);
+        st.compacted = st.rv;
+    }
+
+    /// The current revision of this cluster.
+    pub fn resource_version(&self) -> String {
+        lock(&self.inner.state).rv.to_string()
+    }
+
+    /// Makes every get/list/watch of `resource` answer 403 Forbidden, as
+    /// with missing RBAC.
+    pub fn set_forbidden(&self, resource: Resource, forbidden: bool) {
+        lock(&self.inner.state).forbidden[resource.index()] = forbidden;
+    }
+
+    /// Interval between BOOKMARK events on watches that asked for them
+    /// (applies to watches started afterwards).
+    pub fn set_bookmark_interval(&self, interval: Duration) {
+        lock(&self.inner.state).bookmark_interval = interval.max(Duration::from_millis(10));
+    }
+
+    /// Switches the failure mode (see [`Fault`]).
+    pub fn set_fault(&self, fault: Fault) {
+        if fault == Fault::CutWatches {
+            lock(&self.inner.state).watchers.clear();
+            return;
+        }
+        let previous = std::mem::replace(&mut lock(&self.inner.state).fault, fault);
+        if fault == Fault::Refuse && previous != Fault::Refuse {
+            // Close the socket synchronously so the very next connect fails.
+            drop(lock(&self.inner.listener).take());
+            if let Some(task) = lock(&self.inner.accept_task).take() {
+                task.abort();
+            }
+            self.inner.kill.send_modify(|generation| *generation += 1);
+        } else if previous == Fault::Refuse && fault != Fault::Refuse {
+            self.rebind();
+        }
+    }
+
+    /// Log of `METHOD path?query` for every HTTP request received.
+    pub fn requests(&self) -> Vec<String> {
+        lock(&self.inner.state).requests.clone()
+    }
+
+    /// Number of watch streams currently open.
+    pub fn active_watches(&self) -> usize {
+        let mut st = lock(&self.inner.state);
+        st.watchers.retain(|w| !w.is_closed());
+        st.watchers.len()
+    }
+
+    /// Binds the original port again after [`Fault::Refuse`].
+    fn rebind(&self) {
+        // std sets SO_REUSEADDR on Unix, so TIME_WAIT sockets do not block us;
+        // retry briefly in case the old socket is still being torn down.
+        let mut bound = std::net::TcpListener::bind(self.inner.addr);
+        for _ in 0..50 {
+            if bound.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            bound = std::net::TcpListener::bind(self.inner.addr);
+        }
+        let std_listener = bound.unwrap_or_else(|e| panic!("rebind {}: {e}", self.inner.addr));
+        std_listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let _guard = self.inner.runtime.enter();
+        let listener = TcpListener::from_std(std_listener).expect("register listener");
+        *lock(&self.inner.listener) = Some(listener);
+        self.spawn_accept_loop();
+    }
+
+    fn spawn_accept_loop(&self) {
+        let shared = self.inner.clone();
+        let task = self.inner.runtime.spawn(async move {
+            loop {
+                let accepted = std::future::poll_fn(|cx| match lock(&shared.listener).as_ref() {
+                    Some(listener) => listener.poll_accept(cx).map(Some),
+                    None => Poll::Ready(None),
+                })
+                .await;
+                match accepted {
+                    None => return,
+                    Some(Ok((tcp, _))) => {
+                        tokio::spawn(serve_connection(shared.clone(), tcp));
+                    }
+                    // E.g. EMFILE: keep serving, like a real server would.
+                    Some(Err(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        });
+        *lock(&self.inner.accept_task) = Some(task);
+    }
+}
+
+/// Serves one TCP connection until it closes or the server kills it.
+async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
+    // Go's net package (so the real kube-apiserver) sets TCP_NODELAY; without it a watch
+    // event can wait 40 ms for the client's delayed ACK.
+    let _ = tcp.set_nodelay(true);
+    let mut kill = shared.kill.subscribe();
+    let serve = async {
+        let Ok(tls) = shared.acceptor.accept(tcp).await else {
+            return;
+        };
+        let handler = shared.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let shared = handler.clone();
+            async move { Ok::<_, Infallible>(shared.handle(req).await) }
+        });
+        let io = hyper_util::rt::TokioIo::new(tls);
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .await;
+    };
+    tokio::select! {
+        () = serve => {}
+        _ = kill.changed() => {}
+    }
+}
+
+impl Shared {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let uri = req.uri();
+        let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        let fault = {
+            let mut st = lock(&self.state);
+            st.requests.push(format!("{} {target}", req.method()));
+            st.fault
+        };
+        match fault {
+            Fault::Hang => std::future::pending::<()>().await,
+            Fault::Status(code) => {
+                let message = format!("fake apiserver: injected HTTP {code}");
+                return status_response(code, reason_for(code), &message, None);
+            }
+            _ => {}
+        }
+        // Like a server running with --anonymous-auth=false.
+        if !self.authorized(req.headers()) {
+            return status_response(401, "Unauthorized", "Unauthorized", None);
+        }
+        if req.method() != Method::GET {
+            let msg = "the server does not allow this method on the requested resource";
+            return status_response(405, "MethodNotAllowed", msg, None);
+        }
+        self.route(req.uri().path(), req.uri().query().unwrap_or(""))
+    }
+
+    fn route(self: &Arc<Self>, path: &str, query: &str) -> Response<Body> {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, rest) = match segs.as_slice() {
+            ["version"] => return json_response(200, &version_info()),
+            ["api"] => {
+                let address =
+                    json!({"clientCIDR": "0.0.0.0/0", "serverAddress": self.addr.to_string()});
+                let doc = json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]});
+                return json_response(200, &doc);
+            }
+            ["apis"] => {
+                let groups =
+                    [Resource::Ingresses, Resource::EndpointSlices].map(|r| api_group(r.group()));
+                return json_response(
+                    200,
+                    &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+                );
+            }
+            ["apis", group] if is_served_group(group) => {
+                let mut doc = api_group(group);
+                doc["kind"] = json!("APIGroup");
+                doc["apiVersion"] = json!("v1");
+                return json_response(200, &doc);
+            }
+            ["api", "v1", rest @ ..] => ("", rest),
+            ["apis", group, "v1", rest @ ..] if is_served_group(group) => (*group, rest),
+            _ => return not_found(),
+        };
+        match rest {
+            [] => {
+                let resources: Vec<Value> = Resource::ALL
+                    .into_iter()
+                    .filter(|r| r.group() == group)
+                    .map(Resource::discovery_entry)
+                    .collect();
+                let group_version = if group.is_empty() {
+                    "v1".to_owned()
+                } else {
+                    format!("{group}/v1")
+                };
+                let mut doc = json!({"kind": "APIResourceList", "groupVersion": group_version, "resources": resources});
+                if !group.is_empty() {
+                    doc["apiVersion"] = json!("v1"); // the real core list has none
+                }
+                json_response(200, &doc)
+            }
+            [plural] => self.resource_request(group, plural, None, None, query),
+            ["namespaces", ns, plural] => {
+                self.resource_request(group, plural, Some(ns), None, query)
+            }
+            ["namespaces", ns, plural, name] => {
+                self.resource_request(group, plural, Some(ns), Some(name), query)
+            }
+            _ => not_found(),
+        }
+    }
+
+    fn resource_request(
+        self: &Arc<Self>,
+        group: &str,
+        plural: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+        query: &str,
+    ) -> Response<Body> {
+        let Some(resource) = Resource::from_path(group, plural) else {
+            return not_found();
+        };
+        let params = match Params::parse(query) {
+            Ok(p) => p,
+            Err(msg) => return bad_request(&msg),
+        };
+        let verb = match (name, params.watch) {
+            (Some(_), _) => "get",
+            (None, true) => "watch",
+            (None, false) => "list",
+        };
+        if lock(&self.state).forbidden[resource.index()] {
+            let scope = ns.map_or("at the cluster scope".to_owned(), |ns| {
+                format!("in the namespace \"{ns}\"")
+            });
+            let msg = format!(
+                "{plural} is forbidden: User \"system:serviceaccount:fedns:fedns\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}"
+            );
+            let details = json!({"group": group, "kind": plural});
+            return status_response(403, "Forbidden", &msg, Some(details));
+        }
+        let selector = Selector {
+            namespace: ns.map(str::to_owned),
+            labels: params.labels.clone(),
+            fields: params.fields.clone(),
+        };
+        match (ns, name) {
+            (Some(ns), Some(name)) => self.get(resource, ns, name),
+            _ if params.watch => self.watch(resource, selector, &params),
+            _ => self.list(resource, &selector, &params),
+        }
+    }
+
+    fn get(&self, resource: Resource, ns: &str, name: &str) -> Response<Body> {
+        let st = lock(&self.state);
+        match st.objects[resource.index()].get(&format!("{ns}/{name}")) {
+            Some(obj) => json_response(200, &with_type_meta(resource, obj.clone())),
+            None => {
+                let msg = format!("{} \"{name}\" not found", resource.plural());
+                let details =
+                    json!({"name": name, "group": resource.group(), "kind": resource.plural()});
+                status_response(404, "NotFound", &msg, Some(details))
+            }
+        }
+    }
+
+    fn list(&self, resource: Resource, selector: &Selector, p: &Params) -> Response<Body> {
+        let st = lock(&self.state);
+        // Which snapshot to serve, and where a continued list resumes.
+        let (snapshot, start) = if let Some(token) = &p.continue_token {
+            if p.rv.as_deref().is_some_and(|rv| rv != "0") {
+                return bad_request(
+                    "specifying resource version is not allowed when using continue",
+                );
+            }
+            let Some((rv, start)) = decode_continue(token) else {
+                return bad_request("continue key is not valid: invalid continue token");
+            };
+            if rv < st.compacted {
+                let msg = "The provided continue parameter is too old to display a consistent list result. \
+                           You can start a new list without the continue parameter.";
+                return status_response(410, "Expired", msg, None);
+            }
+            (rv.min(st.rv), Some(start))
+        } else {
+            match (p.rv.as_deref(), p.rv_match.as_deref()) {
+                (None, Some(_)) => {
+                    return bad_request(
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    );
+                }
+                (_, Some(m)) if m != "Exact" && m != "NotOlderThan" => {
+                    return bad_request(&format!(
+                        "resourceVersionMatch: Unsupported value: \"{m}\""
+                    ));
+                }
+                (Some("0"), Some("Exact")) => {
+                    return bad_request(
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                    );
+                }
+                (None | Some("0"), _) => (st.rv, None),
+                (Some(rv), rv_match) => {
+                    let Ok(rv) = rv.parse::<u64>() else {
+                        return bad_request(&format!("invalid resource version: {rv}"));
+                    };
+                    if rv > st.rv {
+                        let msg = format!("Too large resource version: {rv}, current: {}", st.rv);
+                        return status_response(504, "Timeout", &msg, None);
+                    }
+                    if rv_match != Some("Exact") {
+                        (st.rv, None)
+                    } else if rv < st.compacted {
+                        let msg = "The resourceVersion for the provided list is too old.";
+                        return status_response(410, "Expired", msg, None);
+                    } else {
+                        (rv, None)
+                    }
+                }
+            }
+        };
+        let rebuilt;
+        let objects = if snapshot == st.rv {
+            &st.objects[resource.index()]
+        } else {
+            rebuilt = st.objects_at(resource, snapshot);
+            &rebuilt
+        };
+        let mut matching = objects
+            .iter()
+            .filter(|(key, _)| start.as_deref().is_none_or(|s| key.as_str() >= s))
+            .filter(|(_, obj)| selector.matches(obj));
+        let page: Vec<(&String, &Value)> = matching
+            .by_ref()
+            .take(p.limit.unwrap_or(usize::MAX))
+            .collect();
+        let mut meta = json!({"resourceVersion": snapshot.to_string()});
+        let remaining = matching.count();
+        if let Some((last_key, _)) = page.last().filter(|_| remaining > 0) {
+            meta["continue"] = json!(encode_continue(snapshot, last_key));
+            // The real server counts only when no selector filters the list.
+            if selector.labels.is_empty() && selector.fields.is_empty() {
+                meta["remainingItemCount"] = json!(remaining);
+            }
+        }
+        let items: Vec<Value> = page.into_iter().map(|(_, obj)| obj.clone()).collect();
+        json_response(
+            200,
+            &json!({
+                "kind": format!("{}List", resource.kind()), "apiVersion": resource.api_version(),
+                "metadata": meta, "items": items,
+            }),
+        )
+    }
+}

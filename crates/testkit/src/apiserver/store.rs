@@ -1,0 +1,138 @@
+//! The etcd-like object store: one revision counter per cluster, the full history of
+//! changes (so lists can be served at an older revision and continue tokens pin a
+//! snapshot), and the compaction point below which history answers 410.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One etcd revision: the change of one object.
+pub(super) struct Event {
+    pub(super) rv: u64,
+    pub(super) resource: Resource,
+    pub(super) kind: EventType,
+    /// `namespace/name`, the store key.
+    pub(super) key: String,
+    /// The object after the change (for DELETED: its last state, with the
+    /// deletion's resourceVersion).
+    pub(super) object: Value,
+    /// The object before a MODIFIED, needed to filter watches by selector.
+    pub(super) prev: Option<Value>,
+}
+
+pub(super) struct State {
+    /// Current revision (the last RV handed out).
+    pub(super) rv: u64,
+    /// Watches / exact lists from an RV below this get 410.
+    pub(super) compacted: u64,
+    /// Current objects per resource, keyed `namespace/name` (etcd key order).
+    pub(super) objects: [BTreeMap<String, Value>; 3],
+    /// Every event since start; compaction only moves `compacted`.
+    pub(super) history: Vec<Arc<Event>>,
+    /// Live watch streams; dropping a sender ends that stream cleanly.
+    pub(super) watchers: Vec<mpsc::UnboundedSender<Arc<Event>>>,
+    pub(super) fault: Fault,
+    pub(super) forbidden: [bool; 3],
+    pub(super) requests: Vec<String>,
+    pub(super) bookmark_interval: Duration,
+}
+
+impl State {
+    /// Appends an event to the history and fans it out to live watches.
+    pub(super) fn emit(&mut self, event: Event) {
+        let event = Arc::new(event);
+        self.history.push(event.clone());
+        self.watchers.retain(|w| w.send(event.clone()).is_ok());
+    }
+
+    /// Objects of `resource` as of revision `rv`, rebuilt from the history.
+    pub(super) fn objects_at(&self, resource: Resource, rv: u64) -> BTreeMap<String, Value> {
+        let mut map = BTreeMap::new();
+        for ev in self.history.iter().take_while(|e| e.rv <= rv) {
+            if ev.resource != resource {
+                continue;
+            }
+            if ev.kind == EventType::Deleted {
+                map.remove(&ev.key);
+            } else {
+                map.insert(ev.key.clone(), ev.object.clone());
+            }
+        }
+        map
+    }
+}
+
+/// Same shape as the real token: base64 of `{"v","rv","start"}`, where
+/// `start` is the last returned store key plus a NUL byte (the smallest key
+/// after it).
+pub(super) fn encode_continue(rv: u64, last_key: &str) -> String {
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{last_key}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+pub(super) fn decode_continue(token: &str) -> Option<(u64, String)> {
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .ok()?;
+    let token: Value = serde_json::from_slice(&raw).ok()?;
+    if token["v"] != "meta.k8s.io/v1" {
+        return None;
+    }
+    let start = token["start"].as_str()?.to_owned();
+    Some((token["rv"].as_u64()?, start))
+}
+
+/// Everything of an object that is neither metadata nor status (what bumps
+/// `metadata.generation`).
+pub(super) fn spec_part(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Some(map) = obj.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    obj
+}
+
+/// A random version-4 UUID, the format the real server uses for `uid`.
+pub(super) fn new_uid() -> String {
+    let (a, b) = (crate::random::random_u64(), crate::random::random_u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Current UTC time as RFC 3339 seconds (`creationTimestamp` format).
+pub(super) fn rfc3339_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}

@@ -293,8 +293,8 @@ PY
 }
 
 dashboard() {
-  # The metric names are string literals in the two files that register them.
-  python3 - deploy/grafana/fedns-dashboard.json src/metrics.rs src/counters.rs <<'PY'
+  # The metric names are string literals in the files of src/metrics/ that register them.
+  python3 - deploy/grafana/fedns-dashboard.json src/metrics/*.rs <<'PY'
 import json, os, re, sys
 d = json.load(open(sys.argv[1]))
 exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
@@ -302,16 +302,15 @@ panels = [p for p in d["panels"] if p.get("type") != "row"]
 if not all(p.get("targets") for p in panels):
     sys.exit("a panel has no query")
 used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\bfedns_[a-z0-9_]+", e)}
-note = ""
 sources = [f for f in sys.argv[2:] if os.path.exists(f)]
-if sources:
-    defined = {m for f in sources for m in re.findall(r'"(fedns_[a-z0-9_]+)"', open(f).read())}
-    unknown = used - defined
-    where = " and ".join(sources)
-    if unknown:
-        sys.exit(f"metrics not defined in {where}: {sorted(unknown)}")
-    note = f", all defined in {where}"
-print(f"{len(panels)} panels, {len(used)} metrics{note}")
+if not sources:
+    sys.exit(f"no metric sources found among {sys.argv[2:]}: where are the metrics registered now?")
+defined = {m for f in sources for m in re.findall(r'"(fedns_[a-z0-9_]+)"', open(f).read())}
+unknown = used - defined
+where = ", ".join(sources)
+if unknown:
+    sys.exit(f"metrics not defined in {where}: {sorted(unknown)}")
+print(f"{len(panels)} panels, {len(used)} metrics, all defined in {where}")
 PY
 }
 

@@ -13,6 +13,7 @@ mod demo_geoip;
 mod dns;
 mod health;
 mod kubernetes;
+mod layout;
 mod protocol;
 mod replies;
 mod rfc;

@@ -359,24 +359,18 @@ mod tests {
         let cfg = HealthConfig::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let table = HealthTable::default();
-        let web = endpoint(
-            Some(443),
-            Settings {
-                probe: Some(ProbeKind::Http),
-                probe_path: Some("/web".into()),
-                probe_port: Some(8080),
-                ..Settings::default()
-            },
-        );
-        let app = endpoint(
-            Some(443),
-            Settings {
-                probe: Some(ProbeKind::Http),
-                probe_path: Some("/app".into()),
-                probe_port: Some(8080),
-                ..Settings::default()
-            },
-        );
+        let on_path = |path: &str| {
+            endpoint(
+                Some(443),
+                Settings {
+                    probe: Some(ProbeKind::Http),
+                    probe_path: Some(path.into()),
+                    probe_port: Some(8080),
+                    ..Settings::default()
+                },
+            )
+        };
+        let (web, app) = (on_path("/web"), on_path("/app"));
         let t = Target::of(&web, ip, &cfg).unwrap();
         assert!(table.record(&t, Err("refused".into()), 2, 2));
         assert_eq!(table.endpoint_health(&web, ip, &cfg), Health::Unhealthy);

@@ -152,14 +152,14 @@ fn geoip(c: &mut Criterion, snap: &Snapshot) {
 fn snapshot(c: &mut Criterion, loaded: &LoadedConfig, store: &Store) {
     let mut group = c.benchmark_group("snapshot");
     group.bench_function("build_demo", |b| {
-        b.iter(|| black_box(loaded.snapshot(store, &Default::default()).unwrap()))
+        b.iter(|| black_box(loaded.snapshot(store, &Default::default(), None).unwrap()))
     });
     group.finish();
 }
 
 fn benches(c: &mut Criterion) {
     let (loaded, store) = demo();
-    let snap = loaded.snapshot(&store, &Default::default()).unwrap();
+    let snap = loaded.snapshot(&store, &Default::default(), None).unwrap();
     let published: Published = Arc::new(ArcSwap::from_pointee(snap));
     query_path(c, &published);
     // The same snapshot the handler reads, for the benches below the handler.

@@ -9,7 +9,10 @@ pub mod app;
 pub mod config;
 /// The query path: raw query to raw reply (fast path, general path, cache, RRL).
 pub mod dns;
-/// Active probes of load-balancer addresses and the health table they fill.
+/// What the other fedns replicas see: their views of the probe targets, from their Leases.
+pub mod fleet;
+/// Active probes of load-balancer addresses, the health table they fill, and the fleet's
+/// quorum over the replicas' views.
 pub mod health;
 /// Sockets: binding, UDP worker threads, TCP connections.
 pub mod listen;

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
             serve(config, options, drain)
         }
         Command::Check { config } => match load(Some(&config)) {
-            Ok(loaded) => match loaded.snapshot(&Store::default(), &Default::default()) {
+            Ok(loaded) => match loaded.snapshot(&Store::default(), &Default::default(), None) {
                 Ok(snap) => {
                     println!(
                         "{}: ok: zone {}, {} clusters ({} watched through Kubernetes), {} static names, GeoIP {}",
@@ -153,7 +153,7 @@ fn main() -> ExitCode {
                 eprintln!("fedns: `{name} {qtype}` is not a name and record type");
                 return ExitCode::from(EX_USAGE);
             };
-            let snap = match loaded.snapshot(&store, &Default::default()) {
+            let snap = match loaded.snapshot(&store, &Default::default(), None) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("fedns: {e}");

@@ -25,7 +25,7 @@ fn handler() -> &'static Handler {
     HANDLER.get_or_init(|| {
         let loaded = LoadedConfig::demo().unwrap();
         let store = Store::from_config(&loaded.config);
-        let snap = loaded.snapshot(&store, &Default::default()).unwrap();
+        let snap = loaded.snapshot(&store, &Default::default(), None).unwrap();
         let published: Published = Arc::new(ArcSwap::from_pointee(snap));
         Handler::new(published, Default::default(), false)
     })

@@ -9,8 +9,10 @@ use hickory_proto::rr::Name;
 use crate::config::zonefile::{ZoneData, ZoneError};
 use crate::config::{Config, ConfigError};
 use crate::demo;
+use crate::fleet::{self, Fleet};
 use crate::geo::{GeoDb, GeoError};
 use crate::health::HealthTable;
+use crate::health::quorum::Judge;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::sources::kubernetes::{ClusterAccess, KubeError};
 use crate::store::Store;
@@ -39,12 +41,16 @@ pub struct LoadedConfig {
     pub geoip: Option<Arc<GeoDb>>,
     /// API access of every watched member cluster, kubeconfigs read and checked.
     pub clusters: Vec<ClusterAccess>,
+    /// Digests that replicas of a fleet compare: of the config file's text, and of the
+    /// GeoIP database's identity (type, build time, tree size); empty without one.
+    pub config_digest: String,
+    pub geoip_digest: String,
 }
 
 impl LoadedConfig {
     /// Loads a config file, its zone file and its GeoIP database.
     pub fn from_file(path: &Path) -> Result<LoadedConfig, LoadError> {
-        let config = Config::load(path)?;
+        let (config, text) = Config::load_with_text(path)?;
         let apex = apex(&config)?;
         let zone = match &config.zone_file {
             Some(z) => ZoneData::load(z, &apex)?,
@@ -62,8 +68,10 @@ impl LoadedConfig {
             config,
             path: Some(path.to_owned()),
             zone,
+            geoip_digest: geoip_digest(geoip.as_deref()),
             geoip,
             clusters,
+            config_digest: fleet::digest_bytes(text.as_bytes()),
         })
     }
 
@@ -81,19 +89,28 @@ impl LoadedConfig {
             config,
             path: None,
             zone,
+            geoip_digest: geoip_digest(Some(&geoip)),
             geoip: Some(Arc::new(geoip)),
             clusters: Vec::new(),
+            config_digest: fleet::digest_bytes(demo::CONFIG.as_bytes()),
         })
     }
 
-    /// Builds a snapshot from this config, the store's contents and the probes' health.
-    pub fn snapshot(&self, store: &Store, health: &HealthTable) -> Result<Snapshot, BuildError> {
+    /// Builds a snapshot from this config, the store's contents and the probes' health
+    /// (this replica's alone, or the fleet's quorum over every replica's).
+    pub fn snapshot(
+        &self,
+        store: &Store,
+        health: &HealthTable,
+        fleet: Option<&Fleet>,
+    ) -> Result<Snapshot, BuildError> {
+        let judge = Judge::new(health, &self.config.health, fleet);
         Snapshot::build(
             &self.config,
             &self.zone,
             self.geoip.clone(),
             &store.contents(),
-            &|ep, ip| health.endpoint_health(ep, ip, &self.config.health),
+            &|ep, ip| judge.endpoint(ep, ip),
         )
     }
 }
@@ -103,4 +120,9 @@ fn apex(config: &Config) -> Result<Name, BuildError> {
         Name::from_ascii(&config.zone).map_err(|_| BuildError::Zone(config.zone.clone()))?;
     n.set_fqdn(true);
     Ok(n)
+}
+
+fn geoip_digest(db: Option<&GeoDb>) -> String {
+    db.map(|d| fleet::digest_bytes(d.identity().as_bytes()))
+        .unwrap_or_default()
 }

@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tracing::info;
 
 use crate::config::HealthConfig;
 use crate::dns::Handler;
 use crate::dns::rrl::Limiter;
+use crate::fleet::{self, Fleet};
 use crate::health::HealthTable;
 use crate::listen::tcp::TcpLimits;
 use crate::listen::{DnsServer, ServeSettings};
@@ -63,6 +65,9 @@ pub struct App {
     pub loaded: ArcSwap<LoadedConfig>,
     pub store: Arc<Store>,
     pub health: Arc<HealthTable>,
+    /// The other replicas' views, with a `fleet:` section (fixed at start: the replica's
+    /// name does not change with a reload).
+    pub fleet: Option<Arc<Fleet>>,
     pub published: Published,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
@@ -77,6 +82,9 @@ struct Sources {
     /// Per watched cluster: the fingerprint of its access settings, and its task.
     watchers: HashMap<String, (u64, JoinHandle<()>)>,
     prober: Option<(HealthConfig, JoinHandle<()>)>,
+    /// Per watched cluster: the fingerprint of its access and fleet settings, and the task
+    /// that writes this replica's Lease there and watches the others'.
+    fleet: HashMap<String, (u64, JoinHandle<()>)>,
 }
 
 /// A running fedns.
@@ -106,7 +114,7 @@ impl Running {
             t.abort();
         }
         let mut sources = self.app.sources.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, t) in sources.watchers.values() {
+        for (_, t) in sources.watchers.values().chain(sources.fleet.values()) {
             t.abort();
         }
         if let Some((_, t)) = sources.prober.take() {
@@ -130,7 +138,21 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
     let health = Arc::new(HealthTable::default());
     let metrics = Arc::new(Metrics::new());
     metrics.watch_health(health.clone());
-    let snapshot = loaded.snapshot(&store, &health)?;
+    let fleet = loaded.config.fleet.as_ref().map(|f| {
+        let me = fleet::replica_name(f.name.as_deref());
+        info!(replica = me, namespace = f.namespace, "fleet: this replica");
+        let fleet = Fleet::new(&me);
+        fleet.set_own(
+            &loaded.config_digest,
+            &loaded.geoip_digest,
+            loaded.config.health.quorum(true),
+        );
+        Arc::new(fleet)
+    });
+    if let Some(f) = &fleet {
+        metrics.watch_fleet(f.clone(), health.clone());
+    }
+    let snapshot = loaded.snapshot(&store, &health, fleet.as_deref())?;
     let names: Vec<&str> = snapshot.clusters.iter().map(|c| c.name.as_str()).collect();
     metrics.set_clusters(&names);
     let dns_addrs = if options.listen.is_empty() {
@@ -145,6 +167,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         loaded: ArcSwap::from_pointee(loaded),
         store,
         health,
+        fleet,
         metrics,
         started: Instant::now(),
         draining: AtomicBool::new(false),
@@ -154,6 +177,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
     // Gauges exist from the start, not from the first rebuild.
     app.cluster_metrics();
     let mut tasks = vec![app.spawn_publisher(changed)];
+    tasks.extend(app.spawn_fleet_expiry());
     if let Some(path) = app.loaded.load().config.state_file.clone() {
         tasks.push(tokio::spawn(state_file::run(app.store.clone(), path)));
     }
@@ -209,6 +233,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
                 health: app.health.clone(),
                 metrics: app.metrics.clone(),
                 readiness: app.clone(),
+                fleet: app.fleet.clone(),
             };
             tasks.push(tokio::spawn(admin::serve(listener, Arc::new(state))));
             bound

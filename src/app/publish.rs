@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tracing::error;
 
 use super::App;
+use crate::health::quorum::Judge;
 use crate::ops::admin::Readiness;
 use crate::snapshot::Snapshot;
 use crate::store::Endpoint;
@@ -26,7 +27,8 @@ impl App {
         let start = Instant::now();
         let contents = self.store.contents();
         let loaded = self.loaded.load();
-        let health = |ep: &Endpoint, ip| self.health.endpoint_health(ep, ip, &loaded.config.health);
+        let judge = Judge::new(&self.health, &loaded.config.health, self.fleet.as_deref());
+        let health = |ep: &Endpoint, ip| judge.endpoint(ep, ip);
         let next = if dirty.full {
             match Snapshot::build(
                 &loaded.config,
@@ -81,6 +83,35 @@ impl App {
             }
         }
         m.ready.set(i64::from(self.readiness().is_ok()));
+    }
+
+    /// Starts the task that rebuilds when a fleet view expires (its vote ends then).
+    pub(super) fn spawn_fleet_expiry(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let fleet = self.fleet.clone()?;
+        let app = self.clone();
+        Some(tokio::spawn(async move {
+            let mut fresh = 0;
+            loop {
+                let now = std::time::SystemTime::now();
+                let wait = fleet
+                    .next_expiry(now)
+                    .and_then(|t| t.duration_since(now).ok())
+                    .unwrap_or(std::time::Duration::from_secs(1))
+                    .clamp(
+                        std::time::Duration::from_millis(50),
+                        std::time::Duration::from_secs(1),
+                    );
+                tokio::time::sleep(wait).await;
+                let now_fresh = fleet.fresh(std::time::SystemTime::now());
+                if now_fresh < fresh {
+                    if now_fresh == 0 {
+                        tracing::warn!("fleet: no other replica's view is fresh; deciding alone");
+                    }
+                    app.store.rebuild_all();
+                }
+                fresh = now_fresh;
+            }
+        }))
     }
 
     /// Starts the snapshot builder; `changed` was subscribed before the first build, so

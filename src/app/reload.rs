@@ -27,7 +27,7 @@ impl App {
         };
         let result = LoadedConfig::from_file(path).and_then(|new| {
             // Check that a snapshot builds before anything is switched.
-            new.snapshot(&self.store, &self.health)?;
+            new.snapshot(&self.store, &self.health, self.fleet.as_deref())?;
             Ok(new)
         });
         match result {
@@ -40,6 +40,13 @@ impl App {
                 {
                     warn!(
                         "listen addresses, rrl or state_file changed; they take effect at the next restart"
+                    );
+                }
+                if let Some(f) = &self.fleet {
+                    f.set_own(
+                        &new.config_digest,
+                        &new.geoip_digest,
+                        new.config.health.quorum(true),
                     );
                 }
                 self.sync_sources(&new);

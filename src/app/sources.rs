@@ -6,9 +6,13 @@ use std::collections::HashMap;
 
 use tracing::info;
 
-use super::App;
+use std::sync::Arc;
+
 use super::loaded::LoadedConfig;
+use super::{App, Sources};
+use crate::fleet::OwnView;
 use crate::health;
+use crate::sources::kubernetes::fleet::Publishing;
 use crate::sources::kubernetes::{self, ClusterAccess};
 use crate::sources::static_services;
 
@@ -63,6 +67,7 @@ impl App {
                 .watchers
                 .insert(name.to_owned(), (fingerprint, task));
         }
+        self.sync_fleet(loaded, &mut sources, &zone);
         let health = &loaded.config.health;
         if sources.prober.as_ref().is_none_or(|(h, _)| h != health) {
             if let Some((_, old)) = sources.prober.take() {
@@ -74,6 +79,78 @@ impl App {
                 health.clone(),
             ));
             sources.prober = Some((health.clone(), task));
+        }
+    }
+
+    /// One fleet task per watched cluster: this replica's Lease written there (to every
+    /// cluster, or those of `publish_to`) and every replica's Lease watched. Restarted
+    /// when the cluster's access, the fleet settings or this replica's digests change.
+    fn sync_fleet(&self, loaded: &LoadedConfig, sources: &mut Sources, zone: &str) {
+        let (Some(fleet), Some(cfg)) = (&self.fleet, &loaded.config.fleet) else {
+            for (_, (_, t)) in sources.fleet.drain() {
+                t.abort();
+            }
+            return;
+        };
+        let own = self.health.clone();
+        let publishing = Arc::new(Publishing {
+            me: fleet.me.clone(),
+            region: cfg.region.clone(),
+            namespace: cfg.namespace.clone(),
+            lease_duration: cfg.lease_duration,
+            renew: cfg.renew,
+            config_digest: loaded.config_digest.clone(),
+            geoip_digest: loaded.geoip_digest.clone(),
+            own_view: Arc::new(move || {
+                let (probed, down) = own.view();
+                OwnView { probed, down }
+            }),
+            changed: self.health.subscribe(),
+        });
+        let wanted: HashMap<&str, &ClusterAccess> = loaded
+            .clusters
+            .iter()
+            .map(|a| (a.cluster.as_str(), a))
+            .collect();
+        sources.fleet.retain(|name, (_, task)| {
+            let keep = wanted.contains_key(name.as_str());
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (name, access) in wanted {
+            let publish = cfg.publish_to.is_empty()
+                || cfg.publish_to.iter().any(|c| c.eq_ignore_ascii_case(name));
+            let fingerprint = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                access
+                    .fingerprint(&loaded.config.kubernetes, zone)
+                    .hash(&mut h);
+                format!("{cfg:?}").hash(&mut h);
+                (&loaded.config_digest, &loaded.geoip_digest, publish).hash(&mut h);
+                h.finish()
+            };
+            if sources
+                .fleet
+                .get(name)
+                .is_some_and(|(f, _)| *f == fingerprint)
+            {
+                continue;
+            }
+            if let Some((_, old)) = sources.fleet.remove(name) {
+                old.abort();
+            }
+            let task = kubernetes::fleet::spawn(
+                access.clone(),
+                loaded.config.kubernetes.clone(),
+                publishing.clone(),
+                publish,
+                fleet.clone(),
+                self.store.clone(),
+            );
+            sources.fleet.insert(name.to_owned(), (fingerprint, task));
         }
     }
 }

@@ -95,3 +95,15 @@ pub fn interval() -> Duration {
 pub fn rise() -> u32 {
     2
 }
+
+pub fn fleet_namespace() -> String {
+    "fedns".into()
+}
+
+pub fn lease_duration() -> Duration {
+    Duration::from_secs(15)
+}
+
+pub fn lease_renew() -> Duration {
+    Duration::from_secs(5)
+}

@@ -80,6 +80,10 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// This replica's place in a fleet of fedns replicas that share health votes through
+    /// Leases in the member clusters. Absent: the replica decides alone, as before.
+    #[serde(default)]
+    pub fleet: Option<FleetConfig>,
     /// Where the last-known Kubernetes endpoints of every cluster are kept across restarts,
     /// so that a restart while some member APIs are unreachable still answers with their
     /// last-known records (flagged stale). Optional; relative to the config file.
@@ -305,6 +309,10 @@ pub struct HealthConfig {
     pub fall: u32,
     #[serde(default)]
     pub on_all_unhealthy: AllUnhealthy,
+    /// How the fleet's views decide a target's health. Default: `majority` with a
+    /// `fleet:` section, `own` without (see `Quorum`).
+    #[serde(default)]
+    pub quorum: Option<Quorum>,
 }
 
 impl Default for HealthConfig {
@@ -319,6 +327,7 @@ impl Default for HealthConfig {
             rise: defaults::rise(),
             fall: defaults::fall(),
             on_all_unhealthy: AllUnhealthy::default(),
+            quorum: None,
         }
     }
 }
@@ -338,6 +347,105 @@ pub enum ProbeKind {
     Https,
     /// No probe: Kubernetes readiness alone decides.
     None,
+}
+
+/// How the views of the fleet's replicas decide whether a probe target is down. Only fresh
+/// views that probe the target vote; rise and fall apply within each replica, before it
+/// publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// This replica's own probes alone.
+    Own,
+    /// Down when more than half of the voting views say down.
+    Majority,
+    /// Down only when every voting view says down.
+    All,
+    /// Down when any voting view says down.
+    Any,
+    /// Healthy when more than this percentage of the voting views say healthy (Route 53
+    /// counts an endpoint healthy when more than 18 % of its checkers do).
+    Percent(u8),
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quorum::Own => f.write_str("own"),
+            Quorum::Majority => f.write_str("majority"),
+            Quorum::All => f.write_str("all"),
+            Quorum::Any => f.write_str("any"),
+            Quorum::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Quorum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a quorum: own, majority, all, any, or a percentage such as 18%"
+            ))
+        };
+        Ok(match s.trim() {
+            "own" => Quorum::Own,
+            "majority" => Quorum::Majority,
+            "all" => Quorum::All,
+            "any" => Quorum::Any,
+            p => {
+                let n: u8 = p
+                    .strip_suffix('%')
+                    .ok_or_else(bad)?
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad())?;
+                if n >= 100 {
+                    return Err(bad());
+                }
+                Quorum::Percent(n)
+            }
+        })
+    }
+}
+
+/// This replica in a fleet: its name, region, and where its Leases and the operators'
+/// overrides live in every member cluster.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The replica's name. Default: `POD_NAME` from the environment, else the host name.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The namespace of the fleet's Leases and of `fedns-overrides` in every member cluster.
+    #[serde(default = "defaults::fleet_namespace")]
+    pub namespace: String,
+    /// Member clusters this replica publishes its Lease to. Default: every watched cluster,
+    /// so that no single API outage hides a replica; readers take the freshest copy.
+    #[serde(default)]
+    pub publish_to: Vec<String>,
+    /// A replica whose Lease has not been renewed for this long no longer votes.
+    #[serde(
+        default = "defaults::lease_duration",
+        deserialize_with = "values::duration"
+    )]
+    pub lease_duration: Duration,
+    /// How often the Lease is renewed when nothing changes.
+    #[serde(
+        default = "defaults::lease_renew",
+        deserialize_with = "values::duration"
+    )]
+    pub renew: Duration,
+}
+
+impl HealthConfig {
+    /// The quorum in force: the configured one, else `majority` in a fleet and `own`
+    /// alone.
+    pub fn quorum(&self, fleet: bool) -> Quorum {
+        self.quorum
+            .unwrap_or(if fleet { Quorum::Majority } else { Quorum::Own })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -439,6 +547,11 @@ impl Config {
     /// Reads, parses and checks a config file. Relative paths inside it are resolved against
     /// the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_text(path).map(|(c, _)| c)
+    }
+
+    /// As `load`, with the file's text (replicas compare configs by its digest).
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -446,7 +559,7 @@ impl Config {
         let mut config = Config::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
-        Ok(config)
+        Ok((config, text))
     }
 
     /// Parses and checks config text; `path` is only used in error messages.

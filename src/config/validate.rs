@@ -20,7 +20,8 @@ pub fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigEr
     let names = v.clusters(config)?;
     v.networks(config, &names)?;
     v.fallback(config, &names)?;
-    v.services(config, &names)
+    v.services(config, &names)?;
+    v.fleet(config, &names)
 }
 
 /// Where top-level fields stand in the file.
@@ -364,6 +365,47 @@ impl Checker<'_> {
                     format!("no cluster `{}`", f.value),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `fleet`: names that can be Kubernetes object names, clusters that exist, a lease
+    /// renewed well within its duration.
+    fn fleet(&self, config: &Config, names: &HashSet<String>) -> Result<(), ConfigError> {
+        let Some(f) = &config.fleet else {
+            return Ok(());
+        };
+        if let Some(n) = &f.name
+            && !is_label(n)
+        {
+            return Err(self.at("fleet.name", format!("`{n}` is not a DNS label")));
+        }
+        if !is_label(&f.namespace) {
+            return Err(self.at(
+                "fleet.namespace",
+                format!("`{}` is not a namespace name", f.namespace),
+            ));
+        }
+        for c in &f.publish_to {
+            if !names.contains(&c.to_ascii_lowercase()) {
+                return Err(self.at("fleet.publish_to", format!("no cluster `{c}`")));
+            }
+        }
+        if f.lease_duration.as_secs() < 2 || f.renew.is_zero() || f.renew * 2 > f.lease_duration {
+            return Err(self.at(
+                "fleet",
+                "lease_duration must be at least 2s and renew at most half of it",
+            ));
+        }
+        if config
+            .clusters
+            .iter()
+            .all(|c| c.value.kube_source().is_none())
+        {
+            return Err(self.at(
+                "fleet",
+                "a fleet shares votes through member clusters' APIs: at least one cluster must be watched through Kubernetes",
+            ));
         }
         Ok(())
     }

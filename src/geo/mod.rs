@@ -212,6 +212,17 @@ impl GeoDb {
         &self.path
     }
 
+    /// The database's build time (seconds since the epoch), as its metadata says.
+    pub fn build_epoch(&self) -> u64 {
+        self.reader.metadata().build_epoch
+    }
+
+    /// What identifies one build of a database: type, build time and size of its tree.
+    pub fn identity(&self) -> String {
+        let m = self.reader.metadata();
+        format!("{} {} {}", m.database_type, m.build_epoch, m.node_count)
+    }
+
     pub fn database_type(&self) -> &str {
         &self.reader.metadata().database_type
     }

@@ -24,6 +24,7 @@ use crate::store::{ClusterEndpoints, Endpoint};
 
 pub mod probe;
 pub mod prober;
+pub mod quorum;
 
 /// Health of one probe target, and so of the load-balancer address it probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,6 +77,16 @@ impl Target {
 }
 
 impl Target {
+    /// The target as one token, the same on every replica: `tcp:192.0.2.1:443`,
+    /// `http:192.0.2.1:80/healthz#200`. Replicas name targets by it in their Leases.
+    pub fn key(&self) -> String {
+        match self.kind {
+            ProbeKind::Tcp | ProbeKind::None => format!("tcp:{}", self.addr),
+            ProbeKind::Http => format!("http:{}{}#{}", self.addr, self.path, self.expect),
+            ProbeKind::Https => format!("https:{}{}#{}", self.addr, self.path, self.expect),
+        }
+    }
+
     /// How the target is probed: `tcp`, `http /healthz 200`, `https / 204`.
     pub fn probe(&self) -> String {
         match self.kind {
@@ -163,9 +174,21 @@ impl TargetState {
 
 /// Health of every probe target. Written by probe loops; read by the snapshot builder,
 /// and by metrics and /debug at scrape time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HealthTable {
     inner: Mutex<Table>,
+    /// Bumped whenever this replica's view changes (a target's health, a target probed
+    /// for the first time, a target no longer probed): the fleet publisher follows it.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for HealthTable {
+    fn default() -> Self {
+        HealthTable {
+            inner: Mutex::default(),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -205,6 +228,22 @@ impl HealthTable {
             .collect()
     }
 
+    /// This replica's view, as it publishes it to the fleet: the keys of the targets it
+    /// probes (sorted) and of those it finds down. A target not probed yet is not down.
+    pub fn view(&self) -> (Vec<String>, Vec<String>) {
+        let t = self.lock();
+        let mut probed: Vec<String> = t.states.keys().map(Target::key).collect();
+        let mut down: Vec<String> = t
+            .states
+            .iter()
+            .filter(|(_, s)| s.health == Health::Unhealthy)
+            .map(|(k, _)| k.key())
+            .collect();
+        probed.sort();
+        down.sort();
+        (probed, down)
+    }
+
     /// Probes run and probes failed since start, over every target there has been.
     pub fn totals(&self) -> (u64, u64) {
         let t = self.lock();
@@ -213,15 +252,29 @@ impl HealthTable {
             .fold(t.retired, |(p, f), s| (p + s.probes, f + s.failures))
     }
 
+    /// Wakes on every change of this replica's view (see `view`).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     fn record(&self, t: &Target, result: Result<(), String>, rise: u32, fall: u32) -> bool {
-        let states = &mut self.lock().states;
-        if let Some(s) = states.get_mut(t) {
-            return s.record(result, rise, fall);
+        let (changed, new) = {
+            let states = &mut self.lock().states;
+            match states.get_mut(t) {
+                Some(s) => (s.record(result, rise, fall), false),
+                None => (
+                    states
+                        .entry(t.clone())
+                        .or_default()
+                        .record(result, rise, fall),
+                    true,
+                ),
+            }
+        };
+        if changed || new {
+            self.changed.send_modify(|g| *g = g.wrapping_add(1));
         }
-        states
-            .entry(t.clone())
-            .or_default()
-            .record(result, rise, fall)
+        changed
     }
 
     fn forget(&self, t: &Target) {
@@ -229,6 +282,8 @@ impl HealthTable {
         if let Some(s) = table.states.remove(t) {
             table.retired.0 += s.probes;
             table.retired.1 += s.failures;
+            drop(table);
+            self.changed.send_modify(|g| *g = g.wrapping_add(1));
         }
     }
 

@@ -14,10 +14,12 @@ use prometheus::{
 
 use self::probes::ProbeCollector;
 use self::shards::{GEO, QTYPE_NAMES, QUERY_SLOTS, QueryCollector, RCODES, Shard};
+use crate::fleet::Fleet;
 use crate::geo::Precision;
 use crate::health::HealthTable;
 
 mod families;
+pub mod fleet;
 pub mod probes;
 pub mod shards;
 use crate::snapshot::LocationSource;
@@ -332,6 +334,13 @@ impl Metrics {
     /// Maps the per-cluster answer counts to a new snapshot's cluster list.
     pub fn set_clusters(&self, names: &[&str]) {
         self.counters.set_clusters(names);
+    }
+
+    /// Exposes the fleet's agreement, read from the views at every scrape.
+    pub fn watch_fleet(&self, fleet: Arc<Fleet>, table: Arc<HealthTable>) {
+        self.registry
+            .register(Box::new(fleet::FleetCollector::new(fleet, table)))
+            .expect("unique metric");
     }
 
     /// Exposes the probes' health and counts, read from the table at every scrape.

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,8 +17,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing::debug;
 
+use crate::fleet::{Fleet, digest_lines};
 use crate::health::Health;
 use crate::health::HealthTable;
+use crate::health::quorum;
 use crate::metrics::Metrics;
 use crate::snapshot::Published;
 use crate::snapshot::{FedName, Snapshot};
@@ -33,6 +35,8 @@ pub struct AdminState {
     pub health: Arc<HealthTable>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<dyn Readiness>,
+    /// The other replicas' views, with a `fleet:` section.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// Whether /readyz answers 200, and if not, why.
@@ -97,10 +101,23 @@ fn route(shared: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             serde_json::to_string_pretty(&records(shared)).unwrap_or_default(),
         ),
         "/debug/explain" => explain(shared, req.uri().query().unwrap_or("")),
+        "/debug/fleet" => match &shared.fleet {
+            Some(f) => reply(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_string_pretty(&fleet_json(f, &shared.health)).unwrap_or_default(),
+            ),
+            None => reply(
+                StatusCode::NOT_FOUND,
+                TEXT,
+                "no fleet: this replica has no `fleet:` section and decides alone\n".into(),
+            ),
+        },
         _ => reply(
             StatusCode::NOT_FOUND,
             TEXT,
-            "not found: try /metrics /healthz /readyz /debug/records /debug/explain\n".into(),
+            "not found: try /metrics /healthz /readyz /debug/records /debug/explain /debug/fleet\n"
+                .into(),
         ),
     }
 }
@@ -229,6 +246,57 @@ fn records(shared: &AdminState) -> Value {
         })
         .collect();
     json!({ "zone": snap.apex.to_string(), "names": names, "clusters": clusters, "probes": probes })
+}
+
+/// `/debug/fleet`: this replica and its view; every other replica known from its Leases
+/// (fresh or not, from which cluster, its digests and its view); and for every target
+/// this replica probes, the votes and what the quorum decides.
+fn fleet_json(fleet: &Fleet, table: &HealthTable) -> Value {
+    let now = SystemTime::now();
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (config, geoip) = fleet.digests();
+    let quorum = fleet.quorum();
+    let (probed, down) = table.view();
+    let digest = digest_lines(probed.iter().map(String::as_str));
+    let replicas: Vec<Value> = fleet
+        .views()
+        .into_iter()
+        .map(|v| {
+            json!({
+                "name": v.name,
+                "region": v.region,
+                "via": v.via,
+                "renewed": secs(v.renewed),
+                "fresh": v.fresh(now),
+                "lease_duration_s": v.duration.as_secs(),
+                "probed": v.probed,
+                "same_targets": v.targets_digest == digest,
+                "down": v.down,
+                "same_config": v.config_digest == config,
+                "same_geoip": v.geoip_digest == geoip,
+                "config_digest": v.config_digest,
+                "geoip_digest": v.geoip_digest,
+                "version": v.version,
+            })
+        })
+        .collect();
+    let targets: Vec<Value> = probed
+        .iter()
+        .map(|k| {
+            let votes = fleet.votes(k, down.binary_search(k).is_ok(), &digest, now);
+            let decided = quorum::decide(quorum, &votes);
+            json!({ "target": k, "up": votes.up, "down": votes.down, "decided": health_str(decided) })
+        })
+        .collect();
+    json!({
+        "me": fleet.me,
+        "quorum": quorum.to_string(),
+        "config_digest": config,
+        "geoip_digest": geoip,
+        "targets_digest": digest,
+        "replicas": replicas,
+        "targets": targets,
+    })
 }
 
 fn health_str(h: Health) -> &'static str {

@@ -190,7 +190,7 @@ fn explain_names_location_candidates_and_choice() {
 fn each_demo_network_gets_its_documented_nearest_cluster() {
     let loaded = fedns::app::LoadedConfig::demo().unwrap();
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
-    let snap = loaded.snapshot(&store, &Default::default()).unwrap();
+    let snap = loaded.snapshot(&store, &Default::default(), None).unwrap();
     let name = Name::from_ascii(APP).unwrap();
     for n in fedns::demo::NETWORKS {
         let net: ipnet::IpNet = n.net.parse().unwrap();

@@ -14,7 +14,7 @@ use fedns::store::Store;
 pub fn publish(loaded: &LoadedConfig) -> Published {
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let snap = loaded
-        .snapshot(&store, &Default::default())
+        .snapshot(&store, &Default::default(), None)
         .unwrap_or_else(|e| panic!("{e}"));
     Arc::new(ArcSwap::from_pointee(snap))
 }

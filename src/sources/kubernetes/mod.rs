@@ -35,6 +35,7 @@ use crate::store::{KubeState, Store};
 
 mod access;
 mod convert;
+pub mod fleet;
 mod objects;
 mod watch;
 

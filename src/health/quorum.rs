@@ -1,0 +1,141 @@
+//! The fleet's decision: this replica's own health of a target, and the votes of the other
+//! replicas' fresh views (`fleet::Fleet::votes`), under the configured `Quorum`.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use super::{Health, HealthTable, Target};
+use crate::config::{HealthConfig, Quorum};
+use crate::fleet::{Fleet, Votes};
+use crate::store::Endpoint;
+
+/// Health as the quorum decides it from the votes.
+pub fn decide(quorum: Quorum, votes: &Votes) -> Health {
+    let (up, down) = (votes.up.len(), votes.down.len());
+    let n = up + down;
+    let is_down = match quorum {
+        // Own is decided without votes; with votes, own is the first (and only) voter.
+        Quorum::Own => down > 0 && n == 1,
+        Quorum::Majority => down * 2 > n,
+        Quorum::All => n > 0 && down == n,
+        Quorum::Any => down > 0,
+        // Healthy when more than `p` % of the voters say healthy.
+        Quorum::Percent(p) => up * 100 <= usize::from(p) * n,
+    };
+    if is_down {
+        Health::Unhealthy
+    } else {
+        Health::Healthy
+    }
+}
+
+/// Health of targets as the fleet decides it: one per snapshot build, so that every
+/// address is judged against the same moment and the same own view.
+pub struct Judge<'a> {
+    table: &'a HealthTable,
+    cfg: &'a HealthConfig,
+    /// The fleet and its quorum; None: this replica decides alone (`own`).
+    fleet: Option<(&'a Fleet, Quorum, String)>,
+    now: SystemTime,
+}
+
+impl<'a> Judge<'a> {
+    pub fn new(table: &'a HealthTable, cfg: &'a HealthConfig, fleet: Option<&'a Fleet>) -> Self {
+        let fleet = fleet
+            .map(|f| (f, cfg.quorum(true)))
+            .filter(|(_, q)| *q != Quorum::Own)
+            .map(|(f, q)| {
+                let (probed, _) = table.view();
+                let digest = crate::fleet::digest_lines(probed.iter().map(String::as_str));
+                (f, q, digest)
+            });
+        Judge {
+            table,
+            cfg,
+            fleet,
+            now: SystemTime::now(),
+        }
+    }
+
+    /// The health of one load-balancer address of an endpoint.
+    pub fn endpoint(&self, ep: &Endpoint, ip: IpAddr) -> Health {
+        match Target::of(ep, ip, self.cfg) {
+            Some(t) => self.target(&t),
+            None => Health::Healthy,
+        }
+    }
+
+    /// The health of a target: its own, or the quorum's over the fleet's votes.
+    pub fn target(&self, t: &Target) -> Health {
+        let own = self.table.health(t);
+        match &self.fleet {
+            None => own,
+            Some((fleet, quorum, digest)) => decide(*quorum, &self.votes_on(fleet, t, own, digest)),
+        }
+    }
+
+    /// The votes on a target (this replica's alone outside a fleet).
+    pub fn votes(&self, t: &Target) -> Votes {
+        let own = self.table.health(t);
+        match &self.fleet {
+            None => {
+                let me = vec!["self".to_owned()];
+                if own == Health::Unhealthy {
+                    Votes {
+                        up: vec![],
+                        down: me,
+                    }
+                } else {
+                    Votes {
+                        up: me,
+                        down: vec![],
+                    }
+                }
+            }
+            Some((fleet, _, digest)) => self.votes_on(fleet, t, own, digest),
+        }
+    }
+
+    fn votes_on(&self, fleet: &Fleet, t: &Target, own: Health, digest: &str) -> Votes {
+        fleet.votes(&t.key(), own == Health::Unhealthy, digest, self.now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn votes(up: usize, down: usize) -> Votes {
+        Votes {
+            up: (0..up).map(|i| format!("u{i}")).collect(),
+            down: (0..down).map(|i| format!("d{i}")).collect(),
+        }
+    }
+
+    #[test]
+    fn quorums() {
+        use Health::{Healthy as H, Unhealthy as U};
+        // (up, down) -> majority, all, any, 18 %
+        let table = [
+            ((1, 0), [H, H, H, H]),
+            ((0, 1), [U, U, U, U]),
+            ((2, 1), [H, H, U, H]),
+            ((1, 2), [U, H, U, H]),
+            ((1, 1), [H, H, U, H]),
+            ((0, 3), [U, U, U, U]),
+            ((1, 4), [U, H, U, H]),
+            ((1, 5), [U, H, U, U]),
+            ((1, 9), [U, H, U, U]),
+        ];
+        for ((up, down), want) in table {
+            let v = votes(up, down);
+            let got = [
+                decide(Quorum::Majority, &v),
+                decide(Quorum::All, &v),
+                decide(Quorum::Any, &v),
+                decide(Quorum::Percent(18), &v),
+            ];
+            assert_eq!(got, want, "up {up}, down {down}");
+        }
+    }
+}

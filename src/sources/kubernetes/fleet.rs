@@ -1,0 +1,295 @@
+//! The fleet's Leases in one member cluster: this replica's Lease written (created, then
+//! replaced with its resourceVersion; a 409 re-reads and tries again), renewed on a steady
+//! period and rewritten on every change of its view (coalesced); and every replica's
+//! Lease watched, cut down to a `fleet::ReplicaView`.
+//!
+//! Nothing here blocks probing or answering: each cluster has its own task, every request
+//! has a timeout, and a failing API only delays this cluster's copy of the Lease (the
+//! other clusters' copies keep the replica fresh for the readers).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, ResourceExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::access::ClusterAccess;
+use crate::config::KubernetesConfig;
+use crate::fleet::{Fleet, OwnView, ReplicaView, digest_lines};
+use crate::store::Store;
+
+/// The prefix of every fedns Lease's name: `fedns-<replica>`.
+pub const LEASE_PREFIX: &str = "fedns-";
+const ANNOTATION: &str = "fleet.fedns.io/";
+
+/// Each request to the API gives up after this: a hung API delays only this cluster's copy.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Changes of the view within this long are written as one.
+const COALESCE: Duration = Duration::from_millis(200);
+
+/// What this replica publishes, the same for every cluster.
+pub struct Publishing {
+    pub me: String,
+    pub region: Option<String>,
+    pub namespace: String,
+    pub lease_duration: Duration,
+    pub renew: Duration,
+    pub config_digest: String,
+    pub geoip_digest: String,
+    /// This replica's current view of the probe targets.
+    pub own_view: Arc<dyn Fn() -> OwnView + Send + Sync>,
+    /// Wakes when the view changes.
+    pub changed: watch::Receiver<u64>,
+}
+
+/// Starts one cluster's fleet task: watch every replica's Lease there and, when
+/// `publish`, keep this replica's own Lease written. Runs until aborted.
+pub fn spawn(
+    access: ClusterAccess,
+    k: KubernetesConfig,
+    publishing: Arc<Publishing>,
+    publish: bool,
+    fleet: Arc<Fleet>,
+    store: Arc<Store>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let cluster = access.cluster.clone();
+        let client = match access.client(&k).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("fleet: {e}");
+                return;
+            }
+        };
+        let api: Api<Lease> = Api::namespaced(client, &publishing.namespace);
+        let watching = tokio::spawn(watch_leases(api.clone(), cluster.clone(), fleet, store));
+        let _guard = super::AbortOnDrop(vec![watching]);
+        if publish {
+            keep_written(api, &cluster, &publishing).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
+/// Writes the Lease now and on every change of the view (coalesced) or renew period.
+async fn keep_written(api: Api<Lease>, cluster: &str, p: &Publishing) {
+    let name = format!("{LEASE_PREFIX}{}", p.me);
+    let mut changed = p.changed.clone();
+    let mut failing = false;
+    loop {
+        let view = (p.own_view)();
+        match tokio::time::timeout(REQUEST_TIMEOUT, write(&api, &name, p, &view)).await {
+            Ok(Ok(())) => {
+                if failing {
+                    info!(cluster, lease = name, "fleet: lease written again");
+                }
+                failing = false;
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    warn!(cluster, lease = name, error = %e, "fleet: cannot write the lease");
+                }
+                failing = true;
+            }
+            Err(_) => {
+                if !failing {
+                    warn!(cluster, lease = name, "fleet: writing the lease timed out");
+                }
+                failing = true;
+            }
+        }
+        // A failed write is retried sooner than a renewal, but not in a tight loop.
+        let wait = if failing {
+            p.renew.min(Duration::from_secs(1))
+        } else {
+            p.renew
+        };
+        tokio::select! {
+            r = changed.changed() => {
+                if r.is_err() {
+                    // The health table is gone: keep renewing what was last seen.
+                    tokio::time::sleep(wait).await;
+                } else {
+                    tokio::time::sleep(COALESCE).await;
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Creates or replaces the Lease. A conflict (someone wrote in between) re-reads and tries
+/// again, three times at most.
+async fn write(api: &Api<Lease>, name: &str, p: &Publishing, view: &OwnView) -> kube::Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut lease = lease(name, p, view, SystemTime::now());
+        let result = match api.get_opt(name).await? {
+            None => api.create(&PostParams::default(), &lease).await.map(drop),
+            Some(old) => {
+                lease.metadata.resource_version = old.metadata.resource_version;
+                api.replace(name, &PostParams::default(), &lease)
+                    .await
+                    .map(drop)
+            }
+        };
+        match result {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => {
+                debug!(lease = name, "fleet: lease write conflict; reading again");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The Lease that carries a replica's view.
+fn lease(name: &str, p: &Publishing, view: &OwnView, now: SystemTime) -> Lease {
+    let mut a = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        a.insert(format!("{ANNOTATION}{k}"), v);
+    };
+    if let Some(r) = &p.region {
+        put("region", r.clone());
+    }
+    put("probed", view.probed.len().to_string());
+    put(
+        "targets",
+        digest_lines(view.probed.iter().map(String::as_str)),
+    );
+    put("down", view.down.join(" "));
+    put("config", p.config_digest.clone());
+    put("geoip", p.geoip_digest.clone());
+    put("version", env!("CARGO_PKG_VERSION").to_owned());
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(p.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                "fedns".to_owned(),
+            )])),
+            annotations: Some(a),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(p.me.clone()),
+            lease_duration_seconds: Some(p.lease_duration.as_secs().max(1) as i32),
+            renew_time: Timestamp::try_from(now).ok().map(MicroTime),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
+/// A replica's view from its Lease; None for a Lease that is not a fedns replica's.
+fn view_of(lease: &Lease, via: &str) -> Option<ReplicaView> {
+    let name = lease.name_any();
+    name.strip_prefix(LEASE_PREFIX)?;
+    let spec = lease.spec.as_ref()?;
+    let holder = spec.holder_identity.clone()?;
+    let renewed = SystemTime::from(spec.renew_time.as_ref()?.0);
+    let duration = Duration::from_secs(u64::try_from(spec.lease_duration_seconds?).ok()?);
+    let a = lease.annotations();
+    let get = |k: &str| a.get(&format!("{ANNOTATION}{k}")).cloned();
+    Some(ReplicaView {
+        name: holder,
+        region: get("region"),
+        via: via.to_owned(),
+        renewed,
+        duration,
+        probed: get("probed").and_then(|s| s.parse().ok()).unwrap_or(0),
+        targets_digest: get("targets").unwrap_or_default(),
+        down: get("down")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        config_digest: get("config").unwrap_or_default(),
+        geoip_digest: get("geoip").unwrap_or_default(),
+        version: get("version").unwrap_or_default(),
+    })
+}
+
+/// Watches every Lease of the fleet namespace and keeps the fleet's views; a change of
+/// votes asks for a rebuild. After an error the watch starts again from a fresh list.
+async fn watch_leases(api: Api<Lease>, cluster: String, fleet: Arc<Fleet>, store: Arc<Store>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut stream = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
+        while let Some(item) = stream.next().await {
+            let changed = match item {
+                Ok(Event::Apply(l) | Event::InitApply(l)) => {
+                    view_of(&l, &cluster).is_some_and(|v| fleet.observe(v))
+                }
+                Ok(Event::Delete(l)) => {
+                    view_of(&l, &cluster).is_some_and(|v| fleet.forget(&v.name, &cluster))
+                }
+                Ok(Event::Init) => false,
+                Ok(Event::InitDone) => {
+                    backoff = Duration::from_millis(500);
+                    false
+                }
+                Err(e) => {
+                    debug!(cluster, error = %e, "fleet: lease watch error");
+                    break;
+                }
+            };
+            if changed {
+                store.rebuild_all();
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_goes_through_a_lease_and_back() {
+        let view = OwnView {
+            probed: vec!["tcp:192.0.2.1:443".into(), "tcp:192.0.2.2:443".into()],
+            down: vec!["tcp:192.0.2.2:443".into()],
+        };
+        let (_tx, rx) = watch::channel(0);
+        let p = Publishing {
+            me: "eu-1".into(),
+            region: Some("eu-west-1".into()),
+            namespace: "fedns".into(),
+            lease_duration: Duration::from_secs(15),
+            renew: Duration::from_secs(5),
+            config_digest: "c".into(),
+            geoip_digest: "g".into(),
+            own_view: Arc::new(OwnView::default),
+            changed: rx,
+        };
+        let now = SystemTime::now();
+        let l = lease("fedns-eu-1", &p, &view, now);
+        let v = view_of(&l, "us-east").unwrap();
+        assert_eq!(v.name, "eu-1");
+        assert_eq!(v.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(v.via, "us-east");
+        assert_eq!(v.probed, 2);
+        assert_eq!(v.targets_digest, view.digest());
+        assert_eq!(v.down.iter().collect::<Vec<_>>(), ["tcp:192.0.2.2:443"]);
+        assert_eq!(v.duration, Duration::from_secs(15));
+        let skew = now.duration_since(v.renewed).unwrap_or_default();
+        assert!(skew < Duration::from_millis(1), "{skew:?}");
+        // Somebody else's Lease in the namespace is not a view.
+        let mut other = l.clone();
+        other.metadata.name = Some("kube-scheduler".into());
+        assert_eq!(view_of(&other, "us-east"), None);
+    }
+}

@@ -148,12 +148,21 @@ async fn version_and_discovery() {
         ("", "Service"),
         ("networking.k8s.io", "Ingress"),
         ("discovery.k8s.io", "EndpointSlice"),
+        ("coordination.k8s.io", "Lease"),
+        ("", "ConfigMap"),
     ] {
         let gvk = kube::api::GroupVersionKind::gvk(group, "v1", kind);
-        let (resource, _caps) = discovery
+        let (resource, caps) = discovery
             .resolve_gvk(&gvk)
             .unwrap_or_else(|| panic!("{kind} not discovered"));
         assert_eq!(resource.kind, kind);
+        assert!(matches!(caps.scope, kube::discovery::Scope::Namespaced));
+    }
+    let gvk = kube::api::GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease");
+    let (leases, caps) = discovery.resolve_gvk(&gvk).expect("Lease discovered");
+    assert_eq!(leases.plural, "leases");
+    for verb in ["create", "update", "patch", "delete", "watch"] {
+        assert!(caps.supports_operation(verb), "leases: {verb}");
     }
 }
 
@@ -887,11 +896,24 @@ async fn several_clusters_run_side_by_side() {
 
 /// Sends a raw request through the kube client's stack (TLS, auth header).
 async fn raw(client: &Client, method: &str, uri: &str) -> (u16, http::HeaderMap, Vec<u8>) {
+    raw_body(client, method, uri, None, "").await
+}
+
+/// [`raw`] with a body and its Content-Type.
+async fn raw_body(
+    client: &Client,
+    method: &str,
+    uri: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, http::HeaderMap, Vec<u8>) {
     use http_body_util::BodyExt as _;
-    let request = http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(kube::client::Body::from(Vec::new()))
+    let mut request = http::Request::builder().method(method).uri(uri);
+    if let Some(content_type) = content_type {
+        request = request.header(http::header::CONTENT_TYPE, content_type);
+    }
+    let request = request
+        .body(kube::client::Body::from(body.as_bytes().to_vec()))
         .expect("request");
     let response = within(uri, client.send(request)).await.expect("response");
     let (parts, body) = response.into_parts();
@@ -942,8 +964,24 @@ async fn odd_requests_get_status_errors() {
         ("GET", "/api/v1/namespaces/prod/services/web", 200),
         ("GET", "/%ff/%00/..", 404),
         ("GET", "/", 404),
-        ("POST", "/api/v1/namespaces/prod/services", 405),
-        ("DELETE", "/api/v1/namespaces/prod/services/web", 405),
+        // Writes: namespaced objects only, no deletecollection, JSON bodies only.
+        ("POST", "/api/v1/services", 405),
+        ("POST", "/api/v1/namespaces/prod/services/web", 405),
+        ("PUT", "/api/v1/namespaces/prod/services", 405),
+        ("DELETE", "/api/v1/namespaces/prod/services", 405),
+        ("POST", "/api/v1", 405),
+        ("POST", "/version", 405),
+        ("OPTIONS", "/api/v1/namespaces/prod/services/web", 405),
+        ("POST", "/api/v1/namespaces/prod/pods", 404),
+        ("POST", "/api/v1/namespaces/prod/services", 415),
+        ("PUT", "/api/v1/namespaces/prod/services/web", 415),
+        ("PATCH", "/api/v1/namespaces/prod/services/web", 415),
+        ("DELETE", "/api/v1/namespaces/prod/services/nope", 404),
+        (
+            "DELETE",
+            "/apis/coordination.k8s.io/v1/namespaces/prod/leases/nope",
+            404,
+        ),
     ];
     for (method, uri, want) in cases {
         let (code, headers, body) = raw(&client, method, uri).await;

@@ -5,12 +5,18 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fedns_testkit::apiserver::{FakeCluster, Fault, Resource, endpoint_slice, ingress, lb_service};
+use fedns_testkit::apiserver::{
+    FakeCluster, Fault, Resource, config_map, endpoint_slice, ingress, lb_service, lease,
+};
 use futures::{Stream, StreamExt as _};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ListParams, ResourceExt as _, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, ResourceExt as _,
+    WatchEvent, WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Discovery};
@@ -148,12 +154,21 @@ async fn version_and_discovery() {
         ("", "Service"),
         ("networking.k8s.io", "Ingress"),
         ("discovery.k8s.io", "EndpointSlice"),
+        ("coordination.k8s.io", "Lease"),
+        ("", "ConfigMap"),
     ] {
         let gvk = kube::api::GroupVersionKind::gvk(group, "v1", kind);
-        let (resource, _caps) = discovery
+        let (resource, caps) = discovery
             .resolve_gvk(&gvk)
             .unwrap_or_else(|| panic!("{kind} not discovered"));
         assert_eq!(resource.kind, kind);
+        assert!(matches!(caps.scope, kube::discovery::Scope::Namespaced));
+    }
+    let gvk = kube::api::GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease");
+    let (leases, caps) = discovery.resolve_gvk(&gvk).expect("Lease discovered");
+    assert_eq!(leases.plural, "leases");
+    for verb in ["create", "update", "patch", "delete", "watch"] {
+        assert!(caps.supports_operation(verb), "leases: {verb}");
     }
 }
 
@@ -887,11 +902,24 @@ async fn several_clusters_run_side_by_side() {
 
 /// Sends a raw request through the kube client's stack (TLS, auth header).
 async fn raw(client: &Client, method: &str, uri: &str) -> (u16, http::HeaderMap, Vec<u8>) {
+    raw_body(client, method, uri, None, "").await
+}
+
+/// [`raw`] with a body and its Content-Type.
+async fn raw_body(
+    client: &Client,
+    method: &str,
+    uri: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, http::HeaderMap, Vec<u8>) {
     use http_body_util::BodyExt as _;
-    let request = http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(kube::client::Body::from(Vec::new()))
+    let mut request = http::Request::builder().method(method).uri(uri);
+    if let Some(content_type) = content_type {
+        request = request.header(http::header::CONTENT_TYPE, content_type);
+    }
+    let request = request
+        .body(kube::client::Body::from(body.as_bytes().to_vec()))
         .expect("request");
     let response = within(uri, client.send(request)).await.expect("response");
     let (parts, body) = response.into_parts();
@@ -942,8 +970,24 @@ async fn odd_requests_get_status_errors() {
         ("GET", "/api/v1/namespaces/prod/services/web", 200),
         ("GET", "/%ff/%00/..", 404),
         ("GET", "/", 404),
-        ("POST", "/api/v1/namespaces/prod/services", 405),
-        ("DELETE", "/api/v1/namespaces/prod/services/web", 405),
+        // Writes: namespaced objects only, no deletecollection, JSON bodies only.
+        ("POST", "/api/v1/services", 405),
+        ("POST", "/api/v1/namespaces/prod/services/web", 405),
+        ("PUT", "/api/v1/namespaces/prod/services", 405),
+        ("DELETE", "/api/v1/namespaces/prod/services", 405),
+        ("POST", "/api/v1", 405),
+        ("POST", "/version", 405),
+        ("OPTIONS", "/api/v1/namespaces/prod/services/web", 405),
+        ("POST", "/api/v1/namespaces/prod/pods", 404),
+        ("POST", "/api/v1/namespaces/prod/services", 415),
+        ("PUT", "/api/v1/namespaces/prod/services/web", 415),
+        ("PATCH", "/api/v1/namespaces/prod/services/web", 415),
+        ("DELETE", "/api/v1/namespaces/prod/services/nope", 404),
+        (
+            "DELETE",
+            "/apis/coordination.k8s.io/v1/namespaces/prod/leases/nope",
+            404,
+        ),
     ];
     for (method, uri, want) in cases {
         let (code, headers, body) = raw(&client, method, uri).await;
@@ -1005,4 +1049,785 @@ async fn watcher_streaming_list_mode() {
         Event::Apply(svc) => assert_eq!(svc.name_any(), "next"),
         _ => panic!("expected Apply"),
     }
+}
+
+// ---- Writes over HTTP: the Leases and ConfigMaps of the fleet feature ----
+
+const FLEET: &str = "fedns";
+const RENEWED: &str = "2025-04-23T13:00:00.123456Z";
+
+fn typed<K: serde::de::DeserializeOwned>(object: serde_json::Value) -> K {
+    serde_json::from_value(object).expect("typed object")
+}
+
+fn api_message(err: kube::Error) -> (u16, String, String) {
+    match err {
+        kube::Error::Api(status) => (status.code, status.reason.clone(), status.message.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn holder(lease: &Lease) -> Option<&str> {
+    lease.spec.as_ref()?.holder_identity.as_deref()
+}
+
+fn stale_lease_message(name: &str) -> String {
+    format!(
+        "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been \
+         modified; please apply your changes to the latest version and try again"
+    )
+}
+
+#[tokio::test]
+async fn lease_create_get_replace_patch_delete() {
+    let cluster = FakeCluster::start("leases").await;
+    let leases = Api::<Lease>::namespaced(client_for(&cluster, "leases").await, FLEET);
+    let pp = PostParams::default();
+
+    // Create: 201 with the store's system fields; the Lease kind keeps no generation.
+    let mine: Lease = typed(lease(
+        FLEET,
+        "fedns-a",
+        "a",
+        15,
+        RENEWED,
+        &[("fedns.io/zone", "eu")],
+    ));
+    let created = within("create", leases.create(&pp, &mine))
+        .await
+        .expect("create");
+    let rv1 = created.resource_version().expect("resourceVersion");
+    assert_eq!(rv1, cluster.resource_version());
+    assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+    assert_eq!(created.metadata.generation, None);
+    assert_eq!(holder(&created), Some("a"));
+    assert_eq!(
+        created.spec.as_ref().and_then(|s| s.renew_time.clone()),
+        mine.spec.as_ref().and_then(|s| s.renew_time.clone()),
+        "MicroTime round trip"
+    );
+    let stored = cluster
+        .get(Resource::Leases, FLEET, "fedns-a")
+        .expect("stored");
+    assert_eq!(stored["kind"], "Lease");
+    assert_eq!(stored["metadata"]["annotations"]["fedns.io/zone"], "eu");
+    assert_eq!(
+        cluster.requests()[0],
+        "POST /apis/coordination.k8s.io/v1/namespaces/fedns/leases?"
+    );
+
+    let err = within("create twice", leases.create(&pp, &mine)).await;
+    assert_eq!(
+        api_message(err.expect_err("exists")),
+        (
+            409,
+            "AlreadyExists".into(),
+            "leases.coordination.k8s.io \"fedns-a\" already exists".into()
+        )
+    );
+    // A create must not carry a resourceVersion: the real server's 500.
+    let err = within("create with rv", leases.create(&pp, &created)).await;
+    assert_eq!(
+        api_status(err.expect_err("rv set")),
+        (500, "InternalError".into())
+    );
+
+    // Replace with the current RV: a new RV; with a stale one: 409 and no change.
+    let got = within("get", leases.get("fedns-a")).await.expect("get");
+    assert_eq!(got, created);
+    let mut renewed = got.clone();
+    renewed.spec.as_mut().expect("spec").holder_identity = Some("a2".into());
+    let replaced = within("replace", leases.replace("fedns-a", &pp, &renewed))
+        .await
+        .expect("replace");
+    let rv2 = replaced.resource_version().expect("rv");
+    assert_ne!(rv2, rv1);
+    assert_eq!(replaced.metadata.uid, created.metadata.uid);
+    assert_eq!(holder(&replaced), Some("a2"));
+    let mut stale = got.clone();
+    stale.spec.as_mut().expect("spec").holder_identity = Some("b".into());
+    let err = within("stale replace", leases.replace("fedns-a", &pp, &stale)).await;
+    assert_eq!(
+        api_message(err.expect_err("stale")),
+        (409, "Conflict".into(), stale_lease_message("fedns-a"))
+    );
+    // Leases allow no unconditional update: no resourceVersion is 422, as on a real server.
+    stale.metadata.resource_version = None;
+    let err = within("no rv", leases.replace("fedns-a", &pp, &stale)).await;
+    let (code, reason, message) = api_message(err.expect_err("no rv"));
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(message.contains("metadata.resourceVersion"), "{message}");
+    // The body must name the object of the URL.
+    let err = within("wrong name", leases.replace("fedns-b", &pp, &replaced)).await;
+    assert_eq!(
+        api_status(err.expect_err("name")),
+        (400, "BadRequest".into())
+    );
+    assert_eq!(
+        cluster
+            .get(Resource::Leases, FLEET, "fedns-a")
+            .expect("stored")["metadata"]["resourceVersion"],
+        rv2.as_str()
+    );
+
+    // JSON merge patch; a resourceVersion in it is a precondition.
+    let patch = serde_json::json!({"metadata": {"annotations": {"fedns.io/zone": null, "x": "y"}}});
+    let patched = within(
+        "patch",
+        leases.patch("fedns-a", &PatchParams::default(), &Patch::Merge(&patch)),
+    )
+    .await
+    .expect("patch");
+    assert_eq!(
+        patched.annotations().keys().collect::<Vec<_>>(),
+        ["x"],
+        "null removes a key"
+    );
+    assert_eq!(holder(&patched), Some("a2"));
+    let rv3 = patched.resource_version().expect("rv");
+    let guarded = |rv: &str| serde_json::json!({"metadata": {"resourceVersion": rv}, "spec": {"holderIdentity": "c"}});
+    let err = within(
+        "stale patch",
+        leases.patch(
+            "fedns-a",
+            &PatchParams::default(),
+            &Patch::Merge(guarded(&rv2)),
+        ),
+    )
+    .await;
+    assert_eq!(
+        api_status(err.expect_err("stale")),
+        (409, "Conflict".into())
+    );
+    let patched = within(
+        "guarded patch",
+        leases.patch(
+            "fedns-a",
+            &PatchParams::default(),
+            &Patch::Merge(guarded(&rv3)),
+        ),
+    )
+    .await
+    .expect("guarded patch");
+    assert_eq!(holder(&patched), Some("c"));
+    // Only merge patch is imitated.
+    let err = within(
+        "strategic",
+        leases.patch(
+            "fedns-a",
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        ),
+    )
+    .await;
+    assert_eq!(
+        api_status(err.expect_err("415")),
+        (415, "UnsupportedMediaType".into())
+    );
+    let err = within(
+        "patch missing",
+        leases.patch("nope", &PatchParams::default(), &Patch::Merge(&patch)),
+    )
+    .await;
+    assert_eq!(api_status(err.expect_err("404")), (404, "NotFound".into()));
+
+    // Delete: a Success Status; then every verb is 404, except a PUT, which re-creates a
+    // Lease (AllowCreateOnUpdate).
+    let wrong = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: Some(rv1.clone()),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let err = within("guarded delete", leases.delete("fedns-a", &wrong)).await;
+    assert_eq!(
+        api_status(err.expect_err("precondition")),
+        (409, "Conflict".into())
+    );
+    let gone = within("delete", leases.delete("fedns-a", &DeleteParams::default()))
+        .await
+        .expect("delete");
+    let status = gone.right().expect("a Status, not the object");
+    let details = status.details.expect("details");
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("fedns-a", "leases")
+    );
+    assert_eq!(Some(details.uid), created.metadata.uid);
+    assert!(cluster.get(Resource::Leases, FLEET, "fedns-a").is_none());
+    let err = within("get gone", leases.get("fedns-a")).await;
+    assert_eq!(
+        api_message(err.expect_err("gone")),
+        (
+            404,
+            "NotFound".into(),
+            "leases.coordination.k8s.io \"fedns-a\" not found".into()
+        )
+    );
+    let err = within(
+        "delete gone",
+        leases.delete("fedns-a", &DeleteParams::default()),
+    )
+    .await;
+    assert_eq!(api_status(err.expect_err("gone")), (404, "NotFound".into()));
+    // The old object's uid is a precondition the absent object fails, as on a real server.
+    let err = within("put old uid", leases.replace("fedns-a", &pp, &replaced)).await;
+    let (code, _, message) = api_message(err.expect_err("uid precondition"));
+    assert_eq!(code, 409);
+    assert!(
+        message.contains("Precondition failed: UID in precondition"),
+        "{message}"
+    );
+    let mut fresh = replaced.clone();
+    fresh.metadata.uid = None;
+    let back = within("put creates", leases.replace("fedns-a", &pp, &fresh))
+        .await
+        .expect("create on update");
+    assert_ne!(back.metadata.uid, created.metadata.uid, "a new object");
+    assert_eq!(holder(&back), Some("a2"));
+
+    // Every HTTP write was counted, failed or not; reads and apply() are not.
+    cluster.apply(
+        Resource::Leases,
+        lease(FLEET, "other", "o", 15, RENEWED, &[]),
+    );
+    assert_eq!(cluster.write_count(Resource::Leases), 17);
+    assert_eq!(cluster.write_count(Resource::ConfigMaps), 0);
+}
+
+#[tokio::test]
+async fn config_map_writes_follow_their_strategy() {
+    let cluster = FakeCluster::start("configmaps").await;
+    let client = client_for(&cluster, "configmaps").await;
+    let maps = Api::<ConfigMap>::namespaced(client.clone(), FLEET);
+    let pp = PostParams::default();
+    let overrides: ConfigMap = typed(config_map(FLEET, "fedns-overrides", &[("drain", "east")]));
+    let created = within("create", maps.create(&pp, &overrides))
+        .await
+        .expect("create");
+    assert_eq!(created.metadata.generation, None);
+    assert_eq!(
+        created
+            .data
+            .as_ref()
+            .and_then(|d| d.get("drain"))
+            .map(String::as_str),
+        Some("east")
+    );
+
+    // ConfigMaps allow unconditional updates: no resourceVersion overwrites.
+    let mut blind = overrides.clone();
+    blind.data = Some([("drain".to_owned(), "west".to_owned())].into());
+    let replaced = within(
+        "blind replace",
+        maps.replace("fedns-overrides", &pp, &blind),
+    )
+    .await
+    .expect("unconditional update");
+    assert_ne!(replaced.resource_version(), created.resource_version());
+    // ...but a stale one is still a conflict, and an absent ConfigMap is 404 (no create on PUT).
+    let err = within("stale", maps.replace("fedns-overrides", &pp, &created)).await;
+    let (code, _, message) = api_message(err.expect_err("stale"));
+    assert_eq!(code, 409);
+    assert!(
+        message.starts_with("Operation cannot be fulfilled on configmaps \"fedns-overrides\": "),
+        "{message}"
+    );
+    let mut absent = overrides.clone();
+    absent.metadata.name = Some("absent".into());
+    let err = within("put absent", maps.replace("absent", &pp, &absent)).await;
+    assert_eq!(
+        api_status(err.expect_err("absent")),
+        (404, "NotFound".into())
+    );
+
+    // Validation: bad keys and names are 422 Invalid with causes.
+    let bad: ConfigMap = typed(config_map(FLEET, "bad", &[("a/b", "x")]));
+    let err = within("bad key", maps.create(&pp, &bad)).await;
+    match err.expect_err("bad key") {
+        kube::Error::Api(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+            let causes = status.details.expect("details").causes;
+            assert_eq!(causes[0].field, "data[a/b]");
+        }
+        other => panic!("{other:?}"),
+    }
+    let upper: ConfigMap = typed(config_map(FLEET, "Upper", &[]));
+    let err = within("bad name", maps.create(&pp, &upper)).await;
+    assert_eq!(
+        api_status(err.expect_err("bad name")),
+        (422, "Invalid".into())
+    );
+    // Immutable ConfigMaps keep their data.
+    let mut frozen: ConfigMap = typed(config_map(FLEET, "frozen", &[("k", "v")]));
+    frozen.immutable = Some(true);
+    let frozen = within("create frozen", maps.create(&pp, &frozen))
+        .await
+        .expect("create");
+    let mut thawed = frozen.clone();
+    thawed.data = Some([("k".to_owned(), "w".to_owned())].into());
+    let err = within("change frozen", maps.replace("frozen", &pp, &thawed)).await;
+    assert_eq!(
+        api_status(err.expect_err("immutable")),
+        (422, "Invalid".into())
+    );
+
+    // The body must agree with the path: namespace, kind, apiVersion; JSON only.
+    let uri = "/api/v1/namespaces/fedns/configmaps";
+    let json = Some("application/json");
+    for (body, want) in [
+        (r#"{"metadata":{"name":"x","namespace":"other"}}"#, 400),
+        (
+            r#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"x"}}"#,
+            400,
+        ),
+        (
+            r#"{"kind":"ConfigMap","apiVersion":"apps/v1","metadata":{"name":"x"}}"#,
+            400,
+        ),
+        (r#"{"metadata":{"name":"x"}"#, 400),
+        (r#"[]"#, 400),
+        (r#"{"metadata":{}}"#, 422),
+        (r#"{"metadata":{"name":"x"},"data":{"k":"v"}}"#, 201),
+    ] {
+        let (code, _, reply) = raw_body(&client, "POST", uri, json, body).await;
+        assert_eq!(code, want, "{body}: {}", String::from_utf8_lossy(&reply));
+        let reply: serde_json::Value = serde_json::from_slice(&reply).expect("JSON");
+        if want == 201 {
+            assert_eq!(
+                (&reply["kind"], &reply["metadata"]["namespace"]),
+                (&"ConfigMap".into(), &"fedns".into())
+            );
+        } else {
+            assert_eq!(
+                (&reply["kind"], &reply["status"]),
+                (&"Status".into(), &"Failure".into())
+            );
+        }
+    }
+    // Names as the real validators check them: DNS-1035 labels for Services, subdomains else.
+    let leases_uri = "/apis/coordination.k8s.io/v1/namespaces/fedns/leases";
+    let long = "a".repeat(254);
+    for (uri, body, want) in [
+        (
+            "/api/v1/namespaces/prod/services",
+            r#"{"metadata":{"name":"0abc"}}"#.to_owned(),
+            422,
+        ),
+        (
+            "/api/v1/namespaces/prod/services",
+            r#"{"metadata":{"name":"a.b"}}"#.to_owned(),
+            422,
+        ),
+        (
+            leases_uri,
+            r#"{"metadata":{"name":"a..b"}}"#.to_owned(),
+            422,
+        ),
+        (
+            leases_uri,
+            format!(r#"{{"metadata":{{"name":"{long}"}}}}"#),
+            422,
+        ),
+        (
+            leases_uri,
+            r#"{"metadata":{"name":"l"},"spec":{"leaseDurationSeconds":0}}"#.to_owned(),
+            422,
+        ),
+        (
+            leases_uri,
+            r#"{"metadata":{"name":"0.fedns-a"},"spec":{"leaseDurationSeconds":1}}"#.to_owned(),
+            201,
+        ),
+    ] {
+        let (code, _, reply) = raw_body(&client, "POST", uri, json, &body).await;
+        assert_eq!(code, want, "{body}: {}", String::from_utf8_lossy(&reply));
+    }
+    let (code, _, _) = raw_body(
+        &client,
+        "POST",
+        uri,
+        Some("application/yaml"),
+        "metadata: {}",
+    )
+    .await;
+    assert_eq!(code, 415);
+    let big = format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(3 << 20)
+    );
+    let (code, _, _) = raw_body(&client, "POST", uri, json, &big).await;
+    assert_eq!(code, 413);
+
+    // Services: the status cannot be written through the main resource.
+    let services = Api::<Service>::namespaced(client, "prod");
+    let svc: Service = typed(lb_service("prod", "web", &["192.0.2.10"], None, &[80]));
+    let created = within("create svc", services.create(&pp, &svc))
+        .await
+        .expect("create");
+    let lb = created
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|l| l.ingress);
+    assert_eq!(lb, None, "status dropped on create");
+    cluster.apply(
+        Resource::Services,
+        lb_service("prod", "web", &["192.0.2.10"], None, &[80]),
+    );
+    let mut current = within("get svc", services.get("web")).await.expect("get");
+    current.status = None;
+    current
+        .spec
+        .as_mut()
+        .expect("spec")
+        .ports
+        .as_mut()
+        .expect("ports")[0]
+        .port = 8080;
+    let replaced = within("replace svc", services.replace("web", &pp, &current))
+        .await
+        .expect("replace");
+    let lb = replaced
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|l| l.ingress);
+    assert_eq!(lb.expect("kept")[0].ip.as_deref(), Some("192.0.2.10"));
+    // Services answer a delete with the object.
+    let gone = within(
+        "delete svc",
+        services.delete("web", &DeleteParams::default()),
+    )
+    .await
+    .expect("delete");
+    assert_eq!(gone.left().expect("the Service").name_any(), "web");
+}
+
+#[tokio::test]
+async fn watches_see_writes_made_over_http() {
+    let cluster = FakeCluster::start("writewatch").await;
+    cluster.apply(
+        Resource::Leases,
+        lease(FLEET, "fedns-b", "b", 15, RENEWED, &[]),
+    );
+    cluster.apply(
+        Resource::Leases,
+        lease("elsewhere", "fedns-x", "x", 15, RENEWED, &[]),
+    );
+    let client = client_for(&cluster, "writewatch").await;
+    let leases = Api::<Lease>::namespaced(client.clone(), FLEET);
+    let pp = PostParams::default();
+
+    // The way fedns watches: kube::runtime::watcher on the fleet namespace.
+    let mut stream = watcher(leases.clone(), watcher::Config::default()).boxed();
+    assert_eq!(read_init(&mut stream).await, ["fedns/fedns-b"]);
+    // And a raw watch, to see the event types themselves.
+    let mut raw_events = within(
+        "raw watch",
+        leases.watch(&WatchParams::default(), &cluster.resource_version()),
+    )
+    .await
+    .expect("watch")
+    .boxed();
+
+    let created = within(
+        "create",
+        leases.create(&pp, &typed(lease(FLEET, "fedns-a", "a", 15, RENEWED, &[]))),
+    )
+    .await
+    .expect("create");
+    match next_event(&mut stream).await {
+        Event::Apply(lease) => assert_eq!(
+            (lease.name_any(), lease.resource_version()),
+            ("fedns-a".into(), created.resource_version())
+        ),
+        _ => panic!("expected Apply"),
+    }
+    let mut renewed = created.clone();
+    renewed.spec.as_mut().expect("spec").holder_identity = Some("a2".into());
+    let renewed = within("replace", leases.replace("fedns-a", &pp, &renewed))
+        .await
+        .expect("replace");
+    match next_event(&mut stream).await {
+        Event::Apply(lease) => assert_eq!(holder(&lease), Some("a2")),
+        _ => panic!("expected Apply"),
+    }
+    // A no-op replace changes nothing and sends nothing.
+    let same = within("no-op", leases.replace("fedns-a", &pp, &renewed))
+        .await
+        .expect("no-op replace");
+    assert_eq!(same.resource_version(), renewed.resource_version());
+    within("delete", leases.delete("fedns-a", &DeleteParams::default()))
+        .await
+        .expect("delete");
+    match next_event(&mut stream).await {
+        Event::Delete(lease) => assert_eq!(lease.name_any(), "fedns-a"),
+        _ => panic!("expected Delete"),
+    }
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match within("raw event", raw_events.next()).await {
+            Some(Ok(WatchEvent::Added(l))) => seen.push(("ADDED", l.resource_version())),
+            Some(Ok(WatchEvent::Modified(l))) => seen.push(("MODIFIED", l.resource_version())),
+            Some(Ok(WatchEvent::Deleted(l))) => seen.push(("DELETED", l.resource_version())),
+            Some(Ok(WatchEvent::Bookmark(_))) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let kinds: Vec<&str> = seen.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"]);
+    assert_eq!(seen[1].1, renewed.resource_version());
+    assert_eq!(
+        seen[2].1,
+        Some(cluster.resource_version()),
+        "DELETED carries the deletion's RV"
+    );
+
+    // ConfigMaps the same way, with a label selector.
+    let maps = Api::<ConfigMap>::namespaced(client, FLEET);
+    let config = watcher::Config::default().labels("app=fedns");
+    let mut overrides = watcher(maps.clone(), config).boxed();
+    assert!(read_init(&mut overrides).await.is_empty());
+    let mut labelled: ConfigMap = typed(config_map(FLEET, "fedns-overrides", &[("drain", "east")]));
+    labelled.metadata.labels = Some([("app".to_owned(), "fedns".to_owned())].into());
+    within("create cm", maps.create(&pp, &labelled))
+        .await
+        .expect("create");
+    within(
+        "create other",
+        maps.create(&pp, &typed(config_map(FLEET, "unrelated", &[]))),
+    )
+    .await
+    .expect("create");
+    let patch = serde_json::json!({"data": {"drain": "west"}});
+    within(
+        "patch cm",
+        maps.patch(
+            "fedns-overrides",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
+    )
+    .await
+    .expect("patch");
+    for want in ["east", "west"] {
+        match next_event(&mut overrides).await {
+            Event::Apply(cm) => assert_eq!(
+                (
+                    cm.name_any().as_str(),
+                    cm.data
+                        .as_ref()
+                        .and_then(|d| d.get("drain"))
+                        .map(String::as_str)
+                ),
+                ("fedns-overrides", Some(want))
+            ),
+            _ => panic!("expected Apply"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn forbidden_and_faulted_writes() {
+    let cluster = FakeCluster::start("writefaults").await;
+    let leases = Api::<Lease>::namespaced(client_for(&cluster, "writefaults").await, FLEET);
+    let pp = PostParams::default();
+    let mine: Lease = typed(lease(FLEET, "fedns-a", "a", 15, RENEWED, &[]));
+
+    // RBAC: everything denied, then writes only.
+    cluster.set_forbidden(Resource::Leases, true);
+    let err = within("forbidden create", leases.create(&pp, &mine)).await;
+    let (code, reason, message) = api_message(err.expect_err("403"));
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "leases.coordination.k8s.io is forbidden: User \"system:serviceaccount:fedns:fedns\" cannot create \
+         resource \"leases\" in API group \"coordination.k8s.io\" in the namespace \"fedns\""
+    );
+    let err = within("forbidden get", leases.get("fedns-a")).await;
+    assert_eq!(api_status(err.expect_err("403")), (403, "Forbidden".into()));
+    cluster.set_forbidden(Resource::Leases, false);
+    cluster.set_forbidden_writes(Resource::Leases, true);
+    cluster.apply(
+        Resource::Leases,
+        lease(FLEET, "fedns-a", "a", 15, RENEWED, &[]),
+    );
+    let current = within("get allowed", leases.get("fedns-a"))
+        .await
+        .expect("reads allowed");
+    let err = within(
+        "forbidden replace",
+        leases.replace("fedns-a", &pp, &current),
+    )
+    .await;
+    let (code, _, message) = api_message(err.expect_err("403"));
+    assert_eq!(code, 403);
+    assert!(
+        message.starts_with("leases.coordination.k8s.io \"fedns-a\" is forbidden"),
+        "{message}"
+    );
+    let err = within(
+        "forbidden delete",
+        leases.delete("fedns-a", &DeleteParams::default()),
+    )
+    .await;
+    assert_eq!(api_status(err.expect_err("403")), (403, "Forbidden".into()));
+    cluster.set_forbidden_writes(Resource::Leases, false);
+
+    // A 500 fault fails writes before they reach the store.
+    cluster.set_fault(Fault::Status(500));
+    let err = within("500", leases.replace("fedns-a", &pp, &current)).await;
+    assert_eq!(
+        api_status(err.expect_err("500")),
+        (500, "InternalError".into())
+    );
+    // A hung server hangs writes, which then never happen.
+    cluster.set_fault(Fault::Hang);
+    let hung = tokio::time::timeout(
+        Duration::from_millis(300),
+        leases.delete("fedns-a", &DeleteParams::default()),
+    )
+    .await;
+    assert!(hung.is_err(), "write must hang");
+    cluster.set_fault(Fault::None);
+    assert_eq!(
+        cluster
+            .get(Resource::Leases, FLEET, "fedns-a")
+            .expect("still there")["metadata"]["resourceVersion"],
+        current.resource_version().expect("rv").as_str()
+    );
+    within("after faults", leases.replace("fedns-a", &pp, &current))
+        .await
+        .expect("replace after faults");
+    assert_eq!(cluster.write_count(Resource::Leases), 6);
+}
+
+#[tokio::test]
+async fn injected_conflicts_exercise_the_retry_path() {
+    let cluster = FakeCluster::start("conflicts").await;
+    let leases = Api::<Lease>::namespaced(client_for(&cluster, "conflicts").await, FLEET);
+    let pp = PostParams::default();
+    within(
+        "create",
+        leases.create(&pp, &typed(lease(FLEET, "fedns-a", "a", 15, RENEWED, &[]))),
+    )
+    .await
+    .expect("create");
+
+    cluster.set_write_conflicts(2);
+    // Creates cannot conflict and do not use up the injected conflicts.
+    within(
+        "create b",
+        leases.create(&pp, &typed(lease(FLEET, "fedns-b", "b", 15, RENEWED, &[]))),
+    )
+    .await
+    .expect("create during conflicts");
+    // The usual loop: GET, change, PUT with its resourceVersion, again on 409.
+    let mut attempts = 0;
+    let renewed = loop {
+        attempts += 1;
+        let mut current = within("get", leases.get("fedns-a")).await.expect("get");
+        let rv_before = current.resource_version();
+        current.spec.as_mut().expect("spec").holder_identity = Some(format!("a{attempts}"));
+        match within("replace", leases.replace("fedns-a", &pp, &current)).await {
+            Ok(renewed) => break renewed,
+            Err(err) => {
+                assert_eq!(
+                    api_message(err),
+                    (409, "Conflict".into(), stale_lease_message("fedns-a"))
+                );
+                let stored = cluster
+                    .get(Resource::Leases, FLEET, "fedns-a")
+                    .expect("stored");
+                assert_eq!(
+                    Some(
+                        stored["metadata"]["resourceVersion"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned()
+                    ),
+                    rv_before,
+                    "a conflict changes nothing"
+                );
+            }
+        }
+        assert!(attempts < 5, "conflicts never end");
+    };
+    assert_eq!(attempts, 3);
+    assert_eq!(holder(&renewed), Some("a3"));
+    // 1 + 1 creates, 3 replaces.
+    assert_eq!(cluster.write_count(Resource::Leases), 5);
+    // Patches and deletes are writes too.
+    cluster.set_write_conflicts(1);
+    let patch = serde_json::json!({"spec": {"holderIdentity": "p"}});
+    let err = within(
+        "patch",
+        leases.patch("fedns-a", &PatchParams::default(), &Patch::Merge(&patch)),
+    )
+    .await;
+    assert_eq!(api_status(err.expect_err("409")), (409, "Conflict".into()));
+    within(
+        "patch again",
+        leases.patch("fedns-a", &PatchParams::default(), &Patch::Merge(&patch)),
+    )
+    .await
+    .expect("patch");
+    cluster.set_write_conflicts(1);
+    let err = within("delete", leases.delete("fedns-b", &DeleteParams::default())).await;
+    assert_eq!(api_status(err.expect_err("409")), (409, "Conflict".into()));
+    cluster.set_write_conflicts(0);
+    within(
+        "delete again",
+        leases.delete("fedns-b", &DeleteParams::default()),
+    )
+    .await
+    .expect("delete");
+}
+
+#[tokio::test]
+async fn merge_patch_follows_rfc_7386() {
+    let cluster = FakeCluster::start("mergepatch").await;
+    let client = client_for(&cluster, "mergepatch").await;
+    let uri = "/api/v1/namespaces/fedns/configmaps/cases";
+    let merge = Some("application/merge-patch+json");
+    // RFC 7386 appendix A, each case under a field `x` (the imitation keeps fields it
+    // does not know, and merging under a key is the case itself).
+    let cases = [
+        (r#"{"a":"b"}"#, r#"{"a":"c"}"#, r#"{"a":"c"}"#),
+        (r#"{"a":"b"}"#, r#"{"b":"c"}"#, r#"{"a":"b","b":"c"}"#),
+        (r#"{"a":"b"}"#, r#"{"a":null}"#, r#"{}"#),
+        (r#"{"a":"b","b":"c"}"#, r#"{"a":null}"#, r#"{"b":"c"}"#),
+        (r#"{"a":["b"]}"#, r#"{"a":"c"}"#, r#"{"a":"c"}"#),
+        (r#"{"a":"c"}"#, r#"{"a":["b"]}"#, r#"{"a":["b"]}"#),
+        (
+            r#"{"a":{"b":"c"}}"#,
+            r#"{"a":{"b":"d","c":null}}"#,
+            r#"{"a":{"b":"d"}}"#,
+        ),
+        (r#"{"a":[{"b":"c"}]}"#, r#"{"a":[1]}"#, r#"{"a":[1]}"#),
+        (r#"["a","b"]"#, r#"["c","d"]"#, r#"["c","d"]"#),
+        (r#"{"a":"b"}"#, r#"["c"]"#, r#"["c"]"#),
+        (r#"{"a":"foo"}"#, "null", "null"),
+        (r#"{"a":"foo"}"#, r#""bar""#, r#""bar""#),
+        (r#"{"e":null}"#, r#"{"a":1}"#, r#"{"e":null,"a":1}"#),
+        ("[1,2]", r#"{"a":"b","c":null}"#, r#"{"a":"b"}"#),
+        ("{}", r#"{"a":{"bb":{"ccc":null}}}"#, r#"{"a":{"bb":{}}}"#),
+    ];
+    let parse = |text: &str| -> serde_json::Value { serde_json::from_str(text).expect("case") };
+    for (target, patch, want) in cases {
+        let mut object = config_map(FLEET, "cases", &[]);
+        object["x"] = parse(target);
+        cluster.apply(Resource::ConfigMaps, object);
+        let body = format!(r#"{{"x":{patch}}}"#);
+        let (code, _, reply) = raw_body(&client, "PATCH", uri, merge, &body).await;
+        assert_eq!(code, 200, "{patch}");
+        let reply: serde_json::Value = serde_json::from_slice(&reply).expect("JSON");
+        assert_eq!(reply["x"], parse(want), "{target} + {patch}");
+    }
+    // A patch that is no object replaces the whole object: not a ConfigMap any more.
+    let (code, _, _) = raw_body(&client, "PATCH", uri, merge, "[1]").await;
+    assert_eq!(code, 400);
+    let (code, _, _) = raw_body(&client, "PATCH", uri, merge, "{").await;
+    assert_eq!(code, 400);
 }

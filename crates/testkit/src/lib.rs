@@ -2,7 +2,8 @@
 //! instead of a copy in each:
 //!
 //! - [`apiserver`]: an imitation Kubernetes API server (store with history, selectors,
-//!   watches with bookmarks and 410, TLS and tokens) and builders of the objects it serves;
+//!   watches with bookmarks and 410, writes with optimistic concurrency, TLS and tokens)
+//!   and builders of the objects it serves;
 //! - [`dns`]: query builders and DNS clients, async (tests) and blocking (benches);
 //! - [`server`]: fedns started in-process from real config, zone and GeoIP files;
 //! - [`handler`]: a query `Handler` over a config without any socket, for the tests that

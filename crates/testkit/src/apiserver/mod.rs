@@ -5,7 +5,8 @@
 //! client (and `kube::runtime::watcher`) talks to it exactly as it would to a
 //! real API server, so tests exercise the product's real Kubernetes code path:
 //! discovery, paged LISTs, WATCH streams with bookmarks, `410 Expired`
-//! re-lists, auth failures and injected network faults.
+//! re-lists, auth failures and injected network faults; and the write verbs
+//! (create, replace, JSON merge patch, delete) with optimistic concurrency.
 //!
 //! Fidelity notes (what the real server does and we copy):
 //! * One `resourceVersion` counter per cluster shared by every resource type
@@ -19,15 +20,30 @@
 //!   previous content) and "started matching" into `ADDED`, like the cacher.
 //! * Continue tokens pin the snapshot RV of the first page; pages after a
 //!   change still show that snapshot (the store keeps its full history).
+//! * Writes follow the generic registry and each kind's strategy: a PUT with
+//!   a stale `metadata.resourceVersion` is 409 Conflict; a PUT without one
+//!   overwrites, except for Leases (`AllowUnconditionalUpdate` is false:
+//!   422 Invalid); a PUT of an absent Lease or Service creates it (201,
+//!   `AllowCreateOnUpdate`), of other kinds is 404; a POST carrying a
+//!   resourceVersion is the real 500; DELETE answers a `Success` Status
+//!   (the Service itself for Services) and honours DeleteOptions
+//!   preconditions; Service/Ingress status cannot be written through the
+//!   main resource; object names, Lease durations and ConfigMap keys, size
+//!   and immutability are validated (422).
 //!
-//! Known deviations: read-only over HTTP (objects change only through the
-//! control API; other methods get 405); JSON and HTTP/1.1 only (no protobuf,
-//! no HTTP/2, no aggregated discovery); `--anonymous-auth=false` behaviour
-//! (no token is 401, even for `/version`); only `metadata.name` /
-//! `metadata.namespace` field selectors; a too-large RV answers 504 at once
-//! instead of after ~3 s; `limit` is honoured even with `resourceVersion=0`;
-//! bookmarks come every [`DEFAULT_BOOKMARK_INTERVAL`] instead of ~1 min;
-//! `generation` is kept for all three types; no managedFields.
+//! Known deviations: JSON and HTTP/1.1 only (no protobuf, no HTTP/2, no
+//! aggregated discovery); `--anonymous-auth=false` behaviour (no token is
+//! 401, even for `/version`); only `metadata.name` / `metadata.namespace`
+//! field selectors; a too-large RV answers 504 at once instead of after
+//! ~3 s; `limit` is honoured even with `resourceVersion=0`; bookmarks come
+//! every [`DEFAULT_BOOKMARK_INTERVAL`] instead of ~1 min; `generation` is kept
+//! for Services (not for Leases and ConfigMaps, like the real server); no
+//! managedFields. Writes: PATCH takes JSON merge patch only (JSON patch,
+//! strategic merge and server-side apply answer 415); no `generateName`, no
+//! `dryRun` (400), no deletecollection or `/status` subresource, no
+//! finalizers or graceful deletion (a delete is immediate), no defaulting,
+//! no pruning of unknown fields, no admission; only the validation listed
+//! above.
 //!
 //! Background tasks live on the runtime that called [`FakeCluster::start`]
 //! and end with it (one runtime per `#[tokio::test]`).
@@ -38,6 +54,7 @@ mod selectors;
 mod store;
 mod tls;
 mod watch;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -59,7 +76,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use objects::{endpoint_slice, ingress, lb_service};
+pub use objects::{config_map, endpoint_slice, ingress, lb_service, lease, micro_time};
 use responses::*;
 use selectors::*;
 use store::*;
@@ -81,26 +98,106 @@ pub enum Resource {
     Services,
     Ingresses,
     EndpointSlices,
+    /// `coordination.k8s.io/v1` Leases.
+    Leases,
+    ConfigMaps,
 }
 
 impl Resource {
-    const ALL: [Resource; 3] = [Self::Services, Self::Ingresses, Self::EndpointSlices];
+    pub const ALL: [Resource; 5] = [
+        Self::Services,
+        Self::Ingresses,
+        Self::EndpointSlices,
+        Self::Leases,
+        Self::ConfigMaps,
+    ];
+    /// Size of the per-resource arrays of the store.
+    const COUNT: usize = Self::ALL.len();
 
     fn index(self) -> usize {
         self as usize
     }
     pub fn plural(self) -> &'static str {
-        ["services", "ingresses", "endpointslices"][self.index()]
+        [
+            "services",
+            "ingresses",
+            "endpointslices",
+            "leases",
+            "configmaps",
+        ][self.index()]
     }
     pub fn kind(self) -> &'static str {
-        ["Service", "Ingress", "EndpointSlice"][self.index()]
+        ["Service", "Ingress", "EndpointSlice", "Lease", "ConfigMap"][self.index()]
     }
     /// API group ("" is the legacy core group).
     pub fn group(self) -> &'static str {
-        ["", "networking.k8s.io", "discovery.k8s.io"][self.index()]
+        [
+            "",
+            "networking.k8s.io",
+            "discovery.k8s.io",
+            "coordination.k8s.io",
+            "",
+        ][self.index()]
     }
     pub fn api_version(self) -> &'static str {
-        ["v1", "networking.k8s.io/v1", "discovery.k8s.io/v1"][self.index()]
+        [
+            "v1",
+            "networking.k8s.io/v1",
+            "discovery.k8s.io/v1",
+            "coordination.k8s.io/v1",
+            "v1",
+        ][self.index()]
+    }
+    /// The group-qualified resource the real server names in its messages
+    /// (`leases.coordination.k8s.io`, or just `configmaps` in the core group).
+    pub fn qualified(self) -> String {
+        if self.group().is_empty() {
+            self.plural().to_owned()
+        } else {
+            format!("{}.{}", self.plural(), self.group())
+        }
+    }
+    /// The group-qualified kind of validation errors (`Lease.coordination.k8s.io`).
+    fn qualified_kind(self) -> String {
+        if self.group().is_empty() {
+            self.kind().to_owned()
+        } else {
+            format!("{}.{}", self.kind(), self.group())
+        }
+    }
+    fn short_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Services => &["svc"],
+            Self::Ingresses => &["ing"],
+            Self::ConfigMaps => &["cm"],
+            Self::EndpointSlices | Self::Leases => &[],
+        }
+    }
+    /// Whether the store keeps `metadata.generation` (set to 1 on create,
+    /// bumped when anything outside metadata/status changes). The real
+    /// Lease and ConfigMap strategies never set it.
+    fn has_generation(self) -> bool {
+        !matches!(self, Self::Leases | Self::ConfigMaps)
+    }
+    /// Kinds with a `/status` subresource: a create over HTTP drops the
+    /// status, an update or patch keeps the stored one.
+    fn has_status_subresource(self) -> bool {
+        matches!(self, Self::Services | Self::Ingresses)
+    }
+    /// The strategy's `AllowCreateOnUpdate`: a PUT of an absent object
+    /// creates it (201) instead of answering 404.
+    fn allow_create_on_update(self) -> bool {
+        matches!(self, Self::Services | Self::Leases)
+    }
+    /// The strategy's `AllowUnconditionalUpdate`: a PUT without
+    /// `metadata.resourceVersion` overwrites; for Leases it is 422 Invalid.
+    fn allow_unconditional_update(self) -> bool {
+        self != Self::Leases
+    }
+    /// The store's `ReturnDeletedObject`: DELETE answers with the object
+    /// instead of a `Success` Status.
+    fn returns_deleted_object(self) -> bool {
+        self == Self::Services
     }
     fn from_path(group: &str, plural: &str) -> Option<Self> {
         Self::ALL
@@ -114,10 +211,8 @@ impl Resource {
             "kind": self.kind(),
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
         });
-        if self == Self::Services {
-            entry["shortNames"] = json!(["svc"]);
-        } else if self == Self::Ingresses {
-            entry["shortNames"] = json!(["ing"]);
+        if !self.short_names().is_empty() {
+            entry["shortNames"] = json!(self.short_names());
         }
         entry
     }
@@ -194,7 +289,10 @@ impl FakeCluster {
                 history: Vec::new(),
                 watchers: Vec::new(),
                 fault: Fault::None,
-                forbidden: [false; 3],
+                forbidden: [false; Resource::COUNT],
+                forbidden_writes: [false; Resource::COUNT],
+                writes: [0; Resource::COUNT],
+                write_conflicts: 0,
                 requests: Vec::new(),
                 bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
             }),
@@ -245,10 +343,13 @@ impl FakeCluster {
     }
 
     /// Creates or replaces (PUT semantics) the object by namespace/name (namespace defaults to
-    /// `default`), like a controller would. Assigns uid/creationTimestamp on
-    /// create, a new resourceVersion on every real change, bumps generation
-    /// when anything outside metadata/status changes. A no-op update keeps
-    /// the RV and emits nothing, like the real server. Returns the object's RV.
+    /// `default`), like a controller would, with no check at all (no
+    /// preconditions, validation, faults or write counting: see the HTTP
+    /// verbs for those). Assigns uid/creationTimestamp on create, a new
+    /// resourceVersion on every real change; for the kinds that keep one,
+    /// generation 1 on create, bumped when anything outside metadata/status
+    /// changes. A no-op update keeps the RV and emits nothing, like the real
+    /// server. Returns the object's RV.
     pub fn apply(&self, resource: Resource, mut object: Value) -> String {
         let obj = object
             .as_object_mut()
@@ -266,79 +367,28 @@ impl FakeCluster {
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .expect("apply(): metadata must be an object");
-        let name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .expect("apply(): metadata.name is required")
-            .to_owned();
+        assert!(
+            meta.get("name").and_then(Value::as_str).is_some(),
+            "apply(): metadata.name is required"
+        );
         let ns = meta
             .get("namespace")
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_owned();
-        meta.insert("namespace".into(), ns.clone().into());
-        let key = format!("{ns}/{name}");
-
-        let mut st = lock(&self.inner.state);
-        let prev = st.objects[resource.index()].get(&key).cloned();
-        let kind = match &prev {
-            Some(prev) => {
-                for field in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
-                    object["metadata"][field] = prev["metadata"][field].clone();
-                }
-                if &object == prev {
-                    return prev["metadata"]["resourceVersion"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
-                }
-                if spec_part(&object) != spec_part(prev) {
-                    let generation = prev["metadata"]["generation"].as_u64().unwrap_or(0);
-                    object["metadata"]["generation"] = json!(generation + 1);
-                }
-                EventType::Modified
-            }
-            None => {
-                object["metadata"]["uid"] = json!(new_uid());
-                object["metadata"]["creationTimestamp"] = json!(rfc3339_now());
-                object["metadata"]["generation"] = json!(1);
-                EventType::Added
-            }
-        };
-        st.rv += 1;
-        let rv = st.rv;
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        st.objects[resource.index()].insert(key.clone(), object.clone());
-        st.emit(Event {
-            rv,
-            resource,
-            kind,
-            key,
-            object,
-            prev,
-        });
-        rv.to_string()
+        meta.insert("namespace".into(), ns.into());
+        let (stored, _) = lock(&self.inner.state).put(resource, object);
+        stored["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Deletes the object (emitting DELETED); false if it did not exist.
     pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> bool {
-        let key = format!("{namespace}/{name}");
-        let mut st = lock(&self.inner.state);
-        let Some(mut object) = st.objects[resource.index()].remove(&key) else {
-            return false;
-        };
-        st.rv += 1;
-        let rv = st.rv;
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        st.emit(Event {
-            rv,
-            resource,
-            kind: EventType::Deleted,
-            key,
-            object,
-            prev: None,
-        });
-        true
+        lock(&self.inner.state)
+            .remove(resource, &format!("{namespace}/{name}"))
+            .is_some()
     }
 
     /// Moves the compaction point to the current RV: watches (and exact
@@ -354,10 +404,40 @@ impl FakeCluster {
         lock(&self.inner.state).rv.to_string()
     }
 
-    /// Makes every get/list/watch of `resource` answer 403 Forbidden, as
-    /// with missing RBAC.
+    /// Makes every request for `resource` (get/list/watch and the writes)
+    /// answer 403 Forbidden, as with missing RBAC.
     pub fn set_forbidden(&self, resource: Resource, forbidden: bool) {
         lock(&self.inner.state).forbidden[resource.index()] = forbidden;
+    }
+
+    /// Makes create/update/patch/delete of `resource` answer 403 Forbidden
+    /// while get/list/watch still work, as with a read-only Role.
+    pub fn set_forbidden_writes(&self, resource: Resource, forbidden: bool) {
+        lock(&self.inner.state).forbidden_writes[resource.index()] = forbidden;
+    }
+
+    /// The next `n` updates, patches and deletes over HTTP (of any resource)
+    /// that reach the store answer 409 Conflict ("the object has been
+    /// modified") even with a matching resourceVersion, and change nothing,
+    /// as when another writer won the race. Creates are not affected (a
+    /// create cannot conflict; it gets AlreadyExists). Replaces any count
+    /// left; 0 clears.
+    pub fn set_write_conflicts(&self, n: usize) {
+        lock(&self.inner.state).write_conflicts = n;
+    }
+
+    /// The stored object, as a GET would return it (with kind/apiVersion).
+    pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.inner.state)
+            .current(resource, &format!("{namespace}/{name}"))
+            .map(|object| with_type_meta(resource, object.clone()))
+    }
+
+    /// Write requests (POST/PUT/PATCH/DELETE) for `resource` received over
+    /// HTTP since start, whatever their outcome (also those failed by a
+    /// fault, authentication, RBAC, validation or a conflict).
+    pub fn write_count(&self, resource: Resource) -> usize {
+        lock(&self.inner.state).writes[resource.index()]
     }
 
     /// Interval between BOOKMARK events on watches that asked for them
@@ -472,9 +552,14 @@ impl Shared {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let uri = req.uri();
         let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        let write =
+            [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(req.method());
         let fault = {
             let mut st = lock(&self.state);
             st.requests.push(format!("{} {target}", req.method()));
+            if write && let Some(resource) = resource_in_path(uri.path()) {
+                st.writes[resource.index()] += 1;
+            }
             st.fault
         };
         match fault {
@@ -489,9 +574,11 @@ impl Shared {
         if !self.authorized(req.headers()) {
             return status_response(401, "Unauthorized", "Unauthorized", None);
         }
+        if write {
+            return self.write(req).await;
+        }
         if req.method() != Method::GET {
-            let msg = "the server does not allow this method on the requested resource";
-            return status_response(405, "MethodNotAllowed", msg, None);
+            return method_not_allowed();
         }
         self.route(req.uri().path(), req.uri().query().unwrap_or(""))
     }
@@ -507,8 +594,7 @@ impl Shared {
                 return json_response(200, &doc);
             }
             ["apis"] => {
-                let groups =
-                    [Resource::Ingresses, Resource::EndpointSlices].map(|r| api_group(r.group()));
+                let groups: Vec<Value> = served_groups().into_iter().map(api_group).collect();
                 return json_response(
                     200,
                     &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
@@ -520,9 +606,10 @@ impl Shared {
                 doc["apiVersion"] = json!("v1");
                 return json_response(200, &doc);
             }
-            ["api", "v1", rest @ ..] => ("", rest),
-            ["apis", group, "v1", rest @ ..] if is_served_group(group) => (*group, rest),
-            _ => return not_found(),
+            _ => match split_group_path(&segs) {
+                Some(split) => split,
+                None => return not_found(),
+            },
         };
         match rest {
             [] => {
@@ -573,15 +660,8 @@ impl Shared {
             (None, true) => "watch",
             (None, false) => "list",
         };
-        if lock(&self.state).forbidden[resource.index()] {
-            let scope = ns.map_or("at the cluster scope".to_owned(), |ns| {
-                format!("in the namespace \"{ns}\"")
-            });
-            let msg = format!(
-                "{plural} is forbidden: User \"system:serviceaccount:fedns:fedns\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}"
-            );
-            let details = json!({"group": group, "kind": plural});
-            return status_response(403, "Forbidden", &msg, Some(details));
+        if let Some(denied) = self.forbidden(resource, verb, ns, name) {
+            return denied;
         }
         let selector = Selector {
             namespace: ns.map(str::to_owned),
@@ -595,16 +675,39 @@ impl Shared {
         }
     }
 
+    /// The 403 of an RBAC denial, if [`FakeCluster::set_forbidden`] or (for
+    /// writes) [`FakeCluster::set_forbidden_writes`] denies `verb`.
+    fn forbidden(
+        &self,
+        resource: Resource,
+        verb: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) -> Option<Response<Body>> {
+        let write = !matches!(verb, "get" | "list" | "watch");
+        let st = lock(&self.state);
+        let i = resource.index();
+        if !(st.forbidden[i] || write && st.forbidden_writes[i]) {
+            return None;
+        }
+        let scope = ns.map_or("at the cluster scope".to_owned(), |ns| {
+            format!("in the namespace \"{ns}\"")
+        });
+        let (qualified, plural, group) =
+            (resource.qualified(), resource.plural(), resource.group());
+        let subject = name.map_or(qualified.clone(), |name| format!("{qualified} \"{name}\""));
+        let msg = format!(
+            "{subject} is forbidden: User \"system:serviceaccount:fedns:fedns\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}"
+        );
+        let details = status_details(resource, name.unwrap_or_default());
+        Some(status_response(403, "Forbidden", &msg, Some(details)))
+    }
+
     fn get(&self, resource: Resource, ns: &str, name: &str) -> Response<Body> {
         let st = lock(&self.state);
-        match st.objects[resource.index()].get(&format!("{ns}/{name}")) {
+        match st.current(resource, &format!("{ns}/{name}")) {
             Some(obj) => json_response(200, &with_type_meta(resource, obj.clone())),
-            None => {
-                let msg = format!("{} \"{name}\" not found", resource.plural());
-                let details =
-                    json!({"name": name, "group": resource.group(), "kind": resource.plural()});
-                status_response(404, "NotFound", &msg, Some(details))
-            }
+            None => object_not_found(resource, name),
         }
     }
 

@@ -1,6 +1,8 @@
-//! Builders of the objects fedns watches, shaped like a real cluster's.
+//! Builders of the objects fedns watches and writes, shaped like a real cluster's.
 
-use serde_json::{Value, json};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
 
 fn object_meta(ns: &str, name: &str, labels: Value) -> Value {
     json!({"name": name, "namespace": ns, "labels": labels, "annotations": {}})
@@ -88,4 +90,56 @@ pub fn endpoint_slice(ns: &str, service: &str, slice_name: &str, ready: &[bool])
         "addressType": "IPv4", "endpoints": endpoints,
         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
     })
+}
+
+/// `time` as a `metav1.MicroTime` (`2025-04-23T13:00:00.123456Z`), the
+/// format of a Lease's `renewTime` and `acquireTime`.
+pub fn micro_time(time: SystemTime) -> String {
+    super::store::rfc3339(time, true)
+}
+
+fn string_map(pairs: &[(&str, &str)]) -> Value {
+    let map: Map<String, Value> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+        .collect();
+    Value::Object(map)
+}
+
+/// A `coordination.k8s.io/v1` Lease held by `holder` for `duration_secs`,
+/// last renewed at `renew_time` (a MicroTime, see [`micro_time`]), with the
+/// given annotations (none: no `annotations` field, as the server omits
+/// empty maps).
+pub fn lease(
+    ns: &str,
+    name: &str,
+    holder: &str,
+    duration_secs: i32,
+    renew_time: &str,
+    annotations: &[(&str, &str)],
+) -> Value {
+    let mut metadata = json!({"name": name, "namespace": ns});
+    if !annotations.is_empty() {
+        metadata["annotations"] = string_map(annotations);
+    }
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": metadata,
+        "spec": {
+            "holderIdentity": holder, "leaseDurationSeconds": duration_secs,
+            "renewTime": renew_time,
+        },
+    })
+}
+
+/// A ConfigMap with the given `data` (none: no `data` field).
+pub fn config_map(ns: &str, name: &str, data: &[(&str, &str)]) -> Value {
+    let mut object = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns},
+    });
+    if !data.is_empty() {
+        object["data"] = string_map(data);
+    }
+    object
 }

@@ -3,9 +3,39 @@
 use super::*;
 
 pub(super) fn is_served_group(group: &str) -> bool {
-    Resource::ALL
-        .iter()
-        .any(|r| !r.group().is_empty() && r.group() == group)
+    !group.is_empty() && Resource::ALL.iter().any(|r| r.group() == group)
+}
+
+/// The named API groups, each once, in [`Resource::ALL`] order.
+pub(super) fn served_groups() -> Vec<&'static str> {
+    let mut groups: Vec<&'static str> = Vec::new();
+    for group in Resource::ALL.map(Resource::group) {
+        if !group.is_empty() && !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+/// Splits the segments of `/api/v1/...` or `/apis/<served group>/v1/...` into
+/// the group ("" for core) and the segments after the version.
+pub(super) fn split_group_path<'a, 'b>(segs: &'b [&'a str]) -> Option<(&'a str, &'b [&'a str])> {
+    match segs {
+        ["api", "v1", rest @ ..] => Some(("", rest)),
+        ["apis", group, "v1", rest @ ..] if is_served_group(group) => Some((group, rest)),
+        _ => None,
+    }
+}
+
+/// The resource a request path addresses (collection or object), if any.
+pub(super) fn resource_in_path(path: &str) -> Option<Resource> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = split_group_path(&segs)?;
+    let plural = match rest {
+        [plural] | ["namespaces", _, plural] | ["namespaces", _, plural, _] => plural,
+        _ => return None,
+    };
+    Resource::from_path(group, plural)
 }
 
 pub(super) fn api_group(group: &str) -> Value {
@@ -40,6 +70,8 @@ pub(super) fn reason_for(code: u16) -> &'static str {
         405 => "MethodNotAllowed",
         409 => "Conflict",
         410 => "Expired",
+        413 => "RequestEntityTooLarge",
+        415 => "UnsupportedMediaType",
         422 => "Invalid",
         429 => "TooManyRequests",
         500 => "InternalError",
@@ -80,6 +112,39 @@ pub(super) fn not_found() -> Response<Body> {
         "the server could not find the requested resource",
         None,
     )
+}
+
+pub(super) fn method_not_allowed() -> Response<Body> {
+    let msg = "the server does not allow this method on the requested resource";
+    status_response(405, "MethodNotAllowed", msg, None)
+}
+
+/// `StatusDetails` naming an object (the real server puts the resource, not
+/// the kind, in `kind`; empty fields are omitted).
+pub(super) fn status_details(resource: Resource, name: &str) -> Value {
+    let mut details = json!({"kind": resource.plural()});
+    if !name.is_empty() {
+        details["name"] = json!(name);
+    }
+    if !resource.group().is_empty() {
+        details["group"] = json!(resource.group());
+    }
+    details
+}
+
+/// `404 NotFound` for an absent object.
+pub(super) fn object_not_found(resource: Resource, name: &str) -> Response<Body> {
+    let msg = format!("{} \"{name}\" not found", resource.qualified());
+    status_response(404, "NotFound", &msg, Some(status_details(resource, name)))
+}
+
+/// `409 Conflict` for a failed optimistic-concurrency or precondition check.
+pub(super) fn conflict(resource: Resource, name: &str, why: &str) -> Response<Body> {
+    let msg = format!(
+        "Operation cannot be fulfilled on {} \"{name}\": {why}",
+        resource.qualified()
+    );
+    status_response(409, "Conflict", &msg, Some(status_details(resource, name)))
 }
 
 pub(super) fn json_response(code: u16, body: &Value) -> Response<Body> {

@@ -33,13 +33,20 @@ pub(super) struct State {
     /// Watches / exact lists from an RV below this get 410.
     pub(super) compacted: u64,
     /// Current objects per resource, keyed `namespace/name` (etcd key order).
-    pub(super) objects: [BTreeMap<String, Value>; 3],
+    pub(super) objects: [BTreeMap<String, Value>; Resource::COUNT],
     /// Every event since start; compaction only moves `compacted`.
     pub(super) history: Vec<Arc<Event>>,
     /// Live watch streams; dropping a sender ends that stream cleanly.
     pub(super) watchers: Vec<mpsc::UnboundedSender<Arc<Event>>>,
     pub(super) fault: Fault,
-    pub(super) forbidden: [bool; 3],
+    /// Every verb answers 403.
+    pub(super) forbidden: [bool; Resource::COUNT],
+    /// create/update/patch/delete answer 403, reads are allowed.
+    pub(super) forbidden_writes: [bool; Resource::COUNT],
+    /// Write requests received over HTTP, per resource, whatever their outcome.
+    pub(super) writes: [usize; Resource::COUNT],
+    /// The next this many updates/patches/deletes answer 409 Conflict.
+    pub(super) write_conflicts: usize,
     pub(super) requests: Vec<String>,
     pub(super) bookmark_interval: Duration,
 }
@@ -50,6 +57,87 @@ impl State {
         let event = Arc::new(event);
         self.history.push(event.clone());
         self.watchers.retain(|w| w.send(event.clone()).is_ok());
+    }
+
+    /// The stored object at `namespace/name`.
+    pub(super) fn current(&self, resource: Resource, key: &str) -> Option<&Value> {
+        self.objects[resource.index()].get(key)
+    }
+
+    /// Writes `object` (no type meta; `metadata.name` and `.namespace` set) as
+    /// the new state of its key, as the generic registry and etcd would: on
+    /// create it assigns uid, creationTimestamp and (for kinds that keep one)
+    /// generation 1; on update it carries them over from the stored object and
+    /// bumps generation when anything outside metadata/status changed. Every
+    /// real change takes the next resourceVersion and emits ADDED/MODIFIED; a
+    /// no-op update keeps the RV and emits nothing. Returns the stored object
+    /// and whether it was created.
+    pub(super) fn put(&mut self, resource: Resource, mut object: Value) -> (Value, bool) {
+        let key = format!(
+            "{}/{}",
+            object["metadata"]["namespace"].as_str().unwrap_or_default(),
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        let prev = self.current(resource, &key).cloned();
+        let kind = match &prev {
+            Some(prev) => {
+                for field in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
+                    copy_meta_field(&mut object, prev, field);
+                }
+                if &object == prev {
+                    return (object, false);
+                }
+                if resource.has_generation() && spec_part(&object) != spec_part(prev) {
+                    let generation = prev["metadata"]["generation"].as_u64().unwrap_or(0);
+                    object["metadata"]["generation"] = json!(generation + 1);
+                }
+                EventType::Modified
+            }
+            None => {
+                let meta = &mut object["metadata"];
+                meta["uid"] = json!(new_uid());
+                meta["creationTimestamp"] = json!(rfc3339_now());
+                if resource.has_generation() {
+                    meta["generation"] = json!(1);
+                } else if let Some(meta) = meta.as_object_mut() {
+                    meta.remove("generation");
+                }
+                EventType::Added
+            }
+        };
+        self.rv += 1;
+        let rv = self.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.objects[resource.index()].insert(key.clone(), object.clone());
+        self.emit(Event {
+            rv,
+            resource,
+            kind,
+            key,
+            object: object.clone(),
+            prev,
+        });
+        (object, kind == EventType::Added)
+    }
+
+    /// Deletes the object at `namespace/name`, emitting DELETED (whose object
+    /// carries the deletion's resourceVersion). Returns the object as it was
+    /// stored, with its last resourceVersion, as etcd's delete does.
+    pub(super) fn remove(&mut self, resource: Resource, key: &str) -> Option<Value> {
+        let last = self.objects[resource.index()].remove(key)?;
+        self.rv += 1;
+        let rv = self.rv;
+        let mut object = last.clone();
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.emit(Event {
+            rv,
+            resource,
+            kind: EventType::Deleted,
+            key: key.to_owned(),
+            object,
+            prev: None,
+        });
+        Some(last)
     }
 
     /// Objects of `resource` as of revision `rv`, rebuilt from the history.
@@ -67,6 +155,18 @@ impl State {
         }
         map
     }
+}
+
+/// Sets `metadata.<field>` of `object` to the one of `from`, or removes it
+/// when `from` has none.
+fn copy_meta_field(object: &mut Value, from: &Value, field: &str) {
+    let Some(meta) = object["metadata"].as_object_mut() else {
+        return;
+    };
+    match from["metadata"].get(field) {
+        Some(value) => meta.insert(field.to_owned(), value.clone()),
+        None => meta.remove(field),
+    };
 }
 
 /// Same shape as the real token: base64 of `{"v","rv","start"}`, where
@@ -115,10 +215,14 @@ pub(super) fn new_uid() -> String {
 
 /// Current UTC time as RFC 3339 seconds (`creationTimestamp` format).
 pub(super) fn rfc3339_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    rfc3339(SystemTime::now(), false)
+}
+
+/// `time` in UTC as RFC 3339, with seconds (`metav1.Time`) or microseconds
+/// (`metav1.MicroTime`).
+pub(super) fn rfc3339(time: SystemTime, micros: bool) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Howard Hinnant's civil-from-days.
     let z = days + 719_468;
@@ -129,8 +233,13 @@ pub(super) fn rfc3339_now() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    let fraction = if micros {
+        format!(".{:06}", since.subsec_micros())
+    } else {
+        String::new()
+    };
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
         rem / 3600,
         rem / 60 % 60,
         rem % 60

@@ -167,6 +167,8 @@ impl Handler {
     }
 
     /// Counts one reply and writes its query-log line: the one place both paths account.
+    /// Inlined: on the fast path the outcome is then never built as a value.
+    #[inline(always)]
     fn account(
         &self,
         stats: &mut LocalStats,

@@ -24,9 +24,11 @@ pub struct ReplicaView {
     /// When the Lease was last renewed, and for how long that keeps it fresh.
     pub renewed: SystemTime,
     pub duration: Duration,
-    /// How many targets it probes, and a digest of their keys.
+    /// How many targets it probes, a digest of their keys, and the keys themselves when
+    /// the Lease could carry them (up to `MAX_LISTED` bytes).
     pub probed: usize,
     pub targets_digest: String,
+    pub probed_keys: Option<BTreeSet<String>>,
     /// The keys (`health::Target::key`) of the targets it finds down.
     pub down: BTreeSet<String>,
     pub config_digest: String,
@@ -39,14 +41,21 @@ impl ReplicaView {
         self.renewed + self.duration > now
     }
 
-    /// Whether this view probes the target `key`: it names it down, or it probes the same
-    /// target set as `own_digest` (two replicas of one config probe the same targets). A
-    /// replica with another target set and the target up is not counted: its Lease does
-    /// not say whether it probes it.
+    /// Whether this view probes the target `key`: it names it down or among its probed
+    /// targets; or, when its Lease could not list them (too many), it probes the same target
+    /// set as `own_digest`.
     fn probes(&self, key: &str, own_digest: &str) -> bool {
-        self.down.contains(key) || self.targets_digest == own_digest
+        self.down.contains(key)
+            || match &self.probed_keys {
+                Some(keys) => keys.contains(key),
+                None => self.targets_digest == own_digest,
+            }
     }
 }
+
+/// A Lease lists its probed targets when their keys take at most this many bytes (an
+/// object's annotations may take 256 KiB in all); past it, only their digest.
+pub const MAX_LISTED: usize = 128 * 1024;
 
 /// This replica's own view, as it publishes it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -282,6 +291,7 @@ mod tests {
             duration: Duration::from_secs(15),
             probed: 3,
             targets_digest: digest.into(),
+            probed_keys: None,
             down: down.iter().map(|s| s.to_string()).collect(),
             config_digest: String::new(),
             geoip_digest: String::new(),
@@ -305,6 +315,24 @@ mod tests {
         assert_eq!(v.up, ["a", "c"]);
         assert_eq!(v.down, ["b"]);
         assert_eq!(f.fresh(now), 3);
+    }
+
+    #[test]
+    fn a_listed_target_set_says_exactly_what_a_view_probes() {
+        let f = Fleet::new("a");
+        let now = SystemTime::now();
+        let mut b = view("b", &[], 1, "another digest");
+        b.probed_keys = Some(["tcp:192.0.2.1:80".to_owned()].into());
+        f.observe(b);
+        // Listed: votes, whatever the digests say.
+        assert_eq!(f.votes("tcp:192.0.2.1:80", true, "d1", now).up, ["b"]);
+        // Not listed: no vote, even with the same digest.
+        assert_eq!(
+            f.votes("tcp:192.0.2.9:80", true, "another digest", now)
+                .up
+                .len(),
+            0
+        );
     }
 
     #[test]

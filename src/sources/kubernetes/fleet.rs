@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::access::ClusterAccess;
 use crate::config::KubernetesConfig;
-use crate::fleet::{Fleet, OwnView, ReplicaView, digest_lines};
+use crate::fleet::{Fleet, MAX_LISTED, OwnView, ReplicaView, digest_lines};
 use crate::store::Store;
 
 /// The prefix of every fedns Lease's name: `fedns-<replica>`.
@@ -167,6 +167,10 @@ fn lease(name: &str, p: &Publishing, view: &OwnView, now: SystemTime) -> Lease {
         "targets",
         digest_lines(view.probed.iter().map(String::as_str)),
     );
+    let listed = view.probed.join(" ");
+    if listed.len() <= MAX_LISTED {
+        put("probed-targets", listed);
+    }
     put("down", view.down.join(" "));
     put("config", p.config_digest.clone());
     put("geoip", p.geoip_digest.clone());
@@ -209,6 +213,8 @@ fn view_of(lease: &Lease, via: &str) -> Option<ReplicaView> {
         duration,
         probed: get("probed").and_then(|s| s.parse().ok()).unwrap_or(0),
         targets_digest: get("targets").unwrap_or_default(),
+        probed_keys: get("probed-targets")
+            .map(|s| s.split_whitespace().map(str::to_owned).collect()),
         down: get("down")
             .unwrap_or_default()
             .split_whitespace()
@@ -284,6 +290,7 @@ mod tests {
         assert_eq!(v.probed, 2);
         assert_eq!(v.targets_digest, view.digest());
         assert_eq!(v.down.iter().collect::<Vec<_>>(), ["tcp:192.0.2.2:443"]);
+        assert_eq!(v.probed_keys, Some(view.probed.iter().cloned().collect()));
         assert_eq!(v.duration, Duration::from_secs(15));
         let skew = now.duration_since(v.renewed).unwrap_or_default();
         assert!(skew < Duration::from_millis(1), "{skew:?}");

@@ -86,31 +86,46 @@ validate_plain() {
 rbac_least_privilege() {
   python3 - "$@" <<'PY'
 import sys, yaml
-want = {("", "services"), ("networking.k8s.io", "ingresses"), ("discovery.k8s.io", "endpointslices")}
+READ = ["get", "list", "watch"]
+# Each role name and exactly what it may grant, and where.
+want = {
+    "fedns-reader": ({("", "services"), ("networking.k8s.io", "ingresses"), ("discovery.k8s.io", "endpointslices")}, READ, None),
+    "fedns-fleet": ({("coordination.k8s.io", "leases")}, READ + ["create", "update", "patch"], "fedns"),
+}
 roles = 0
-for path, kinds in ((sys.argv[1], {"ClusterRole"}), (sys.argv[2], {"Role"})):
+seen = set()
+for path, kinds in ((sys.argv[1], {"ClusterRole", "Role"}), (sys.argv[2], {"Role"})):
     for doc in yaml.safe_load_all(open(path)):
         if not doc or doc["kind"] not in {"Role", "ClusterRole"}:
             continue
-        name = f'{path.rsplit("/", 1)[-1]}: {doc["kind"]} {doc["metadata"].get("namespace", "")}/{doc["metadata"]["name"]}'
+        meta = doc["metadata"]
+        name = f'{path.rsplit("/", 1)[-1]}: {doc["kind"]} {meta.get("namespace", "")}/{meta["name"]}'
         if doc["kind"] not in kinds:
             sys.exit(f"{name}: unexpected kind here")
+        if meta["name"] not in want:
+            sys.exit(f"{name}: an unexpected role (known: {sorted(want)})")
+        resources, verbs, namespace = want[meta["name"]]
+        if namespace and (doc["kind"] != "Role" or meta.get("namespace") != namespace):
+            sys.exit(f"{name}: must be a Role in namespace {namespace}")
         granted = set()
         for rule in doc.get("rules", []):
-            if sorted(rule.get("verbs", [])) != ["get", "list", "watch"]:
-                sys.exit(f"{name}: verbs {rule.get('verbs')} (want exactly get, list, watch)")
+            if sorted(rule.get("verbs", [])) != sorted(verbs):
+                sys.exit(f"{name}: verbs {rule.get('verbs')} (want exactly {verbs})")
             if rule.get("resourceNames") or rule.get("nonResourceURLs"):
                 sys.exit(f"{name}: unexpected resourceNames/nonResourceURLs")
             for g in rule.get("apiGroups", []):
                 for r in rule.get("resources", []):
                     granted.add((g, r))
-        if granted != want:
-            sys.exit(f"{name}: grants {sorted(granted)}, want exactly {sorted(want)}")
+        if granted != resources:
+            sys.exit(f"{name}: grants {sorted(granted)}, want exactly {sorted(resources)}")
+        seen.add(meta["name"])
         roles += 1
+if seen != set(want):
+    sys.exit(f"roles {sorted(set(want) - seen)} are missing")
 for doc in yaml.safe_load_all(open(sys.argv[3])):
     if doc and doc["kind"] in {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}:
         sys.exit(f"base: {doc['kind']} {doc['metadata']['name']}: the base must grant nothing")
-print(f"{roles} roles grant exactly get/list/watch on services, ingresses, endpointslices; base grants nothing")
+print(f"{roles} roles: readers get/list/watch services, ingresses, endpointslices; fedns-fleet only leases in fedns; base grants nothing")
 PY
 }
 

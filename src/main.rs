@@ -9,6 +9,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tracing::{error, info};
 
 use fedns::app::{self, LoadedConfig};
+use fedns::fleet::overrides::{Action, Override};
 use fedns::store::Store;
 
 /// EX_USAGE from sysexits.h: the config (or the command line) is wrong.
@@ -62,6 +63,20 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Drain a cluster (or one service of it) out of every replica's answers, until the
+    /// drain expires. Written to `fedns-overrides` in every member cluster it can reach.
+    Drain(OverrideArgs),
+    /// Keep a cluster (or one service of it) in the answers whatever its probes say.
+    ForceUp(OverrideArgs),
+    /// Remove a drain or force-up of a cluster (or of one service of it).
+    Undrain {
+        #[arg(long, short)]
+        config: PathBuf,
+        cluster: String,
+        /// One service, `namespace/name`, instead of the whole cluster.
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// Show where a client is, each candidate cluster, and the answer it would get.
     Explain {
         /// Config file; the embedded demo when absent.
@@ -74,6 +89,127 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+}
+
+#[derive(clap::Args)]
+struct OverrideArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    cluster: String,
+    /// One service, `namespace/name`, instead of the whole cluster.
+    #[arg(long)]
+    service: Option<String>,
+    /// How long it lasts (every override expires), e.g. `30m`, `2h`.
+    #[arg(long = "for", value_parser = parse_duration)]
+    duration: std::time::Duration,
+    /// Why: shown in /debug/records and the logs of every replica.
+    #[arg(long)]
+    reason: String,
+}
+
+/// Writes (or with `action` None, removes) one override in every member cluster; returns
+/// EX_UNAVAILABLE when no cluster could be written, success when at least one was (the
+/// replicas read every cluster's copy), and names the clusters it could not write.
+fn override_command(
+    config: &PathBuf,
+    cluster: &str,
+    service: Option<&str>,
+    action: Option<(Action, std::time::Duration, String)>,
+) -> ExitCode {
+    let loaded = match load(Some(config)) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let usage = |m: String| {
+        eprintln!("fedns: {m}");
+        ExitCode::from(EX_USAGE)
+    };
+    if !loaded
+        .config
+        .clusters
+        .iter()
+        .any(|c| c.value.name.eq_ignore_ascii_case(cluster))
+    {
+        return usage(format!("{}: no cluster `{cluster}`", config.display()));
+    }
+    let service = match service.map(|s| s.split_once('/')) {
+        None => None,
+        Some(Some((ns, name))) if fedns::config::is_label(ns) && fedns::config::is_label(name) => {
+            Some((ns, name))
+        }
+        Some(_) => return usage("--service must be namespace/name".into()),
+    };
+    if loaded.clusters.is_empty() {
+        return usage(format!(
+            "{}: no cluster is reached through Kubernetes; overrides live in member clusters",
+            config.display()
+        ));
+    }
+    let value = match action {
+        None => None,
+        Some((_, d, _)) if d.is_zero() => return usage("--for must be above 0".into()),
+        Some((_, _, r)) if r.trim().is_empty() => return usage("--reason must say why".into()),
+        Some((action, d, reason)) => {
+            let now = fedns::fleet::overrides::secs(std::time::SystemTime::now());
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let host = fedns::fleet::replica_name(None);
+            Some(Override {
+                action,
+                until: now + d.as_secs().max(1),
+                at: now,
+                reason,
+                by: format!("{user}@{host}"),
+            })
+        }
+    };
+    let namespace = loaded
+        .config
+        .fleet
+        .as_ref()
+        .map_or("fedns".to_owned(), |f| f.namespace.clone());
+    let key = fedns::fleet::overrides::key(cluster, service);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fedns: cannot start the runtime: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let results = runtime.block_on(async {
+        let mut out = Vec::new();
+        for access in &loaded.clusters {
+            let r = fedns::sources::kubernetes::fleet::write_override(
+                access,
+                &loaded.config.kubernetes,
+                &namespace,
+                &key,
+                value.as_ref(),
+            )
+            .await;
+            out.push((access.cluster.clone(), r));
+        }
+        out
+    });
+    let written = results.iter().filter(|(_, r)| r.is_ok()).count();
+    for (c, r) in &results {
+        match r {
+            Ok(()) => println!("{c}: written"),
+            Err(e) => eprintln!("{c}: NOT written: {e}"),
+        }
+    }
+    let what = match &value {
+        Some(o) => format!("{:?} `{key}` until {}", o.action, o.until),
+        None => format!("removed `{key}`"),
+    };
+    println!("{what}: {written} of {} clusters", results.len());
+    if written == 0 {
+        ExitCode::from(EX_UNAVAILABLE)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn load(config: Option<&PathBuf>) -> Result<LoadedConfig, ExitCode> {
@@ -109,6 +245,23 @@ fn main() -> ExitCode {
             };
             serve(config, options, drain)
         }
+        Command::Drain(a) => override_command(
+            &a.config,
+            &a.cluster,
+            a.service.as_deref(),
+            Some((Action::Drain, a.duration, a.reason)),
+        ),
+        Command::ForceUp(a) => override_command(
+            &a.config,
+            &a.cluster,
+            a.service.as_deref(),
+            Some((Action::ForceUp, a.duration, a.reason)),
+        ),
+        Command::Undrain {
+            config,
+            cluster,
+            service,
+        } => override_command(&config, &cluster, service.as_deref(), None),
         Command::Check { config } => match load(Some(&config)) {
             Ok(loaded) => match loaded.snapshot(&Store::default(), &Default::default(), None) {
                 Ok(snap) => {

@@ -59,6 +59,8 @@ pub struct Answer {
     pub scope: u8,
     /// The geo decisions taken, in chain order; filled only when tracing (explain).
     pub decisions: Vec<Decision>,
+    /// Only drained clusters were healthy for a name, so the drains were set aside.
+    pub drains_held: bool,
     /// What the first geo decision did, for metrics and the query log.
     pub first_cluster: Option<ClusterId>,
     pub located_by: Option<LocationSource>,
@@ -284,8 +286,10 @@ impl Resolution<'_> {
                 .collect(),
         };
         let any_healthy = in_level.iter().any(|m| m.healthy());
-        if !any_healthy && !matches!(level, Level::Global) {
-            // Federation v1 semantics: nothing healthy here, so point one level up.
+        let any_serving = in_level.iter().any(|m| m.serving());
+        if !any_serving && !matches!(level, Level::Global) {
+            // Federation v1 semantics: nothing healthy (or nothing but drained clusters)
+            // here, so point one level up.
             if let Some(target) = up_name(&owner) {
                 self.record(owner, RData::CNAME(CNAME(target.clone())));
                 self.chase(target, depth);
@@ -298,6 +302,17 @@ impl Resolution<'_> {
             self.ans.rcode = ResponseCode::ServFail;
             return;
         }
+        // A drain never takes out the last healthy clusters of a name: when only drained
+        // ones are healthy, the drains are set aside for this name (and the decision says
+        // so). With nothing healthy at all (fail-open), drained clusters stay out unless
+        // every cluster is drained.
+        let drains_held = !any_serving && any_healthy;
+        let in_level: Vec<&Member> = if drains_held || in_level.iter().all(|m| m.drained) {
+            in_level
+        } else {
+            in_level.into_iter().filter(|m| !m.drained).collect()
+        };
+        self.ans.drains_held |= drains_held;
         let decision = self.decide(fed, &in_level, level, !any_healthy);
         let mut wrote = false;
         let mut hostname = None;

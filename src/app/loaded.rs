@@ -15,7 +15,7 @@ use crate::health::HealthTable;
 use crate::health::quorum::Judge;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::sources::kubernetes::{ClusterAccess, KubeError};
-use crate::store::Store;
+use crate::store::{Endpoint, Store};
 
 /// Anything that stops a config from loading. Each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +110,7 @@ impl LoadedConfig {
             &self.zone,
             self.geoip.clone(),
             &store.contents(),
-            &|ep, ip| judge.endpoint(ep, ip),
+            &|ep: &Endpoint, ip| judge.endpoint(ep, ip),
         )
     }
 }

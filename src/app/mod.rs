@@ -24,6 +24,7 @@ use tracing::info;
 use crate::config::HealthConfig;
 use crate::dns::Handler;
 use crate::dns::rrl::Limiter;
+use crate::fleet::overrides::Overrides;
 use crate::fleet::{self, Fleet};
 use crate::health::HealthTable;
 use crate::listen::tcp::TcpLimits;
@@ -40,6 +41,7 @@ mod publish;
 mod readiness;
 mod reload;
 mod sources;
+mod verdicts;
 
 pub use loaded::{LoadError, LoadedConfig};
 
@@ -68,6 +70,8 @@ pub struct App {
     /// The other replicas' views, with a `fleet:` section (fixed at start: the replica's
     /// name does not change with a reload).
     pub fleet: Option<Arc<Fleet>>,
+    /// The operators' overrides (`fedns drain`), read from every member cluster.
+    pub overrides: Arc<Overrides>,
     pub published: Published,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
@@ -168,6 +172,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         store,
         health,
         fleet,
+        overrides: Arc::new(Overrides::default()),
         metrics,
         started: Instant::now(),
         draining: AtomicBool::new(false),
@@ -234,6 +239,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
                 metrics: app.metrics.clone(),
                 readiness: app.clone(),
                 fleet: app.fleet.clone(),
+                overrides: app.overrides.clone(),
             };
             tasks.push(tokio::spawn(admin::serve(listener, Arc::new(state))));
             bound

@@ -2,16 +2,16 @@
 //! runtime's worker threads; and the per-cluster gauges that follow each publish.
 
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 use tracing::error;
 
 use super::App;
+use super::verdicts::Build;
 use crate::health::quorum::Judge;
 use crate::ops::admin::Readiness;
 use crate::snapshot::Snapshot;
-use crate::store::Endpoint;
 
 impl App {
     /// Builds and publishes a snapshot; the old one keeps serving if this fails.
@@ -27,8 +27,10 @@ impl App {
         let start = Instant::now();
         let contents = self.store.contents();
         let loaded = self.loaded.load();
-        let judge = Judge::new(&self.health, &loaded.config.health, self.fleet.as_deref());
-        let health = |ep: &Endpoint, ip| judge.endpoint(ep, ip);
+        let health = Build {
+            judge: Judge::new(&self.health, &loaded.config.health, self.fleet.as_deref()),
+            overrides: self.overrides.active(SystemTime::now()),
+        };
         let next = if dirty.full {
             match Snapshot::build(
                 &loaded.config,
@@ -85,31 +87,33 @@ impl App {
         m.ready.set(i64::from(self.readiness().is_ok()));
     }
 
-    /// Starts the task that rebuilds when a fleet view expires (its vote ends then).
+    /// Starts the task that rebuilds when a fleet view or an override expires (a vote or
+    /// a drain ends then).
     pub(super) fn spawn_fleet_expiry(self: &Arc<Self>) -> Option<JoinHandle<()>> {
         let fleet = self.fleet.clone()?;
         let app = self.clone();
         Some(tokio::spawn(async move {
-            let mut fresh = 0;
+            let (mut fresh, mut active) = (0, 0);
             loop {
-                let now = std::time::SystemTime::now();
-                let wait = fleet
-                    .next_expiry(now)
+                let now = SystemTime::now();
+                let next = [fleet.next_expiry(now), app.overrides.next_expiry(now)]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let wait = next
                     .and_then(|t| t.duration_since(now).ok())
-                    .unwrap_or(std::time::Duration::from_secs(1))
-                    .clamp(
-                        std::time::Duration::from_millis(50),
-                        std::time::Duration::from_secs(1),
-                    );
+                    .unwrap_or(Duration::from_secs(1))
+                    .clamp(Duration::from_millis(50), Duration::from_secs(1));
                 tokio::time::sleep(wait).await;
-                let now_fresh = fleet.fresh(std::time::SystemTime::now());
-                if now_fresh < fresh {
-                    if now_fresh == 0 {
+                let now = SystemTime::now();
+                let (now_fresh, now_active) = (fleet.fresh(now), app.overrides.active(now).len());
+                if now_fresh < fresh || now_active < active {
+                    if now_fresh == 0 && fresh > 0 {
                         tracing::warn!("fleet: no other replica's view is fresh; deciding alone");
                     }
                     app.store.rebuild_all();
                 }
-                fresh = now_fresh;
+                (fresh, active) = (now_fresh, now_active);
             }
         }))
     }

@@ -148,6 +148,7 @@ impl App {
                 publishing.clone(),
                 publish,
                 fleet.clone(),
+                self.overrides.clone(),
                 self.store.clone(),
             );
             sources.fleet.insert(name.to_owned(), (fingerprint, task));

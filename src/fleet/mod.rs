@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Quorum;
 
+pub mod overrides;
+
 /// One replica's view, as its Lease carries it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReplicaView {

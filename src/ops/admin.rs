@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing::debug;
 
+use crate::fleet::overrides::{Override, Overrides};
 use crate::fleet::{Fleet, digest_lines};
 use crate::health::Health;
 use crate::health::HealthTable;
@@ -37,6 +38,8 @@ pub struct AdminState {
     pub readiness: Arc<dyn Readiness>,
     /// The other replicas' views, with a `fleet:` section.
     pub fleet: Option<Arc<Fleet>>,
+    /// The operators' overrides in force.
+    pub overrides: Arc<Overrides>,
 }
 
 /// Whether /readyz answers 200, and if not, why.
@@ -245,7 +248,19 @@ fn records(shared: &AdminState) -> Value {
             })
         })
         .collect();
-    json!({ "zone": snap.apex.to_string(), "names": names, "clusters": clusters, "probes": probes })
+    let mut overrides: Vec<(String, Override)> = shared
+        .overrides
+        .active(SystemTime::now())
+        .into_iter()
+        .collect();
+    overrides.sort_by(|a, b| a.0.cmp(&b.0));
+    let overrides: Vec<Value> = overrides
+        .into_iter()
+        .map(|(k, o)| {
+            json!({ "key": k, "action": o.action, "until": o.until, "since": o.at, "reason": o.reason, "by": o.by })
+        })
+        .collect();
+    json!({ "zone": snap.apex.to_string(), "names": names, "clusters": clusters, "probes": probes, "overrides": overrides })
 }
 
 /// `/debug/fleet`: this replica and its view; every other replica known from its Leases
@@ -323,12 +338,16 @@ fn name_json(snap: &Snapshot, name: &str, kind: &str, f: &FedName) -> Value {
                 "cluster": c.name,
                 "ready": m.ready,
                 "healthy": m.healthy(),
+                "drained": m.drained,
                 "stale": c.stale,
                 "addresses": addrs,
                 "hostname": m.hostname.as_ref().map(|h| h.to_string()),
             })
         })
         .collect();
+    // Only drained clusters are healthy: the answer sets the drains aside.
+    let drains_held =
+        !f.members.iter().any(|m| m.serving()) && f.members.iter().any(|m| m.healthy());
     json!({
         "name": name,
         "kind": kind,
@@ -336,6 +355,7 @@ fn name_json(snap: &Snapshot, name: &str, kind: &str, f: &FedName) -> Value {
         "policy": f.policy.kind.to_string(),
         "count": f.policy.count,
         "clusters": members,
+        "drains_held": drains_held,
     })
 }
 

@@ -13,6 +13,7 @@ use super::locate::{ClusterId, Locator, Override, OverrideTarget};
 use super::types::{BuildError, Cluster, FedName, Member, Policies, Policy, Snapshot};
 use crate::config::Config;
 use crate::config::zonefile::ZoneData;
+use crate::fleet::overrides::Action;
 use crate::geo::{GeoDb, LatLon, places};
 use crate::health::Health;
 use crate::store::{ClusterEndpoints, Endpoint, NameKey, Settings};
@@ -25,7 +26,7 @@ impl Snapshot {
         zone: &ZoneData,
         geoip: Option<Arc<GeoDb>>,
         endpoints: &BTreeMap<String, ClusterEndpoints>,
-        health: &dyn Fn(&Endpoint, IpAddr) -> Health,
+        health: &dyn Verdicts,
     ) -> Result<Snapshot, BuildError> {
         let apex = Name::from_ascii(&config.zone)
             .map_err(|_| BuildError::Zone(config.zone.clone()))?
@@ -213,7 +214,7 @@ impl Snapshot {
         &self,
         names: &HashSet<NameKey>,
         endpoints: &BTreeMap<String, ClusterEndpoints>,
-        health: &dyn Fn(&Endpoint, IpAddr) -> Health,
+        health: &dyn Verdicts,
     ) -> Snapshot {
         let mut next = self.clone();
         for c in &mut next.clusters {
@@ -230,21 +231,21 @@ impl Snapshot {
         &mut self,
         names: impl Iterator<Item = &'a NameKey>,
         endpoints: &BTreeMap<String, ClusterEndpoints>,
-        health: &dyn Fn(&Endpoint, IpAddr) -> Health,
+        health: &dyn Verdicts,
     ) {
-        let ids: Vec<(Option<ClusterId>, &ClusterEndpoints)> = endpoints
+        let ids: Vec<(Option<ClusterId>, &str, &ClusterEndpoints)> = endpoints
             .iter()
-            .map(|(name, ce)| (self.cluster_id(name), ce))
+            .map(|(name, ce)| (self.cluster_id(name), name.as_str(), ce))
             .collect();
         for key in names {
             let mut members: Vec<Member> = Vec::new();
             let mut settings: Vec<(ClusterId, &Settings)> = Vec::new();
-            for (cid, ce) in &ids {
+            for (cid, cluster, ce) in &ids {
                 let Some(cid) = *cid else {
                     continue;
                 };
                 for ep in ce.endpoints_for(key) {
-                    merge(&mut members, &member(cid, ep, health));
+                    merge(&mut members, &member(cid, cluster, ep, health));
                     settings.push((cid, &ep.settings));
                 }
             }
@@ -378,12 +379,36 @@ fn refcount<K: std::hash::Hash + Eq + Clone>(
     }
 }
 
-/// One cluster's member of a name, from one endpoint, with each address's health.
-fn member(
-    cluster: ClusterId,
-    ep: &Endpoint,
-    health: &dyn Fn(&Endpoint, IpAddr) -> Health,
-) -> Member {
+/// What a build asks of each endpoint of a cluster: the health of each of its
+/// load-balancer addresses, and an operator's override (`fleet::overrides`).
+pub trait Verdicts {
+    fn health(&self, ep: &Endpoint, ip: IpAddr) -> Health;
+
+    fn action(&self, _cluster: &str, _ep: &Endpoint) -> Option<Action> {
+        None
+    }
+}
+
+/// Health alone, with no overrides: what tests and single-replica callers pass.
+impl<F: Fn(&Endpoint, IpAddr) -> Health> Verdicts for F {
+    fn health(&self, ep: &Endpoint, ip: IpAddr) -> Health {
+        self(ep, ip)
+    }
+}
+
+/// One cluster's member of a name, from one endpoint, with each address's health: a
+/// drained one says so (the answer keeps it out unless nothing else is healthy), a forced
+/// one is ready and healthy whatever its probes say.
+fn member(cluster: ClusterId, name: &str, ep: &Endpoint, verdicts: &dyn Verdicts) -> Member {
+    let action = verdicts.action(name, ep);
+    let forced = action == Some(Action::ForceUp);
+    let health = |ip| {
+        if forced {
+            Health::Healthy
+        } else {
+            verdicts.health(ep, ip)
+        }
+    };
     let mut m = Member {
         cluster,
         v4: Vec::new(),
@@ -396,12 +421,13 @@ fn member(
                 n.set_fqdn(true);
                 n
             }),
-        ready: ep.ready,
+        ready: ep.ready || forced,
+        drained: action == Some(Action::Drain),
     };
     for a in &ep.addresses {
         match a.to_canonical() {
-            IpAddr::V4(v4) => m.v4.push((v4, health(ep, IpAddr::V4(v4)))),
-            IpAddr::V6(v6) => m.v6.push((v6, health(ep, IpAddr::V6(v6)))),
+            IpAddr::V4(v4) => m.v4.push((v4, health(IpAddr::V4(v4)))),
+            IpAddr::V6(v6) => m.v6.push((v6, health(IpAddr::V6(v6)))),
         }
     }
     m
@@ -414,6 +440,7 @@ fn merge(members: &mut Vec<Member>, m: &Member) {
         existing.v6.extend_from_slice(&m.v6);
         existing.hostname = existing.hostname.take().or_else(|| m.hostname.clone());
         existing.ready |= m.ready;
+        existing.drained |= m.drained;
     } else {
         members.push(m.clone());
     }

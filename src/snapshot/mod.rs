@@ -14,6 +14,7 @@ mod build;
 mod locate;
 mod types;
 
+pub use build::Verdicts;
 pub use locate::{
     ClusterId, Located, LocationKey, LocationSource, Locator, Override, OverrideTarget,
 };

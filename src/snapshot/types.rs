@@ -45,6 +45,9 @@ pub struct Member {
     pub hostname: Option<Name>,
     /// Kubernetes readiness (ready endpoints behind the Service).
     pub ready: bool,
+    /// Drained by an operator (`fedns drain`): out of the answers while another cluster
+    /// of the name is healthy.
+    pub drained: bool,
 }
 
 impl Member {
@@ -58,6 +61,11 @@ impl Member {
         !any_addr
             || self.v4.iter().any(|(_, h)| *h == Health::Healthy)
             || self.v6.iter().any(|(_, h)| *h == Health::Healthy)
+    }
+
+    /// Healthy and not drained.
+    pub fn serving(&self) -> bool {
+        self.healthy() && !self.drained
     }
 }
 

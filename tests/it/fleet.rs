@@ -406,3 +406,116 @@ async fn write_conflicts_and_a_forbidden_cluster_do_not_stop_publishing() {
     assert_eq!(answer(&server).await, ["127.0.0.11"]);
     server.stop().await;
 }
+
+/// Runs `fedns <args> --config <the server's config>`; panics unless it exits 0.
+fn fedns_cli(server: &TestServer, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedns"))
+        .args(args)
+        .arg("--config")
+        .arg(&server.path)
+        .output()
+        .expect("run fedns");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "fedns {args:?}: {text}");
+    text
+}
+
+async fn records(server: &TestServer) -> Value {
+    let (code, body) = fedns_testkit::http::get(server.admin, "/debug/records").await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_moves_clients_never_takes_the_last_healthy_cluster_and_expires() {
+    let port = free_port().await;
+    let mut lbs = [
+        Lb::start(SocketAddr::new("127.0.0.11".parse().unwrap(), port)).await,
+        Lb::start(SocketAddr::new("127.0.0.12".parse().unwrap(), port)).await,
+    ];
+    let (us, eu) = (
+        FakeCluster::start("us-east").await,
+        FakeCluster::start("eu-west").await,
+    );
+    let server = replica(&us, &eu, port, "majority").await;
+    until_answer(&server, "127.0.0.11").await;
+
+    // Drained for the whole fleet: written to both clusters, New York moves.
+    let out = fedns_cli(
+        &server,
+        &[
+            "drain",
+            "us-east",
+            "--for",
+            "3s",
+            "--reason",
+            "kernel upgrade",
+        ],
+    );
+    assert!(
+        out.contains("us-east: written") && out.contains("eu-west: written"),
+        "{out}"
+    );
+    for c in [&us, &eu] {
+        let m = c
+            .get(Resource::ConfigMaps, NS, "fedns-overrides")
+            .expect("ConfigMap");
+        assert!(
+            m["data"]["us-east"]
+                .as_str()
+                .unwrap()
+                .contains("kernel upgrade"),
+            "{m}"
+        );
+    }
+    until_answer(&server, "127.0.0.12").await;
+    let r = records(&server).await;
+    assert_eq!(r["overrides"][0]["key"], "us-east", "{r}");
+    assert_eq!(r["overrides"][0]["action"], "drain", "{r}");
+    assert_eq!(r["overrides"][0]["reason"], "kernel upgrade", "{r}");
+
+    // eu-west dies: the drained us-east is the last healthy cluster, and keeps answering.
+    lbs[1].down();
+    until_answer(&server, "127.0.0.11").await;
+    let r = records(&server).await;
+    let app = r["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["object"] == "default/app")
+        .unwrap();
+    assert_eq!(app["drains_held"], true, "{app}");
+    lbs[1].up().await;
+    until_answer(&server, "127.0.0.12").await;
+
+    // The drain expires by itself: us-east is back.
+    until_answer(&server, "127.0.0.11").await;
+    assert_eq!(records(&server).await["overrides"], serde_json::json!([]));
+
+    // A drain of one service, then undrain: removed in every cluster at once.
+    fedns_cli(
+        &server,
+        &[
+            "drain",
+            "us-east",
+            "--service",
+            "default/app",
+            "--for",
+            "1h",
+            "--reason",
+            "canary",
+        ],
+    );
+    until_answer(&server, "127.0.0.12").await;
+    let out = fedns_cli(&server, &["undrain", "us-east", "--service", "default/app"]);
+    assert!(
+        out.contains("removed `us-east.default.app`: 2 of 2"),
+        "{out}"
+    );
+    until_answer(&server, "127.0.0.11").await;
+    server.stop().await;
+}

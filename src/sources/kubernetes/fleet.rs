@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::access::ClusterAccess;
 use crate::config::KubernetesConfig;
+use crate::fleet::overrides::{CONFIG_MAP, Override, Overrides};
 use crate::fleet::{Fleet, MAX_LISTED, OwnView, ReplicaView, digest_lines};
 use crate::store::Store;
 
@@ -59,6 +61,7 @@ pub fn spawn(
     publishing: Arc<Publishing>,
     publish: bool,
     fleet: Arc<Fleet>,
+    overrides: Arc<Overrides>,
     store: Arc<Store>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -70,9 +73,16 @@ pub fn spawn(
                 return;
             }
         };
-        let api: Api<Lease> = Api::namespaced(client, &publishing.namespace);
-        let watching = tokio::spawn(watch_leases(api.clone(), cluster.clone(), fleet, store));
-        let _guard = super::AbortOnDrop(vec![watching]);
+        let api: Api<Lease> = Api::namespaced(client.clone(), &publishing.namespace);
+        let maps: Api<ConfigMap> = Api::namespaced(client, &publishing.namespace);
+        let watching = tokio::spawn(watch_leases(
+            api.clone(),
+            cluster.clone(),
+            fleet,
+            store.clone(),
+        ));
+        let overriding = tokio::spawn(watch_overrides(maps, cluster.clone(), overrides, store));
+        let _guard = super::AbortOnDrop(vec![watching, overriding]);
         if publish {
             keep_written(api, &cluster, &publishing).await;
         } else {
@@ -256,6 +266,116 @@ async fn watch_leases(api: Api<Lease>, cluster: String, fleet: Arc<Fleet>, store
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Watches this cluster's `fedns-overrides` ConfigMap; a change asks for a rebuild. A
+/// deleted ConfigMap takes this cluster's copies of the overrides with it.
+async fn watch_overrides(
+    api: Api<ConfigMap>,
+    cluster: String,
+    overrides: Arc<Overrides>,
+    store: Arc<Store>,
+) {
+    let wc = watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP}"));
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut stream = watcher::watcher(api.clone(), wc.clone()).boxed();
+        while let Some(item) = stream.next().await {
+            let data = match item {
+                Ok(Event::Apply(m) | Event::InitApply(m)) => entries(&m),
+                Ok(Event::Delete(_)) => Vec::new(),
+                Ok(Event::Init) => continue,
+                Ok(Event::InitDone) => {
+                    backoff = Duration::from_millis(500);
+                    continue;
+                }
+                Err(e) => {
+                    debug!(cluster, error = %e, "fleet: overrides watch error");
+                    break;
+                }
+            };
+            let (changed, errors) = overrides.set_from(&cluster, &data);
+            for e in errors {
+                warn!(cluster, "fleet: {e}; ignored");
+            }
+            if changed {
+                info!(cluster, entries = data.len(), "fleet: overrides changed");
+                store.rebuild_all();
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn entries(m: &ConfigMap) -> Vec<(String, String)> {
+    m.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Writes (`Some`) or removes (`None`) one override in a cluster's `fedns-overrides`,
+/// creating the ConfigMap if needed; a 409 re-reads and tries again.
+pub async fn write_override(
+    access: &ClusterAccess,
+    k: &KubernetesConfig,
+    namespace: &str,
+    key: &str,
+    value: Option<&Override>,
+) -> Result<(), String> {
+    let client = access.client(k).await.map_err(|e| e.to_string())?;
+    let api: Api<ConfigMap> = Api::namespaced(client, namespace);
+    let json = value
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = tokio::time::timeout(REQUEST_TIMEOUT, api.get_opt(CONFIG_MAP))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let result = match (current, &json) {
+            (None, None) => return Ok(()),
+            (None, Some(v)) => {
+                let m = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(CONFIG_MAP.to_owned()),
+                        namespace: Some(namespace.to_owned()),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(BTreeMap::from([(key.to_owned(), v.clone())])),
+                    ..ConfigMap::default()
+                };
+                tokio::time::timeout(REQUEST_TIMEOUT, api.create(&PostParams::default(), &m))
+                    .await
+                    .map_err(|_| "timed out".to_owned())?
+                    .map(drop)
+            }
+            (Some(mut m), v) => {
+                let data = m.data.get_or_insert_with(BTreeMap::new);
+                match v {
+                    Some(v) => data.insert(key.to_owned(), v.clone()),
+                    None => data.remove(key),
+                };
+                tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    api.replace(CONFIG_MAP, &PostParams::default(), &m),
+                )
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map(drop)
+            }
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => continue,
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }
 

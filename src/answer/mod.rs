@@ -78,6 +78,8 @@ pub struct Answer {
 pub struct Candidate {
     pub cluster: ClusterId,
     pub healthy: bool,
+    /// Drained by an operator (out of the answer unless the drains are held).
+    pub drained: bool,
     pub distance_km: Option<f64>,
 }
 
@@ -307,13 +309,9 @@ impl Resolution<'_> {
         // so). With nothing healthy at all (fail-open), drained clusters stay out unless
         // every cluster is drained.
         let drains_held = !any_serving && any_healthy;
-        let in_level: Vec<&Member> = if drains_held || in_level.iter().all(|m| m.drained) {
-            in_level
-        } else {
-            in_level.into_iter().filter(|m| !m.drained).collect()
-        };
+        let drop_drained = !drains_held && !in_level.iter().all(|m| m.drained);
         self.ans.drains_held |= drains_held;
-        let decision = self.decide(fed, &in_level, level, !any_healthy);
+        let decision = self.decide(fed, &in_level, level, !any_healthy, drop_drained);
         let mut wrote = false;
         let mut hostname = None;
         for id in &decision.chosen {
@@ -372,11 +370,13 @@ impl Resolution<'_> {
         members: &[&Member],
         level: Level<'_>,
         fail_open: bool,
+        drop_drained: bool,
     ) -> Decision {
         let snap = self.snap;
         let policy = &fed.policy;
         let eligible: Vec<ClusterId> = members
             .iter()
+            .filter(|m| !(drop_drained && m.drained))
             .filter(|m| fail_open || m.healthy())
             .map(|m| m.cluster)
             .collect();
@@ -450,6 +450,7 @@ fn trace(
         .map(|m| Candidate {
             cluster: m.cluster,
             healthy: m.healthy(),
+            drained: m.drained,
             distance_km: distance(m.cluster),
         })
         .collect();

@@ -153,8 +153,9 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         );
         Arc::new(fleet)
     });
+    let overrides = Arc::new(Overrides::default());
     if let Some(f) = &fleet {
-        metrics.watch_fleet(f.clone(), health.clone());
+        metrics.watch_fleet(f.clone(), health.clone(), overrides.clone());
     }
     let snapshot = loaded.snapshot(&store, &health, fleet.as_deref())?;
     let names: Vec<&str> = snapshot.clusters.iter().map(|c| c.name.as_str()).collect();
@@ -172,7 +173,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         store,
         health,
         fleet,
-        overrides: Arc::new(Overrides::default()),
+        overrides,
         metrics,
         started: Instant::now(),
         draining: AtomicBool::new(false),

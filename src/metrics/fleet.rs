@@ -9,12 +9,14 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, Metric, MetricFamily, MetricType};
 
 use super::families::{desc, family, labels};
+use crate::fleet::overrides::{Action, Overrides};
 use crate::fleet::{Fleet, digest_lines};
 use crate::health::HealthTable;
 
 pub struct FleetCollector {
     fleet: Arc<Fleet>,
     table: Arc<HealthTable>,
+    overrides: Arc<Overrides>,
     descs: Vec<Desc>,
 }
 
@@ -26,20 +28,30 @@ const DISAGREE: (&str, &str) = (
     "fedns_fleet_disagreeing_targets",
     "Probe targets of this replica on which the fresh views do not all agree.",
 );
+const OVERRIDES: (&str, &str) = (
+    "fedns_fleet_overrides",
+    "Operators' overrides in force (fedns drain, force-up), by action.",
+);
 const MISMATCH: (&str, &str) = (
     "fedns_fleet_digest_mismatch",
     "Fresh replicas whose config or GeoIP database digest differs from this replica's.",
 );
 
 impl FleetCollector {
-    pub fn new(fleet: Arc<Fleet>, table: Arc<HealthTable>) -> FleetCollector {
+    pub fn new(
+        fleet: Arc<Fleet>,
+        table: Arc<HealthTable>,
+        overrides: Arc<Overrides>,
+    ) -> FleetCollector {
         FleetCollector {
             fleet,
             table,
+            overrides,
             descs: vec![
                 desc(REPLICAS, &["state"]),
                 desc(DISAGREE, &[]),
                 desc(MISMATCH, &["digest"]),
+                desc(OVERRIDES, &["action"]),
             ],
         }
     }
@@ -74,7 +86,17 @@ impl Collector for FleetCollector {
                 !v.up.is_empty() && !v.down.is_empty()
             })
             .count();
+        let active = self.overrides.active(now);
+        let count = |a: Action| active.values().filter(|o| o.action == a).count();
         vec![
+            family(
+                OVERRIDES,
+                MetricType::GAUGE,
+                vec![
+                    gauge(&[("action", "drain")], count(Action::Drain)),
+                    gauge(&[("action", "force-up")], count(Action::ForceUp)),
+                ],
+            ),
             family(
                 REPLICAS,
                 MetricType::GAUGE,

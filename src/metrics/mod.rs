@@ -15,6 +15,7 @@ use prometheus::{
 use self::probes::ProbeCollector;
 use self::shards::{GEO, QTYPE_NAMES, QUERY_SLOTS, QueryCollector, RCODES, Shard};
 use crate::fleet::Fleet;
+use crate::fleet::overrides::Overrides;
 use crate::geo::Precision;
 use crate::health::HealthTable;
 
@@ -337,9 +338,16 @@ impl Metrics {
     }
 
     /// Exposes the fleet's agreement, read from the views at every scrape.
-    pub fn watch_fleet(&self, fleet: Arc<Fleet>, table: Arc<HealthTable>) {
+    pub fn watch_fleet(
+        &self,
+        fleet: Arc<Fleet>,
+        table: Arc<HealthTable>,
+        overrides: Arc<Overrides>,
+    ) {
         self.registry
-            .register(Box::new(fleet::FleetCollector::new(fleet, table)))
+            .register(Box::new(fleet::FleetCollector::new(
+                fleet, table, overrides,
+            )))
             .expect("unique metric");
     }
 

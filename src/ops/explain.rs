@@ -59,6 +59,12 @@ pub fn explain(
                 }
             }
         }
+        if a.drains_held {
+            let _ = writeln!(
+                out,
+                "note:     only drained clusters are healthy; the drains are held for this name"
+            );
+        }
         if d.fail_open {
             let _ = writeln!(
                 out,
@@ -77,13 +83,14 @@ pub fn explain(
             };
             let _ = writeln!(
                 out,
-                "  {}. {:<16} {:<9} {:>10}  region {}{}{}",
+                "  {}. {:<16} {:<9} {:>10}  region {}{}{}{}",
                 i + 1,
                 cl.name,
                 if c.healthy { "healthy" } else { "UNHEALTHY" },
                 dist,
                 cl.region.as_deref().unwrap_or("-"),
                 if cl.stale { " (stale)" } else { "" },
+                if c.drained { " (drained)" } else { "" },
                 chosen
             );
         }

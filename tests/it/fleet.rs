@@ -473,6 +473,22 @@ async fn a_drain_moves_clients_never_takes_the_last_healthy_cluster_and_expires(
         );
     }
     until_answer(&server, "127.0.0.12").await;
+    let (_, explain) = fedns_testkit::http::get(
+        server.admin,
+        &format!("/debug/explain?name={APP}&client={NEW_YORK}"),
+    )
+    .await;
+    assert!(
+        explain
+            .lines()
+            .any(|l| l.contains("us-east") && l.contains("(drained)")),
+        "{explain}"
+    );
+    let (_, metrics) = fedns_testkit::http::get(server.admin, "/metrics").await;
+    assert!(
+        metrics.contains("fedns_fleet_overrides{action=\"drain\"} 1"),
+        "{metrics}"
+    );
     let r = records(&server).await;
     assert_eq!(r["overrides"][0]["key"], "us-east", "{r}");
     assert_eq!(r["overrides"][0]["action"], "drain", "{r}");
@@ -489,6 +505,12 @@ async fn a_drain_moves_clients_never_takes_the_last_healthy_cluster_and_expires(
         .find(|n| n["object"] == "default/app")
         .unwrap();
     assert_eq!(app["drains_held"], true, "{app}");
+    let (_, explain) = fedns_testkit::http::get(
+        server.admin,
+        &format!("/debug/explain?name={APP}&client={NEW_YORK}"),
+    )
+    .await;
+    assert!(explain.contains("the drains are held"), "{explain}");
     lbs[1].up().await;
     until_answer(&server, "127.0.0.12").await;
 

@@ -168,15 +168,9 @@ fn override_command(
         .as_ref()
         .map_or("fedns".to_owned(), |f| f.namespace.clone());
     let key = fedns::fleet::overrides::key(cluster, service);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("fedns: cannot start the runtime: {e}");
-            return ExitCode::from(EX_UNAVAILABLE);
-        }
+        Err(code) => return code,
     };
     let results = runtime.block_on(async {
         let mut out = Vec::new();
@@ -210,6 +204,14 @@ fn override_command(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A tokio runtime, or EX_UNAVAILABLE with the reason said.
+fn runtime(mut b: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    b.enable_all().build().map_err(|e| {
+        eprintln!("fedns: cannot start the runtime: {e}");
+        ExitCode::from(EX_UNAVAILABLE)
+    })
 }
 
 fn load(config: Option<&PathBuf>) -> Result<LoadedConfig, ExitCode> {
@@ -366,15 +368,9 @@ fn serve(
         Ok(l) => l,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("fedns: cannot start the runtime: {e}");
-            return ExitCode::from(EX_UNAVAILABLE);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let drain = drain.unwrap_or(loaded.config.drain);

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use tokio::task::JoinHandle;
 use tracing::info;
 
 use std::sync::Arc;
@@ -29,18 +30,8 @@ impl App {
             .zone
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let wanted: HashMap<&str, &ClusterAccess> = loaded
-            .clusters
-            .iter()
-            .map(|a| (a.cluster.as_str(), a))
-            .collect();
-        sources.watchers.retain(|name, (_, task)| {
-            let keep = wanted.contains_key(name.as_str());
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
+        let wanted = watched(loaded);
+        keep_only(&mut sources.watchers, &wanted);
         for (name, access) in wanted {
             let fingerprint = access.fingerprint(&loaded.config.kubernetes, &zone);
             if sources
@@ -107,18 +98,8 @@ impl App {
             }),
             changed: self.health.subscribe(),
         });
-        let wanted: HashMap<&str, &ClusterAccess> = loaded
-            .clusters
-            .iter()
-            .map(|a| (a.cluster.as_str(), a))
-            .collect();
-        sources.fleet.retain(|name, (_, task)| {
-            let keep = wanted.contains_key(name.as_str());
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
+        let wanted = watched(loaded);
+        keep_only(&mut sources.fleet, &wanted);
         for (name, access) in wanted {
             let publish = cfg.publish_to.is_empty()
                 || cfg.publish_to.iter().any(|c| c.eq_ignore_ascii_case(name));
@@ -154,4 +135,27 @@ impl App {
             sources.fleet.insert(name.to_owned(), (fingerprint, task));
         }
     }
+}
+
+/// The watched clusters' access, by cluster name.
+fn watched(loaded: &LoadedConfig) -> HashMap<&str, &ClusterAccess> {
+    loaded
+        .clusters
+        .iter()
+        .map(|a| (a.cluster.as_str(), a))
+        .collect()
+}
+
+/// Stops the per-cluster tasks of clusters no longer wanted.
+fn keep_only(
+    tasks: &mut HashMap<String, (u64, JoinHandle<()>)>,
+    wanted: &HashMap<&str, &ClusterAccess>,
+) {
+    tasks.retain(|name, (_, task)| {
+        let keep = wanted.contains_key(name.as_str());
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
 }

@@ -93,6 +93,30 @@ async fn replica(us: &FakeCluster, eu: &FakeCluster, port: u16, quorum: &str) ->
     TestServer::start_at(fedns_testkit::server::write_config("fleet-cfg", &yaml)).await
 }
 
+/// Two member clusters, us-east and eu-west, and their load balancers on 127.0.0.11 and
+/// 127.0.0.12 at one free port.
+struct World {
+    port: u16,
+    lbs: [Lb; 2],
+    us: FakeCluster,
+    eu: FakeCluster,
+}
+
+impl World {
+    async fn start() -> World {
+        let port = free_port().await;
+        World {
+            port,
+            lbs: [
+                Lb::start(SocketAddr::new("127.0.0.11".parse().unwrap(), port)).await,
+                Lb::start(SocketAddr::new("127.0.0.12".parse().unwrap(), port)).await,
+            ],
+            us: FakeCluster::start("us-east").await,
+            eu: FakeCluster::start("eu-west").await,
+        }
+    }
+}
+
 fn key(ip: &str, port: u16) -> String {
     format!("tcp:{ip}:{port}")
 }
@@ -184,6 +208,19 @@ async fn until_own_view_down(c: &FakeCluster, dead: &str, renew: impl Fn()) {
     .await;
 }
 
+/// Waits until this replica's Lease in `c` has another renewTime than `before`.
+async fn until_renewed(c: &FakeCluster, before: &Value) {
+    eventually(PATIENCE, || async move {
+        let now = own_lease(c).unwrap()["spec"]["renewTime"].clone();
+        if now != *before {
+            Ok(())
+        } else {
+            Err(format!("renewTime stayed {now}"))
+        }
+    })
+    .await;
+}
+
 /// The annotations of this replica's Lease in a cluster, once it has one.
 fn own_lease(c: &FakeCluster) -> Option<Value> {
     c.get(Resource::Leases, NS, "fedns-r1")
@@ -198,15 +235,12 @@ fn annotation(lease: &Value, k: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_publishes_its_view_to_every_cluster() {
-    let port = free_port().await;
-    let mut lbs = [
-        Lb::start(SocketAddr::new("127.0.0.11".parse().unwrap(), port)).await,
-        Lb::start(SocketAddr::new("127.0.0.12".parse().unwrap(), port)).await,
-    ];
-    let (us, eu) = (
-        FakeCluster::start("us-east").await,
-        FakeCluster::start("eu-west").await,
-    );
+    let World {
+        port,
+        mut lbs,
+        us,
+        eu,
+    } = World::start().await;
     let server = replica(&us, &eu, port, "majority").await;
     until_answer(&server, "127.0.0.11").await;
     for c in [&us, &eu] {
@@ -241,19 +275,7 @@ async fn a_replica_publishes_its_view_to_every_cluster() {
     until_answer(&server, "127.0.0.12").await;
     // Renewed on a steady period even when nothing changes.
     let before = own_lease(&us).unwrap()["spec"]["renewTime"].clone();
-    eventually(PATIENCE, || {
-        let before = before.clone();
-        let us = &us;
-        async move {
-            let now = own_lease(us).unwrap()["spec"]["renewTime"].clone();
-            if now != before {
-                Ok(())
-            } else {
-                Err(format!("renewTime stayed {now}"))
-            }
-        }
-    })
-    .await;
+    until_renewed(&us, &before).await;
     lbs[0].up().await;
     until_answer(&server, "127.0.0.11").await;
     server.stop().await;
@@ -261,15 +283,12 @@ async fn a_replica_publishes_its_view_to_every_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_majority_outvotes_one_vantage_point_and_follows_a_real_outage() {
-    let port = free_port().await;
-    let mut lbs = [
-        Lb::start(SocketAddr::new("127.0.0.11".parse().unwrap(), port)).await,
-        Lb::start(SocketAddr::new("127.0.0.12".parse().unwrap(), port)).await,
-    ];
-    let (us, eu) = (
-        FakeCluster::start("us-east").await,
-        FakeCluster::start("eu-west").await,
-    );
+    let World {
+        port,
+        mut lbs,
+        us,
+        eu,
+    } = World::start().await;
     // Two other replicas that see everything up, one published to each cluster.
     us.apply(Resource::Leases, other_replica("r2", port, &[], 0));
     eu.apply(Resource::Leases, other_replica("r3", port, &[], 0));
@@ -321,15 +340,12 @@ async fn a_majority_outvotes_one_vantage_point_and_follows_a_real_outage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_view_stops_voting() {
-    let port = free_port().await;
-    let mut lbs = [
-        Lb::start(SocketAddr::new("127.0.0.11".parse().unwrap(), port)).await,
-        Lb::start(SocketAddr::new("127.0.0.12".parse().unwrap(), port)).await,
-    ];
-    let (us, eu) = (
-        FakeCluster::start("us-east").await,
-        FakeCluster::start("eu-west").await,
-    );
+    let World {
+        port,
+        mut lbs,
+        us,
+        eu,
+    } = World::start().await;
     // Two replicas that see us-east up, renewed until this replica's own view says it is
     // down; then they stop renewing (killed).
     let renew = || {
@@ -356,15 +372,12 @@ async fn an_expired_view_stops_voting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_conflicts_and_a_forbidden_cluster_do_not_stop_publishing() {
-    let port = free_port().await;
-    let _lbs = [
-        Lb::start(SocketAddr::new("127.0.0.11".parse().unwrap(), port)).await,
-        Lb::start(SocketAddr::new("127.0.0.12".parse().unwrap(), port)).await,
-    ];
-    let (us, eu) = (
-        FakeCluster::start("us-east").await,
-        FakeCluster::start("eu-west").await,
-    );
+    let World {
+        port,
+        lbs: _lbs,
+        us,
+        eu,
+    } = World::start().await;
     eu.set_forbidden_writes(Resource::Leases, true);
     let server = replica(&us, &eu, port, "majority").await;
     until_answer(&server, "127.0.0.11").await;
@@ -381,19 +394,7 @@ async fn write_conflicts_and_a_forbidden_cluster_do_not_stop_publishing() {
     let before = own_lease(&us).unwrap()["spec"]["renewTime"].clone();
     let writes = us.write_count(Resource::Leases);
     us.set_write_conflicts(2);
-    eventually(PATIENCE, || {
-        let before = before.clone();
-        let us = &us;
-        async move {
-            let now = own_lease(us).unwrap()["spec"]["renewTime"].clone();
-            if now != before {
-                Ok(())
-            } else {
-                Err(format!("renewTime stayed {now}"))
-            }
-        }
-    })
-    .await;
+    until_renewed(&us, &before).await;
     assert!(
         us.write_count(Resource::Leases) >= writes + 3,
         "{} writes after {writes}: the conflicts were not retried",
@@ -432,15 +433,12 @@ async fn records(server: &TestServer) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_moves_clients_never_takes_the_last_healthy_cluster_and_expires() {
-    let port = free_port().await;
-    let mut lbs = [
-        Lb::start(SocketAddr::new("127.0.0.11".parse().unwrap(), port)).await,
-        Lb::start(SocketAddr::new("127.0.0.12".parse().unwrap(), port)).await,
-    ];
-    let (us, eu) = (
-        FakeCluster::start("us-east").await,
-        FakeCluster::start("eu-west").await,
-    );
+    let World {
+        port,
+        mut lbs,
+        us,
+        eu,
+    } = World::start().await;
     let server = replica(&us, &eu, port, "majority").await;
     until_answer(&server, "127.0.0.11").await;
 

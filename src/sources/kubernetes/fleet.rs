@@ -66,12 +66,8 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let cluster = access.cluster.clone();
-        let client = match access.client(&k).await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("fleet: {e}");
-                return;
-            }
+        let Ok(client) = access.client(&k).await.inspect_err(|e| warn!("fleet: {e}")) else {
+            return;
         };
         let api: Api<Lease> = Api::namespaced(client.clone(), &publishing.namespace);
         let maps: Api<ConfigMap> = Api::namespaced(client, &publishing.namespace);

@@ -157,6 +157,73 @@ fn snapshot(c: &mut Criterion, loaded: &LoadedConfig, store: &Store) {
     group.finish();
 }
 
+/// A health flip at 100,000 names (the demo's 5 clusters × 20,000 Services, one address
+/// each): `full` is what every flip cost before (a full rebuild, as a reload still does),
+/// `names_behind_it` what a flip of this replica's own probe costs now (find the names
+/// whose endpoints have the address, rebuild those).
+fn health_flip(c: &mut Criterion) {
+    let loaded = LoadedConfig::demo().unwrap();
+    let clusters: Vec<String> = loaded
+        .config
+        .clusters
+        .iter()
+        .map(|c| c.value.name.clone())
+        .collect();
+    let per_cluster = 100_000 / clusters.len();
+    // Kubernetes objects, as in a large federation: the store indexes them by name.
+    let store = Store::default();
+    for (ci, name) in clusters.iter().enumerate() {
+        let changes = (0..per_cluster)
+            .map(|i| {
+                let ep = fedns::store::Endpoint {
+                    kind: fedns::store::ObjectKind::Service,
+                    namespace: format!("ns{}", i % 100),
+                    name: format!("svc{ci}-{i}"),
+                    federated_name: true,
+                    hosts: Vec::new(),
+                    addresses: vec![IpAddr::from([10, ci as u8, (i >> 8) as u8, i as u8])],
+                    hostname: None,
+                    port: Some(443),
+                    ready: true,
+                    settings: Default::default(),
+                };
+                (ep.key(), Some(ep))
+            })
+            .collect();
+        store.update_kube(name, changes, true, |k| {
+            k.synced_at = Some(std::time::SystemTime::now())
+        });
+    }
+    let build = |store: &Store| {
+        let health = |_: &fedns::store::Endpoint, _: IpAddr| fedns::health::Health::Healthy;
+        Snapshot::build(
+            &loaded.config,
+            &loaded.zone,
+            loaded.geoip.clone(),
+            &store.contents(),
+            &health,
+        )
+        .unwrap()
+    };
+    let snap = build(&store);
+    assert!(snap.services.len() >= 100_000, "{}", snap.services.len());
+    store.take_dirty();
+    let flipped: IpAddr = [10, 0, 0, 7].into();
+    let mut group = c.benchmark_group("health_flip_100k");
+    group.sample_size(10);
+    group.bench_function("full", |b| b.iter(|| black_box(build(&store))));
+    group.bench_function("names_behind_it", |b| {
+        b.iter(|| {
+            store.rebuild_names_using(flipped);
+            let dirty = store.take_dirty();
+            assert_eq!(dirty.names.len(), 1);
+            let health = |_: &fedns::store::Endpoint, _: IpAddr| fedns::health::Health::Unhealthy;
+            black_box(snap.update(&dirty.names, &store.contents(), &health))
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let (loaded, store) = demo();
     let snap = loaded.snapshot(&store, &Default::default(), None).unwrap();
@@ -167,6 +234,7 @@ fn benches(c: &mut Criterion) {
     answer_fn(c, &snap);
     geoip(c, &snap);
     snapshot(c, &loaded, &store);
+    health_flip(c);
 }
 
 criterion_group!(benches_group, benches);

@@ -197,7 +197,8 @@ impl KubeState {
 /// What changed since the snapshot builder last looked.
 #[derive(Debug, Default)]
 pub struct Dirty {
-    /// Something that needs a full rebuild (config, static services, health).
+    /// Something that needs a full rebuild (config, static services, fleet votes,
+    /// overrides).
     pub full: bool,
     /// Cluster flags (stale) changed; records did not.
     pub clusters: bool,
@@ -315,7 +316,26 @@ impl Store {
         self.lock().keys().cloned().collect()
     }
 
-    /// Asks for a full rebuild (config reloaded, health changed) and wakes the consumers.
+    /// Asks for a rebuild of the names whose endpoints have the load-balancer address `ip`
+    /// (its probe target's health changed) and wakes the consumers. A scan of the
+    /// endpoints: O(objects), against O(records) for a full rebuild.
+    pub fn rebuild_names_using(&self, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        let names: Vec<NameKey> = {
+            let clusters = self.lock();
+            clusters
+                .values()
+                .flat_map(|c| c.endpoints())
+                .filter(|ep| ep.addresses.iter().any(|a| a.to_canonical() == ip))
+                .flat_map(|ep| ep.name_keys())
+                .collect()
+        };
+        self.dirty().names.extend(names);
+        self.changed.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Asks for a full rebuild (config reloaded, fleet votes or overrides changed) and
+    /// wakes the consumers.
     pub fn rebuild_all(&self) {
         self.dirty().full = true;
         self.changed.send_modify(|g| *g = g.wrapping_add(1));
@@ -344,5 +364,54 @@ impl Store {
 
     fn dirty(&self) -> std::sync::MutexGuard<'_, Dirty> {
         self.dirty.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(name: &str, ip: &str, hosts: &[&str]) -> Endpoint {
+        Endpoint {
+            kind: ObjectKind::Static,
+            namespace: "default".into(),
+            name: name.into(),
+            federated_name: true,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            addresses: vec![ip.parse().unwrap()],
+            hostname: None,
+            port: Some(443),
+            ready: true,
+            settings: Settings::default(),
+        }
+    }
+
+    #[test]
+    fn a_flip_asks_only_for_the_names_behind_its_address() {
+        let store = Store::with_static(BTreeMap::from([
+            (
+                "us-east".to_owned(),
+                vec![
+                    endpoint("app", "192.0.2.1", &["www.fed.example.com"]),
+                    endpoint("web", "192.0.2.2", &[]),
+                ],
+            ),
+            (
+                "eu-west".to_owned(),
+                vec![endpoint("api", "192.0.2.1", &[])],
+            ),
+        ]));
+        store.take_dirty();
+        // An IPv4-mapped IPv6 address is the same load balancer.
+        store.rebuild_names_using("::ffff:192.0.2.1".parse().unwrap());
+        let dirty = store.take_dirty();
+        assert!(!dirty.full);
+        let want: HashSet<NameKey> = [
+            NameKey::Service("default/app".into()),
+            NameKey::Host("www.fed.example.com".into()),
+            NameKey::Service("default/api".into()),
+        ]
+        .into();
+        assert_eq!(dirty.names, want);
     }
 }

@@ -15,7 +15,8 @@ use crate::snapshot::Snapshot;
 
 impl App {
     /// Builds and publishes a snapshot; the old one keeps serving if this fails.
-    /// Publishes what changed: a full rebuild after a reload or a health change, else a
+    /// Publishes what changed: a full rebuild after a reload, a fleet vote or an override,
+    /// else (object changes, this replica's own health flips) a
     /// snapshot that shares everything with the current one but the changed names. The
     /// old snapshot keeps serving if a full build fails.
     pub(super) fn publish(&self) {

@@ -1,6 +1,6 @@
 //! The prober: one probe loop per target, following the store. Results go through
-//! rise/fall into the `HealthTable`; a change of state asks the publisher for a full
-//! rebuild.
+//! rise/fall into the `HealthTable`; a change of state asks the publisher to rebuild the
+//! names whose endpoints have the target's address.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,7 +94,7 @@ async fn probe_loop(
         if table.record(&t, result, cfg.rise, cfg.fall) {
             let h = table.health(&t);
             info!(target = %t, health = ?h, "health changed");
-            store.rebuild_all();
+            store.rebuild_names_using(t.addr.ip());
         }
         let spread = 0.9 + 0.2 * jitter(&t, round);
         tokio::time::sleep(cfg.interval.mul_f64(spread)).await;

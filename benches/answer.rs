@@ -194,17 +194,8 @@ fn health_flip(c: &mut Criterion) {
             k.synced_at = Some(std::time::SystemTime::now())
         });
     }
-    let build = |store: &Store| {
-        let health = |_: &fedns::store::Endpoint, _: IpAddr| fedns::health::Health::Healthy;
-        Snapshot::build(
-            &loaded.config,
-            &loaded.zone,
-            loaded.geoip.clone(),
-            &store.contents(),
-            &health,
-        )
-        .unwrap()
-    };
+    let healthy = |_: &fedns::store::Endpoint, _: IpAddr| fedns::health::Health::Healthy;
+    let build = |store: &Store| loaded.snapshot_with(store, &healthy).unwrap();
     let snap = build(&store);
     assert!(snap.services.len() >= 100_000, "{}", snap.services.len());
     store.take_dirty();

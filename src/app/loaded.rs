@@ -13,7 +13,7 @@ use crate::fleet::{self, Fleet};
 use crate::geo::{GeoDb, GeoError};
 use crate::health::HealthTable;
 use crate::health::quorum::Judge;
-use crate::snapshot::{BuildError, Snapshot};
+use crate::snapshot::{BuildError, Snapshot, Verdicts};
 use crate::sources::kubernetes::{ClusterAccess, KubeError};
 use crate::store::{Endpoint, Store};
 
@@ -105,12 +105,22 @@ impl LoadedConfig {
         fleet: Option<&Fleet>,
     ) -> Result<Snapshot, BuildError> {
         let judge = Judge::new(health, &self.config.health, fleet);
+        self.snapshot_with(store, &|ep: &Endpoint, ip| judge.endpoint(ep, ip))
+    }
+
+    /// Builds a snapshot from this config and the store's contents, with health (and
+    /// overrides) as `verdicts` say: what tests and benches use to set health directly.
+    pub fn snapshot_with(
+        &self,
+        store: &Store,
+        verdicts: &dyn Verdicts,
+    ) -> Result<Snapshot, BuildError> {
         Snapshot::build(
             &self.config,
             &self.zone,
             self.geoip.clone(),
             &store.contents(),
-            &|ep: &Endpoint, ip| judge.endpoint(ep, ip),
+            verdicts,
         )
     }
 }

@@ -23,14 +23,7 @@ fn snapshot(config: &str, down: &[&str]) -> Snapshot {
             Health::Healthy
         }
     };
-    Snapshot::build(
-        &loaded.config,
-        &loaded.zone,
-        loaded.geoip.clone(),
-        &store.contents(),
-        &health,
-    )
-    .unwrap()
+    loaded.snapshot_with(&store, &health).unwrap()
 }
 
 fn ask(snap: &Snapshot, name: &str, qtype: RecordType, ecs: &str) -> (ResponseCode, Vec<String>) {

@@ -56,16 +56,7 @@ fn incremental_updates_equal_full_builds() {
     let loaded = fedns_testkit::server::load(fedns_testkit::server::CONFIG);
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
     let health = |_: &fedns::store::Endpoint, _: std::net::IpAddr| Health::Healthy;
-    let build = |store: &Store| {
-        Snapshot::build(
-            &loaded.config,
-            &loaded.zone,
-            loaded.geoip.clone(),
-            &store.contents(),
-            &health,
-        )
-        .unwrap()
-    };
+    let build = |store: &Store| loaded.snapshot_with(store, &health).unwrap();
     let mut snap = build(&store);
     store.take_dirty();
     // A deterministic pseudo-random sequence of changes across two clusters.

@@ -115,6 +115,27 @@ impl World {
             eu: FakeCluster::start("eu-west").await,
         }
     }
+
+    /// Two other replicas, r2 (its Lease in us-east) and r3 (in eu-west), renewed now,
+    /// that find `down` down.
+    fn others(&self, down: &[String]) {
+        self.us
+            .apply(Resource::Leases, other_replica("r2", self.port, down, 0));
+        self.eu
+            .apply(Resource::Leases, other_replica("r3", self.port, down, 0));
+    }
+
+    /// This replica r1 with r2 and r3 fresh and seeing everything up; then its own path to
+    /// us-east's load balancer breaks, and its own view says so.
+    async fn outvoted(&mut self) -> TestServer {
+        self.others(&[]);
+        let server = replica(&self.us, &self.eu, self.port, "majority").await;
+        until_answer(&server, "127.0.0.11").await;
+        until_fresh(&server, &["r2", "r3"]).await;
+        self.lbs[0].down();
+        until_own_view_down(&self.us, &key("127.0.0.11", self.port), || self.others(&[])).await;
+        server
+    }
 }
 
 fn key(ip: &str, port: u16) -> String {
@@ -283,31 +304,13 @@ async fn a_replica_publishes_its_view_to_every_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_majority_outvotes_one_vantage_point_and_follows_a_real_outage() {
-    let World {
-        port,
-        mut lbs,
-        us,
-        eu,
-    } = World::start().await;
-    // Two other replicas that see everything up, one published to each cluster.
-    us.apply(Resource::Leases, other_replica("r2", port, &[], 0));
-    eu.apply(Resource::Leases, other_replica("r3", port, &[], 0));
-    let server = replica(&us, &eu, port, "majority").await;
-    until_answer(&server, "127.0.0.11").await;
-    let keep_fresh = |down: &[String]| {
-        us.apply(Resource::Leases, other_replica("r2", port, down, 0));
-        eu.apply(Resource::Leases, other_replica("r3", port, down, 0));
-    };
-    keep_fresh(&[]);
-    until_fresh(&server, &["r2", "r3"]).await;
-
+    let mut world = World::start().await;
     // This replica's path to us-east breaks (its probes fail), the others still see it up:
     // outvoted, it keeps answering us-east.
-    lbs[0].down();
-    let dead = key("127.0.0.11", port);
-    until_own_view_down(&us, &dead, || keep_fresh(&[])).await;
+    let server = world.outvoted().await;
+    let dead = key("127.0.0.11", world.port);
     for _ in 0..10 {
-        keep_fresh(&[]);
+        world.others(&[]);
         let got = answer(&server).await;
         if got != ["127.0.0.11"] {
             let (_, fleet) = fedns_testkit::http::get(server.admin, "/debug/fleet").await;
@@ -333,32 +336,18 @@ async fn a_majority_outvotes_one_vantage_point_and_follows_a_real_outage() {
     assert_eq!(t["decided"], "healthy", "{t}");
 
     // The outage is real: the others see it too, and the answer moves.
-    keep_fresh(std::slice::from_ref(&dead));
+    world.others(std::slice::from_ref(&dead));
     until_answer(&server, "127.0.0.12").await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_view_stops_voting() {
-    let World {
-        port,
-        mut lbs,
-        us,
-        eu,
-    } = World::start().await;
+    let mut world = World::start().await;
     // Two replicas that see us-east up, renewed until this replica's own view says it is
     // down; then they stop renewing (killed).
-    let renew = || {
-        us.apply(Resource::Leases, other_replica("r2", port, &[], 0));
-        eu.apply(Resource::Leases, other_replica("r3", port, &[], 0));
-    };
-    renew();
-    let server = replica(&us, &eu, port, "majority").await;
-    until_answer(&server, "127.0.0.11").await;
-    until_fresh(&server, &["r2", "r3"]).await;
-    lbs[0].down();
-    until_own_view_down(&us, &key("127.0.0.11", port), renew).await;
-    renew();
+    let server = world.outvoted().await;
+    world.others(&[]);
     let renewed = std::time::Instant::now();
     // Outvoted while their Leases are fresh (4 s from the last renewal)...
     while renewed.elapsed() < Duration::from_secs(2) {

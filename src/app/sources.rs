@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use super::loaded::LoadedConfig;
 use super::{App, Sources};
-use crate::fleet::OwnView;
 use crate::health;
 use crate::sources::kubernetes::fleet::Publishing;
 use crate::sources::kubernetes::{self, ClusterAccess};
@@ -92,10 +91,7 @@ impl App {
             renew: cfg.renew,
             config_digest: loaded.config_digest.clone(),
             geoip_digest: loaded.geoip_digest.clone(),
-            own_view: Arc::new(move || {
-                let (probed, down) = own.view();
-                OwnView { probed, down }
-            }),
+            own_view: Arc::new(move || own.view()),
             changed: self.health.subscribe(),
         });
         let wanted = watched(loaded);

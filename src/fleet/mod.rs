@@ -196,6 +196,18 @@ impl Fleet {
         votes
     }
 
+    /// The votes on every target of this replica's view, in its order.
+    pub fn tally(&self, own: &OwnView, now: SystemTime) -> Vec<(String, Votes)> {
+        let digest = own.digest();
+        own.probed
+            .iter()
+            .map(|k| {
+                let down = own.down.binary_search(k).is_ok();
+                (k.clone(), self.votes(k, down, &digest, now))
+            })
+            .collect()
+    }
+
     /// How many other replicas' views are fresh now.
     pub fn fresh(&self, now: SystemTime) -> usize {
         self.lock().values().filter(|v| v.fresh(now)).count()

@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::config::{HealthConfig, ProbeKind};
+use crate::fleet::OwnView;
 use crate::store::{ClusterEndpoints, Endpoint};
 
 pub mod probe;
@@ -207,13 +208,6 @@ impl HealthTable {
             .map_or(Health::Healthy, |s| s.health)
     }
 
-    /// Health of one load-balancer address of an endpoint, read under the target that
-    /// the prober probes for it (`Target::of`). An address that is not probed is healthy:
-    /// readiness alone decides for it.
-    pub fn endpoint_health(&self, ep: &Endpoint, ip: IpAddr, cfg: &HealthConfig) -> Health {
-        Target::of(ep, ip, cfg).map_or(Health::Healthy, |t| self.health(&t))
-    }
-
     /// A copy of every state, for /debug.
     pub fn states(&self) -> HashMap<Target, TargetState> {
         self.lock().states.clone()
@@ -229,8 +223,8 @@ impl HealthTable {
     }
 
     /// This replica's view, as it publishes it to the fleet: the keys of the targets it
-    /// probes (sorted) and of those it finds down. A target not probed yet is not down.
-    pub fn view(&self) -> (Vec<String>, Vec<String>) {
+    /// probes and of those it finds down, sorted. A target not probed yet is not down.
+    pub fn view(&self) -> OwnView {
         let t = self.lock();
         let mut probed: Vec<String> = t.states.keys().map(Target::key).collect();
         let mut down: Vec<String> = t
@@ -241,7 +235,7 @@ impl HealthTable {
             .collect();
         probed.sort();
         down.sort();
-        (probed, down)
+        OwnView { probed, down }
     }
 
     /// Probes run and probes failed since start, over every target there has been.
@@ -428,10 +422,19 @@ mod tests {
         let (web, app) = (on_path("/web"), on_path("/app"));
         let t = Target::of(&web, ip, &cfg).unwrap();
         assert!(table.record(&t, Err("refused".into()), 2, 2));
-        assert_eq!(table.endpoint_health(&web, ip, &cfg), Health::Unhealthy);
-        assert_eq!(table.endpoint_health(&app, ip, &cfg), Health::Healthy);
+        assert_eq!(
+            quorum::Judge::new(&table, &cfg, None).endpoint(&web, ip),
+            Health::Unhealthy
+        );
+        assert_eq!(
+            quorum::Judge::new(&table, &cfg, None).endpoint(&app, ip),
+            Health::Healthy
+        );
         table.forget(&Target::of(&app, ip, &cfg).unwrap());
-        assert_eq!(table.endpoint_health(&web, ip, &cfg), Health::Unhealthy);
+        assert_eq!(
+            quorum::Judge::new(&table, &cfg, None).endpoint(&web, ip),
+            Health::Unhealthy
+        );
     }
 
     #[test]

@@ -44,11 +44,7 @@ impl<'a> Judge<'a> {
         let fleet = fleet
             .map(|f| (f, cfg.quorum(true)))
             .filter(|(_, q)| *q != Quorum::Own)
-            .map(|(f, q)| {
-                let (probed, _) = table.view();
-                let digest = crate::fleet::digest_lines(probed.iter().map(String::as_str));
-                (f, q, digest)
-            });
+            .map(|(f, q)| (f, q, table.view().digest()));
         Judge {
             table,
             cfg,
@@ -71,28 +67,6 @@ impl<'a> Judge<'a> {
         match &self.fleet {
             None => own,
             Some((fleet, quorum, digest)) => decide(*quorum, &self.votes_on(fleet, t, own, digest)),
-        }
-    }
-
-    /// The votes on a target (this replica's alone outside a fleet).
-    pub fn votes(&self, t: &Target) -> Votes {
-        let own = self.table.health(t);
-        match &self.fleet {
-            None => {
-                let me = vec!["self".to_owned()];
-                if own == Health::Unhealthy {
-                    Votes {
-                        up: vec![],
-                        down: me,
-                    }
-                } else {
-                    Votes {
-                        up: me,
-                        down: vec![],
-                    }
-                }
-            }
-            Some((fleet, _, digest)) => self.votes_on(fleet, t, own, digest),
         }
     }
 

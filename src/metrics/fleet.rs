@@ -9,8 +9,8 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, Metric, MetricFamily, MetricType};
 
 use super::families::{desc, family, labels};
+use crate::fleet::Fleet;
 use crate::fleet::overrides::{Action, Overrides};
-use crate::fleet::{Fleet, digest_lines};
 use crate::health::HealthTable;
 
 pub struct FleetCollector {
@@ -75,16 +75,11 @@ impl Collector for FleetCollector {
         let views = self.fleet.views();
         let fresh: Vec<_> = views.iter().filter(|v| v.fresh(now)).collect();
         let (config, geoip) = self.fleet.digests();
-        let (probed, down) = self.table.view();
-        let digest = digest_lines(probed.iter().map(String::as_str));
-        let disagreeing = probed
+        let disagreeing = self
+            .fleet
+            .tally(&self.table.view(), now)
             .iter()
-            .filter(|k| {
-                let v = self
-                    .fleet
-                    .votes(k, down.binary_search(k).is_ok(), &digest, now);
-                !v.up.is_empty() && !v.down.is_empty()
-            })
+            .filter(|(_, v)| !v.up.is_empty() && !v.down.is_empty())
             .count();
         let active = self.overrides.active(now);
         let count = |a: Action| active.values().filter(|o| o.action == a).count();

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing::debug;
 
+use crate::fleet::Fleet;
 use crate::fleet::overrides::{Override, Overrides};
-use crate::fleet::{Fleet, digest_lines};
 use crate::health::Health;
 use crate::health::HealthTable;
 use crate::health::quorum;
@@ -271,8 +271,8 @@ fn fleet_json(fleet: &Fleet, table: &HealthTable) -> Value {
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (config, geoip) = fleet.digests();
     let quorum = fleet.quorum();
-    let (probed, down) = table.view();
-    let digest = digest_lines(probed.iter().map(String::as_str));
+    let own = table.view();
+    let digest = own.digest();
     let replicas: Vec<Value> = fleet
         .views()
         .into_iter()
@@ -295,10 +295,10 @@ fn fleet_json(fleet: &Fleet, table: &HealthTable) -> Value {
             })
         })
         .collect();
-    let targets: Vec<Value> = probed
-        .iter()
-        .map(|k| {
-            let votes = fleet.votes(k, down.binary_search(k).is_ok(), &digest, now);
+    let targets: Vec<Value> = fleet
+        .tally(&own, now)
+        .into_iter()
+        .map(|(k, votes)| {
             let decided = quorum::decide(quorum, &votes);
             json!({ "target": k, "up": votes.up, "down": votes.down, "decided": health_str(decided) })
         })

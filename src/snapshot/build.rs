@@ -20,7 +20,7 @@ use crate::store::{ClusterEndpoints, Endpoint, NameKey, Settings};
 
 impl Snapshot {
     /// Builds a snapshot. `health` gives the probe state of one load-balancer address of an
-    /// endpoint (`HealthTable::endpoint_health`: read under the target the prober probes).
+    /// endpoint (`health::quorum::Judge`: read under the target the prober probes).
     pub fn build(
         config: &Config,
         zone: &ZoneData,

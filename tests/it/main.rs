@@ -15,6 +15,7 @@ mod fleet;
 mod health;
 mod kubernetes;
 mod layout;
+mod partition;
 mod protocol;
 mod replies;
 mod rfc;

@@ -169,7 +169,11 @@ pub struct UdpClient {
 impl UdpClient {
     /// A client of `server` that waits `timeout` for each reply.
     pub fn new(server: SocketAddr, timeout: Duration) -> UdpClient {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let any: SocketAddr = match server {
+            SocketAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+            SocketAddr::V6(_) => "[::]:0".parse().unwrap(),
+        };
+        let sock = std::net::UdpSocket::bind(any).expect("bind UDP");
         sock.connect(server).expect("connect UDP");
         sock.set_read_timeout(Some(timeout)).expect("read timeout");
         UdpClient {

@@ -9,6 +9,9 @@
 //! - [`handler`]: a query `Handler` over a config without any socket, for the tests that
 //!   need none;
 //! - [`process`]: the `fedns` binary as a child process;
+//! - [`netns`]: network namespaces, veth pairs and nftables cuts, for real partitions;
+//! - [`fleet_lab`]: replicas of the `fedns` binary in namespaces, voting through
+//!   imitation API servers, with load balancers whose paths can be cut;
 //! - [`http`]: one-request HTTP GETs of the admin endpoints;
 //! - [`sys`]: settings from the environment, scratch directories and `/proc` readers;
 //! - [`random`]: random numbers for tokens, phases and fuzz-like inputs;
@@ -16,8 +19,10 @@
 
 pub mod apiserver;
 pub mod dns;
+pub mod fleet_lab;
 pub mod handler;
 pub mod http;
+pub mod netns;
 pub mod process;
 pub mod random;
 pub mod server;

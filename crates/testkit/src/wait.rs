@@ -46,3 +46,18 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Blocking [`eventually`]: calls `check` every 50 ms until it returns `Ok`; after
+/// `patience`, panics with the last `Err`.
+pub fn until(patience: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) => {
+                assert!(std::time::Instant::now() < deadline, "{last}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}

@@ -266,13 +266,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl FakeCluster {
-    /// Starts a server with a fresh CA, token and random port.
+    /// Starts a server with a fresh CA, token and random port on 127.0.0.1.
     pub async fn start(name: &str) -> FakeCluster {
-        let (ca_pem, acceptor) = tls::make_tls(name);
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake apiserver");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake apiserver");
+        FakeCluster::start_on(name, listener).await
+    }
+
+    /// Starts a server with a fresh CA and token on a listener bound elsewhere, such as
+    /// inside a network namespace ([`crate::netns`]); its certificate names the
+    /// listener's address. [`Fault::Refuse`] rebinds in this process's own namespace, so
+    /// it is for servers started with [`FakeCluster::start`].
+    pub async fn start_on(name: &str, listener: std::net::TcpListener) -> FakeCluster {
         let addr = listener.local_addr().expect("listener address");
+        let (ca_pem, acceptor) = tls::make_tls(name, addr.ip());
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let listener = TcpListener::from_std(listener).expect("register listener");
         let inner = Arc::new(Shared {
             name: name.to_owned(),
             token: tls::new_token(),

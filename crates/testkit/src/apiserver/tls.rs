@@ -11,8 +11,8 @@ pub(super) fn new_token() -> String {
     )
 }
 
-/// Generates the CA and a server certificate for 127.0.0.1 / localhost.
-pub(super) fn make_tls(name: &str) -> (String, tokio_rustls::TlsAcceptor) {
+/// Generates the CA and a server certificate for 127.0.0.1, localhost and `ip`.
+pub(super) fn make_tls(name: &str, ip: std::net::IpAddr) -> (String, tokio_rustls::TlsAcceptor) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -25,8 +25,11 @@ pub(super) fn make_tls(name: &str) -> (String, tokio_rustls::TlsAcceptor) {
         .expect("self-sign CA");
 
     let key = KeyPair::generate().expect("server key");
-    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("server params");
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if !ip.is_loopback() {
+        names.push(ip.to_string());
+    }
+    let mut params = CertificateParams::new(names).expect("server params");
     params
         .distinguished_name
         .push(DnType::CommonName, "kube-apiserver");

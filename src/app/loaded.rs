@@ -41,8 +41,9 @@ pub struct LoadedConfig {
     pub geoip: Option<Arc<GeoDb>>,
     /// API access of every watched member cluster, kubeconfigs read and checked.
     pub clusters: Vec<ClusterAccess>,
-    /// Digests that replicas of a fleet compare: of the config file's text, and of the
-    /// GeoIP database's identity (type, build time, tree size); empty without one.
+    /// Digests that replicas of a fleet compare: of what makes the answers in the config
+    /// and zone file ([`answers_digest`]), and of the GeoIP database's identity (type,
+    /// build time, tree size); empty without one.
     pub config_digest: String,
     pub geoip_digest: String,
 }
@@ -64,6 +65,7 @@ impl LoadedConfig {
         for c in &config.clusters {
             clusters.extend(ClusterAccess::load(&c.value)?);
         }
+        let config_digest = answers_digest(&text, zone_text(&config).as_deref());
         Ok(LoadedConfig {
             config,
             path: Some(path.to_owned()),
@@ -71,7 +73,7 @@ impl LoadedConfig {
             geoip_digest: geoip_digest(geoip.as_deref()),
             geoip,
             clusters,
-            config_digest: fleet::digest_bytes(text.as_bytes()),
+            config_digest,
         })
     }
 
@@ -92,7 +94,7 @@ impl LoadedConfig {
             geoip_digest: geoip_digest(Some(&geoip)),
             geoip: Some(Arc::new(geoip)),
             clusters: Vec::new(),
-            config_digest: fleet::digest_bytes(demo::CONFIG.as_bytes()),
+            config_digest: answers_digest(demo::CONFIG, Some(demo::ZONE)),
         })
     }
 
@@ -132,7 +134,82 @@ fn apex(config: &Config) -> Result<Name, BuildError> {
     Ok(n)
 }
 
+/// The zone file's text, for the digest (it was read a moment ago; unreadable now counts
+/// as none).
+fn zone_text(config: &Config) -> Option<String> {
+    std::fs::read_to_string(config.zone_file.as_ref()?).ok()
+}
+
+/// The config digest that replicas compare: the same on replicas that answer alike. It
+/// covers the config's content, parsed, so comments, layout and key order do not count,
+/// without what differs from replica to replica by design (`fleet.name`, `fleet.region`,
+/// `fleet.publish_to`, `listen`), and the zone file's text.
+pub fn answers_digest(config_text: &str, zone_text: Option<&str>) -> String {
+    let mut lines = Vec::new();
+    match serde_saphyr::from_str::<serde_json::Value>(config_text) {
+        Ok(mut v) => {
+            if let Some(fleet) = v.get_mut("fleet").and_then(|f| f.as_object_mut()) {
+                for own in ["name", "region", "publish_to"] {
+                    fleet.remove(own);
+                }
+            }
+            if let Some(top) = v.as_object_mut() {
+                top.remove("listen");
+            }
+            canonical_lines(&v, String::new(), &mut lines);
+        }
+        // Config text that loaded is YAML; should this parser disagree, the text stands in.
+        Err(_) => lines.push(config_text.to_owned()),
+    }
+    lines.sort();
+    lines.push(zone_text.unwrap_or_default().to_owned());
+    fleet::digest_lines(lines.iter().map(String::as_str))
+}
+
+/// One `path = value` line per leaf of `v`, so that the order of mapping keys does not
+/// count (the order of list items does).
+fn canonical_lines(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                canonical_lines(v, format!("{path}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                canonical_lines(v, format!("{path}[{i}]"), out);
+            }
+        }
+        leaf => out.push(format!("{path} = {leaf}")),
+    }
+}
+
 fn geoip_digest(db: Option<&GeoDb>) -> String {
     db.map(|d| fleet::digest_bytes(d.identity().as_bytes()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answers_digest;
+
+    const A: &str = "zone: fed.example.com\nttl: 30\nfleet: { name: r1, region: us-east-1 }\n\
+                     listen: { dns: [\"10.0.0.1:53\"] }\nclusters:\n  - { name: a, region: x }\n";
+
+    #[test]
+    fn replicas_that_answer_alike_have_one_digest() {
+        let zone = Some("@ IN SOA ns1 h 1 2 3 4 5\n");
+        let d = answers_digest(A, zone);
+        // Another replica: its own name, region and listen address, comments, another
+        // key order.
+        let b = "# replica two\nttl: 30\nzone: fed.example.com\n\
+                 fleet: { region: eu-west-1, name: r2 }\nclusters:\n  - { region: x, name: a }\n";
+        assert_eq!(answers_digest(b, zone), d);
+        // What changes answers changes the digest: a value, a list's order, the zone file.
+        assert_ne!(answers_digest(&A.replace("ttl: 30", "ttl: 60"), zone), d);
+        let two = A.replace("  - { name: a, region: x }\n", "  - b\n  - a\n");
+        let swapped = A.replace("  - { name: a, region: x }\n", "  - a\n  - b\n");
+        assert_ne!(answers_digest(&two, zone), answers_digest(&swapped, zone));
+        assert_ne!(answers_digest(A, Some("@ IN SOA ns1 h 2 2 3 4 5\n")), d);
+    }
 }

@@ -69,6 +69,18 @@ fn us_key() -> String {
 fn one_cut_path_is_outvoted_and_a_real_outage_moves_every_replica() {
     let mut lab = lab();
     settled(&lab);
+    // Three configs that differ only in each replica's own name and region: one digest.
+    for i in lab.running() {
+        let (_, body) = lab.admin_get(i, "/debug/fleet");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        for r in v["replicas"].as_array().into_iter().flatten() {
+            assert!(
+                r["same_config"] == true && r["same_geoip"] == true,
+                "{}: {body}",
+                lab.replicas[i].name
+            );
+        }
+    }
     // r1's path to us-east's load balancer breaks: its probes time out and its Lease says
     // so, but r2 and r3 still reach it. Outvoted two to one, no replica moves a client,
     // r1 included.

@@ -90,7 +90,7 @@ READ = ["get", "list", "watch"]
 # Each role name and exactly what it may grant, and where.
 want = {
     "fedns-reader": ({("", "services"): READ, ("networking.k8s.io", "ingresses"): READ, ("discovery.k8s.io", "endpointslices"): READ}, None),
-    "fedns-fleet": ({("coordination.k8s.io", "leases"): READ + ["create", "update", "patch"], ("", "configmaps"): READ}, "fedns"),
+    "fedns-fleet": ({("coordination.k8s.io", "leases"): READ + ["create", "update", "patch", "delete"], ("", "configmaps"): READ}, "fedns"),
     "fedns-drain": ({("", "configmaps"): ["get", "create", "update"]}, "fedns"),
 }
 roles = 0

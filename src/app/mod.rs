@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::HealthConfig;
 use crate::dns::Handler;
@@ -58,6 +58,9 @@ pub struct Options {
     pub udp_workers: Option<NonZeroUsize>,
 }
 
+/// How long stopping waits for the fleet tasks to delete this replica's Leases.
+const FLEET_STOP: Duration = Duration::from_secs(3);
+
 /// The running app: the loaded config, the store, the health table, the published snapshot
 /// and the metrics, with the sources' lifecycle, publishing, reload and readiness.
 pub struct App {
@@ -77,6 +80,9 @@ pub struct App {
     pub started: Instant,
     /// Set on SIGTERM: /readyz answers 503 while in-flight work drains.
     pub draining: AtomicBool,
+    /// Set once the DNS listeners are closed: the fleet tasks delete this replica's
+    /// Leases and end.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// The sources' tasks, restarted by reloads when their settings change.
     sources: Mutex<Sources>,
 }
@@ -117,8 +123,19 @@ impl Running {
         for t in &self.tasks {
             t.abort();
         }
+        // The fleet tasks delete this replica's Leases (each within its own timeout), so
+        // that its vote ends now; then they end.
+        self.app.stopping.send_replace(true);
+        let fleet: Vec<JoinHandle<()>> = {
+            let mut sources = self.app.sources.lock().unwrap_or_else(|p| p.into_inner());
+            sources.fleet.drain().map(|(_, (_, t))| t).collect()
+        };
+        let ended = futures::future::join_all(fleet);
+        if tokio::time::timeout(FLEET_STOP, ended).await.is_err() {
+            warn!("fleet: the Leases were not all deleted in {FLEET_STOP:?}; they will expire");
+        }
         let mut sources = self.app.sources.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, t) in sources.watchers.values().chain(sources.fleet.values()) {
+        for (_, t) in sources.watchers.values() {
             t.abort();
         }
         if let Some((_, t)) = sources.prober.take() {
@@ -177,6 +194,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         metrics,
         started: Instant::now(),
         draining: AtomicBool::new(false),
+        stopping: tokio::sync::watch::Sender::new(false),
         sources: Mutex::default(),
     });
     app.sync_sources(&app.loaded.load());

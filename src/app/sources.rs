@@ -93,6 +93,7 @@ impl App {
             geoip_digest: loaded.geoip_digest.clone(),
             own_view: Arc::new(move || own.view()),
             changed: self.health.subscribe(),
+            stopping: self.stopping.subscribe(),
         });
         let wanted = watched(loaded);
         keep_only(&mut sources.fleet, &wanted);

@@ -1,7 +1,8 @@
 //! The fleet's Leases in one member cluster: this replica's Lease written (created, then
-//! replaced with its resourceVersion; a 409 re-reads and tries again), renewed on a steady
-//! period and rewritten on every change of its view (coalesced); and every replica's
-//! Lease watched, cut down to a `fleet::ReplicaView`.
+//! replaced with the resourceVersion of its own last write, one request each time; a 409
+//! re-reads and tries again), renewed on a steady period, rewritten on every change of its
+//! view (coalesced) and deleted when the replica stops; and every replica's Lease
+//! watched, cut down to a `fleet::ReplicaView`.
 //!
 //! Nothing here blocks probing or answering: each cluster has its own task, every request
 //! has a timeout, and a failing API only delays this cluster's copy of the Lease (the
@@ -35,6 +36,8 @@ const ANNOTATION: &str = "fleet.fedns.io/";
 
 /// Each request to the API gives up after this: a hung API delays only this cluster's copy.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deleting the Lease when the replica stops gives up after this.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Changes of the view within this long are written as one.
 const COALESCE: Duration = Duration::from_millis(200);
 
@@ -51,6 +54,8 @@ pub struct Publishing {
     pub own_view: Arc<dyn Fn() -> OwnView + Send + Sync>,
     /// Wakes when the view changes.
     pub changed: watch::Receiver<u64>,
+    /// Turns true when the replica stops: its Lease is deleted and the task ends.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// Starts one cluster's fleet task: watch every replica's Lease there and, when
@@ -80,21 +85,32 @@ pub fn spawn(
         let overriding = tokio::spawn(watch_overrides(maps, cluster.clone(), overrides, store));
         let _guard = super::AbortOnDrop(vec![watching, overriding]);
         if publish {
-            keep_written(api, &cluster, &publishing).await;
+            keep_written(&api, &cluster, &publishing).await;
+            remove(&api, &cluster, &publishing).await;
         } else {
-            std::future::pending::<()>().await;
+            let mut stopping = publishing.stopping.clone();
+            let _ = stopping.wait_for(|stop| *stop).await;
         }
     })
 }
 
-/// Writes the Lease now and on every change of the view (coalesced) or renew period.
-async fn keep_written(api: Api<Lease>, cluster: &str, p: &Publishing) {
+/// Writes the Lease now and on every change of the view (coalesced) or renew period,
+/// until the replica stops.
+async fn keep_written(api: &Api<Lease>, cluster: &str, p: &Publishing) {
     let name = format!("{LEASE_PREFIX}{}", p.me);
     let mut changed = p.changed.clone();
+    let mut stopping = p.stopping.clone();
     let mut failing = false;
+    // The resourceVersion of this replica's last write here: the next one replaces it in
+    // one request. None: unknown, read it first.
+    let mut version = None;
     loop {
+        if *stopping.borrow_and_update() {
+            return;
+        }
         let view = (p.own_view)();
-        match tokio::time::timeout(REQUEST_TIMEOUT, write(&api, &name, p, &view)).await {
+        let written = write(api, &name, p, &view, &mut version);
+        match tokio::time::timeout(REQUEST_TIMEOUT, written).await {
             Ok(Ok(())) => {
                 if failing {
                     info!(cluster, lease = name, "fleet: lease written again");
@@ -129,32 +145,66 @@ async fn keep_written(api: Api<Lease>, cluster: &str, p: &Publishing) {
                     tokio::time::sleep(COALESCE).await;
                 }
             }
+            _ = stopping.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// Creates or replaces the Lease. A conflict (someone wrote in between) re-reads and tries
-/// again, three times at most.
-async fn write(api: &Api<Lease>, name: &str, p: &Publishing, view: &OwnView) -> kube::Result<()> {
+/// Deletes this replica's Lease when it stops, so that its vote ends now rather than when
+/// the Lease expires (a replica killed without a word leaves it to expire).
+async fn remove(api: &Api<Lease>, cluster: &str, p: &Publishing) {
+    let name = format!("{LEASE_PREFIX}{}", p.me);
+    let params = Default::default();
+    let deleted = api.delete(&name, &params);
+    match tokio::time::timeout(STOP_TIMEOUT, deleted).await {
+        Ok(Ok(_)) => info!(cluster, lease = name, "fleet: lease deleted"),
+        Ok(Err(kube::Error::Api(e))) if e.code == 404 => {}
+        Ok(Err(e)) => warn!(cluster, lease = name, error = %e, "fleet: cannot delete the lease"),
+        Err(_) => warn!(cluster, lease = name, "fleet: deleting the lease timed out"),
+    }
+}
+
+/// Creates or replaces the Lease: with the resourceVersion of the last write when it is
+/// known (one request), else after reading it. A conflict (someone else wrote) or a
+/// Lease deleted meanwhile reads again and retries, three times at most.
+async fn write(
+    api: &Api<Lease>,
+    name: &str,
+    p: &Publishing,
+    view: &OwnView,
+    version: &mut Option<String>,
+) -> kube::Result<()> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut lease = lease(name, p, view, SystemTime::now());
-        let result = match api.get_opt(name).await? {
-            None => api.create(&PostParams::default(), &lease).await.map(drop),
-            Some(old) => {
-                lease.metadata.resource_version = old.metadata.resource_version;
-                api.replace(name, &PostParams::default(), &lease)
-                    .await
-                    .map(drop)
+        let result = match version.take() {
+            Some(v) => {
+                lease.metadata.resource_version = Some(v);
+                api.replace(name, &PostParams::default(), &lease).await
             }
+            None => match api.get_opt(name).await? {
+                None => api.create(&PostParams::default(), &lease).await,
+                Some(old) => {
+                    lease.metadata.resource_version = old.metadata.resource_version;
+                    api.replace(name, &PostParams::default(), &lease).await
+                }
+            },
         };
         match result {
-            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => {
-                debug!(lease = name, "fleet: lease write conflict; reading again");
+            Ok(written) => {
+                *version = written.metadata.resource_version;
+                return Ok(());
             }
-            other => return other,
+            Err(kube::Error::Api(e)) if (e.code == 409 || e.code == 404) && attempt < 3 => {
+                debug!(
+                    lease = name,
+                    code = e.code,
+                    "fleet: lease changed meanwhile; reading again"
+                );
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -396,6 +446,7 @@ mod tests {
             geoip_digest: "g".into(),
             own_view: Arc::new(OwnView::default),
             changed: rx,
+            stopping: watch::channel(false).1,
         };
         let now = SystemTime::now();
         let l = lease("fedns-eu-1", &p, &view, now);

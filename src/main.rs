@@ -315,7 +315,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
-            match fedns::ops::explain::explain(&snap, &client, &name, qtype) {
+            match fedns::ops::explain::explain(&snap, &client, &name, qtype, &|_| Vec::new()) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS

@@ -81,6 +81,8 @@ pub struct Candidate {
     /// Drained by an operator (out of the answer unless the drains are held).
     pub drained: bool,
     pub distance_km: Option<f64>,
+    /// Its load-balancer addresses and their health.
+    pub addresses: Vec<(IpAddr, Health)>,
 }
 
 /// How a federated name was answered.
@@ -452,6 +454,9 @@ fn trace(
             healthy: m.healthy(),
             drained: m.drained,
             distance_km: distance(m.cluster),
+            addresses: (m.v4.iter().map(|&(a, h)| (IpAddr::V4(a), h)))
+                .chain(m.v6.iter().map(|&(a, h)| (IpAddr::V6(a), h)))
+                .collect(),
         })
         .collect();
     candidates.sort_by_key(|c| {

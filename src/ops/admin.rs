@@ -3,6 +3,7 @@
 //! Prometheus, never DNS clients.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,7 +22,7 @@ use crate::fleet::Fleet;
 use crate::fleet::overrides::{Override, Overrides};
 use crate::health::Health;
 use crate::health::HealthTable;
-use crate::health::quorum;
+use crate::health::quorum::{self, decide};
 use crate::metrics::Metrics;
 use crate::snapshot::Published;
 use crate::snapshot::{FedName, Snapshot};
@@ -155,10 +156,53 @@ fn explain(shared: &AdminState, query: &str) -> Response<Full<Bytes>> {
         return reply(StatusCode::BAD_REQUEST, TEXT, "bad name or type\n".into());
     };
     let snap = shared.published.load_full();
-    match crate::ops::explain::explain(&snap, &client, &name, qtype) {
+    let why = |ip: IpAddr| probe_lines(shared, ip);
+    match crate::ops::explain::explain(&snap, &client, &name, qtype, &why) {
         Ok(text) => reply(StatusCode::OK, TEXT, text),
         Err(e) => reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
     }
+}
+
+/// For `/debug/explain`: each probe target at `ip`, this replica's own health of it and,
+/// in a fleet that votes, every fresh view's vote and what the quorum made of them.
+fn probe_lines(shared: &AdminState, ip: IpAddr) -> Vec<String> {
+    let now = SystemTime::now();
+    let own = shared.health.view();
+    let digest = own.digest();
+    let fleet = shared
+        .fleet
+        .as_deref()
+        .filter(|f| f.quorum() != crate::config::Quorum::Own);
+    let mut lines: Vec<String> = shared
+        .health
+        .healths()
+        .into_iter()
+        .filter(|(t, _)| t.addr.ip() == ip)
+        .map(|(t, h)| {
+            let key = t.key();
+            match fleet {
+                None => format!("probe {key}: {h:?} (this replica's own probe)"),
+                Some(f) => {
+                    let mut votes = f.votes(&key, h == Health::Unhealthy, &digest, now);
+                    votes.up.sort();
+                    votes.down.sort();
+                    let decided = decide(f.quorum(), &votes);
+                    let names = |v: &[String]| match v {
+                        [] => "-".to_owned(),
+                        v => v.join(" "),
+                    };
+                    format!(
+                        "probe {key}: up {}; down {} -> {decided:?} by quorum {}",
+                        names(&votes.up),
+                        names(&votes.down),
+                        f.quorum()
+                    )
+                }
+            }
+        })
+        .collect();
+    lines.sort();
+    lines
 }
 
 fn percent_decode(s: &str) -> String {

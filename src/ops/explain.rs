@@ -8,15 +8,19 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use ipnet::IpNet;
 
 use crate::answer::{self, Client};
+use crate::health::Health;
 use crate::snapshot::Snapshot;
 
 /// Explains the answer to `name`/`qtype` for a client given as an address (the packet
-/// source) or a CIDR (an ECS subnet, sent from `source`).
+/// source) or a CIDR (an ECS subnet, sent from `source`). Under each candidate, each
+/// load-balancer address with its health and the lines `why` gives for it (the fleet's
+/// votes, from the live server; none offline).
 pub fn explain(
     snap: &Snapshot,
     client: &str,
     name: &Name,
     qtype: RecordType,
+    why: &dyn Fn(IpAddr) -> Vec<String>,
 ) -> Result<String, String> {
     let client = parse_client(client, snap.use_ecs)?;
     let q = answer::Question {
@@ -93,6 +97,12 @@ pub fn explain(
                 if c.drained { " (drained)" } else { "" },
                 chosen
             );
+            for &(ip, health) in &c.addresses {
+                let _ = writeln!(out, "       address {ip} {}", health_word(health));
+                for line in why(ip) {
+                    let _ = writeln!(out, "         {line}");
+                }
+            }
         }
     }
     let _ = writeln!(
@@ -109,6 +119,13 @@ pub fn explain(
         let _ = writeln!(out, "  {r}");
     }
     Ok(out)
+}
+
+fn health_word(h: Health) -> &'static str {
+    match h {
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "UNHEALTHY",
+    }
 }
 
 fn parse_client(s: &str, use_ecs: bool) -> Result<Client, String> {

@@ -152,7 +152,8 @@ fn explain_names_location_candidates_and_choice() {
         &["192.0.2.10", "2001:db8:10::10"],
     );
     let name = Name::from_ascii(APP).unwrap();
-    let text = fedns::ops::explain::explain(&snap, NEW_YORK, &name, RecordType::A).unwrap();
+    let text = fedns::ops::explain::explain(&snap, NEW_YORK, &name, RecordType::A, &|_| Vec::new())
+        .unwrap();
     assert!(
         text.contains("located:  40.71,-74.01 by GeoIP (city coordinates) (network 198.18.0.0/24)"),
         "{text}"
@@ -172,11 +173,18 @@ fn explain_names_location_candidates_and_choice() {
             .any(|l| l.contains("us-east") && l.contains("UNHEALTHY")),
         "{text}"
     );
+    // Each candidate's addresses, with their health.
+    assert!(text.contains("address 192.0.2.10 UNHEALTHY"), "{text}");
+    assert!(text.contains("address 198.51.100.10 healthy"), "{text}");
     assert!(
         text.contains(&format!("{APP} 30 IN A 198.51.100.10")),
         "{text}"
     );
-    assert!(fedns::ops::explain::explain(&snap, "198.18.0.1/24", &name, RecordType::A).is_err());
+    assert!(
+        fedns::ops::explain::explain(&snap, "198.18.0.1/24", &name, RecordType::A, &|_| Vec::new(
+        ))
+        .is_err()
+    );
 }
 
 #[test]

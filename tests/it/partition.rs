@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use fedns_testkit::fleet_lab::{EU_LB, FleetLab, LB_PORT, Options, US_LB};
+use fedns_testkit::fleet_lab::{APP, EU_LB, FleetLab, LB_PORT, NEW_YORK, Options, US_LB};
 use fedns_testkit::wait::until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fedns");
@@ -87,6 +87,13 @@ fn one_cut_path_is_outvoted_and_a_real_outage_moves_every_replica() {
     ok(lab.cut_lb(0, 0));
     until_published_down(&lab, "r1", &us_key());
     holds(&lab, US_LB, 40, "one vantage point's broken path");
+    // r1's explain shows the votes that keep us-east in.
+    let (_, text) = lab.admin_get(0, &format!("/debug/explain?name={APP}&client={NEW_YORK}"));
+    let votes = format!(
+        "probe {}: up r2 r3; down r1 -> Healthy by quorum majority",
+        us_key()
+    );
+    assert!(text.contains(&votes), "want `{votes}` in:\n{text}");
     // The load balancer really dies: every replica sees it, and every one moves.
     lab.lb_down(0);
     ok(lab.until_all_answer(EU_LB, POLL, PATIENCE));
@@ -97,7 +104,7 @@ fn one_cut_path_is_outvoted_and_a_real_outage_moves_every_replica() {
 }
 
 #[test]
-fn a_killed_replica_stops_voting_when_its_lease_expires() {
+fn a_killed_replica_stops_voting_when_its_lease_expires_a_stopped_one_at_once() {
     let mut lab = lab();
     settled(&lab);
     // r1 and r2 cannot reach us-east's load balancer; r3 can. Two of three say down: every
@@ -125,6 +132,19 @@ fn a_killed_replica_stops_voting_when_its_lease_expires() {
             lab.replicas[i].name
         );
     }
+    // r2 stops as it should (SIGTERM): it deletes its Leases, so its vote ends at once.
+    lab.terminate(1);
+    for c in 0..lab.clusters.len() {
+        assert_eq!(lab.lease(c, "r2"), None, "r2 stopped but its Lease stays");
+    }
+    until(PATIENCE, || {
+        let (_, body) = lab.admin_get(2, "/debug/fleet");
+        if body.contains("\"r2\"") {
+            Err(format!("r3 still knows r2: {body}"))
+        } else {
+            Ok(())
+        }
+    });
 }
 
 #[test]

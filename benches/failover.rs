@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use fedns_testkit::dns::query;
 use fedns_testkit::process::Process;
 use fedns_testkit::random::uniform;
+use fedns_testkit::stats::{Stats, row, stats};
 use fedns_testkit::sys::{
     cpu_times, env_usize as env_num, load_average as load, scratch_root, status_field,
 };
@@ -593,53 +594,6 @@ where
         }
     }
     (ok, errors)
-}
-
-struct Stats {
-    n: usize,
-    min: f64,
-    median: f64,
-    p90: f64,
-    max: f64,
-    sorted: Vec<f64>,
-}
-
-/// Summary in seconds.
-fn stats(v: impl IntoIterator<Item = Duration>) -> Stats {
-    let mut s: Vec<f64> = v.into_iter().map(|d| d.as_secs_f64()).collect();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        return Stats {
-            n,
-            min: f64::NAN,
-            median: f64::NAN,
-            p90: f64::NAN,
-            max: f64::NAN,
-            sorted: s,
-        };
-    }
-    let median = if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    };
-    let p90 = s[((n as f64 * 0.9).ceil() as usize).clamp(1, n) - 1];
-    Stats {
-        n,
-        min: s[0],
-        median,
-        p90,
-        max: s[n - 1],
-        sorted: s,
-    }
-}
-
-fn row(what: &str, s: &Stats) {
-    println!(
-        "  {what:<44} {:>4} {:>8.2} s {:>8.2} s {:>8.2} s {:>8.2} s",
-        s.n, s.median, s.p90, s.max, s.min
-    );
 }
 
 async fn failover_part(runs: usize, parallel: usize) {

@@ -15,6 +15,7 @@
 //! - [`http`]: one-request HTTP GETs of the admin endpoints;
 //! - [`sys`]: settings from the environment, scratch directories and `/proc` readers;
 //! - [`random`]: random numbers for tokens, phases and fuzz-like inputs;
+//! - [`stats`]: medians and maxima of measured durations, for the benches;
 //! - [`wait`]: polling until a condition holds.
 
 pub mod apiserver;
@@ -26,5 +27,6 @@ pub mod netns;
 pub mod process;
 pub mod random;
 pub mod server;
+pub mod stats;
 pub mod sys;
 pub mod wait;

@@ -205,9 +205,46 @@ fn health_flip(c: &mut Criterion) {
     group.bench_function("full", |b| b.iter(|| black_box(build(&store))));
     group.bench_function("names_behind_it", |b| {
         b.iter(|| {
-            store.rebuild_names_using(flipped);
+            store.rebuild_names_using([flipped]);
             let dirty = store.take_dirty();
             assert_eq!(dirty.names.len(), 1);
+            let health = |_: &fedns::store::Endpoint, _: IpAddr| fedns::health::Health::Unhealthy;
+            black_box(snap.update(&dirty.names, &store.contents(), &health))
+        })
+    });
+    // Another replica's Lease says the target is down, then up again: the fleet works out
+    // which targets' votes moved, and only the names behind them are rebuilt.
+    let fleet = fedns::fleet::Fleet::new("r1");
+    let key = format!("tcp:{flipped}:443");
+    let mut renewed = std::time::SystemTime::now();
+    let mut down = false;
+    let view = |renewed, down: bool| fedns::fleet::ReplicaView {
+        name: "r2".into(),
+        region: None,
+        via: "us-east".into(),
+        renewed,
+        duration: std::time::Duration::from_secs(3600),
+        probed: 100_000,
+        targets_digest: "too many to list".into(),
+        probed_keys: None,
+        down: if down {
+            [key.clone()].into()
+        } else {
+            Default::default()
+        },
+        config_digest: String::new(),
+        geoip_digest: String::new(),
+        version: String::new(),
+    };
+    fleet.observe(view(renewed, down));
+    group.bench_function("vote_moves_one_target", |b| {
+        b.iter(|| {
+            renewed += std::time::Duration::from_millis(1);
+            down = !down;
+            let moved = fleet.observe(view(renewed, down));
+            fedns::health::quorum::rebuild_moved(&store, moved);
+            let dirty = store.take_dirty();
+            assert_eq!((dirty.full, dirty.names.len()), (false, 1));
             let health = |_: &fedns::store::Endpoint, _: IpAddr| fedns::health::Health::Unhealthy;
             black_box(snap.update(&dirty.names, &store.contents(), &health))
         })

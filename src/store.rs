@@ -316,17 +316,21 @@ impl Store {
         self.lock().keys().cloned().collect()
     }
 
-    /// Asks for a rebuild of the names whose endpoints have the load-balancer address `ip`
-    /// (its probe target's health changed) and wakes the consumers. A scan of the
-    /// endpoints: O(objects), against O(records) for a full rebuild.
-    pub fn rebuild_names_using(&self, ip: IpAddr) {
-        let ip = ip.to_canonical();
+    /// Asks for a rebuild of the names whose endpoints have one of the load-balancer
+    /// addresses `ips` (their probe targets' health changed, by this replica's probe or by
+    /// the fleet's votes) and wakes the consumers. A scan of the endpoints: O(objects),
+    /// against O(records) for a full rebuild.
+    pub fn rebuild_names_using(&self, ips: impl IntoIterator<Item = IpAddr>) {
+        let ips: HashSet<IpAddr> = ips.into_iter().map(|ip| ip.to_canonical()).collect();
+        if ips.is_empty() {
+            return;
+        }
         let names: Vec<NameKey> = {
             let clusters = self.lock();
             clusters
                 .values()
                 .flat_map(|c| c.endpoints())
-                .filter(|ep| ep.addresses.iter().any(|a| a.to_canonical() == ip))
+                .filter(|ep| ep.addresses.iter().any(|a| ips.contains(&a.to_canonical())))
                 .flat_map(|ep| ep.name_keys())
                 .collect()
         };
@@ -334,7 +338,7 @@ impl Store {
         self.changed.send_modify(|g| *g = g.wrapping_add(1));
     }
 
-    /// Asks for a full rebuild (config reloaded, fleet votes or overrides changed) and
+    /// Asks for a full rebuild (config reloaded, overrides changed) and
     /// wakes the consumers.
     pub fn rebuild_all(&self) {
         self.dirty().full = true;
@@ -403,7 +407,7 @@ mod tests {
         ]));
         store.take_dirty();
         // An IPv4-mapped IPv6 address is the same load balancer.
-        store.rebuild_names_using("::ffff:192.0.2.1".parse().unwrap());
+        store.rebuild_names_using(["::ffff:192.0.2.1".parse().unwrap()]);
         let dirty = store.take_dirty();
         assert!(!dirty.full);
         let want: HashSet<NameKey> = [

@@ -9,15 +9,15 @@ use tracing::error;
 
 use super::App;
 use super::verdicts::Build;
-use crate::health::quorum::Judge;
+use crate::health::quorum::{Judge, rebuild_moved};
 use crate::ops::admin::Readiness;
 use crate::snapshot::Snapshot;
 
 impl App {
     /// Builds and publishes a snapshot; the old one keeps serving if this fails.
-    /// Publishes what changed: a full rebuild after a reload, a fleet vote or an override,
-    /// else (object changes, this replica's own health flips) a
-    /// snapshot that shares everything with the current one but the changed names. The
+    /// Publishes what changed: a full rebuild after a reload or an override, else (object
+    /// changes, health flips of this replica's probes or of the fleet's votes) a snapshot
+    /// that shares everything with the current one but the changed names. The
     /// old snapshot keeps serving if a full build fails.
     pub(super) fn publish(&self) {
         let dirty = self.store.take_dirty();
@@ -95,6 +95,7 @@ impl App {
         let app = self.clone();
         Some(tokio::spawn(async move {
             let (mut fresh, mut active) = (0, 0);
+            let mut checked = SystemTime::now();
             loop {
                 let now = SystemTime::now();
                 let next = [fleet.next_expiry(now), app.overrides.next_expiry(now)]
@@ -107,11 +108,15 @@ impl App {
                     .clamp(Duration::from_millis(50), Duration::from_secs(1));
                 tokio::time::sleep(wait).await;
                 let now = SystemTime::now();
+                // An expired view's votes end: the names behind the targets it voted on.
+                rebuild_moved(&app.store, fleet.expired(checked, now));
+                checked = now;
                 let (now_fresh, now_active) = (fleet.fresh(now), app.overrides.active(now).len());
-                if now_fresh < fresh || now_active < active {
-                    if now_fresh == 0 && fresh > 0 {
-                        tracing::warn!("fleet: no other replica's view is fresh; deciding alone");
-                    }
+                if now_fresh == 0 && fresh > 0 {
+                    tracing::warn!("fleet: no other replica's view is fresh; deciding alone");
+                }
+                // An override's end may move any name of its cluster.
+                if now_active < active {
                     app.store.rebuild_all();
                 }
                 (fresh, active) = (now_fresh, now_active);

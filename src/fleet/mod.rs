@@ -81,6 +81,52 @@ pub struct Votes {
     pub down: Vec<String>,
 }
 
+/// The targets (by key) whose votes a change of the fleet's views may have moved: the
+/// names behind them are rebuilt, not the whole snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Moved {
+    #[default]
+    Nothing,
+    Targets(BTreeSet<String>),
+    /// A view that could not list its targets (only their digest): any may have moved.
+    All,
+}
+
+impl Moved {
+    fn add<'a>(&mut self, keys: impl IntoIterator<Item = &'a String>) {
+        match self {
+            Moved::All => {}
+            Moved::Nothing => {
+                let keys: BTreeSet<String> = keys.into_iter().cloned().collect();
+                if !keys.is_empty() {
+                    *self = Moved::Targets(keys);
+                }
+            }
+            Moved::Targets(set) => set.extend(keys.into_iter().cloned()),
+        }
+    }
+
+    /// Every target `v` votes on.
+    fn add_view(&mut self, v: &ReplicaView) {
+        match &v.probed_keys {
+            Some(keys) => {
+                self.add(keys);
+                self.add(&v.down);
+            }
+            None => *self = Moved::All,
+        }
+    }
+
+    /// Both changes together.
+    pub fn merge(&mut self, other: Moved) {
+        match other {
+            Moved::Nothing => {}
+            Moved::All => *self = Moved::All,
+            Moved::Targets(keys) => self.add(&keys),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Own {
     config_digest: String,
@@ -132,39 +178,62 @@ impl Fleet {
         self.own.lock().unwrap_or_else(|p| p.into_inner()).quorum
     }
 
-    /// Takes a copy of a replica's view; keeps it if it is the freshest. Returns whether
-    /// the votes may have changed (a new replica, or another down set or freshness).
-    pub fn observe(&self, view: ReplicaView) -> bool {
+    /// Takes a copy of a replica's view; keeps it if it is the freshest. Returns the
+    /// targets whose votes it may have moved: those whose down vote changed; every target
+    /// the view votes on when it starts or stops voting or probes other targets now.
+    pub fn observe(&self, view: ReplicaView) -> Moved {
         if view.name == self.me {
-            return false;
+            return Moved::Nothing;
         }
+        let now = SystemTime::now();
         let mut views = self.lock();
+        let mut moved = Moved::Nothing;
         match views.get(&view.name) {
-            Some(old) if old.renewed > view.renewed => false,
-            Some(old) => {
-                let changed = old.down != view.down
-                    || old.targets_digest != view.targets_digest
-                    || old.duration != view.duration
-                    || !old.fresh(SystemTime::now());
-                views.insert(view.name.clone(), view);
-                changed
-            }
-            None => {
-                views.insert(view.name.clone(), view);
-                true
-            }
+            Some(old) if old.renewed > view.renewed => return Moved::Nothing,
+            Some(old) => match (old.fresh(now), view.fresh(now)) {
+                (false, false) => {}
+                (true, true)
+                    if old.targets_digest == view.targets_digest
+                        && old.probed_keys == view.probed_keys =>
+                {
+                    moved.add(old.down.symmetric_difference(&view.down));
+                }
+                _ => {
+                    moved.add_view(old);
+                    moved.add_view(&view);
+                }
+            },
+            None if view.fresh(now) => moved.add_view(&view),
+            None => {}
         }
+        views.insert(view.name.clone(), view);
+        moved
     }
 
     /// Drops the copy read from `via` of a replica whose Lease was deleted there (a copy
-    /// from another cluster stays). Returns whether a view went.
-    pub fn forget(&self, name: &str, via: &str) -> bool {
+    /// from another cluster stays). Returns the targets whose votes that moved.
+    pub fn forget(&self, name: &str, via: &str) -> Moved {
         let mut views = self.lock();
+        let mut moved = Moved::Nothing;
         if views.get(name).is_some_and(|v| v.via == via) {
-            views.remove(name);
-            return true;
+            let gone = views.remove(name).expect("checked above");
+            if gone.fresh(SystemTime::now()) {
+                moved.add_view(&gone);
+            }
         }
-        false
+        moved
+    }
+
+    /// The targets whose votes moved because views expired after `since` and by `now`.
+    pub fn expired(&self, since: SystemTime, now: SystemTime) -> Moved {
+        let mut moved = Moved::Nothing;
+        for v in self.lock().values() {
+            let end = v.renewed + v.duration;
+            if end > since && end <= now {
+                moved.add_view(v);
+            }
+        }
+        moved
     }
 
     /// Every other replica's view, fresh or not, by name.
@@ -317,14 +386,24 @@ mod tests {
     fn only_fresh_views_that_probe_a_target_vote() {
         let f = Fleet::new("a");
         let now = SystemTime::now();
-        assert!(f.observe(view("b", &["tcp:192.0.2.1:80"], 1, "d1")));
-        assert!(f.observe(view("c", &[], 1, "d1")));
-        // Expired: no vote.
-        assert!(f.observe(view("d", &["tcp:192.0.2.1:80"], 60, "d1")));
+        // Unlisted target sets: any target's votes may move.
+        assert_eq!(
+            f.observe(view("b", &["tcp:192.0.2.1:80"], 1, "d1")),
+            Moved::All
+        );
+        assert_eq!(f.observe(view("c", &[], 1, "d1")), Moved::All);
+        // Expired: no vote, nothing moved.
+        assert_eq!(
+            f.observe(view("d", &["tcp:192.0.2.1:80"], 60, "d1")),
+            Moved::Nothing
+        );
         // Another target set, and the target not down: unknown whether it probes it.
-        assert!(f.observe(view("e", &[], 1, "other")));
+        assert_eq!(f.observe(view("e", &[], 1, "other")), Moved::All);
         // Its own Lease read back is not a view of another replica.
-        assert!(!f.observe(view("a", &["tcp:192.0.2.1:80"], 1, "d1")));
+        assert_eq!(
+            f.observe(view("a", &["tcp:192.0.2.1:80"], 1, "d1")),
+            Moved::Nothing
+        );
         let v = f.votes("tcp:192.0.2.1:80", false, "d1", now);
         assert_eq!(v.up, ["a", "c"]);
         assert_eq!(v.down, ["b"]);
@@ -352,15 +431,45 @@ mod tests {
     #[test]
     fn the_freshest_copy_wins_and_a_delete_drops_only_its_own_copy() {
         let f = Fleet::new("a");
-        assert!(f.observe(view("b", &["x"], 5, "d")));
+        assert_eq!(f.observe(view("b", &["x"], 5, "d")), Moved::All);
         // An older copy from another cluster changes nothing.
         let mut old = view("b", &[], 10, "d");
         old.via = "eu-west".into();
-        assert!(!f.observe(old));
+        assert_eq!(f.observe(old), Moved::Nothing);
         assert_eq!(f.views()[0].down.len(), 1);
-        assert!(!f.forget("b", "eu-west"));
-        assert!(f.forget("b", "us-east"));
+        assert_eq!(f.forget("b", "eu-west"), Moved::Nothing);
+        assert_eq!(f.forget("b", "us-east"), Moved::All);
         assert!(f.views().is_empty());
+    }
+
+    #[test]
+    fn a_change_of_view_moves_only_the_targets_whose_votes_it_changes() {
+        let keys = |k: &[&str]| Moved::Targets(k.iter().map(|s| s.to_string()).collect());
+        let listed = |down: &[&str], ago: u64| {
+            let mut v = view("b", down, ago, "d");
+            v.probed_keys = Some(["t1", "t2", "t3"].iter().map(|s| s.to_string()).collect());
+            v
+        };
+        let f = Fleet::new("a");
+        // A new fresh view votes on all it probes.
+        assert_eq!(f.observe(listed(&[], 3)), keys(&["t1", "t2", "t3"]));
+        // Renewed with the same view: nothing moved.
+        assert_eq!(f.observe(listed(&[], 2)), Moved::Nothing);
+        // t2 goes down, then t2 comes back while t3 goes down.
+        assert_eq!(f.observe(listed(&["t2"], 1)), keys(&["t2"]));
+        assert_eq!(f.observe(listed(&["t3"], 0)), keys(&["t2", "t3"]));
+        // Its Lease expires: every target it voted on, once.
+        let now = SystemTime::now();
+        let end = now + Duration::from_secs(15);
+        assert_eq!(f.expired(now, end), keys(&["t1", "t2", "t3"]));
+        assert_eq!(f.expired(end, end + Duration::from_secs(1)), Moved::Nothing);
+        // Deleted while fresh: the same.
+        assert_eq!(f.forget("b", "us-east"), keys(&["t1", "t2", "t3"]));
+        let mut m = keys(&["t1"]);
+        m.merge(keys(&["t9"]));
+        assert_eq!(m, keys(&["t1", "t9"]));
+        m.merge(Moved::All);
+        assert_eq!(m, Moved::All);
     }
 
     #[test]

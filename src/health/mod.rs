@@ -88,6 +88,12 @@ impl Target {
         }
     }
 
+    /// The address and port in a key made by [`Target::key`] (`kind:addr[path#status]`).
+    pub fn addr_in_key(key: &str) -> Option<SocketAddr> {
+        let (_, rest) = key.split_once(':')?;
+        rest.split(['/', '#']).next()?.parse().ok()
+    }
+
     /// How the target is probed: `tcp`, `http /healthz 200`, `https / 204`.
     pub fn probe(&self) -> String {
         match self.kind {
@@ -342,6 +348,20 @@ mod tests {
             ready: true,
             settings,
         }
+    }
+
+    #[test]
+    fn a_key_gives_its_address_back() {
+        for key in [
+            "tcp:192.0.2.1:443",
+            "http:192.0.2.1:80/healthz#200",
+            "https:[2001:db8::1]:8443/#204",
+            "tcp:[::1]:53",
+        ] {
+            let addr = Target::addr_in_key(key).unwrap_or_else(|| panic!("{key}"));
+            assert!(key.contains(&addr.to_string()), "{key}: {addr}");
+        }
+        assert_eq!(Target::addr_in_key("nonsense"), None);
     }
 
     #[test]

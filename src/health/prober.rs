@@ -94,7 +94,7 @@ async fn probe_loop(
         if table.record(&t, result, cfg.rise, cfg.fall) {
             let h = table.health(&t);
             info!(target = %t, health = ?h, "health changed");
-            store.rebuild_names_using(t.addr.ip());
+            store.rebuild_names_using([t.addr.ip()]);
         }
         let spread = 0.9 + 0.2 * jitter(&t, round);
         tokio::time::sleep(cfg.interval.mul_f64(spread)).await;

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use super::{Health, HealthTable, Target};
 use crate::config::{HealthConfig, Quorum};
-use crate::fleet::{Fleet, Votes};
-use crate::store::Endpoint;
+use crate::fleet::{Fleet, Moved, Votes};
+use crate::store::{Endpoint, Store};
 
 /// Health as the quorum decides it from the votes.
 pub fn decide(quorum: Quorum, votes: &Votes) -> Health {
@@ -75,6 +75,26 @@ impl<'a> Judge<'a> {
     }
 }
 
+/// Asks the store to rebuild the names behind the fleet's targets whose votes moved:
+/// those names alone, or everything when any target may have.
+pub fn rebuild_moved(store: &Store, moved: Moved) {
+    match moved {
+        Moved::Nothing => {}
+        Moved::All => store.rebuild_all(),
+        Moved::Targets(keys) => {
+            let ips: Option<Vec<IpAddr>> = keys
+                .iter()
+                .map(|k| Target::addr_in_key(k).map(|a| a.ip()))
+                .collect();
+            match ips {
+                Some(ips) => store.rebuild_names_using(ips),
+                // A key from another fedns version that this one cannot read.
+                None => store.rebuild_all(),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +131,40 @@ mod tests {
             ];
             assert_eq!(got, want, "up {up}, down {down}");
         }
+    }
+
+    #[test]
+    fn moved_votes_rebuild_only_the_names_behind_them() {
+        use crate::store::{Endpoint, NameKey, ObjectKind};
+        let store = Store::default();
+        let ep = |name: &str, ip: [u8; 4]| Endpoint {
+            kind: ObjectKind::Service,
+            namespace: "default".into(),
+            name: name.into(),
+            federated_name: true,
+            hosts: Vec::new(),
+            addresses: vec![IpAddr::from(ip)],
+            hostname: None,
+            port: Some(443),
+            ready: true,
+            settings: Default::default(),
+        };
+        let changes = [ep("app", [192, 0, 2, 1]), ep("web", [192, 0, 2, 2])]
+            .map(|e| (e.key(), Some(e)))
+            .into();
+        store.update_kube("us-east", changes, true, |_| {});
+        store.take_dirty();
+        let moved = Moved::Targets(["http:192.0.2.2:443/healthz#200".to_owned()].into());
+        rebuild_moved(&store, moved);
+        let dirty = store.take_dirty();
+        assert!(!dirty.full);
+        assert_eq!(dirty.names, [NameKey::Service("default/web".into())].into());
+        rebuild_moved(&store, Moved::Nothing);
+        assert!(!store.take_dirty().full);
+        // Unreadable keys, or targets unknown: everything.
+        rebuild_moved(&store, Moved::Targets(["what:ever".to_owned()].into()));
+        assert!(store.take_dirty().full);
+        rebuild_moved(&store, Moved::All);
+        assert!(store.take_dirty().full);
     }
 }

@@ -27,7 +27,8 @@ use tracing::{debug, info, warn};
 use super::access::ClusterAccess;
 use crate::config::KubernetesConfig;
 use crate::fleet::overrides::{CONFIG_MAP, Override, Overrides};
-use crate::fleet::{Fleet, MAX_LISTED, OwnView, ReplicaView, digest_lines};
+use crate::fleet::{Fleet, MAX_LISTED, Moved, OwnView, ReplicaView, digest_lines};
+use crate::health::quorum::rebuild_moved;
 use crate::store::Store;
 
 /// The prefix of every fedns Lease's name: `fedns-<replica>`.
@@ -283,32 +284,31 @@ fn view_of(lease: &Lease, via: &str) -> Option<ReplicaView> {
 }
 
 /// Watches every Lease of the fleet namespace and keeps the fleet's views; a change of
-/// votes asks for a rebuild. After an error the watch starts again from a fresh list.
+/// votes asks for a rebuild of the names behind the targets it moved. After an error the
+/// watch starts again from a fresh list.
 async fn watch_leases(api: Api<Lease>, cluster: String, fleet: Arc<Fleet>, store: Arc<Store>) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let mut stream = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
         while let Some(item) = stream.next().await {
-            let changed = match item {
-                Ok(Event::Apply(l) | Event::InitApply(l)) => {
-                    view_of(&l, &cluster).is_some_and(|v| fleet.observe(v))
-                }
-                Ok(Event::Delete(l)) => {
-                    view_of(&l, &cluster).is_some_and(|v| fleet.forget(&v.name, &cluster))
-                }
-                Ok(Event::Init) => false,
+            let moved = match item {
+                Ok(Event::Apply(l) | Event::InitApply(l)) => view_of(&l, &cluster)
+                    .map(|v| fleet.observe(v))
+                    .unwrap_or_default(),
+                Ok(Event::Delete(l)) => view_of(&l, &cluster)
+                    .map(|v| fleet.forget(&v.name, &cluster))
+                    .unwrap_or_default(),
+                Ok(Event::Init) => Moved::Nothing,
                 Ok(Event::InitDone) => {
                     backoff = Duration::from_millis(500);
-                    false
+                    Moved::Nothing
                 }
                 Err(e) => {
                     debug!(cluster, error = %e, "fleet: lease watch error");
                     break;
                 }
             };
-            if changed {
-                store.rebuild_all();
-            }
+            rebuild_moved(&store, moved);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));

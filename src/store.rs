@@ -321,16 +321,23 @@ impl Store {
     /// the fleet's votes) and wakes the consumers. A scan of the endpoints: O(objects),
     /// against O(records) for a full rebuild.
     pub fn rebuild_names_using(&self, ips: impl IntoIterator<Item = IpAddr>) {
-        let ips: HashSet<IpAddr> = ips.into_iter().map(|ip| ip.to_canonical()).collect();
+        let mut ips: Vec<IpAddr> = ips.into_iter().map(|ip| ip.to_canonical()).collect();
+        ips.sort_unstable();
+        ips.dedup();
         if ips.is_empty() {
             return;
         }
+        // One flip at a time is the rule: a sorted list beats hashing every address.
         let names: Vec<NameKey> = {
             let clusters = self.lock();
             clusters
                 .values()
                 .flat_map(|c| c.endpoints())
-                .filter(|ep| ep.addresses.iter().any(|a| ips.contains(&a.to_canonical())))
+                .filter(|ep| {
+                    ep.addresses
+                        .iter()
+                        .any(|a| ips.binary_search(&a.to_canonical()).is_ok())
+                })
                 .flat_map(|ep| ep.name_keys())
                 .collect()
         };

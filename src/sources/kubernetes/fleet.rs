@@ -1,8 +1,8 @@
 //! The fleet's Leases in one member cluster: this replica's Lease written (created, then
 //! replaced with the resourceVersion of its own last write, one request each time; a 409
 //! re-reads and tries again), renewed on a steady period, rewritten on every change of its
-//! view (coalesced) and deleted when the replica stops; and every replica's Lease
-//! watched, cut down to a `fleet::ReplicaView`.
+//! view (at once, then at most every 200 ms) and deleted when the replica stops; and every
+//! replica's Lease watched, cut down to a `fleet::ReplicaView`.
 //!
 //! Nothing here blocks probing or answering: each cluster has its own task, every request
 //! has a timeout, and a failing API only delays this cluster's copy of the Lease (the
@@ -39,7 +39,8 @@ const ANNOTATION: &str = "fleet.fedns.io/";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deleting the Lease when the replica stops gives up after this.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
-/// Changes of the view within this long are written as one.
+/// Writes of a changing view are this far apart at least: changes within it are written
+/// as one.
 const COALESCE: Duration = Duration::from_millis(200);
 
 /// What this replica publishes, the same for every cluster.
@@ -110,6 +111,7 @@ async fn keep_written(api: &Api<Lease>, cluster: &str, p: &Publishing) {
             return;
         }
         let view = (p.own_view)();
+        let started = tokio::time::Instant::now();
         let written = write(api, &name, p, &view, &mut version);
         match tokio::time::timeout(REQUEST_TIMEOUT, written).await {
             Ok(Ok(())) => {
@@ -143,7 +145,9 @@ async fn keep_written(api: &Api<Lease>, cluster: &str, p: &Publishing) {
                     // The health table is gone: keep renewing what was last seen.
                     tokio::time::sleep(wait).await;
                 } else {
-                    tokio::time::sleep(COALESCE).await;
+                    // The first change after a quiet spell is written at once; the ones
+                    // after it at most every COALESCE, each with the view as it is then.
+                    tokio::time::sleep_until(started + COALESCE).await;
                 }
             }
             _ = stopping.changed() => {}

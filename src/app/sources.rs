@@ -85,7 +85,7 @@ impl App {
         let own = self.health.clone();
         let publishing = Arc::new(Publishing {
             me: fleet.me.clone(),
-            region: cfg.region.clone(),
+            region: crate::fleet::replica_region(cfg.region.as_deref()),
             namespace: cfg.namespace.clone(),
             lease_duration: cfg.lease_duration,
             renew: cfg.renew,

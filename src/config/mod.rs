@@ -416,6 +416,7 @@ pub struct FleetConfig {
     /// The replica's name. Default: `POD_NAME` from the environment, else the host name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Shown in the Lease and /debug/fleet. Default: `FEDNS_REGION` from the environment.
     #[serde(default)]
     pub region: Option<String>,
     /// The namespace of the fleet's Leases and of `fedns-overrides` in every member cluster.

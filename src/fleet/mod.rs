@@ -334,6 +334,15 @@ impl Fnv {
     }
 }
 
+/// This replica's region: the configured one, else `FEDNS_REGION` from the environment
+/// (one shared config, each Deployment its own region), else none.
+pub fn replica_region(configured: Option<&str>) -> Option<String> {
+    configured
+        .map(str::to_owned)
+        .or_else(|| std::env::var("FEDNS_REGION").ok())
+        .filter(|s| !s.trim().is_empty())
+}
+
 /// This replica's name: the configured one, else `POD_NAME`, else the host name, made a
 /// valid label (lowercase; other characters become `-`).
 pub fn replica_name(configured: Option<&str>) -> String {

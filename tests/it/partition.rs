@@ -69,7 +69,7 @@ fn us_key() -> String {
 fn one_cut_path_is_outvoted_and_a_real_outage_moves_every_replica() {
     let mut lab = lab();
     settled(&lab);
-    // Three configs that differ only in each replica's own name and region: one digest.
+    // Three configs that differ only in each replica's own name: one digest.
     for i in lab.running() {
         let (_, body) = lab.admin_get(i, "/debug/fleet");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
@@ -79,6 +79,9 @@ fn one_cut_path_is_outvoted_and_a_real_outage_moves_every_replica() {
                 "{}: {body}",
                 lab.replicas[i].name
             );
+            // Each region from its replica's FEDNS_REGION.
+            let other = lab.replicas.iter().find(|o| r["name"] == o.name.as_str());
+            assert_eq!(r["region"], other.unwrap().region.as_str(), "{body}");
         }
     }
     // r1's path to us-east's load balancer breaks: its probes time out and its Lease says
@@ -161,6 +164,17 @@ fn a_replica_cut_from_every_api_server_keeps_answering_and_rejoins() {
     assert!(
         fresh.is_empty(),
         "after 6 s without an API server, r1 should count only its own view, not {fresh:?}"
+    );
+    // Deciding alone shows in its metrics (and its log).
+    let (_, metrics) = lab.admin_get(0, "/metrics");
+    assert!(
+        metrics.contains("fedns_fleet_replicas{state=\"fresh\"} 0"),
+        "{metrics}"
+    );
+    let log = std::fs::read_to_string(&lab.replicas[0].log).unwrap_or_default();
+    assert!(
+        log.contains("no other replica's view is fresh; deciding alone"),
+        "{log}"
     );
     for i in [1, 2] {
         assert!(

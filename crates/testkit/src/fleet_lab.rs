@@ -48,7 +48,7 @@ pub struct Options {
     pub replicas: usize,
     /// Items of `health: { probe: tcp, ... }`.
     pub health: String,
-    /// Items of `fleet: { name: rN, region: ..., ... }`.
+    /// Items of `fleet: { name: rN, ... }` (the region comes from `FEDNS_REGION`).
     pub fleet: String,
     /// Items of `kubernetes: { ... }`.
     pub kubernetes: String,
@@ -88,6 +88,8 @@ pub struct Cluster {
 /// One replica: a namespace and, while it runs, its `fedns serve` process.
 pub struct Replica {
     pub name: String,
+    /// Given in `FEDNS_REGION`, as deploy/ does.
+    pub region: String,
     pub host: Host,
     pub process: Option<Process>,
     /// Its stderr (the log).
@@ -179,16 +181,16 @@ impl FleetLab {
                      geoip: {{ database: city.mmdb }}\n\
                      health: {{ probe: tcp, {health} }}\n\
                      kubernetes: {{ {kubernetes} }}\n\
-                     fleet: {{ name: {name}, region: {region}, {fleet} }}\n\
+                     fleet: {{ name: {name}, {fleet} }}\n\
                      clusters:\n{cluster_yaml}",
                     health = options.health,
                     kubernetes = options.kubernetes,
                     fleet = options.fleet,
-                    region = regions[i % regions.len()],
                 ),
             );
             let log = config.with_file_name("stderr.log");
             replicas.push(Replica {
+                region: regions[i % regions.len()].to_owned(),
                 name,
                 host,
                 process: None,
@@ -227,6 +229,7 @@ impl FleetLab {
             .arg(r.admin().to_string())
             .args(["--udp-workers", "1", "--drain", "0s"])
             .env("FEDNS_LOG", "info")
+            .env("FEDNS_REGION", &r.region)
             .stdin(Stdio::null())
             .stderr(log);
         let process = Process::spawn(&mut cmd).map_err(|e| format!("start {}: {e}", r.name))?;

@@ -63,22 +63,8 @@ clusters:
       - { namespace: default, name: app, addresses: [203.0.113.50, "2001:db8:50::10"], port: 443 }
 "#;
 
-/// The demo zone: SOA, NS with glue, and a static record.
-pub const ZONE: &str = r#"$ORIGIN fed.example.com.
-$TTL 3600
-@       IN SOA  ns1 hostmaster (
-                2026112301 ; serial
-                3600       ; refresh
-                600        ; retry
-                86400      ; expire
-                30 )       ; negative TTL
-        IN NS   ns1
-        IN NS   ns2
-ns1     IN A    127.0.0.1
-ns2     IN AAAA ::1
-status  IN TXT  "fedns demo federation"
-shop    IN CNAME checkout.shop.myfed.svc
-"#;
+/// The demo zone: SOA, NS with glue, and static records (`zones/fed.example.com.zone`).
+pub const ZONE: &str = include_str!("../zones/fed.example.com.zone");
 
 /// A known client network of the demo database and where it is.
 pub struct DemoNetwork {

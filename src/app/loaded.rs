@@ -32,6 +32,9 @@ pub enum LoadError {
     Kube(#[from] KubeError),
 }
 
+/// The hint on a file a config names that cannot be read.
+const RELATIVE: &str = " (a relative path is from the config file's directory)";
+
 /// A config and what it names, loaded and checked.
 pub struct LoadedConfig {
     pub config: Config,
@@ -54,16 +57,39 @@ impl LoadedConfig {
         let (config, text) = Config::load_with_text(path)?;
         let apex = apex(&config)?;
         let zone = match &config.zone_file {
-            Some(z) => ZoneData::load(z, &apex)?,
+            Some(z) => ZoneData::load(z, &apex).map_err(|e| match e {
+                ZoneError::Read { path: file, source } => {
+                    let what = format!("cannot read the zone file: {source}{RELATIVE}");
+                    Config::named_file_error(&text, path, "zone_file", &file, &what).into()
+                }
+                other => LoadError::from(other),
+            })?,
             None => ZoneData::synthesized(&apex, config.ttl),
         };
         let geoip = match &config.geoip {
-            Some(g) => Some(Arc::new(GeoDb::open(&g.database)?)),
+            Some(g) => Some(Arc::new(GeoDb::open(&g.database).map_err(|e| {
+                let what = match e {
+                    GeoError::Read { source, .. } => {
+                        format!("cannot read the GeoIP database: {source}{RELATIVE}")
+                    }
+                    GeoError::Invalid { message, .. } => {
+                        format!("not a GeoIP database (MMDB): {message}")
+                    }
+                };
+                let field = "geoip.database";
+                Config::named_file_error(&text, path, field, &g.database, &what)
+            })?)),
             None => None,
         };
         let mut clusters = Vec::new();
-        for c in &config.clusters {
-            clusters.extend(ClusterAccess::load(&c.value)?);
+        for (i, c) in config.clusters.iter().enumerate() {
+            let access = ClusterAccess::load(&c.value).map_err(|e| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: c.referenced.line(),
+                field: format!("clusters[{i}]"),
+                message: e.to_string(),
+            })?;
+            clusters.extend(access);
         }
         let config_digest = answers_digest(&text, zone_text(&config).as_deref());
         Ok(LoadedConfig {

@@ -44,6 +44,39 @@ pub enum ConfigError {
     },
 }
 
+/// What the YAML parser reports badly: an empty file, and a tab in the indentation (it
+/// names another line).
+fn before_yaml(text: &str, path: &Path) -> Result<(), ConfigError> {
+    let invalid = |line: usize, field: &str, message: &str| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: line as u64,
+        field: field.to_owned(),
+        message: message.to_owned(),
+    };
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(invalid(
+            1,
+            "(file)",
+            "the file is empty: a config needs at least `zone`, `federation` and `clusters` \
+             (README.md, \"Configuration\", has a minimal one)",
+        ));
+    }
+    for (i, l) in text.lines().enumerate() {
+        let indent: String = l.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+        if indent.contains('\t') && !l.trim().is_empty() {
+            return Err(invalid(
+                i + 1,
+                "(indentation)",
+                "a tab in the indentation: YAML indents with spaces only",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -565,6 +598,7 @@ impl Config {
 
     /// Parses and checks config text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        before_yaml(text, path)?;
         let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e
@@ -573,6 +607,24 @@ impl Config {
         })?;
         validate::validate(&config, text, path)?;
         Ok(config)
+    }
+
+    /// The config error of a file this config names (zone file, GeoIP database), at the
+    /// line of the `field` that names it, with the path resolved.
+    pub fn named_file_error(
+        text: &str,
+        path: &Path,
+        field: &str,
+        file: &Path,
+        message: &str,
+    ) -> ConfigError {
+        let resolved = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            line: validate::field_line(text, field),
+            field: field.to_owned(),
+            message: format!("{}: {message}", resolved.display()),
+        }
     }
 
     fn resolve_paths(&mut self, base: &Path) {

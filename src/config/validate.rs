@@ -24,6 +24,12 @@ pub fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigEr
     v.fleet(config, &names)
 }
 
+/// The line of a field given as `section` or `section.key` in config text (see
+/// `Lines::of`), for errors found after the config itself loaded (a file it names).
+pub fn field_line(text: &str, field: &str) -> u64 {
+    Lines(text).of(field)
+}
+
 /// Where top-level fields stand in the file.
 struct Lines<'a>(&'a str);
 

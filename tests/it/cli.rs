@@ -93,7 +93,7 @@ fn check_rejects_a_corrupt_geoip_database() {
     let o = run(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(64));
     assert!(
-        stderr(&o).contains("city.mmdb: not a valid MMDB file"),
+        stderr(&o).contains("city.mmdb: not a GeoIP database (MMDB): "),
         "{}",
         stderr(&o)
     );
@@ -284,4 +284,152 @@ async fn query_log_names_client_question_and_cluster() {
         f["client"].as_str().unwrap().starts_with("127.0.0.1:"),
         "{line}"
     );
+}
+
+/// The YAML blocks of README.md's "Configuration" section, in order.
+fn readme_configs() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Configuration section in README.md");
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A directory with `config` as fedns.yaml and the repository's demo zone file and GeoIP
+/// database at `zone` and `geoip` beside it.
+fn config_dir(tag: &str, config: &str, zone: &str, geoip: &str) -> std::path::PathBuf {
+    let dir = fedns_testkit::sys::temp_dir(tag);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (from, to) in [
+        ("zones/fed.example.com.zone", zone),
+        ("geoip/demo.mmdb", geoip),
+    ] {
+        let to = dir.join(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(from), &to).unwrap();
+    }
+    std::fs::write(dir.join("fedns.yaml"), config).unwrap();
+    dir.join("fedns.yaml")
+}
+
+#[tokio::test]
+async fn the_readme_minimal_config_runs_as_shown() {
+    let configs = readme_configs();
+    let minimal = configs.first().expect("the minimal config in README.md");
+    let path = config_dir(
+        "readme-minimal",
+        minimal,
+        "zones/fed.example.com.zone",
+        "geoip/demo.mmdb",
+    );
+    let o = run(&["check", "--config", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{minimal}", stderr(&o));
+    // Served, it answers what the README's dig lines say.
+    let (mut child, addr, _) = serve(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let client = fedns_testkit::dns::DnsClient { server: addr };
+    for (subnet, want) in [
+        ("198.18.0.0/24", "192.0.2.10"),
+        ("198.18.1.0/24", "198.51.100.10"),
+    ] {
+        let r = client
+            .ask(
+                "app.default.myfed.svc.fed.example.com",
+                RecordType::A,
+                Some(subnet),
+            )
+            .await;
+        assert_eq!(
+            fedns_testkit::dns::answer_data(&r),
+            [want],
+            "{subnet}: {r:?}"
+        );
+    }
+    assert!(child.terminate().success());
+}
+
+#[test]
+fn the_readme_reference_config_passes_check_as_shown() {
+    let configs = readme_configs();
+    let full = configs.get(1).expect("the reference config in README.md");
+    let path = config_dir(
+        "readme-full",
+        full,
+        "zones/fed.example.com.zone",
+        "geoip/city.mmdb",
+    );
+    // The two kubeconfigs it names: us-east with its context named, eu-west by its current
+    // context.
+    let dir = path.parent().unwrap().join("kubeconfigs");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["us-east", "eu-west"] {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    \
+             server: https://{name}.k8s.example.com:6443\nusers:\n- name: fedns\n  user:\n    \
+             token: t0ken\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    \
+             user: fedns\ncurrent-context: {name}\n"
+        );
+        std::fs::write(dir.join(format!("{name}.kubeconfig")), text).unwrap();
+    }
+    let o = run(&["check", "--config", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{full}", stderr(&o));
+}
+
+#[test]
+fn errors_about_the_files_a_config_names_point_at_its_line() {
+    let dir = fedns_testkit::sys::temp_dir("named-files");
+    let head = "zone: fed.example.com\nfederation: myfed\n";
+    let cluster = "clusters:\n  - { name: a, region: us-east-1, services: [] }\n";
+    let cases = [
+        (
+            format!("{head}geoip: {{ database: nosuch/city.mmdb }}\n{cluster}"),
+            ":3: geoip.database: ",
+            "nosuch/city.mmdb: cannot read the GeoIP database",
+        ),
+        (
+            format!("{head}\nzone_file: nosuch.zone\n{cluster}"),
+            ":4: zone_file: ",
+            "nosuch.zone: cannot read the zone file",
+        ),
+        (
+            format!(
+                "{head}clusters:\n  - name: a\n    kubeconfig: nosuch.kubeconfig\n    region: us-east-1\n"
+            ),
+            ":4: clusters[0]: cluster `a`: kubeconfig ",
+            "nosuch.kubeconfig: cannot read it: ",
+        ),
+        (String::new(), ":1: (file): the file is empty", ""),
+        (
+            format!("{head}\tttl: 30\n{cluster}"),
+            ":3: (indentation): a tab in the indentation",
+            "",
+        ),
+    ];
+    for (i, (text, at, what)) in cases.iter().enumerate() {
+        let path = dir.join(format!("case{i}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let o = run(&["check", "--config", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(64), "{text}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!("{}{at}", path.display())),
+            "{text}\n{e}"
+        );
+        // The path is given resolved, against the config's directory.
+        let resolved = format!("{}/{what}", dir.display());
+        assert!(what.is_empty() || e.contains(&resolved), "{text}\n{e}");
+        assert!(!e.contains("'\""), "doubled quotes: {e}");
+    }
 }

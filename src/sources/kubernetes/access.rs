@@ -61,7 +61,13 @@ impl ClusterAccess {
                     path: path.clone(),
                     message,
                 };
-                let kc = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
+                // Read it here: kube's own message quotes the path twice.
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    bad(format!(
+                        "cannot read it: {e} (relative paths are from the config file's directory)"
+                    ))
+                })?;
+                let kc = Kubeconfig::from_yaml(&text).map_err(|e| bad(e.to_string()))?;
                 let wanted = context.clone().or_else(|| kc.current_context.clone());
                 match wanted {
                     None => return Err(bad("no context given and no current-context".into())),

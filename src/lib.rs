@@ -32,3 +32,9 @@ pub mod store;
 pub mod demo;
 /// GeoIP lookups, distances and places; knows nothing of DNS or clusters.
 pub mod geo;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "fedns runs on Linux only: its UDP workers use recvmmsg/sendmmsg and IP_MTU_DISCOVER \
+     (README.md, \"Platforms\")"
+);

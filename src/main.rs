@@ -16,6 +16,8 @@ use fedns::store::Store;
 const EX_USAGE: u8 = 64;
 /// EX_UNAVAILABLE: a port could not be bound, or the server failed.
 const EX_UNAVAILABLE: u8 = 69;
+/// A second SIGINT or SIGTERM cut the drain short (128 + SIGINT, as shells report Ctrl-C).
+const EX_SIGNALLED: i32 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -348,8 +350,10 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         None => tracing_subscriber::EnvFilter::try_from_env("FEDNS_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
     };
+    // Colours only for a terminal: a log file or journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -377,7 +381,8 @@ fn serve(
         // Handle SIGTERM from before the first "listening" line: a signal that arrives
         // between binding and installing the handler would otherwise kill the process
         // without a drain.
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let running = match app::start(loaded, &options).await {
             Ok(r) => r,
             Err(e) => {
@@ -403,15 +408,22 @@ fn serve(
             }
             println!();
         }
-        wait_for_signal(term).await;
-        info!(?drain, "shutting down: /readyz now 503, draining");
-        running.shutdown(drain).await;
+        wait_for_signal(&mut term).await;
+        info!(?drain, "shutting down: /readyz now 503, draining (a second SIGINT or SIGTERM stops at once)");
+        tokio::select! {
+            () = running.shutdown(drain) => {}
+            () = wait_for_signal(&mut term) => {
+                info!("second signal: stopping now, without the rest of the drain");
+                std::process::exit(EX_SIGNALLED);
+            }
+        }
         info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal(mut term: Option<tokio::signal::unix::Signal>) {
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal(term: &mut Option<tokio::signal::unix::Signal>) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}

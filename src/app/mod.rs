@@ -238,6 +238,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
     let dns =
         DnsServer::bind(&dns_addrs, handler, app.metrics.clone(), settings).map_err(|source| {
             StartError::Bind {
+                what: "DNS",
                 addrs: dns_addrs.clone(),
                 source,
             }
@@ -247,6 +248,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Bind {
+                    what: "admin HTTP",
                     addrs: vec![addr],
                     source,
                 })?;
@@ -278,9 +280,47 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
 pub enum StartError {
     #[error("{0}")]
     Build(#[from] BuildError),
-    #[error("cannot listen on {addrs:?}: {source}")]
+    #[error(
+        "cannot listen for {what} on {}: {source}{}",
+        list(addrs),
+        bind_hint(what, addrs, source)
+    )]
     Bind {
+        /// "DNS" or "admin HTTP".
+        what: &'static str,
         addrs: Vec<SocketAddr>,
         source: std::io::Error,
     },
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    let all: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    all.join(", ")
+}
+
+/// What to do about a port that cannot be bound.
+fn bind_hint(what: &str, addrs: &[SocketAddr], e: &std::io::Error) -> String {
+    let (flag, field) = if what == "DNS" {
+        ("--listen ADDR:PORT", "listen.dns")
+    } else {
+        ("--admin ADDR:PORT", "listen.admin")
+    };
+    let mut hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "; another program has that port: stop it, or choose another port with `{flag}` \
+             (or `{field}` in the config)"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "; ports below 1024 need root or CAP_NET_BIND_SERVICE \
+             (`setcap cap_net_bind_service=+ep fedns`), or choose another with `{flag}`"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("; no interface of this machine has that address: choose another with `{flag}`")
+        }
+        _ => String::new(),
+    };
+    if e.kind() == std::io::ErrorKind::AddrInUse && addrs.iter().any(|a| a.port() == 5353) {
+        hint.push_str("; 5353 is also mDNS's port (avahi-daemon, systemd-resolved may hold it)");
+    }
+    hint
 }

@@ -433,3 +433,72 @@ fn errors_about_the_files_a_config_names_point_at_its_line() {
         assert!(!e.contains("'\""), "doubled quotes: {e}");
     }
 }
+
+#[tokio::test]
+async fn sigint_drains_and_a_second_one_stops_at_once() {
+    let path = fedns_testkit::server::write_config("sigint", fedns_testkit::server::CONFIG);
+    let (mut child, _, lines) = serve(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--drain",
+        "10m",
+    ]);
+    let admin: SocketAddr = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("listening admin "))
+        .map(|a| a.parse().unwrap())
+        .unwrap_or_else(|| panic!("no admin address in {lines:?}"));
+    // Ctrl-C drains as SIGTERM does: not ready, still serving.
+    child.signal("INT");
+    fedns_testkit::wait::eventually(STARTUP, || async move {
+        match fedns_testkit::http::get(admin, "/readyz").await.0 {
+            503 => Ok(()),
+            s => Err(format!("/readyz {s} after SIGINT")),
+        }
+    })
+    .await;
+    assert!(child.exited().is_none(), "exited before the drain");
+    // A second one ends it now, not in 10 minutes.
+    child.signal("INT");
+    let deadline = std::time::Instant::now() + STARTUP;
+    let status = loop {
+        if let Some(s) = child.exited() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a second SIGINT did not stop it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{status}");
+}
+
+#[test]
+fn a_port_in_use_exits_69_saying_how_to_choose_another() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let o = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(69), "{o:?}");
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("cannot listen for DNS on 127.0.0.1:{port}")),
+        "{e}"
+    );
+    assert!(e.contains("another program has that port"), "{e}");
+    assert!(e.contains("--listen ADDR:PORT"), "{e}");
+    // Not a terminal: no colour codes in the log.
+    assert!(!e.contains('\u{1b}'), "{e:?}");
+}

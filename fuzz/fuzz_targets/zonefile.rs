@@ -14,6 +14,6 @@ fn apex() -> &'static Name {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = fedns::config::zonefile::ZoneData::parse(text, Path::new("fuzz.zone"), apex());
+        let _ = fedns::config::zonefile::ZoneData::parse(text, Path::new("fuzz.zone"), apex(), "myfed");
     }
 });

@@ -57,7 +57,7 @@ impl LoadedConfig {
         let (config, text) = Config::load_with_text(path)?;
         let apex = apex(&config)?;
         let zone = match &config.zone_file {
-            Some(z) => ZoneData::load(z, &apex).map_err(|e| match e {
+            Some(z) => ZoneData::load(z, &apex, &config.federation).map_err(|e| match e {
                 ZoneError::Read { path: file, source } => {
                     let what = format!("cannot read the zone file: {source}{RELATIVE}");
                     Config::named_file_error(&text, path, "zone_file", &file, &what).into()
@@ -108,7 +108,12 @@ impl LoadedConfig {
         let name = Path::new("<embedded demo config>");
         let config = Config::parse(demo::CONFIG, name)?;
         let apex = apex(&config)?;
-        let zone = ZoneData::parse(demo::ZONE, Path::new("<embedded demo zone>"), &apex)?;
+        let zone = ZoneData::parse(
+            demo::ZONE,
+            Path::new("<embedded demo zone>"),
+            &apex,
+            &config.federation,
+        )?;
         let geoip = GeoDb::from_bytes(
             demo::GEOIP.to_vec(),
             Path::new("<embedded geoip/demo.mmdb>"),

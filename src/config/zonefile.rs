@@ -36,16 +36,23 @@ pub struct ZoneData {
 }
 
 impl ZoneData {
-    pub fn load(path: &Path, apex: &Name) -> Result<ZoneData, ZoneError> {
+    pub fn load(path: &Path, apex: &Name, federation: &str) -> Result<ZoneData, ZoneError> {
         let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read {
             path: path.to_owned(),
             source,
         })?;
-        ZoneData::parse(&text, path, apex)
+        ZoneData::parse(&text, path, apex, federation)
     }
 
-    /// Parses zone text; `path` names it in errors and resolves `$INCLUDE`.
-    pub fn parse(text: &str, path: &Path, apex: &Name) -> Result<ZoneData, ZoneError> {
+    /// Parses zone text; `path` names it in errors and resolves `$INCLUDE`. A record under
+    /// `<federation>.svc` is an error: fedns answers those names from the clusters, so it
+    /// would never be served.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        apex: &Name,
+        federation: &str,
+    ) -> Result<ZoneData, ZoneError> {
         let parse = |t: &str| {
             Parser::new(t, Some(path.to_owned()), Some(apex.clone()))
                 .parse()
@@ -58,7 +65,11 @@ impl ZoneData {
         };
         let (_, sets) = match parse(text) {
             Ok(parsed) => parsed,
-            Err(message) => return Err(invalid(error_line(text, &message, parse), message)),
+            Err(message) => {
+                let line = error_line(text, &message, parse);
+                let quoted = text.lines().nth(line - 1).unwrap_or_default();
+                return Err(invalid(line, in_zone_terms(&message, quoted)));
+            }
         };
         let apex_lower = LowerName::new(apex);
         let mut records: HashMap<LowerName, Vec<Record>> = HashMap::new();
@@ -71,6 +82,18 @@ impl ZoneData {
                     return Err(invalid(
                         line,
                         format!("{} is outside the zone {apex}", record.name),
+                    ));
+                }
+                if is_federated(&record.name, federation) {
+                    let line = record_line(text, |t| parse(t).ok(), &record.name);
+                    return Err(invalid(
+                        line,
+                        format!(
+                            "{} is a federated name ({federation}.svc): fedns answers it from \
+                             the clusters, so a record here would never be served; give the \
+                             Service or a static service in the config instead",
+                            record.name
+                        ),
                     ));
                 }
                 if key.record_type == RecordType::SOA {
@@ -132,6 +155,36 @@ impl ZoneData {
     }
 }
 
+/// Whether `name` is among the names fedns makes from the clusters: it has the labels
+/// `<federation>.svc` in a row.
+fn is_federated(name: &Name, federation: &str) -> bool {
+    if federation.is_empty() {
+        return false;
+    }
+    let labels: Vec<&[u8]> = name.iter().collect();
+    labels.windows(2).any(|w| {
+        w[0].eq_ignore_ascii_case(federation.as_bytes()) && w[1].eq_ignore_ascii_case(b"svc")
+    })
+}
+
+/// The parser's message said in the zone file's terms, with the offending line quoted.
+fn in_zone_terms(message: &str, line: &str) -> String {
+    let line = line.trim();
+    let bare = message
+        .trim_start_matches("proto error: ")
+        .trim_start_matches("decoding error: ");
+    if let Some(t) = bare.strip_prefix("record type string unknown: ") {
+        return format!("unknown record type `{t}` in `{line}`");
+    }
+    if bare.starts_with("network address parse error") {
+        let v6 = bare.contains("IPv6");
+        let what = if v6 { "IPv6 (AAAA)" } else { "IPv4 (A)" };
+        let value = line.split_whitespace().last().unwrap_or_default();
+        return format!("`{value}` is not an {what} address, in `{line}`");
+    }
+    format!("{bare}, in `{line}`")
+}
+
 /// The 1-based line at which the file first fails with `message`.
 fn error_line<T>(text: &str, message: &str, parse: impl Fn(&str) -> Result<T, String>) -> usize {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
@@ -190,7 +243,7 @@ www IN CNAME app.default.myfed.svc
 
     #[test]
     fn parses_soa_ns_and_static_records() {
-        let z = ZoneData::parse(GOOD, Path::new("z.zone"), &apex()).unwrap();
+        let z = ZoneData::parse(GOOD, Path::new("z.zone"), &apex(), "myfed").unwrap();
         assert_eq!(z.negative_ttl(), 30);
         let ns1 = LowerName::new(&Name::from_ascii("ns1.fed.example.com.").unwrap());
         assert_eq!(z.records[&ns1].len(), 1);
@@ -199,21 +252,59 @@ www IN CNAME app.default.myfed.svc
     #[test]
     fn syntax_error_names_the_line() {
         let bad = GOOD.replace("ns1 IN A 192.0.2.53", "ns1 IN A 192.0.2.999");
-        let e = ZoneData::parse(&bad, Path::new("z.zone"), &apex()).unwrap_err();
+        let e = ZoneData::parse(&bad, Path::new("z.zone"), &apex(), "myfed").unwrap_err();
         assert!(e.to_string().starts_with("z.zone:6: "), "{e}");
     }
 
     #[test]
     fn record_outside_zone_names_the_line() {
         let bad = format!("{GOOD}evil.example.org. IN A 192.0.2.1\n");
-        let e = ZoneData::parse(&bad, Path::new("z.zone"), &apex()).unwrap_err();
+        let e = ZoneData::parse(&bad, Path::new("z.zone"), &apex(), "myfed").unwrap_err();
         assert!(e.to_string().starts_with("z.zone:8: "), "{e}");
         assert!(e.to_string().contains("outside the zone"), "{e}");
     }
 
     #[test]
     fn missing_soa_is_an_error() {
-        let e = ZoneData::parse("@ 3600 IN NS ns1\n", Path::new("z.zone"), &apex()).unwrap_err();
+        let e = ZoneData::parse("@ 3600 IN NS ns1\n", Path::new("z.zone"), &apex(), "myfed")
+            .unwrap_err();
         assert!(e.to_string().contains("no SOA"), "{e}");
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong_in_the_files_terms() {
+        for (line, want) in [
+            (
+                "bad IN BOGUS 1.2.3.4",
+                "unknown record type `BOGUS` in `bad IN BOGUS 1.2.3.4`",
+            ),
+            (
+                "bad IN A 999.1.2.3",
+                "`999.1.2.3` is not an IPv4 (A) address, in `bad IN A 999.1.2.3`",
+            ),
+            (
+                "bad IN AAAA 2001:zz::1",
+                "`2001:zz::1` is not an IPv6 (AAAA) address",
+            ),
+            (
+                "app.default.myfed.svc IN A 192.0.2.1",
+                "app.default.myfed.svc.fed.example.com. is a federated name (myfed.svc)",
+            ),
+            (
+                "web.default.myfed.svc.eu-west-1 IN A 192.0.2.1",
+                "is a federated name (myfed.svc)",
+            ),
+        ] {
+            let text = format!("{GOOD}{line}\n");
+            let e = ZoneData::parse(&text, Path::new("z.zone"), &apex(), "myfed").unwrap_err();
+            let n = text.lines().count();
+            let e = e.to_string();
+            assert!(e.starts_with(&format!("z.zone:{n}: ")), "{e}");
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains("proto error"), "{e}");
+        }
+        // Another federation's names are static names like any other.
+        let text = format!("{GOOD}app.default.other.svc IN A 192.0.2.1\n");
+        assert!(ZoneData::parse(&text, Path::new("z.zone"), &apex(), "myfed").is_ok());
     }
 }

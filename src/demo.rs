@@ -225,16 +225,18 @@ pub fn dig_examples(addr: &std::net::SocketAddr) -> Vec<String> {
         ("198.18.3.0/24", "Sao Paulo -> sa-east"),
         ("198.18.4.0/24", "Sydney -> ap-southeast"),
     ] {
-        v.push(format!("dig {at} {name} A +subnet={subnet}   # {who}"));
+        v.push(format!(
+            "dig {at} {name} A +norecurse +subnet={subnet}   # {who}"
+        ));
     }
     v.push(format!(
-        "dig {at} {name} AAAA +subnet=2001:db8:3::/48   # Tokyo over IPv6 -> ap-northeast"
+        "dig {at} {name} AAAA +norecurse +subnet=2001:db8:3::/48   # Tokyo over IPv6 -> ap-northeast"
     ));
     v.push(format!(
-        "dig {at} app.default.myfed.svc.us-east-1.fed.example.com A   # region name"
+        "dig {at} app.default.myfed.svc.us-east-1.fed.example.com A +norecurse   # region name -> us-east"
     ));
     v.push(format!(
-        "dig {at} api.default.myfed.svc.fed.example.com A +subnet=198.18.2.0/24   # hostname LB -> CNAME"
+        "dig {at} api.default.myfed.svc.fed.example.com A +norecurse +subnet=198.18.2.0/24   # Tokyo -> ap-northeast's hostname LB, a CNAME"
     ));
     v
 }

@@ -34,6 +34,7 @@ struct Cli {
 enum Command {
     /// Serve DNS. With no --config, serves the embedded demo federation on 127.0.0.1:5353.
     Serve {
+        /// The config file (README.md, "Configuration"); the embedded demo when absent.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Listen here instead of the config's `listen.dns` (repeatable; port 0 picks one).
@@ -62,6 +63,7 @@ enum Command {
     },
     /// Check a config, its zone file and GeoIP database, then exit.
     Check {
+        /// The config file to check.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -72,6 +74,7 @@ enum Command {
     ForceUp(OverrideArgs),
     /// Remove a drain or force-up of a cluster (or of one service of it).
     Undrain {
+        /// The config file `serve` runs with: it names the member clusters to write to.
         #[arg(long, short)]
         config: PathBuf,
         cluster: String,
@@ -95,6 +98,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct OverrideArgs {
+    /// The config file `serve` runs with: it names the member clusters to write to.
     #[arg(long, short)]
     config: PathBuf,
     cluster: String,
@@ -270,12 +274,12 @@ fn main() -> ExitCode {
             Ok(loaded) => match loaded.snapshot(&Store::default(), &Default::default(), None) {
                 Ok(snap) => {
                     println!(
-                        "{}: ok: zone {}, {} clusters ({} watched through Kubernetes), {} static names, GeoIP {}",
+                        "{}: ok: zone {}, {}, {} watched through Kubernetes, {}, GeoIP {}",
                         config.display(),
                         snap.apex,
-                        snap.clusters.len(),
+                        count(snap.clusters.len(), "cluster"),
                         loaded.clusters.len(),
-                        snap.statics.len(),
+                        count(snap.statics.len(), "static name"),
                         loaded.geoip.as_ref().map_or("none".to_owned(), |g| format!(
                             "{} ({})",
                             g.path().display(),
@@ -427,5 +431,14 @@ async fn wait_for_signal(term: &mut Option<tokio::signal::unix::Signal>) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// "1 cluster", "2 clusters".
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }

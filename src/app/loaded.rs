@@ -81,6 +81,15 @@ impl LoadedConfig {
             })?)),
             None => None,
         };
+        if let Some(state) = &config.state_file {
+            let dir = state.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                let what = "its directory does not exist: create it, or name another file";
+                return Err(
+                    Config::named_file_error(&text, path, "state_file", state, what).into(),
+                );
+            }
+        }
         let mut clusters = Vec::new();
         for (i, c) in config.clusters.iter().enumerate() {
             let access = ClusterAccess::load(&c.value).map_err(|e| ConfigError::Invalid {

@@ -137,10 +137,10 @@ fn parse_client(s: &str, use_ecs: bool) -> Result<Client, String> {
     }
     let net: IpNet = s
         .parse()
-        .map_err(|_| format!("--client `{s}` is neither an IP address nor a CIDR"))?;
+        .map_err(|_| format!("the client `{s}` is neither an IP address nor a CIDR"))?;
     if net.trunc() != net {
         return Err(format!(
-            "--client `{s}` has host bits set; did you mean {}?",
+            "the client `{s}` has host bits set; did you mean {}?",
             net.trunc()
         ));
     }

@@ -28,7 +28,7 @@ fn check_accepts_a_good_config() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("ok: zone fed.example.com., 5 clusters (0 watched through Kubernetes)"),
+        out.contains("ok: zone fed.example.com., 5 clusters, 0 watched through Kubernetes, "),
         "{out}"
     );
 }
@@ -411,6 +411,11 @@ fn errors_about_the_files_a_config_names_point_at_its_line() {
             "nosuch.kubeconfig: cannot read it: ",
         ),
         (String::new(), ":1: (file): the file is empty", ""),
+        (
+            format!("{head}state_file: nosuch/state.json\n{cluster}"),
+            ":3: state_file: ",
+            "nosuch/state.json: its directory does not exist",
+        ),
         (
             format!("{head}\tttl: 30\n{cluster}"),
             ":3: (indentation): a tab in the indentation",

@@ -81,6 +81,8 @@ pub struct Candidate {
     /// Drained by an operator (out of the answer unless the drains are held).
     pub drained: bool,
     pub distance_km: Option<f64>,
+    /// The distance that ranked it: `distance_km` scaled by the cluster's bias.
+    pub biased_km: Option<f64>,
     /// Its load-balancer addresses and their health.
     pub addresses: Vec<(IpAddr, Health)>,
 }
@@ -454,6 +456,10 @@ fn trace(
             healthy: m.healthy(),
             drained: m.drained,
             distance_km: distance(m.cluster),
+            biased_km: located
+                .as_ref()
+                .and_then(|l| l.location)
+                .map(|loc| snap.biased_km(loc, m.cluster)),
             addresses: (m.v4.iter().map(|&(a, h)| (IpAddr::V4(a), h)))
                 .chain(m.v6.iter().map(|&(a, h)| (IpAddr::V6(a), h)))
                 .collect(),

@@ -3,7 +3,8 @@
 use crate::snapshot::{ClusterId, Located, Snapshot};
 
 /// The eligible clusters, best first: a pinned cluster (a `networks` override that names
-/// it) before all, then nearest first, clusters at the same distance by name so that
+/// it) before all, then nearest first (by biased distance), clusters at the same distance
+/// by name so that
 /// every replica answers alike; with no location, the configured fallback order. Each
 /// sort key is computed once, not per comparison.
 pub(super) fn rank(
@@ -17,7 +18,7 @@ pub(super) fn rank(
         .iter()
         .map(|&c| {
             let key = match location {
-                Some(loc) => snap.distance_km(loc, c),
+                Some(loc) => snap.biased_km(loc, c),
                 None => snap
                     .fallback
                     .iter()

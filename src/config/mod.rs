@@ -506,6 +506,11 @@ pub struct ClusterConfig {
     /// Explicit coordinates; optional when `region` is in the built-in table.
     #[serde(default)]
     pub location: Option<Coordinates>,
+    /// −99 … 99, as Route 53 geoproximity's: the cluster's distances count as
+    /// `distance × (1 − bias/100)`, so a positive bias draws clients from farther away and a
+    /// negative one sends them elsewhere sooner. 0 by default.
+    #[serde(default)]
+    pub bias: i8,
     #[serde(default)]
     pub kubeconfig: Option<PathBuf>,
     #[serde(default)]

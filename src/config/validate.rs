@@ -188,6 +188,13 @@ impl Checker<'_> {
         line: u64,
         field: &dyn Fn(&str) -> String,
     ) -> Result<(), ConfigError> {
+        if !(-99..=99).contains(&c.bias) {
+            return Err(self.err(
+                line,
+                &field("bias"),
+                format!("{} is outside -99..99", c.bias),
+            ));
+        }
         for (label, what) in [(&c.region, "region"), (&c.zone, "zone")] {
             if let Some(l) = label
                 && !is_label(l)

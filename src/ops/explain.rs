@@ -85,9 +85,14 @@ pub fn explain(
             } else {
                 ""
             };
+            // A biased cluster ranks by its biased distance: say both.
+            let biased = match c.biased_km {
+                Some(b) if cl.bias != 0 => format!(" (bias {:+}: ranks as {b:.0} km)", cl.bias),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {}. {:<16} {:<9} {:>10}  region {}{}{}{}",
+                "  {}. {:<16} {:<9} {:>10}{biased}  region {}{}{}{}",
                 i + 1,
                 cl.name,
                 if c.healthy { "healthy" } else { "UNHEALTHY" },

@@ -54,6 +54,7 @@ impl Snapshot {
                     region: c.region.as_ref().map(|r| r.to_ascii_lowercase()),
                     zone: c.zone.as_ref().map(|z| z.to_ascii_lowercase()),
                     location,
+                    bias: c.bias,
                     stale: endpoints.get(&c.name).is_some_and(|e| e.stale()),
                     watched: c.kube_source().is_some(),
                     synced: synced(endpoints, &c.name, c.kube_source().is_some()),

@@ -26,6 +26,8 @@ pub struct Cluster {
     pub region: Option<String>,
     pub zone: Option<String>,
     pub location: LatLon,
+    /// Distances to it count as `distance × (1 − bias/100)` (config `bias`).
+    pub bias: i8,
     /// Its API is unreachable: records are last-known.
     pub stale: bool,
     /// Its records come from a Kubernetes API (as opposed to static services only).
@@ -206,5 +208,16 @@ impl Snapshot {
     /// Great-circle distance from a location to a cluster, in km.
     pub fn distance_km(&self, from: LatLon, cluster: ClusterId) -> f64 {
         geo::distance_km(from, self.clusters[cluster as usize].location)
+    }
+
+    /// The distance that ranks: `distance_km` scaled by the cluster's bias.
+    pub fn biased_km(&self, from: LatLon, cluster: ClusterId) -> f64 {
+        let bias = self.clusters[cluster as usize].bias;
+        let d = self.distance_km(from, cluster);
+        if bias == 0 {
+            d
+        } else {
+            d * (1.0 - f64::from(bias) / 100.0)
+        }
     }
 }

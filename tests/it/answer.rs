@@ -215,3 +215,106 @@ fn each_demo_network_gets_its_documented_nearest_cluster() {
         assert_eq!(a.answers.len(), 1, "{}", n.net);
     }
 }
+
+/// The longitudes of [`atlantic`]'s clients, every 5 degrees.
+fn longitudes() -> impl Iterator<Item = i32> {
+    (-70..0).step_by(5)
+}
+
+/// Two clusters, us-east and eu-west, with `eu_bias`; clients placed by `networks` along
+/// latitude 45 at longitudes -70 to -5, each in its own 100.64.N.0/24.
+fn atlantic(eu_bias: i8) -> Snapshot {
+    let mut config = String::from(
+        "zone: fed.example.com\nfederation: myfed\nhealth: { probe: none }\nnetworks:\n",
+    );
+    for (n, lon) in longitudes().enumerate() {
+        config.push_str(&format!(
+            "  - {{ cidr: 100.64.{n}.0/24, location: {{ lat: 45, lon: {lon} }} }}\n"
+        ));
+    }
+    config.push_str(&format!(
+        "clusters:\n  - name: us-east\n    region: us-east-1\n    services:\n      \
+         - {{ namespace: default, name: app, addresses: [192.0.2.10] }}\n  \
+         - name: eu-west\n    region: eu-west-1\n    bias: {eu_bias}\n    services:\n      \
+         - {{ namespace: default, name: app, addresses: [198.51.100.10] }}\n"
+    ));
+    snapshot(&config, &[])
+}
+
+/// Which cluster answers each longitude of [`atlantic`].
+fn across_the_atlantic(eu_bias: i8) -> Vec<(i32, String)> {
+    let snap = atlantic(eu_bias);
+    longitudes()
+        .enumerate()
+        .map(|(n, lon)| {
+            let (_, answers) = ask(&snap, APP, RecordType::A, &format!("100.64.{n}.0/24"));
+            let cluster = match answers.first().map(String::as_str) {
+                Some(a) if a.ends_with("192.0.2.10") => "us-east",
+                Some(a) if a.ends_with("198.51.100.10") => "eu-west",
+                other => panic!("lon {lon}: {other:?}"),
+            };
+            (lon, cluster.to_owned())
+        })
+        .collect()
+}
+
+/// The westmost longitude answered from eu-west.
+fn boundary(answers: &[(i32, String)]) -> i32 {
+    answers
+        .iter()
+        .find(|(_, c)| c == "eu-west")
+        .map(|(lon, _)| *lon)
+        .expect("eu-west answers somewhere")
+}
+
+#[test]
+fn bias_moves_the_boundary_between_two_clusters() {
+    // Unbiased, the boundary lies between -45 (us-east 2,745 km, eu-west 2,924 km) and -40.
+    assert_eq!(boundary(&across_the_atlantic(0)), -40);
+    // eu-west +30: its distances count 0.7×, so it wins to -50 (2,279 < 2,353 km).
+    assert_eq!(boundary(&across_the_atlantic(30)), -50);
+    // eu-west -30: 1.3×, so us-east keeps -40 (3,138 < 3,371 km) and eu-west starts at -35.
+    assert_eq!(boundary(&across_the_atlantic(-30)), -35);
+    // Every client east of the boundary stays with eu-west: one boundary, no islands.
+    for bias in [-30, 0, 30] {
+        let answers = across_the_atlantic(bias);
+        let b = boundary(&answers);
+        for (lon, c) in &answers {
+            assert_eq!(c == "eu-west", *lon >= b, "bias {bias}, lon {lon}: {c}");
+        }
+    }
+}
+
+#[test]
+fn explain_shows_raw_and_biased_distances() {
+    // 100.64.4.0/24 is at longitude -50.
+    let name = Name::from_ascii(APP).unwrap();
+    let none = |_: IpAddr| Vec::new();
+    let text =
+        fedns::ops::explain::explain(&atlantic(30), "100.64.4.0/24", &name, RecordType::A, &none)
+            .unwrap();
+    assert!(
+        text.contains("3255 km (bias +30: ranks as 2279 km)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("eu-west") && l.contains("<- chosen")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bias_out_of_range_is_a_config_error_at_its_line() {
+    let text = "zone: fed.example.com\nfederation: myfed\nclusters:\n  - name: a\n    \
+                region: us-east-1\n    bias: 100\n";
+    let path = fedns_testkit::server::write_config("bias", text);
+    let e = fedns::app::LoadedConfig::from_file(&path)
+        .err()
+        .expect("bias 100 refused");
+    let e = e.to_string();
+    assert!(
+        e.contains(":4: clusters[0].bias: 100 is outside -99..99"),
+        "{e}"
+    );
+}

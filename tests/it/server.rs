@@ -274,3 +274,32 @@ fn a_rotated_name_takes_one_cache_slot_however_often_asked() {
     }
     assert_eq!(w.cached(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bias_set_by_reload_draws_clients_from_farther_away() {
+    let server = TestServer::start(CONFIG).await;
+    let client = server.client();
+    let new_york = Some("198.18.0.0/24");
+    // us-east is 354 km away, eu-west 5,115 km.
+    let r = client.ask(APP, RecordType::A, new_york).await;
+    assert_eq!(answer_lines(&r), [format!("{APP} 30 IN A 192.0.2.10")]);
+    // eu-west's bias 99 makes it count 1 % of its distance: 51 km.
+    let config = std::fs::read_to_string(&server.path).unwrap().replacen(
+        "    region: eu-west-1\n",
+        "    region: eu-west-1\n    bias: 99\n",
+        1,
+    );
+    std::fs::write(&server.path, config).unwrap();
+    eventually(PATIENCE, || async {
+        let got = answer_lines(&client.ask(APP, RecordType::A, new_york).await);
+        if got == [format!("{APP} 30 IN A 198.51.100.10")] {
+            Ok(())
+        } else {
+            Err(format!(
+                "New York still gets {got:?} with eu-west's bias 99"
+            ))
+        }
+    })
+    .await;
+    server.stop().await;
+}

@@ -185,6 +185,7 @@ fn health_flip(c: &mut Criterion) {
                     hostname: None,
                     port: Some(443),
                     ready: true,
+                    ready_endpoints: None,
                     settings: Default::default(),
                 };
                 (ep.key(), Some(ep))

@@ -43,6 +43,10 @@ pub struct Endpoint {
     pub port: Option<u16>,
     /// Kubernetes readiness: at least one ready endpoint (always true for static ones).
     pub ready: bool,
+    /// How many ready endpoints the Service's EndpointSlices count; None where nothing
+    /// counts them (static services, Ingresses).
+    #[serde(default)]
+    pub ready_endpoints: Option<u32>,
     /// Per-service settings from annotations (Kubernetes) or none (static).
     pub settings: Settings,
 }
@@ -393,6 +397,7 @@ mod tests {
             hostname: None,
             port: Some(443),
             ready: true,
+            ready_endpoints: None,
             settings: Settings::default(),
         }
     }

@@ -107,3 +107,11 @@ pub fn lease_duration() -> Duration {
 pub fn lease_renew() -> Duration {
     Duration::from_secs(5)
 }
+
+pub fn min_ready() -> u32 {
+    1
+}
+
+pub fn min_healthy_addresses() -> u32 {
+    1
+}

@@ -342,6 +342,15 @@ pub struct HealthConfig {
     pub fall: u32,
     #[serde(default)]
     pub on_all_unhealthy: AllUnhealthy,
+    /// A Kubernetes Service's cluster counts as ready only with at least this many ready
+    /// endpoints (EndpointSlices), so that a cluster down to its last pods stops taking
+    /// the world. Static services and Ingresses have no count and are not held to it.
+    #[serde(default = "defaults::min_ready")]
+    pub min_ready: u32,
+    /// A cluster counts as healthy for a name only with at least this many of its
+    /// load-balancer addresses passing their probes (all of them, when it has fewer).
+    #[serde(default = "defaults::min_healthy_addresses")]
+    pub min_healthy_addresses: u32,
     /// How the fleet's views decide a target's health. Default: `majority` with a
     /// `fleet:` section, `own` without (see `Quorum`).
     #[serde(default)]
@@ -360,6 +369,8 @@ impl Default for HealthConfig {
             rise: defaults::rise(),
             fall: defaults::fall(),
             on_all_unhealthy: AllUnhealthy::default(),
+            min_ready: defaults::min_ready(),
+            min_healthy_addresses: defaults::min_healthy_addresses(),
             quorum: None,
         }
     }

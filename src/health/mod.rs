@@ -346,6 +346,7 @@ mod tests {
             hostname: None,
             port,
             ready: true,
+            ready_endpoints: None,
             settings,
         }
     }

@@ -147,6 +147,7 @@ mod tests {
             hostname: None,
             port: Some(443),
             ready: true,
+            ready_endpoints: None,
             settings: Default::default(),
         };
         let changes = [ep("app", [192, 0, 2, 1]), ep("web", [192, 0, 2, 2])]

@@ -381,6 +381,8 @@ fn name_json(snap: &Snapshot, name: &str, kind: &str, f: &FedName) -> Value {
             json!({
                 "cluster": c.name,
                 "ready": m.ready,
+                "ready_endpoints": m.ready_endpoints,
+                "forced": m.forced,
                 "healthy": m.healthy(),
                 "drained": m.drained,
                 "stale": c.stale,

@@ -199,6 +199,8 @@ impl Snapshot {
             use_ecs: config.geoip.as_ref().is_none_or(|g| g.use_ecs),
             fallback,
             on_all_unhealthy: config.health.on_all_unhealthy,
+            min_ready: config.health.min_ready,
+            min_healthy: config.health.min_healthy_addresses,
         };
         let names: BTreeSet<NameKey> = endpoints
             .values()
@@ -249,6 +251,13 @@ impl Snapshot {
                     merge(&mut members, &member(cid, cluster, ep, health));
                     settings.push((cid, &ep.settings));
                 }
+            }
+            // Held to the minimums once a cluster's objects for the name are merged.
+            for m in members.iter_mut().filter(|m| !m.forced) {
+                if let Some(n) = m.ready_endpoints {
+                    m.ready &= n >= self.min_ready;
+                }
+                m.min_healthy = self.min_healthy;
             }
             let fed = (!members.is_empty()).then(|| {
                 members.sort_by_key(|m| m.cluster);
@@ -424,6 +433,10 @@ fn member(cluster: ClusterId, name: &str, ep: &Endpoint, verdicts: &dyn Verdicts
             }),
         ready: ep.ready || forced,
         drained: action == Some(Action::Drain),
+        forced,
+        ready_endpoints: ep.ready_endpoints,
+        // The configured minimum is set once the cluster's objects are merged.
+        min_healthy: 1,
     };
     for a in &ep.addresses {
         match a.to_canonical() {
@@ -442,6 +455,11 @@ fn merge(members: &mut Vec<Member>, m: &Member) {
         existing.hostname = existing.hostname.take().or_else(|| m.hostname.clone());
         existing.ready |= m.ready;
         existing.drained |= m.drained;
+        existing.forced |= m.forced;
+        existing.ready_endpoints = match (existing.ready_endpoints, m.ready_endpoints) {
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+            (a, b) => a.or(b),
+        };
     } else {
         members.push(m.clone());
     }

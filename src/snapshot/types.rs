@@ -50,6 +50,14 @@ pub struct Member {
     /// Drained by an operator (`fedns drain`): out of the answers while another cluster
     /// of the name is healthy.
     pub drained: bool,
+    /// Forced up by an operator (`fedns force-up`): ready and healthy whatever the
+    /// probes, Kubernetes and the minimums say.
+    pub forced: bool,
+    /// Ready endpoints behind it, where Kubernetes counts them (summed over its objects
+    /// for the name); None otherwise.
+    pub ready_endpoints: Option<u32>,
+    /// Healthy addresses it needs (`health.min_healthy_addresses`, at most its count).
+    pub min_healthy: u32,
 }
 
 impl Member {
@@ -59,10 +67,21 @@ impl Member {
         if !self.ready {
             return false;
         }
-        let any_addr = !self.v4.is_empty() || !self.v6.is_empty();
-        !any_addr
-            || self.v4.iter().any(|(_, h)| *h == Health::Healthy)
-            || self.v6.iter().any(|(_, h)| *h == Health::Healthy)
+        let addresses = self.v4.len() + self.v6.len();
+        if addresses == 0 {
+            return true;
+        }
+        let healthy = self
+            .v4
+            .iter()
+            .filter(|(_, h)| *h == Health::Healthy)
+            .count()
+            + self
+                .v6
+                .iter()
+                .filter(|(_, h)| *h == Health::Healthy)
+                .count();
+        healthy >= 1 && healthy >= (self.min_healthy as usize).min(addresses)
     }
 
     /// Healthy and not drained.
@@ -141,6 +160,9 @@ pub struct Snapshot {
     /// Cluster order for clients that cannot be located.
     pub fallback: Vec<ClusterId>,
     pub on_all_unhealthy: AllUnhealthy,
+    /// `health.min_ready` and `health.min_healthy_addresses`.
+    pub min_ready: u32,
+    pub min_healthy: u32,
 }
 
 impl Snapshot {

@@ -200,6 +200,7 @@ mod tests {
             hostname: None,
             port: Some(443),
             ready: true,
+            ready_endpoints: None,
             settings: Settings::default(),
         };
         store.update_kube("us-east", vec![(e.key(), Some(e.clone()))], true, |k| {

@@ -32,6 +32,7 @@ pub fn endpoints(config: &Config) -> BTreeMap<String, Vec<Endpoint>> {
                         hostname: s.hostname.clone(),
                         port: s.port,
                         ready: true,
+                        ready_endpoints: None,
                         settings: Settings {
                             probe: s.probe,
                             probe_path: s.probe_path.clone(),

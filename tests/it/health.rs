@@ -297,12 +297,17 @@ async fn static_service_probe_port() {
 /// A federation of fake member clusters (us-east-1, eu-west-1, ap-northeast-1 regions in
 /// that order) with TCP probes at the test's fast interval.
 async fn kube_federation(clusters: &[&FakeCluster]) -> TestServer {
+    kube_federation_with(clusters, "").await
+}
+
+/// As `kube_federation`, with more `health:` items (`, min_ready: 2`).
+async fn kube_federation_with(clusters: &[&FakeCluster], health: &str) -> TestServer {
     let regions = ["us-east-1", "eu-west-1", "ap-northeast-1"];
     let dir = fedns_testkit::sys::temp_dir("kube-health");
-    let mut yaml = String::from(
-        "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\ngeoip: { database: city.mmdb }\n\
-         health: { probe: tcp, interval: 100ms, timeout: 200ms, rise: 2, fall: 2 }\n\
-         kubernetes: { watch_timeout: 2s, connect_timeout: 1s, sync_timeout: 10s }\nclusters:\n",
+    let mut yaml = format!(
+        "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\ngeoip: {{ database: city.mmdb }}\n\
+         health: {{ probe: tcp, interval: 100ms, timeout: 200ms, rise: 2, fall: 2{health} }}\n\
+         kubernetes: {{ watch_timeout: 2s, connect_timeout: 1s, sync_timeout: 10s }}\nclusters:\n",
     );
     for (c, region) in clusters.iter().zip(regions) {
         let kc = c.write_kubeconfig(&dir);
@@ -440,5 +445,45 @@ async fn two_services_on_one_address_keep_their_own_health() {
     assert_eq!(answer_for(&client, APP).await, ["127.0.0.11"]);
     until_for(&client, WEB, &["127.0.0.12"]).await;
     drop(lbs);
+    server.stop().await;
+}
+
+/// A cluster down to its last pod, or to one of its two load-balancer addresses, stops
+/// taking clients with `min_ready: 2` and `min_healthy_addresses: 2`, and takes them back
+/// when it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_below_its_minimums_gives_way() {
+    let port = free_port().await;
+    let mut lbs = lbs(port, 200).await;
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    // us-east: two load balancers (127.0.0.11 and .13), one ready pod of three.
+    us.apply(
+        Resource::Services,
+        lb_service(
+            "default",
+            "app",
+            &["127.0.0.11", "127.0.0.13"],
+            None,
+            &[port],
+        ),
+    );
+    let slice = |ready: &[bool]| endpoint_slice("default", "app", "app-abc", ready);
+    us.apply(Resource::EndpointSlices, slice(&[true, false, false]));
+    annotated_service(&eu, "app", "127.0.0.12", port, &[]);
+    eu.apply(Resource::EndpointSlices, slice(&[true, true]));
+    let health = ", min_ready: 2, min_healthy_addresses: 2";
+    let server = kube_federation_with(&[&us, &eu], health).await;
+    let client = server.client();
+    // One ready pod: New York goes to eu-west.
+    until(&client, &["127.0.0.12"]).await;
+    // Two: us-east again, with both addresses.
+    us.apply(Resource::EndpointSlices, slice(&[true, true, false]));
+    until(&client, &["127.0.0.11", "127.0.0.13"]).await;
+    // One of its two load balancers dies: below min_healthy_addresses, eu-west again.
+    lbs[2].down();
+    until(&client, &["127.0.0.12"]).await;
+    lbs[2].up().await;
+    until(&client, &["127.0.0.11", "127.0.0.13"]).await;
     server.stop().await;
 }

@@ -25,6 +25,7 @@ fn endpoint(
         hostname: None,
         port: Some(443),
         ready,
+        ready_endpoints: None,
         settings: Settings::default(),
     }
 }

@@ -231,6 +231,13 @@ impl ClusterObjects {
                     .ready
                     .get(&(ns.clone(), name.clone()))
                     .is_some_and(|m| m.values().sum::<usize>() > 0),
+                ready_endpoints: Some(
+                    self.ready
+                        .get(&(ns.clone(), name.clone()))
+                        .map_or(0, |m| m.values().sum::<usize>())
+                        .try_into()
+                        .unwrap_or(u32::MAX),
+                ),
                 settings: settings.clone(),
             }),
             Slim::Ingress {
@@ -250,6 +257,7 @@ impl ClusterObjects {
                 port: Some(*port),
                 // SPEC section 4: an Ingress can serve when its load balancer has an address.
                 ready: !addresses.is_empty() || hostname.is_some(),
+                ready_endpoints: None,
                 settings: settings.clone(),
             }),
             Slim::Slice { .. } => None,

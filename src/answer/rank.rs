@@ -3,10 +3,10 @@
 use crate::snapshot::{ClusterId, Located, Snapshot};
 
 /// The eligible clusters, best first: a pinned cluster (a `networks` override that names
-/// it) before all, then nearest first (by biased distance), clusters at the same distance
-/// by name so that
-/// every replica answers alike; with no location, the configured fallback order. Each
-/// sort key is computed once, not per comparison.
+/// it) before all, then nearest first (by distance scaled by each cluster's bias),
+/// clusters at the same distance by name so that every replica answers alike; with no
+/// location, the configured fallback order. Each sort key is computed once, not per
+/// comparison.
 pub(super) fn rank(
     snap: &Snapshot,
     eligible: &[ClusterId],

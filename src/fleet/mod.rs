@@ -116,15 +116,6 @@ impl Moved {
             None => *self = Moved::All,
         }
     }
-
-    /// Both changes together.
-    pub fn merge(&mut self, other: Moved) {
-        match other {
-            Moved::Nothing => {}
-            Moved::All => *self = Moved::All,
-            Moved::Targets(keys) => self.add(&keys),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -474,11 +465,6 @@ mod tests {
         assert_eq!(f.expired(end, end + Duration::from_secs(1)), Moved::Nothing);
         // Deleted while fresh: the same.
         assert_eq!(f.forget("b", "us-east"), keys(&["t1", "t2", "t3"]));
-        let mut m = keys(&["t1"]);
-        m.merge(keys(&["t9"]));
-        assert_eq!(m, keys(&["t1", "t9"]));
-        m.merge(Moved::All);
-        assert_eq!(m, Moved::All);
     }
 
     #[test]

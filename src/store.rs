@@ -66,6 +66,10 @@ pub struct Settings {
     pub probe_path: Option<String>,
     pub probe_port: Option<u16>,
     pub probe_expect: Option<u16>,
+    /// This service's `health.min_ready` and `health.min_healthy_addresses` in this
+    /// cluster.
+    pub min_ready: Option<u32>,
+    pub min_healthy_addresses: Option<u32>,
 }
 
 /// A Kubernetes object in one cluster: kind, namespace, name.

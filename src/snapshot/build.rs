@@ -252,12 +252,19 @@ impl Snapshot {
                     settings.push((cid, &ep.settings));
                 }
             }
-            // Held to the minimums once a cluster's objects for the name are merged.
+            // Held to the minimums once a cluster's objects for the name are merged: the
+            // service's own (annotations) in that cluster, else the config's.
             for m in members.iter_mut().filter(|m| !m.forced) {
+                let own = |f: fn(&Settings) -> Option<u32>| {
+                    settings
+                        .iter()
+                        .filter(|(c, _)| *c == m.cluster)
+                        .find_map(|(_, s)| f(s))
+                };
                 if let Some(n) = m.ready_endpoints {
-                    m.ready &= n >= self.min_ready;
+                    m.ready &= n >= own(|s| s.min_ready).unwrap_or(self.min_ready);
                 }
-                m.min_healthy = self.min_healthy;
+                m.min_healthy = own(|s| s.min_healthy_addresses).unwrap_or(self.min_healthy);
             }
             let fed = (!members.is_empty()).then(|| {
                 members.sort_by_key(|m| m.cluster);

@@ -485,5 +485,17 @@ async fn a_cluster_below_its_minimums_gives_way() {
     until(&client, &["127.0.0.12"]).await;
     lbs[2].up().await;
     until(&client, &["127.0.0.11", "127.0.0.13"]).await;
+    // The Service's own minimum wins over the config's: three ready pods wanted, two
+    // there, eu-west again.
+    let mut svc = lb_service(
+        "default",
+        "app",
+        &["127.0.0.11", "127.0.0.13"],
+        None,
+        &[port],
+    );
+    svc["metadata"]["annotations"]["fedns.io/min-ready"] = "3".into();
+    us.apply(Resource::Services, svc);
+    until(&client, &["127.0.0.12"]).await;
     server.stop().await;
 }

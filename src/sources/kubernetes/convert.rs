@@ -17,7 +17,7 @@ use crate::store::Settings;
 /// Annotations that tune a Service or Ingress: `fedns.io/policy`, `fedns.io/count`,
 /// `fedns.io/failover-order`, `fedns.io/weight`, `fedns.io/hosts`, `fedns.io/exclude`,
 /// `fedns.io/probe` (tcp, http, https, none), `fedns.io/probe-path`, `fedns.io/probe-port`,
-/// `fedns.io/probe-status`.
+/// `fedns.io/probe-status`, `fedns.io/min-ready`, `fedns.io/min-healthy-addresses`.
 pub const ANNOTATION_PREFIX: &str = "fedns.io/";
 
 /// The label EndpointSlices carry to name their Service.
@@ -261,6 +261,14 @@ pub(super) fn annotations(
             "probe-status" => match v.parse::<u16>() {
                 Ok(c) if (100..600).contains(&c) => settings.probe_expect = Some(c),
                 _ => bad("expected an HTTP status code"),
+            },
+            "min-ready" => match v.parse::<u32>() {
+                Ok(n) if n > 0 => settings.min_ready = Some(n),
+                _ => bad("expected a whole number above 0"),
+            },
+            "min-healthy-addresses" => match v.parse::<u32>() {
+                Ok(n) if n > 0 => settings.min_healthy_addresses = Some(n),
+                _ => bad("expected a whole number above 0"),
             },
             _ => bad("unknown fedns.io annotation"),
         }

@@ -30,7 +30,8 @@ use fedns_testkit::process::Process;
 use fedns_testkit::random::uniform;
 use fedns_testkit::stats::{Stats, row, stats};
 use fedns_testkit::sys::{
-    cpu_times, env_usize as env_num, load_average as load, scratch_root, status_field,
+    bench_filters, cpu_times, env_usize as env_num, load_average as load, scratch_root,
+    status_field, wanted,
 };
 
 use fedns::app::{self, LoadedConfig, Running};
@@ -67,18 +68,13 @@ fn main() {
         listeners_child(&args[2..]);
         return;
     }
-    if !args.iter().any(|a| a == "--bench") {
-        // `cargo test --all-targets` runs bench binaries without --bench; this one takes
-        // minutes of real time and thousands of sockets, so it only runs under `cargo bench`.
+    // `cargo test --all-targets` runs bench binaries without --bench; this one takes
+    // minutes of real time and thousands of sockets, so it only runs under `cargo bench`.
+    let Some(filters) = bench_filters() else {
         println!("failover: skipped (run it with `cargo bench --bench failover`)");
         return;
-    }
-    let filters: Vec<&str> = args[1..]
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let wanted = |part: &str| filters.is_empty() || filters.iter().any(|f| part.contains(f));
+    };
+    let wanted = |part: &str| wanted(&filters, part);
 
     let runs = env_num("FEDNS_FAILOVER_RUNS", 20);
     let parallel = env_num("FEDNS_FAILOVER_PARALLEL", 10).max(1);

@@ -22,7 +22,7 @@ use fedns_testkit::apiserver::Resource;
 use fedns_testkit::fleet_lab::{EU_LB, FleetLab, Options, US_LB};
 use fedns_testkit::random::uniform;
 use fedns_testkit::stats::{row, stats};
-use fedns_testkit::sys::{env_usize, load_average};
+use fedns_testkit::sys::{bench_filters, env_usize, load_average, wanted};
 
 const FEDNS: &str = env!("CARGO_BIN_EXE_fedns");
 /// How often each replica's answer is polled.
@@ -35,17 +35,11 @@ const STEADY: Duration = Duration::from_secs(1);
 const CYCLE: Duration = Duration::from_millis(1100);
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") {
+    let Some(filters) = bench_filters() else {
         println!("fleet: skipped (run it with `cargo bench --bench fleet`, as root)");
         return;
-    }
-    let filters: Vec<&str> = args[1..]
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let wanted = |part: &str| filters.is_empty() || filters.iter().any(|f| part.contains(f));
+    };
+    let wanted = |part: &str| wanted(&filters, part);
     let mut lab =
         FleetLab::start(FEDNS.as_ref(), &Options::defaults()).unwrap_or_else(|e| panic!("{e}"));
     settle(&lab);

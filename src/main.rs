@@ -382,11 +382,10 @@ fn serve(
     };
     runtime.block_on(async move {
         let drain = drain.unwrap_or(loaded.config.drain);
-        // Handle SIGTERM from before the first "listening" line: a signal that arrives
-        // between binding and installing the handler would otherwise kill the process
-        // without a drain.
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        // Handle SIGTERM and SIGINT from before the first "listening" line: a signal that
+        // arrives between binding and installing the handler would otherwise kill the
+        // process without a drain.
+        let mut signals = Signals::new();
         let running = match app::start(loaded, &options).await {
             Ok(r) => r,
             Err(e) => {
@@ -412,11 +411,11 @@ fn serve(
             }
             println!();
         }
-        wait_for_signal(&mut term).await;
+        signals.next().await;
         info!(?drain, "shutting down: /readyz now 503, draining (a second SIGINT or SIGTERM stops at once)");
         tokio::select! {
             () = running.shutdown(drain) => {}
-            () = wait_for_signal(&mut term) => {
+            () = signals.next() => {
                 info!("second signal: stopping now, without the rest of the drain");
                 std::process::exit(EX_SIGNALLED);
             }
@@ -426,11 +425,35 @@ fn serve(
     })
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_signal(term: &mut Option<tokio::signal::unix::Signal>) {
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+/// SIGTERM and SIGINT (Ctrl-C), handled from when this is made.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = one(&mut self.term) => {}
+            () = one(&mut self.int) => {}
+        }
     }
 }
 

@@ -142,6 +142,15 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
+/// The admin address in the lines `fedns serve` printed.
+fn admin_in(lines: &[String]) -> SocketAddr {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("listening admin "))
+        .map(|a| a.parse().unwrap())
+        .unwrap_or_else(|| panic!("no admin address in {lines:?}"))
+}
+
 #[tokio::test]
 async fn sigterm_turns_readyz_503_drains_then_exits_0() {
     let path = fedns_testkit::server::write_config("drain", fedns_testkit::server::CONFIG);
@@ -153,11 +162,7 @@ async fn sigterm_turns_readyz_503_drains_then_exits_0() {
         "--drain",
         "2s",
     ]);
-    let admin: SocketAddr = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("listening admin "))
-        .map(|a| a.parse().unwrap())
-        .unwrap_or_else(|| panic!("no admin address in {lines:?}"));
+    let admin = admin_in(&lines);
     assert_eq!(fedns_testkit::http::get(admin, "/readyz").await.0, 200);
     child.signal("TERM");
     // At once: not ready, but still answering DNS during the drain.
@@ -450,11 +455,7 @@ async fn sigint_drains_and_a_second_one_stops_at_once() {
         "--drain",
         "10m",
     ]);
-    let admin: SocketAddr = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("listening admin "))
-        .map(|a| a.parse().unwrap())
-        .unwrap_or_else(|| panic!("no admin address in {lines:?}"));
+    let admin = admin_in(&lines);
     // Ctrl-C drains as SIGTERM does: not ready, still serving.
     child.signal("INT");
     fedns_testkit::wait::eventually(STARTUP, || async move {

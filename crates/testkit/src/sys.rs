@@ -174,3 +174,18 @@ pub fn cpu_pressure() -> Option<Duration> {
         .find_map(|f| f.strip_prefix("total="))?;
     Some(Duration::from_micros(us.parse().ok()?))
 }
+
+/// The arguments of a bench binary that are not options: the parts asked for by
+/// `cargo bench --bench NAME -- PART...`. None when it runs without `--bench`, as
+/// `cargo test --all-targets` runs bench binaries.
+pub fn bench_filters() -> Option<Vec<String>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter()
+        .any(|a| a == "--bench")
+        .then(|| args.into_iter().filter(|a| !a.starts_with("--")).collect())
+}
+
+/// Whether `part` is asked for: no filters, or one of them is in its name.
+pub fn wanted(filters: &[String], part: &str) -> bool {
+    filters.is_empty() || filters.iter().any(|f| part.contains(f.as_str()))
+}

@@ -263,7 +263,8 @@ impl Store {
 
     /// Changes one cluster's entry in any way; the next snapshot is a full rebuild.
     pub fn update(&self, cluster: &str, f: impl FnOnce(&mut ClusterEndpoints)) {
-        f(self.lock().entry(cluster.to_owned()).or_default());
+        let mut clusters = self.lock();
+        f(clusters.entry(cluster.to_owned()).or_default());
         self.rebuild_all();
     }
 
@@ -279,7 +280,6 @@ impl Store {
         meta: impl FnOnce(&mut KubeState),
     ) {
         let mut touched = HashSet::new();
-        let flags_changed;
         {
             let mut clusters = self.lock();
             let state = clusters
@@ -304,9 +304,9 @@ impl Store {
             }
             let before = (state.stale, state.synced_at.is_some());
             meta(state);
-            flags_changed = before != (state.stale, state.synced_at.is_some());
-        }
-        {
+            let flags_changed = before != (state.stale, state.synced_at.is_some());
+            // Still under the clusters' lock: what changed and the change itself are taken
+            // together by `take_changes`, never one without the other.
             let mut d = self.dirty();
             d.names.extend(touched);
             d.clusters |= flags_changed;
@@ -316,7 +316,8 @@ impl Store {
 
     /// Forgets a cluster (it left the config).
     pub fn remove(&self, cluster: &str) {
-        self.lock().remove(cluster);
+        let mut clusters = self.lock();
+        clusters.remove(cluster);
         self.rebuild_all();
     }
 
@@ -363,6 +364,16 @@ impl Store {
     /// What changed since the last call (for the snapshot builder).
     pub fn take_dirty(&self) -> Dirty {
         std::mem::take(&mut *self.dirty())
+    }
+
+    /// What changed since the last call and the contents those changes are in, taken
+    /// together: a writer records its changes under the same lock, so a snapshot never
+    /// holds a change (a cluster's synced flag, say) without the names it touched being
+    /// rebuilt.
+    pub fn take_changes(&self) -> (Dirty, BTreeMap<String, ClusterEndpoints>) {
+        let clusters = self.lock();
+        let dirty = std::mem::take(&mut *self.dirty());
+        (dirty, clusters.clone())
     }
 
     /// A receiver that wakes on every change after this call.

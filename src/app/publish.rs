@@ -20,13 +20,12 @@ impl App {
     /// that shares everything with the current one but the changed names. The
     /// old snapshot keeps serving if a full build fails.
     pub(super) fn publish(&self) {
-        let dirty = self.store.take_dirty();
+        let start = Instant::now();
+        let (dirty, contents) = self.store.take_changes();
         if !dirty.full && !dirty.clusters && dirty.names.is_empty() {
             self.cluster_metrics();
             return;
         }
-        let start = Instant::now();
-        let contents = self.store.contents();
         let loaded = self.loaded.load();
         let health = Build {
             judge: Judge::new(&self.health, &loaded.config.health, self.fleet.as_deref()),

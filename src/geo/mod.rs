@@ -95,9 +95,9 @@ struct Record<'a> {
     #[serde(borrow, default)]
     continent: Option<Code<'a>>,
     #[serde(default)]
-    latitude: Option<f64>,
+    latitude: Option<Coord>,
     #[serde(default)]
-    longitude: Option<f64>,
+    longitude: Option<Coord>,
     #[serde(borrow, default)]
     country_code: Option<&'a str>,
     #[serde(borrow, default)]
@@ -106,8 +106,35 @@ struct Record<'a> {
 
 #[derive(Deserialize, Default)]
 struct Location {
-    latitude: Option<f64>,
-    longitude: Option<f64>,
+    #[serde(default)]
+    latitude: Option<Coord>,
+    #[serde(default)]
+    longitude: Option<Coord>,
+}
+
+/// A coordinate as the database stores it: MaxMind writes doubles, ip-location-db's DB-IP
+/// and GeoLite2 builds write 32-bit floats, and the MMDB decoder turns neither into the
+/// other by itself.
+#[derive(Clone, Copy)]
+struct Coord(f64);
+
+impl<'de> Deserialize<'de> for Coord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Coord, D::Error> {
+        struct Number;
+        impl serde::de::Visitor<'_> for Number {
+            type Value = Coord;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a coordinate (double or float)")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Coord, E> {
+                Ok(Coord(v))
+            }
+            fn visit_f32<E>(self, v: f32) -> Result<Coord, E> {
+                Ok(Coord(f64::from(v)))
+            }
+        }
+        d.deserialize_any(Number)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -130,8 +157,8 @@ impl Record<'_> {
             Some(Location {
                 latitude: Some(lat),
                 longitude: Some(lon),
-            }) => Some((*lat, *lon)),
-            _ => self.latitude.zip(self.longitude),
+            }) => Some((lat.0, lon.0)),
+            _ => self.latitude.zip(self.longitude).map(|(a, b)| (a.0, b.0)),
         };
         if let Some((lat, lon)) = coords
             && (-90.0..=90.0).contains(&lat)
@@ -268,6 +295,58 @@ impl GeoDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mmdb_writer::{Value, Writer};
+
+    /// Both record shapes, with coordinates as doubles (MaxMind) and as floats (the DB-IP
+    /// and GeoLite2 builds of ip-location-db on npm), place a client at its city.
+    #[test]
+    fn coordinates_are_read_as_doubles_or_floats_in_both_shapes() {
+        let mut w = Writer::new("test", "shapes");
+        let flat = |lat: Value, lon: Value| {
+            Value::Map(vec![
+                ("country_code".into(), Value::String("DE".into())),
+                ("latitude".into(), lat),
+                ("longitude".into(), lon),
+            ])
+        };
+        let nested = |lat: Value, lon: Value| {
+            Value::Map(vec![(
+                "location".into(),
+                Value::Map(vec![("latitude".into(), lat), ("longitude".into(), lon)]),
+            )])
+        };
+        let cases = [
+            (
+                "192.0.2.0/24",
+                flat(Value::Float(50.11), Value::Float(8.68)),
+            ),
+            (
+                "198.51.100.0/24",
+                flat(Value::Double(50.11), Value::Double(8.68)),
+            ),
+            (
+                "203.0.113.0/24",
+                nested(Value::Float(50.11), Value::Float(8.68)),
+            ),
+            (
+                "198.18.0.0/24",
+                nested(Value::Double(50.11), Value::Double(8.68)),
+            ),
+        ];
+        for (net, v) in &cases {
+            w.insert(net.parse().unwrap(), v.clone());
+        }
+        let db = GeoDb::from_bytes(w.to_bytes(), Path::new("shapes.mmdb")).unwrap();
+        for (net, _) in cases {
+            let ip = net.parse::<IpNet>().unwrap().addr();
+            let (at, precision) = db.lookup(ip).location.expect(net);
+            assert_eq!(precision, Precision::City, "{net}");
+            assert!(
+                (at.lat - 50.11).abs() < 1e-4 && (at.lon - 8.68).abs() < 1e-4,
+                "{net}: {at}"
+            );
+        }
+    }
 
     #[test]
     fn distances_are_plausible() {

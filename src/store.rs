@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PolicyKind, ProbeKind};
+use crate::config::{GeoKey, PolicyKind, ProbeKind};
 
 /// What kind of object an endpoint came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -59,8 +59,20 @@ pub struct Settings {
     pub count: Option<u32>,
     /// Cluster names, for `failover`.
     pub order: Vec<String>,
+    /// Failover orders per geography (`continent:EU=...; country:DE=...`).
+    #[serde(default)]
+    pub orders: Vec<(GeoKey, Vec<String>)>,
     /// This cluster's weight, for `weighted`.
     pub weight: Option<u32>,
+    /// This cluster's weight is its ready endpoints (`fedns.io/weight: ready-endpoints`).
+    #[serde(default)]
+    pub weight_ready: bool,
+    /// This Service's bias in this cluster (`fedns.io/bias`).
+    #[serde(default)]
+    pub bias: Option<i8>,
+    /// Capacity spillover threshold (`fedns.io/spill-below`).
+    #[serde(default)]
+    pub spill_below: Option<u32>,
     /// Probe overrides: kind, HTTP path, port and expected status.
     pub probe: Option<ProbeKind>,
     pub probe_path: Option<String>,

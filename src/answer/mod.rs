@@ -6,18 +6,23 @@
 //! it panic; every failure is an RCODE.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
-use crate::config::{AllUnhealthy, PolicyKind};
+use crate::config::{AllUnhealthy, GeoKey, PolicyKind};
 use crate::health::Health;
+use crate::snapshot::scope::ScopeMap;
 use crate::snapshot::{ClusterId, FedName, Located, LocationSource, Member, Snapshot};
 
 mod policy;
 mod rank;
+pub mod scope;
+
+pub use policy::{Spill, network_share};
 
 /// How many CNAMEs inside the zone an answer follows before it stops (loops are config
 /// mistakes, but must not hang or grow a reply without bound).
@@ -71,6 +76,25 @@ pub struct Answer {
     /// The answer was drawn (`weighted`) or rotated (`all`): the next one may differ, so it
     /// must not be cached.
     pub varies: bool,
+    /// Capacity spillover was weighed: the answer depends on the client's network (its
+    /// hash), not only on the place that network is in, so caches key it by network.
+    pub per_network: bool,
+    /// What steered the answer, for metrics: a per-geography failover order, a client
+    /// sent on by capacity spillover.
+    pub steered: Steered,
+    /// For each decision that depended on where the client is, its scope map (None: the
+    /// locating network's prefix is the scope): what a cached copy of this answer needs
+    /// to give another client of the same place its own scope.
+    pub scope_maps: Vec<Option<Arc<ScopeMap>>>,
+    /// The ECS scope is wider than the network that placed the client (for metrics).
+    pub widened: bool,
+}
+
+/// Steering rules that decided an answer (counted per answer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Steered {
+    pub geo_order: bool,
+    pub spilled: bool,
 }
 
 /// One cluster considered for a federated name.
@@ -83,6 +107,10 @@ pub struct Candidate {
     pub distance_km: Option<f64>,
     /// The distance that ranked it: `distance_km` scaled by the cluster's bias.
     pub biased_km: Option<f64>,
+    /// The bias its distance ranks by for this name.
+    pub bias: i8,
+    /// Ready endpoints, where Kubernetes counts them.
+    pub ready_endpoints: Option<u32>,
     /// Its load-balancer addresses and their health.
     pub addresses: Vec<(IpAddr, Health)>,
 }
@@ -100,6 +128,10 @@ pub struct Decision {
     pub chosen: Vec<ClusterId>,
     /// No candidate was healthy and the answer treats them all as healthy.
     pub fail_open: bool,
+    /// The per-geography failover order that applied.
+    pub geo_order: Option<GeoKey>,
+    /// Capacity spillover, when it was weighed, and this client's network's share.
+    pub spill: Option<(Spill, f64)>,
 }
 
 /// Which clusters of a federated name a name asks for.
@@ -291,31 +323,36 @@ impl Resolution<'_> {
                 .filter(|m| ids.contains(&m.cluster))
                 .collect(),
         };
-        let any_healthy = in_level.iter().any(|m| m.healthy());
-        let any_serving = in_level.iter().any(|m| m.serving());
-        if !any_serving && !matches!(level, Level::Global) {
-            // Federation v1 semantics: nothing healthy (or nothing but drained clusters)
-            // here, so point one level up.
-            if let Some(target) = up_name(&owner) {
-                self.record(owner, RData::CNAME(CNAME(target.clone())));
-                self.chase(target, depth);
-            } else {
-                self.ans.rcode = ResponseCode::ServFail;
+        let (eligible, fail_open) = match plan(
+            &in_level,
+            matches!(level, Level::Global),
+            snap.on_all_unhealthy,
+        ) {
+            Plan::Up => {
+                // Federation v1 semantics: nothing healthy (or nothing but drained
+                // clusters) here, so point one level up.
+                if let Some(target) = up_name(&owner) {
+                    self.record(owner, RData::CNAME(CNAME(target.clone())));
+                    self.chase(target, depth);
+                } else {
+                    self.ans.rcode = ResponseCode::ServFail;
+                }
+                return;
             }
-            return;
-        }
-        if !any_healthy && snap.on_all_unhealthy == AllUnhealthy::Servfail {
-            self.ans.rcode = ResponseCode::ServFail;
-            return;
-        }
-        // A drain never takes out the last healthy clusters of a name: when only drained
-        // ones are healthy, the drains are set aside for this name (and the decision says
-        // so). With nothing healthy at all (fail-open), drained clusters stay out unless
-        // every cluster is drained.
-        let drains_held = !any_serving && any_healthy;
-        let drop_drained = !drains_held && !in_level.iter().all(|m| m.drained);
-        self.ans.drains_held |= drains_held;
-        let decision = self.decide(fed, &in_level, level, !any_healthy, drop_drained);
+            Plan::ServFail => {
+                self.ans.rcode = ResponseCode::ServFail;
+                return;
+            }
+            Plan::Decide {
+                eligible,
+                fail_open,
+                drains_held,
+            } => {
+                self.ans.drains_held |= drains_held;
+                (eligible, fail_open)
+            }
+        };
+        let decision = self.decide(fed, &in_level, level, eligible, fail_open);
         let mut wrote = false;
         let mut hostname = None;
         for id in &decision.chosen {
@@ -373,22 +410,28 @@ impl Resolution<'_> {
         fed: &FedName,
         members: &[&Member],
         level: Level<'_>,
+        eligible: Vec<ClusterId>,
         fail_open: bool,
-        drop_drained: bool,
     ) -> Decision {
         let snap = self.snap;
         let policy = &fed.policy;
-        let eligible: Vec<ClusterId> = members
-            .iter()
-            .filter(|m| !(drop_drained && m.drained))
-            .filter(|m| fail_open || m.healthy())
-            .map(|m| m.cluster)
-            .collect();
         let located = (self.trace || policy::needs_location(policy, &eligible))
             .then(|| snap.locator.locate(self.client.locating_address()));
-        let ranked = rank::rank(snap, &eligible, located.as_ref());
-        let pick = policy::pick(policy, &eligible, &ranked);
+        let member = |c: ClusterId| members.iter().find(|m| m.cluster == c);
+        let bias = |c: ClusterId| member(c).map_or(0, |m| m.bias);
+        let ranked = rank::rank(snap, &eligible, located.as_ref(), &bias);
+        let pick = policy::pick(&policy::Ask {
+            policy,
+            eligible: &eligible,
+            ranked: &ranked,
+            located: located.as_ref(),
+            address: self.client.locating_address(),
+            ready: &|c| member(c).and_then(|m| m.ready_endpoints),
+        });
         self.ans.varies |= pick.varies;
+        self.ans.per_network |= pick.spill.is_some();
+        self.ans.steered.geo_order |= pick.geo_order.is_some();
+        self.ans.steered.spilled |= pick.spill.is_some_and(|s| s.spilled);
         if self.ans.first_cluster.is_none() {
             self.ans.first_cluster = pick.chosen.first().copied();
         }
@@ -399,8 +442,20 @@ impl Resolution<'_> {
         if pick.by_location
             && let Some(l) = &located
         {
+            // The widest block around the client with this answer, where the decision's
+            // scope map can tell; else the network that placed the client.
+            let map = scope::decision_key(snap, policy, &eligible, members)
+                .and_then(|k| snap.scopes.get(&k).cloned());
+            let widest = scope_prefix(
+                map.as_deref(),
+                self.client.locating_address(),
+                l.network.prefix_len(),
+            );
             self.ans.client_dependent = true;
-            self.ans.scope = self.ans.scope.max(ecs_scope(l, self.client));
+            let scope = ecs_scope(widest, self.client);
+            self.ans.widened |= scope < ecs_scope(l.network.prefix_len(), self.client);
+            self.ans.scope = self.ans.scope.max(scope);
+            self.ans.scope_maps.push(map);
         }
         if !self.trace {
             return Decision {
@@ -410,7 +465,7 @@ impl Resolution<'_> {
                 ..Decision::default()
             };
         }
-        trace(
+        let mut d = trace(
             snap,
             fed,
             members,
@@ -419,15 +474,72 @@ impl Resolution<'_> {
             located,
             pick.chosen,
             fail_open,
-        )
+        );
+        d.geo_order = pick.geo_order;
+        d.spill = pick
+            .spill
+            .zip(d.located.as_ref().map(|l| network_share(l.network)));
+        d
     }
 }
 
-/// The ECS scope of an answer that depends on where the client is: the prefix of the
-/// network that placed it, never longer than the client's source prefix.
-fn ecs_scope(located: &Located, client: &Client) -> u8 {
-    let scope = located.network.prefix_len();
-    client.ecs.map_or(scope, |ecs| scope.min(ecs.prefix_len()))
+/// What a federated name at one level does before any client is considered: point one
+/// level up, fail, or decide among its eligible clusters.
+pub(crate) enum Plan {
+    /// Nothing serving below the global level: a CNAME one level up.
+    Up,
+    /// Nothing healthy, and `on_all_unhealthy: servfail`.
+    ServFail,
+    Decide {
+        eligible: Vec<ClusterId>,
+        /// Nothing is healthy: every cluster counts as healthy.
+        fail_open: bool,
+        /// Only drained clusters are healthy, so the drains are set aside.
+        drains_held: bool,
+    },
+}
+
+/// The plan for the members of a name at one level (`global`: the name itself, not a
+/// region or zone name). A drain never takes out the last healthy clusters of a name:
+/// when only drained ones are healthy, the drains are set aside for this name. With
+/// nothing healthy at all (fail-open), drained clusters stay out unless every cluster is
+/// drained.
+pub(crate) fn plan(in_level: &[&Member], global: bool, on_all_unhealthy: AllUnhealthy) -> Plan {
+    let any_healthy = in_level.iter().any(|m| m.healthy());
+    let any_serving = in_level.iter().any(|m| m.serving());
+    if !any_serving && !global {
+        return Plan::Up;
+    }
+    if !any_healthy && on_all_unhealthy == AllUnhealthy::Servfail {
+        return Plan::ServFail;
+    }
+    let drains_held = !any_serving && any_healthy;
+    let drop_drained = !drains_held && !in_level.iter().all(|m| m.drained);
+    let fail_open = !any_healthy;
+    Plan::Decide {
+        eligible: in_level
+            .iter()
+            .filter(|m| !(drop_drained && m.drained))
+            .filter(|m| fail_open || m.healthy())
+            .map(|m| m.cluster)
+            .collect(),
+        fail_open,
+        drains_held,
+    }
+}
+
+/// The ECS scope of an answer that depends on where the client is: the widest block with
+/// this answer, never longer than the client's source prefix (RFC 7871 section 7.2.1).
+fn ecs_scope(widest: u8, client: &Client) -> u8 {
+    client
+        .ecs
+        .map_or(widest, |ecs| widest.min(ecs.prefix_len()))
+}
+
+/// The prefix of the widest block around `ip` with the answer a decision gave: its scope
+/// map's, else the prefix of the network that placed the client (`network`).
+pub fn scope_prefix(map: Option<&ScopeMap>, ip: IpAddr, network: u8) -> u8 {
+    map.and_then(|m| m.prefix(ip)).unwrap_or(network)
 }
 
 /// The decision as `explain` prints it: every candidate in rank order with its distance
@@ -459,7 +571,9 @@ fn trace(
             biased_km: located
                 .as_ref()
                 .and_then(|l| l.location)
-                .map(|loc| snap.biased_km(loc, m.cluster)),
+                .map(|loc| snap.biased_km(loc, m.cluster, m.bias)),
+            bias: m.bias,
+            ready_endpoints: m.ready_endpoints,
             addresses: (m.v4.iter().map(|&(a, h)| (IpAddr::V4(a), h)))
                 .chain(m.v6.iter().map(|&(a, h)| (IpAddr::V6(a), h)))
                 .collect(),
@@ -487,6 +601,8 @@ fn trace(
         candidates,
         chosen,
         fail_open,
+        geo_order: None,
+        spill: None,
     }
 }
 

@@ -3,14 +3,15 @@
 use crate::snapshot::{ClusterId, Located, Snapshot};
 
 /// The eligible clusters, best first: a pinned cluster (a `networks` override that names
-/// it) before all, then nearest first (by distance scaled by each cluster's bias),
-/// clusters at the same distance by name so that every replica answers alike; with no
-/// location, the configured fallback order. Each sort key is computed once, not per
-/// comparison.
+/// it) before all, then nearest first (by distance scaled by `bias`, each cluster's bias
+/// for this name), clusters at the same distance by name so that every replica answers
+/// alike; with no location, the configured fallback order. Each sort key is computed
+/// once, not per comparison.
 pub(super) fn rank(
     snap: &Snapshot,
     eligible: &[ClusterId],
     located: Option<&Located>,
+    bias: &dyn Fn(ClusterId) -> i8,
 ) -> Vec<ClusterId> {
     let location = located.and_then(|l| l.location);
     let pinned = located.and_then(|l| l.pinned);
@@ -18,7 +19,7 @@ pub(super) fn rank(
         .iter()
         .map(|&c| {
             let key = match location {
-                Some(loc) => snap.biased_km(loc, c),
+                Some(loc) => snap.biased_km(loc, c, bias(c)),
                 None => snap
                     .fallback
                     .iter()

@@ -2,10 +2,11 @@
 //! checked before anything is bound or swapped in.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hickory_proto::rr::Name;
 
+use crate::answer::scope;
 use crate::config::zonefile::{ZoneData, ZoneError};
 use crate::config::{Config, ConfigError};
 use crate::demo;
@@ -13,6 +14,7 @@ use crate::fleet::{self, Fleet};
 use crate::geo::{GeoDb, GeoError};
 use crate::health::HealthTable;
 use crate::health::quorum::Judge;
+use crate::snapshot::scope::PlaceMap;
 use crate::snapshot::{BuildError, Snapshot, Verdicts};
 use crate::sources::kubernetes::{ClusterAccess, KubeError};
 use crate::store::{Endpoint, Store};
@@ -49,6 +51,9 @@ pub struct LoadedConfig {
     /// build time, tree size); empty without one.
     pub config_digest: String,
     pub geoip_digest: String,
+    /// The place map of the ECS scopes (`snapshot::scope`), built by the first snapshot of
+    /// this config and shared by the ones after it.
+    places: Mutex<Option<Arc<PlaceMap>>>,
 }
 
 impl LoadedConfig {
@@ -109,6 +114,7 @@ impl LoadedConfig {
             geoip,
             clusters,
             config_digest,
+            places: Mutex::default(),
         })
     }
 
@@ -135,6 +141,7 @@ impl LoadedConfig {
             geoip: Some(Arc::new(geoip)),
             clusters: Vec::new(),
             config_digest: answers_digest(demo::CONFIG, Some(demo::ZONE)),
+            places: Mutex::default(),
         })
     }
 
@@ -157,13 +164,24 @@ impl LoadedConfig {
         store: &Store,
         verdicts: &dyn Verdicts,
     ) -> Result<Snapshot, BuildError> {
-        Snapshot::build(
+        let mut snap = Snapshot::build(
             &self.config,
             &self.zone,
             self.geoip.clone(),
             &store.contents(),
             verdicts,
-        )
+        )?;
+        self.prepare_scopes(&mut snap, None);
+        Ok(snap)
+    }
+
+    /// Gives a snapshot of this config its ECS scope maps (`answer::scope::prepare`),
+    /// sharing the place map of this config's earlier snapshots and the scope maps of
+    /// `old`.
+    pub fn prepare_scopes(&self, snap: &mut Snapshot, old: Option<&Snapshot>) {
+        let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+        scope::prepare(snap, places.as_ref(), old, None);
+        places.clone_from(&snap.places);
     }
 }
 

@@ -9,6 +9,7 @@ use tracing::error;
 
 use super::App;
 use super::verdicts::Build;
+use crate::answer::scope;
 use crate::health::quorum::{Judge, rebuild_moved};
 use crate::ops::admin::Readiness;
 use crate::snapshot::Snapshot;
@@ -39,7 +40,8 @@ impl App {
                 &contents,
                 &health,
             ) {
-                Ok(s) => {
+                Ok(mut s) => {
+                    loaded.prepare_scopes(&mut s, Some(&self.published.load()));
                     let names: Vec<&str> = s.clusters.iter().map(|c| c.name.as_str()).collect();
                     self.metrics.set_clusters(&names);
                     s
@@ -50,9 +52,17 @@ impl App {
                 }
             }
         } else {
-            self.published
+            let mut next = self
+                .published
                 .load()
-                .update(&dirty.names, &contents, &health)
+                .update(&dirty.names, &contents, &health);
+            let changed: Vec<_> = dirty
+                .names
+                .iter()
+                .filter_map(|k| next.fed_name(k))
+                .collect();
+            scope::prepare(&mut next, None, None, Some(&changed));
+            next
         };
         self.published.store(Arc::new(next));
         self.metrics.snapshot_builds.inc();

@@ -20,7 +20,7 @@ mod validate;
 pub mod values;
 pub mod zonefile;
 
-pub use values::{Cidr, Coordinates, in_zone, is_label, parse_duration};
+pub use values::{Cidr, Coordinates, GeoKey, Weights, in_zone, is_label, parse_duration};
 
 /// A configuration error: the file, the line (when one can be named) and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +267,7 @@ pub struct NetworkOverride {
     pub location: Option<Coordinates>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyKind {
     /// The nearest healthy cluster(s) to the client.
@@ -307,12 +307,21 @@ pub struct ServicePolicy {
     pub policy: Option<PolicyKind>,
     #[serde(default)]
     pub count: Option<u32>,
-    /// Cluster order for `failover`.
+    /// Cluster order for `failover`: the default, for clients no entry of `orders` matches.
     #[serde(default)]
     pub order: Vec<String>,
-    /// Cluster weights for `weighted`; clusters not named weigh 0.
+    /// Failover orders per geography (`continent:EU`, `country:DE`, or a CIDR), most
+    /// specific match first: a network, then a country, then a continent, then `order`.
     #[serde(default)]
-    pub weights: BTreeMap<String, u32>,
+    pub orders: BTreeMap<String, Vec<String>>,
+    /// Cluster weights for `weighted` (clusters not named weigh 0), or `ready-endpoints`.
+    #[serde(default)]
+    pub weights: values::Weights,
+    /// Capacity spillover for `nearest`: a cluster with fewer ready endpoints than this
+    /// keeps only its share (ready / spill_below) of the clients it is nearest to; the
+    /// others, chosen by a stable hash of their network, go to the next nearest.
+    #[serde(default)]
+    pub spill_below: Option<u32>,
 }
 
 /// Active probes of load-balancer addresses. The defaults fail an address over in at most

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::values::{in_zone, is_label};
+use super::values::{GeoKey, Weights, in_zone, is_label};
 use super::{ClusterConfig, Config, ConfigError, PolicyKind, ProbeKind, StaticService};
 use crate::geo::places;
 
@@ -450,16 +450,54 @@ impl Checker<'_> {
             if s.count == Some(0) {
                 return Err(self.err(line, &format!("{field}.count"), "must be at least 1".into()));
             }
-            for c in s.order.iter().chain(s.weights.keys()) {
+            for c in s.order.iter().chain(s.weights.fixed().map(|(c, _)| c)) {
                 if !names.contains(&c.to_ascii_lowercase()) {
                     return Err(self.err(line, &field, format!("no cluster `{c}`")));
                 }
             }
-            if s.policy == Some(PolicyKind::Weighted) && s.weights.values().all(|w| *w == 0) {
+            for (key, order) in &s.orders {
+                let at = format!("{field}.orders.{key}");
+                if let Err(e) = key.parse::<GeoKey>() {
+                    return Err(self.err(line, &at, e));
+                }
+                if let Some(c) = order
+                    .iter()
+                    .find(|c| !names.contains(&c.to_ascii_lowercase()))
+                {
+                    return Err(self.err(line, &at, format!("no cluster `{c}`")));
+                }
+            }
+            let policy = s.policy.unwrap_or(config.policy);
+            if !s.orders.is_empty() && policy != PolicyKind::Failover {
+                return Err(self.err(
+                    line,
+                    &format!("{field}.orders"),
+                    "per-geography orders need `policy: failover`".into(),
+                ));
+            }
+            if s.spill_below == Some(0) {
+                return Err(self.err(
+                    line,
+                    &format!("{field}.spill_below"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if s.spill_below.is_some() && policy != PolicyKind::Nearest {
+                return Err(self.err(
+                    line,
+                    &format!("{field}.spill_below"),
+                    "capacity spillover applies to `policy: nearest`".into(),
+                ));
+            }
+            let fixed_total: u64 = s.weights.fixed().map(|(_, w)| u64::from(*w)).sum();
+            if s.policy == Some(PolicyKind::Weighted)
+                && s.weights != Weights::ReadyEndpoints
+                && fixed_total == 0
+            {
                 return Err(self.err(
                     line,
                     &format!("{field}.weights"),
-                    "policy weighted needs at least one cluster with a weight above 0".into(),
+                    "policy weighted needs at least one cluster with a weight above 0, or `weights: ready-endpoints`".into(),
                 ));
             }
         }

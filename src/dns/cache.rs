@@ -20,7 +20,9 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use hickory_proto::op::ResponseCode;
 
+use crate::answer::Steered;
 use crate::dns::wire::Template;
+use crate::snapshot::scope::ScopeMap;
 use crate::snapshot::{ClusterId, LocationKey, LocationSource, Locator, Snapshot};
 
 /// How many reply templates (and questions never cached) one cache holds before it starts
@@ -43,6 +45,26 @@ pub struct Cached {
     pub located_by: Option<LocationSource>,
     pub fail_open: bool,
     pub answers: u16,
+    /// The answer depends on the client's network, not only on its place (capacity
+    /// spillover): kept under the network's key, with a mark under the place's.
+    pub per_network: bool,
+    pub steered: Steered,
+    /// The scope map of each decision that depended on the client's location (None: the
+    /// locating network's prefix), so that a hit gives each client its own scope.
+    pub scope_maps: Box<[Option<Arc<ScopeMap>>]>,
+}
+
+impl Cached {
+    /// The prefix of the widest block around `ip` with this answer, where `network` is
+    /// the prefix of the network that places `ip`: across a chain of decisions, the
+    /// narrowest of theirs.
+    pub fn widest(&self, ip: IpAddr, network: u8) -> u8 {
+        self.scope_maps
+            .iter()
+            .map(|m| crate::answer::scope_prefix(m.as_deref(), ip, network))
+            .max()
+            .unwrap_or(network)
+    }
 }
 
 /// What the cache knows of one question.
@@ -64,6 +86,8 @@ pub enum Keep {
     ForAll,
     /// Depends on the client's location (the key of this client).
     ByLocation(LocationKey),
+    /// Depends on the client's network (the keys of its place and of its network).
+    ByNetwork(LocationKey, LocationKey),
     /// Drawn or rotated: made afresh every time.
     Uncacheable,
 }
@@ -146,7 +170,7 @@ impl AnswerCache {
     }
 
     /// Looks a question key up.
-    pub fn get(&self, key: &[u8]) -> Lookup<'_> {
+    pub fn get<'c>(&'c self, key: &[u8]) -> Lookup<'c> {
         match self.entries.get(key) {
             None => Lookup::Miss,
             Some(Entry::ForAll(c)) => Lookup::Hit(c),
@@ -169,14 +193,23 @@ impl AnswerCache {
                 self.entries.insert(key.into(), Entry::ForAll(cached));
                 self.templates += 1;
             }
-            Keep::ByLocation(l) => {
+            Keep::ByLocation(l) | Keep::ByNetwork(l, _) => {
                 let entry = self
                     .entries
                     .entry(key.into())
                     .or_insert_with(|| Entry::ByLocation(HashMap::default()));
                 match entry {
                     Entry::ByLocation(m) => {
-                        if m.insert(l, cached).is_none() {
+                        if let Keep::ByNetwork(_, net) = store {
+                            // The mark under the place: look again under the network.
+                            if let std::collections::hash_map::Entry::Vacant(e) = m.entry(l) {
+                                e.insert(cached.clone());
+                                self.templates += 1;
+                            }
+                            if m.insert(net, cached).is_none() {
+                                self.templates += 1;
+                            }
+                        } else if m.insert(l, cached).is_none() {
                             self.templates += 1;
                         }
                     }

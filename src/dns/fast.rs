@@ -66,17 +66,25 @@ impl Handler {
         // `never`: known to vary, so answered afresh each time and not remembered.
         let mut never = false;
         let hit = match w.cache.get(key) {
-            Lookup::Hit(c) => Some((c, 0)),
+            Lookup::Hit(c) => Some((c, 0, false)),
             Lookup::ByLocation(m) => {
                 let l = w.memo.locate(&snap.locator, locating);
                 location = Some(l);
-                m.get(&l.0).map(|c| {
-                    // The ECS scope: the deciding network's prefix, within the source's.
+                let c = m.get(&l.0);
+                // An answer per network is marked under the place: look again.
+                let c = match c {
+                    Some(c) if c.per_network => m.get(&LocationKey::network(locating, l.1)),
+                    c => c,
+                };
+                c.map(|c| {
+                    // The ECS scope: the widest block with this answer, within the
+                    // source prefix.
                     let scope = match (c.client_dependent, ecs_net) {
-                        (true, Some(net)) => l.1.min(net.prefix_len()),
+                        (true, Some(net)) => c.widest(locating, l.1).min(net.prefix_len()),
                         _ => 0,
                     };
-                    (c, scope)
+                    let widened = ecs_net.is_some_and(|n| scope < l.1.min(n.prefix_len()));
+                    (c, scope, widened)
                 })
             }
             Lookup::Miss => None,
@@ -85,17 +93,18 @@ impl Handler {
                 None
             }
         };
-        if let Some((c, scope)) = hit {
-            return Some(self.emit(&mut w.stats, snap, c, &q, name, scope, src, proto, out));
+        if let Some((c, scope, widened)) = hit {
+            let reply = Reply { scope, widened };
+            return Some(self.emit(&mut w.stats, snap, c, &q, name, reply, src, proto, out));
         }
-        let (cached, scope, store) = template_for(snap, name, q.qtype, src, ecs_net)?;
+        let (cached, reply, store) = template_for(snap, name, q.qtype, src, ecs_net)?;
         let sent = self.emit(
             &mut w.stats,
             snap,
             &cached,
             &q,
             name,
-            scope,
+            reply,
             src,
             proto,
             out,
@@ -104,7 +113,11 @@ impl Handler {
             let store = match store {
                 Keep::ByLocation(_) => {
                     let l = location.unwrap_or_else(|| w.memo.locate(&snap.locator, locating));
-                    Keep::ByLocation(l.0)
+                    if cached.per_network {
+                        Keep::ByNetwork(l.0, LocationKey::network(locating, l.1))
+                    } else {
+                        Keep::ByLocation(l.0)
+                    }
                 }
                 s => s,
             };
@@ -123,11 +136,12 @@ impl Handler {
         c: &Cached,
         q: &wire::Query<'_>,
         lower: &[u8],
-        scope: u8,
+        reply: Reply,
         src: SocketAddr,
         proto: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
+        let scope = reply.scope;
         let limit = match proto {
             Transport::Udp => wire::udp_limit(q.edns.as_ref(), MAX_UDP_PAYLOAD),
             Transport::Tcp => usize::from(u16::MAX),
@@ -165,10 +179,20 @@ impl Handler {
             fail_open: c.fail_open,
             ecs,
             scope,
+            steered: c.steered,
+            widened: reply.widened,
         };
         self.account(stats, snap, &outcome, &wire::NameText(q.qname));
         true
     }
+}
+
+/// The ECS scope of one reply, and whether it is wider than the network that placed the
+/// client.
+#[derive(Clone, Copy)]
+struct Reply {
+    scope: u8,
+    widened: bool,
 }
 
 /// The answer to a question the fast path read, as a template for its cache, the ECS
@@ -180,7 +204,7 @@ fn template_for(
     qtype: u16,
     src: SocketAddr,
     ecs: Option<IpNet>,
-) -> Option<(Cached, u8, Keep)> {
+) -> Option<(Cached, Reply, Keep)> {
     let name = Name::read(&mut BinDecoder::new(lower)).ok()?;
     let rtype = RecordType::from(qtype);
     let question = Question {
@@ -221,6 +245,13 @@ fn template_for(
         located_by: a.located_by,
         fail_open: a.fail_open,
         answers: m.answers.len() as u16,
+        per_network: a.per_network,
+        steered: a.steered,
+        scope_maps: a.scope_maps.into_boxed_slice(),
     };
-    Some((cached, a.scope, store))
+    let reply = Reply {
+        scope: a.scope,
+        widened: a.widened,
+    };
+    Some((cached, reply, store))
 }

@@ -92,6 +92,8 @@ impl Handler {
             fail_open: a.fail_open,
             ecs: reply.ecs,
             scope: a.scope,
+            steered: a.steered,
+            widened: a.widened,
         };
         let name = request
             .queries

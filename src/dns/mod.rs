@@ -30,6 +30,7 @@ pub mod wire;
 use self::cache::{AnswerCache, LocationMemo};
 use self::rrl::{Limiter, Verdict};
 use self::wire::{MAX_NAME, QuestionKey};
+use crate::answer::Steered;
 use crate::metrics::{LocalStats, Metrics, Transport};
 use crate::snapshot::{ClusterId, LocationSource, Published, Snapshot};
 
@@ -179,6 +180,7 @@ impl Handler {
         stats.query(o.transport, o.qtype, o.rcode);
         if o.first_cluster.is_some() || o.located_by.is_some() {
             stats.geo_answer(o.ecs, o.located_by, o.fail_open, o.first_cluster);
+            stats.steered(o.steered.geo_order, o.steered.spilled, o.widened);
         }
         if self.query_log {
             let cluster = o
@@ -215,4 +217,7 @@ struct Outcome<'a> {
     /// An ECS option located the client.
     ecs: bool,
     scope: u8,
+    steered: Steered,
+    /// The ECS scope is wider than the network that placed the client.
+    widened: bool,
 }

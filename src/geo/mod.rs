@@ -75,7 +75,7 @@ impl fmt::Display for Precision {
 /// The result of one database lookup.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GeoHit {
-    pub location: Option<(LatLon, Precision)>,
+    pub place: Place,
     /// The database network that contains the address: the ECS scope of an answer decided
     /// by this lookup.
     pub network: IpNet,
@@ -152,7 +152,36 @@ fn two_letters(s: &str) -> Option<[u8; 2]> {
 }
 
 impl Record<'_> {
-    fn locate(&self) -> Option<(LatLon, Precision)> {
+    /// The record's country and continent codes, where it has them (a continent from the
+    /// country when the record names none).
+    fn codes(&self) -> (Option<[u8; 2]>, Option<[u8; 2]>) {
+        let country = self
+            .country
+            .as_ref()
+            .and_then(|c| c.iso_code)
+            .or(self.country_code)
+            .or(self.registered_country.as_ref().and_then(|c| c.iso_code))
+            .and_then(two_letters);
+        let continent = self
+            .continent
+            .as_ref()
+            .and_then(|c| c.code)
+            .or(self.continent_code)
+            .and_then(two_letters)
+            .or_else(|| {
+                let cc = country?;
+                two_letters(places::country_continent(std::str::from_utf8(&cc).ok()?)?)
+            });
+        (country, continent)
+    }
+
+    fn locate(&self) -> Place {
+        let (country, continent) = self.codes();
+        let at = |location| Place {
+            location,
+            country,
+            continent,
+        };
         let coords = match &self.location {
             Some(Location {
                 latitude: Some(lat),
@@ -164,35 +193,30 @@ impl Record<'_> {
             && (-90.0..=90.0).contains(&lat)
             && (-180.0..=180.0).contains(&lon)
         {
-            return Some((LatLon { lat, lon }, Precision::City));
+            return at(Some((LatLon { lat, lon }, Precision::City)));
         }
-        let country = self
-            .country
-            .as_ref()
-            .and_then(|c| c.iso_code)
-            .or(self.country_code)
-            .or(self.registered_country.as_ref().and_then(|c| c.iso_code))
-            .and_then(two_letters);
         if let Some(cc) = country {
             let code = std::str::from_utf8(&cc).unwrap_or_default();
             if let Some(p) = places::country_centroid(code) {
-                return Some((p, Precision::Country(cc)));
+                return at(Some((p, Precision::Country(cc))));
             }
         }
-        let continent = self
-            .continent
-            .as_ref()
-            .and_then(|c| c.code)
-            .or(self.continent_code)
-            .and_then(two_letters)
-            .or_else(|| {
-                let cc = country?;
-                two_letters(places::country_continent(std::str::from_utf8(&cc).ok()?)?)
-            });
-        let cont = continent?;
-        let p = places::continent_centroid(std::str::from_utf8(&cont).ok()?)?;
-        Some((p, Precision::Continent(cont)))
+        let centroid = continent.and_then(|c| {
+            let p = places::continent_centroid(std::str::from_utf8(&c).ok()?)?;
+            Some((p, Precision::Continent(c)))
+        });
+        at(centroid)
     }
+}
+
+/// What one database record says of where its clients are.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Place {
+    pub location: Option<(LatLon, Precision)>,
+    /// ISO 3166 alpha-2 country code, uppercase.
+    pub country: Option<[u8; 2]>,
+    /// Continent code (AF, AN, AS, EU, NA, OC, SA), uppercase.
+    pub continent: Option<[u8; 2]>,
 }
 
 /// An open GeoIP database, read whole into memory (databases are tens of MB at most, and a
@@ -269,13 +293,56 @@ impl GeoDb {
         }
     }
 
+    /// Every network of one family (`v6`) that the database holds, in address order, with
+    /// its record's offset (None: a network without data) and a function that reads the
+    /// record's place (`lookup`'s for that network). Ranges the database aliases to
+    /// another (IPv4-mapped, 6to4, Teredo) are not visited: they are gaps. An IPv4-only
+    /// database has no IPv6 networks.
+    pub fn for_each_network(
+        &self,
+        v6: bool,
+        mut f: impl FnMut(IpNet, Option<u32>, &dyn Fn() -> Place),
+    ) -> Result<(), String> {
+        if v6 && self.reader.metadata().ip_version != 6 {
+            return Ok(());
+        }
+        let root = if v6 { "::/0" } else { "0.0.0.0/0" };
+        let options = maxminddb::WithinOptions::default().include_networks_without_data();
+        let bad = |e: &dyn fmt::Display| format!("{}: {e}", self.path.display());
+        let walk = self
+            .reader
+            .within(root.parse().map_err(|e| bad(&e))?, options)
+            .map_err(|e| bad(&e))?;
+        for item in walk {
+            let result = item.map_err(|e| bad(&e))?;
+            let network = result.network().map_err(|e| bad(&e))?;
+            let (ip, prefix) = (network.network(), network.prefix());
+            let net = match (ip, v6) {
+                (IpAddr::V4(_), false) | (IpAddr::V6(_), true) => IpNet::new(ip, prefix),
+                // An IPv6 record above the IPv4 subtree holds every IPv4 address.
+                (IpAddr::V6(_), false) => {
+                    IpNet::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0)
+                }
+                (IpAddr::V4(_), true) => continue,
+            }
+            .map_err(|e| bad(&e))?;
+            let offset = result.offset().and_then(|o| u32::try_from(o).ok());
+            let place = || match result.decode::<Record>() {
+                Ok(Some(record)) => record.locate(),
+                _ => Place::default(),
+            };
+            f(net, offset, &place);
+        }
+        Ok(())
+    }
+
     /// Looks an address up. Never fails: a record that cannot be decoded counts as no
     /// location, since a query must not fail because of one odd record.
     pub fn lookup(&self, ip: IpAddr) -> GeoHit {
         let host = IpNet::from(ip);
         let Ok(result) = self.reader.lookup(ip) else {
             return GeoHit {
-                location: None,
+                place: Place::default(),
                 network: host,
             };
         };
@@ -284,11 +351,11 @@ impl GeoDb {
             .ok()
             .and_then(|n| IpNet::new(n.network(), n.prefix()).ok())
             .unwrap_or(host);
-        let location = match result.decode::<Record>() {
+        let place = match result.decode::<Record>() {
             Ok(Some(record)) => record.locate(),
-            _ => None,
+            _ => Place::default(),
         };
-        GeoHit { location, network }
+        GeoHit { place, network }
     }
 }
 
@@ -310,10 +377,16 @@ mod tests {
             ])
         };
         let nested = |lat: Value, lon: Value| {
-            Value::Map(vec![(
-                "location".into(),
-                Value::Map(vec![("latitude".into(), lat), ("longitude".into(), lon)]),
-            )])
+            Value::Map(vec![
+                (
+                    "location".into(),
+                    Value::Map(vec![("latitude".into(), lat), ("longitude".into(), lon)]),
+                ),
+                (
+                    "country".into(),
+                    Value::Map(vec![("iso_code".into(), Value::String("DE".into()))]),
+                ),
+            ])
         };
         let cases = [
             (
@@ -339,7 +412,9 @@ mod tests {
         let db = GeoDb::from_bytes(w.to_bytes(), Path::new("shapes.mmdb")).unwrap();
         for (net, _) in cases {
             let ip = net.parse::<IpNet>().unwrap().addr();
-            let (at, precision) = db.lookup(ip).location.expect(net);
+            let place = db.lookup(ip).place;
+            let (at, precision) = place.location.expect(net);
+            assert_eq!(place.country, Some(*b"DE"), "{net}");
             assert_eq!(precision, Precision::City, "{net}");
             assert!(
                 (at.lat - 50.11).abs() < 1e-4 && (at.lon - 8.68).abs() < 1e-4,

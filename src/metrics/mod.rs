@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 use self::probes::ProbeCollector;
-use self::shards::{GEO, QTYPE_NAMES, QUERY_SLOTS, QueryCollector, RCODES, Shard};
+use self::shards::{GEO, QTYPE_NAMES, QUERY_SLOTS, QueryCollector, RCODES, STEERING, Shard};
 use crate::fleet::Fleet;
 use crate::fleet::overrides::Overrides;
 use crate::geo::Precision;
@@ -74,6 +74,7 @@ pub struct LocalStats {
     ecs: [u32; 2],
     geo: [u32; GEO.len()],
     fail_open: u32,
+    steering: [u32; STEERING.len()],
     answers: Vec<u32>,
     pending: bool,
 }
@@ -88,6 +89,7 @@ impl Default for LocalStats {
             ecs: [0; 2],
             geo: [0; GEO.len()],
             fail_open: 0,
+            steering: [0; STEERING.len()],
             answers: Vec::new(),
             pending: false,
         }
@@ -118,6 +120,17 @@ impl LocalStats {
         self.queries[i] += 1;
         self.answered[proto as usize] += 1;
         self.pending = true;
+    }
+
+    /// Counts the steering rules that decided an answer: a per-geography failover order,
+    /// a client sent on by spillover, an ECS scope wider than the locating network.
+    pub fn steered(&mut self, geo_order: bool, spilled: bool, widened: bool) {
+        for (i, on) in [geo_order, spilled, widened].into_iter().enumerate() {
+            if on {
+                self.steering[i] += 1;
+                self.pending = true;
+            }
+        }
     }
 
     /// Counts what a geo answer did.
@@ -310,6 +323,11 @@ impl Metrics {
         }
         if s.fail_open > 0 {
             shard.add_fail_open(u64::from(std::mem::take(&mut s.fail_open)));
+        }
+        for (i, n) in s.steering.iter_mut().enumerate() {
+            if *n > 0 {
+                shard.add_steering(i, u64::from(std::mem::take(n)));
+            }
         }
         // The cluster-index map, loaded once per flush and only if a geo answer was counted.
         let mut indices = None;

@@ -32,6 +32,8 @@ pub const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
 ];
 pub const GEO: [&str; 5] = ["override", "city", "country", "continent", "unknown"];
+/// `rule` labels of `fedns_steered_answers_total`, in `LocalStats::steered` order.
+pub const STEERING: [&str; 3] = ["geo-order", "spillover", "widened-scope"];
 pub const QUERY_SLOTS: usize = PROTOS.len() * QTYPE_NAMES.len() * RCODES.len();
 
 /// What one worker counted, ever. Written by that worker only (relaxed adds), read by
@@ -47,6 +49,7 @@ pub struct Shard {
     ecs: [AtomicU64; 2],
     geo: [AtomicU64; GEO.len()],
     fail_open: AtomicU64,
+    steering: [AtomicU64; STEERING.len()],
     /// Geo answers by the first cluster's stable index (see `Shards::names`). A worker
     /// that meets an index past the end takes a new, longer shard.
     answers: Box<[Slots]>,
@@ -70,6 +73,7 @@ impl Shard {
             ecs: zeros(),
             geo: zeros(),
             fail_open: AtomicU64::new(0),
+            steering: zeros(),
             answers: (0..clusters.div_ceil(16)).map(|_| Slots(zeros())).collect(),
         }
     }
@@ -101,6 +105,10 @@ impl Shard {
         self.fail_open.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub fn add_steering(&self, i: usize, n: u64) {
+        self.steering[i].fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Adds `n` answers to the cluster of stable index `index`; false if this shard has
     /// no slot for it (the worker then asks for a new shard).
     pub fn add_answers(&self, index: usize, n: u64) -> bool {
@@ -124,6 +132,7 @@ struct Totals {
     ecs: [u64; 2],
     geo: [u64; GEO.len()],
     fail_open: u64,
+    steering: [u64; STEERING.len()],
     answers: Vec<u64>,
 }
 
@@ -136,6 +145,7 @@ impl Default for Totals {
             ecs: [0; 2],
             geo: [0; GEO.len()],
             fail_open: 0,
+            steering: [0; STEERING.len()],
             answers: Vec::new(),
         }
     }
@@ -159,6 +169,7 @@ impl Totals {
         self.fail_open = self
             .fail_open
             .wrapping_add(s.fail_open.load(Ordering::Relaxed));
+        add_all(&mut self.steering, &s.steering);
         if self.answers.len() < s.answers.len() * 16 {
             self.answers.resize(s.answers.len() * 16, 0);
         }
@@ -291,6 +302,10 @@ const FAIL_OPEN: (&str, &str) = (
     "fedns_fail_open_total",
     "Answers given as if all clusters were healthy because none was.",
 );
+const STEERED: (&str, &str) = (
+    "fedns_steered_answers_total",
+    "Geo answers decided by a steering rule: a per-geography failover order (geo-order), capacity spillover sending the client on (spillover), an ECS scope wider than the locating network (widened-scope).",
+);
 const ANSWERS: (&str, &str) = (
     "fedns_answers_total",
     "Geo answers by the first cluster chosen.",
@@ -306,6 +321,7 @@ impl QueryCollector {
                 desc(ECS, &["ecs"]),
                 desc(GEOIP, &["outcome"]),
                 desc(FAIL_OPEN, &[]),
+                desc(STEERED, &["rule"]),
                 desc(ANSWERS, &["cluster"]),
             ],
         }
@@ -385,6 +401,15 @@ impl Collector for QueryCollector {
                 FAIL_OPEN,
                 MetricType::COUNTER,
                 vec![counter(&[], t.fail_open)],
+            ),
+            family(
+                STEERED,
+                MetricType::COUNTER,
+                STEERING
+                    .iter()
+                    .zip(t.steering)
+                    .map(|(r, n)| counter(&[("rule", r)], n))
+                    .collect(),
             ),
             family(ANSWERS, MetricType::COUNTER, answers),
         ]

@@ -63,6 +63,23 @@ pub fn explain(
                 }
             }
         }
+        if let Some(key) = &d.geo_order {
+            let _ = writeln!(out, "order:    the failover order for {key}");
+        }
+        if let Some((spill, share)) = &d.spill {
+            let from = &snap.clusters[usize::from(spill.from)].name;
+            let _ = writeln!(
+                out,
+                "spill:    {from} is below its ready endpoints for spillover: it keeps {:.0} % of its clients; this network's share is {:.0} %: {}",
+                spill.keep * 100.0,
+                share * 100.0,
+                if spill.spilled {
+                    "sent to the next nearest"
+                } else {
+                    "kept"
+                }
+            );
+        }
         if a.drains_held {
             let _ = writeln!(
                 out,
@@ -87,12 +104,15 @@ pub fn explain(
             };
             // A biased cluster ranks by its biased distance: say both.
             let biased = match c.biased_km {
-                Some(b) if cl.bias != 0 => format!(" (bias {:+}: ranks as {b:.0} km)", cl.bias),
+                Some(b) if c.bias != 0 => format!(" (bias {:+}: ranks as {b:.0} km)", c.bias),
                 _ => String::new(),
             };
+            let ready = c
+                .ready_endpoints
+                .map_or_else(String::new, |n| format!("  {n} ready"));
             let _ = writeln!(
                 out,
-                "  {}. {:<16} {:<9} {:>10}{biased}  region {}{}{}{}",
+                "  {}. {:<16} {:<9} {:>10}{biased}{ready}  region {}{}{}{}",
                 i + 1,
                 cl.name,
                 if c.healthy { "healthy" } else { "UNHEALTHY" },

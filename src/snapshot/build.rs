@@ -10,9 +10,9 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name};
 
 use super::locate::{ClusterId, Locator, Override, OverrideTarget};
-use super::types::{BuildError, Cluster, FedName, Member, Policies, Policy, Snapshot};
-use crate::config::Config;
+use super::types::{BuildError, Cluster, FedName, Member, Policies, Policy, Snapshot, Weight};
 use crate::config::zonefile::ZoneData;
+use crate::config::{Config, GeoKey, Weights};
 use crate::fleet::overrides::Action;
 use crate::geo::{GeoDb, LatLon, places};
 use crate::health::Health;
@@ -90,22 +90,35 @@ impl Snapshot {
             default: Policy {
                 kind: config.policy,
                 count: config.count as usize,
-                order: Vec::new(),
-                weights: Vec::new(),
+                ..Policy::default()
             },
             ..Policies::default()
         };
         for sp in &config.services {
             let sp = &sp.value;
+            let ids = |order: &[String]| order.iter().filter_map(|c| id_of(c)).collect();
+            let weights = match &sp.weights {
+                Weights::ReadyEndpoints => (0..clusters.len() as ClusterId)
+                    .map(|c| (c, Weight::ReadyEndpoints))
+                    .collect(),
+                w => w
+                    .fixed()
+                    .filter_map(|(c, w)| Some((id_of(c)?, Weight::Fixed(*w))))
+                    .collect(),
+            };
             let policy = Policy {
                 kind: sp.policy.unwrap_or(config.policy),
                 count: sp.count.unwrap_or(config.count) as usize,
-                order: sp.order.iter().filter_map(|c| id_of(c)).collect(),
-                weights: sp
-                    .weights
-                    .iter()
-                    .filter_map(|(c, w)| Some((id_of(c)?, *w)))
-                    .collect(),
+                order: ids(&sp.order),
+                // Validated: every key parses.
+                orders: by_specificity(
+                    sp.orders
+                        .iter()
+                        .filter_map(|(k, o)| Some((k.parse().ok()?, ids(o))))
+                        .collect(),
+                ),
+                weights,
+                spill_below: sp.spill_below,
             };
             match (&sp.namespace, &sp.name, &sp.host) {
                 (Some(ns), Some(n), _) => {
@@ -201,6 +214,8 @@ impl Snapshot {
             on_all_unhealthy: config.health.on_all_unhealthy,
             min_ready: config.health.min_ready,
             min_healthy: config.health.min_healthy_addresses,
+            places: None,
+            scopes: imbl::HashMap::new(),
         };
         let names: BTreeSet<NameKey> = endpoints
             .values()
@@ -226,6 +241,18 @@ impl Snapshot {
         }
         next.rebuild_names(names.iter(), endpoints, health);
         next
+    }
+
+    /// The federated name a store name key stands for, if it has any cluster.
+    pub fn fed_name(&self, key: &NameKey) -> Option<Arc<FedName>> {
+        match key {
+            NameKey::Service(k) => self.services.get(k).cloned(),
+            NameKey::Host(h) => {
+                let mut name = Name::from_ascii(h).ok()?;
+                name.set_fqdn(true);
+                self.hosts.get(&LowerName::new(&name)).cloned()
+            }
+        }
     }
 
     /// Recomputes each name from the endpoints that answer for it in every cluster:
@@ -265,6 +292,13 @@ impl Snapshot {
                     m.ready &= n >= own(|s| s.min_ready).unwrap_or(self.min_ready);
                 }
                 m.min_healthy = own(|s| s.min_healthy_addresses).unwrap_or(self.min_healthy);
+            }
+            for m in &mut members {
+                let own = settings
+                    .iter()
+                    .filter(|(c, _)| *c == m.cluster)
+                    .find_map(|(_, s)| s.bias);
+                m.bias = own.unwrap_or(self.clusters[usize::from(m.cluster)].bias);
             }
             let fed = (!members.is_empty()).then(|| {
                 members.sort_by_key(|m| m.cluster);
@@ -358,11 +392,35 @@ fn from_settings(
         order: first(&|s| !s.order.is_empty())
             .map(|s| s.order.iter().filter_map(|c| id_of(c)).collect())
             .unwrap_or_default(),
+        orders: first(&|s| !s.orders.is_empty())
+            .map(|s| {
+                by_specificity(
+                    s.orders
+                        .iter()
+                        .map(|(k, o)| (*k, o.iter().filter_map(|c| id_of(c)).collect()))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default(),
         weights: settings
             .iter()
-            .filter_map(|(c, s)| Some((*c, s.weight?)))
+            .filter_map(|(c, s)| {
+                let w = if s.weight_ready {
+                    Weight::ReadyEndpoints
+                } else {
+                    Weight::Fixed(s.weight?)
+                };
+                Some((*c, w))
+            })
             .collect(),
+        spill_below: first(&|s| s.spill_below.is_some()).and_then(|s| s.spill_below),
     }
+}
+
+/// Per-geography orders, most specific first (a stable sort: equal ones keep their order).
+fn by_specificity(mut orders: Vec<(GeoKey, Vec<ClusterId>)>) -> Vec<(GeoKey, Vec<ClusterId>)> {
+    orders.sort_by_key(|(k, _)| std::cmp::Reverse(k.specificity()));
+    orders
 }
 
 /// Whether a cluster's Kubernetes records have synced (true for clusters not watched).
@@ -442,8 +500,9 @@ fn member(cluster: ClusterId, name: &str, ep: &Endpoint, verdicts: &dyn Verdicts
         drained: action == Some(Action::Drain),
         forced,
         ready_endpoints: ep.ready_endpoints,
-        // The configured minimum is set once the cluster's objects are merged.
+        // The configured minimum and the bias are set once the cluster's objects are merged.
         min_healthy: 1,
+        bias: 0,
     };
     for a in &ep.addresses {
         match a.to_canonical() {

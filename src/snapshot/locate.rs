@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::geo::{GeoDb, GeoHit, LatLon, Precision};
+use crate::geo::{GeoDb, GeoHit, LatLon, Place, Precision};
 
 /// Index of a cluster in `Snapshot::clusters`.
 pub type ClusterId = u16;
@@ -36,6 +36,10 @@ pub struct Located {
     /// The network whose prefix decided the location (the ECS scope of a geo answer).
     pub network: IpNet,
     pub source: LocationSource,
+    /// The GeoIP record's country and continent codes (none for an override), for the
+    /// per-geography failover orders.
+    pub country: Option<[u8; 2]>,
+    pub continent: Option<[u8; 2]>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +67,23 @@ pub enum LocationKey {
     Override(u32),
     GeoIp(u32),
     Unknown,
+    /// One network (its address bits and prefix length, IPv4 as IPv4-mapped IPv6): for
+    /// answers that depend on the client's network and not only on its place (capacity
+    /// spillover).
+    Network(u128, u8),
+}
+
+impl LocationKey {
+    /// The key of the network of `prefix` bits that contains `ip`.
+    pub fn network(ip: IpAddr, prefix: u8) -> LocationKey {
+        let net = IpNet::new(ip.to_canonical(), prefix).map_or(IpNet::from(ip), |n| n.trunc());
+        match net.network() {
+            IpAddr::V4(a) => {
+                LocationKey::Network(u128::from(a.to_ipv6_mapped()), 96 + net.prefix_len())
+            }
+            IpAddr::V6(a) => LocationKey::Network(u128::from(a), net.prefix_len()),
+        }
+    }
 }
 
 /// Source overrides and the GeoIP database together.
@@ -108,42 +129,51 @@ impl Locator {
     pub fn locate(&self, ip: IpAddr) -> Located {
         // An IPv4 client seen on a dual-stack socket arrives as ::ffff:a.b.c.d.
         let ip = ip.to_canonical();
-        for o in &self.overrides {
-            if o.net.contains(&ip) {
-                let (location, pinned) = match &o.target {
-                    OverrideTarget::Cluster(id, l) => (Some(*l), Some(*id)),
-                    OverrideTarget::Location(l, _) => (Some(*l), None),
-                };
-                return Located {
-                    location,
-                    pinned,
-                    network: o.net,
-                    source: LocationSource::Override(o.net),
-                };
-            }
+        if let Some(o) = self.overrides.iter().find(|o| o.net.contains(&ip)) {
+            return Located::by_override(o);
         }
         if let Some(db) = &self.geoip {
-            let GeoHit { location, network } = db.lookup(ip);
-            return match location {
-                Some((l, precision)) => Located {
-                    location: Some(l),
-                    pinned: None,
-                    network,
-                    source: LocationSource::GeoIp(precision),
-                },
-                None => Located {
-                    location: None,
-                    pinned: None,
-                    network,
-                    source: LocationSource::Unknown,
-                },
-            };
+            let GeoHit { place, network } = db.lookup(ip);
+            return Located::at_place(place, network);
         }
+        Located::at_place(Place::default(), IpNet::from(ip))
+    }
+
+    pub fn overrides(&self) -> &[Override] {
+        &self.overrides
+    }
+}
+
+impl Located {
+    /// A client placed by a GeoIP record (or by nothing: an empty place).
+    pub fn at_place(place: Place, network: IpNet) -> Located {
+        let (location, source) = match place.location {
+            Some((l, precision)) => (Some(l), LocationSource::GeoIp(precision)),
+            None => (None, LocationSource::Unknown),
+        };
         Located {
-            location: None,
+            location,
             pinned: None,
-            network: IpNet::from(ip),
-            source: LocationSource::Unknown,
+            network,
+            source,
+            country: place.country,
+            continent: place.continent,
+        }
+    }
+
+    /// A client placed by a `networks` override.
+    pub fn by_override(o: &Override) -> Located {
+        let (location, pinned) = match &o.target {
+            OverrideTarget::Cluster(id, l) => (Some(*l), Some(*id)),
+            OverrideTarget::Location(l, _) => (Some(*l), None),
+        };
+        Located {
+            location,
+            pinned,
+            network: o.net,
+            source: LocationSource::Override(o.net),
+            country: None,
+            continent: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! - `types`: what a snapshot holds;
 //! - `build`: building one in full, or updating the names an object change touched;
-//! - `locate`: the locator (overrides, then GeoIP).
+//! - `locate`: the locator (overrides, then GeoIP);
+//! - `scope`: the maps of the widest address blocks with one answer (the ECS scope).
 
 use std::sync::Arc;
 
@@ -12,13 +13,16 @@ use arc_swap::ArcSwap;
 
 mod build;
 mod locate;
+pub mod scope;
 mod types;
 
 pub use build::Verdicts;
 pub use locate::{
     ClusterId, Located, LocationKey, LocationSource, Locator, Override, OverrideTarget,
 };
-pub use types::{BuildError, Cluster, FedName, Member, Policies, Policy, Snapshot};
+pub use types::{
+    BuildError, Cluster, DecisionKey, FedName, Member, Policies, Policy, Snapshot, Weight,
+};
 
 /// The published snapshot. Readers `load_full` it once per query; writers build a new one
 /// off the query path and swap it in.

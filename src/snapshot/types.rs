@@ -2,13 +2,14 @@
 //! zone's static records, and the locator.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, Record};
 
-use super::locate::{ClusterId, Locator};
-use crate::config::{AllUnhealthy, PolicyKind};
+use super::locate::{ClusterId, Located, Locator};
+use super::scope::{PlaceMap, ScopeMap};
+use crate::config::{AllUnhealthy, GeoKey, PolicyKind};
 use crate::geo::{self, LatLon};
 use crate::health::Health;
 
@@ -58,6 +59,9 @@ pub struct Member {
     pub ready_endpoints: Option<u32>,
     /// Healthy addresses it needs (`health.min_healthy_addresses`, at most its count).
     pub min_healthy: u32,
+    /// The bias its distance ranks by for this name: the Service's own
+    /// (`fedns.io/bias`), else its cluster's.
+    pub bias: i8,
 }
 
 impl Member {
@@ -91,15 +95,63 @@ impl Member {
 }
 
 /// How one federated name picks clusters.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Policy {
     pub kind: PolicyKind,
     /// Clusters in a `nearest` answer.
     pub count: usize,
-    /// `failover` order.
+    /// `failover` order, for clients that no entry of `orders` matches.
     pub order: Vec<ClusterId>,
+    /// `failover` orders per geography, most specific first (`GeoKey::specificity`).
+    pub orders: Vec<(GeoKey, Vec<ClusterId>)>,
     /// `weighted` weights, by cluster id; missing clusters weigh 0.
-    pub weights: Vec<(ClusterId, u32)>,
+    pub weights: Vec<(ClusterId, Weight)>,
+    /// `nearest`: a cluster with fewer ready endpoints than this keeps only that share of
+    /// its clients (capacity spillover).
+    pub spill_below: Option<u32>,
+}
+
+/// What one geo decision's answer depends on, besides where the client is: the eligible
+/// clusters, the policy, and which of them are below their spillover threshold. Equal
+/// keys share one scope map.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DecisionKey {
+    pub eligible: Vec<ClusterId>,
+    pub policy: Policy,
+    pub below: Vec<ClusterId>,
+}
+
+/// One cluster's weight under `weighted`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Weight {
+    Fixed(u32),
+    /// Its ready endpoints (0 where Kubernetes does not count them).
+    ReadyEndpoints,
+}
+
+impl Policy {
+    /// The failover order for a client: the most specific entry of `orders` that matches
+    /// where it is (`address` is the locating address), else `order`.
+    pub fn order_for(
+        &self,
+        located: Option<&Located>,
+        address: IpAddr,
+    ) -> (&[ClusterId], Option<&GeoKey>) {
+        if let Some(l) = located {
+            let address = address.to_canonical();
+            for (key, order) in &self.orders {
+                let matches = match key {
+                    GeoKey::Network(n) => n.contains(&address),
+                    GeoKey::Country(c) => l.country == Some(*c),
+                    GeoKey::Continent(c) => l.continent == Some(*c),
+                };
+                if matches {
+                    return (order, Some(key));
+                }
+            }
+        }
+        (&self.order, None)
+    }
 }
 
 /// The config's policies: the default, and per service or host.
@@ -163,6 +215,12 @@ pub struct Snapshot {
     /// `health.min_ready` and `health.min_healthy_addresses`.
     pub min_ready: u32,
     pub min_healthy: u32,
+    /// Where clients are, in blocks (`scope::PlaceMap`), once `answer::scope` has built
+    /// it; shared by every snapshot of one config and GeoIP database.
+    pub places: Option<Arc<PlaceMap>>,
+    /// The widest blocks with one answer, per decision (`scope::ScopeMap`). A decision
+    /// with none here answers with the locating network's prefix as its ECS scope.
+    pub scopes: imbl::HashMap<DecisionKey, Arc<ScopeMap>>,
 }
 
 impl Snapshot {
@@ -232,9 +290,9 @@ impl Snapshot {
         geo::distance_km(from, self.clusters[cluster as usize].location)
     }
 
-    /// The distance that ranks: `distance_km` scaled by the cluster's bias.
-    pub fn biased_km(&self, from: LatLon, cluster: ClusterId) -> f64 {
-        let bias = self.clusters[cluster as usize].bias;
+    /// The distance that ranks: `distance_km` scaled by a bias (the cluster's, or a
+    /// Service's own).
+    pub fn biased_km(&self, from: LatLon, cluster: ClusterId, bias: i8) -> f64 {
         let d = self.distance_km(from, cluster);
         if bias == 0 {
             d

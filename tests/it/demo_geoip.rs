@@ -33,6 +33,7 @@ fn demo_networks_resolve_as_documented() {
         let hit = db.lookup(ip);
         assert_eq!(hit.network, net, "{}", n.net);
         let (loc, precision) = hit
+            .place
             .location
             .unwrap_or_else(|| panic!("{} not located", n.net));
         match n.coords {
@@ -50,7 +51,7 @@ fn demo_networks_resolve_as_documented() {
     }
     // Outside every demo network: no location, and the network that says so.
     let miss = db.lookup("8.8.8.8".parse().unwrap());
-    assert!(miss.location.is_none());
+    assert!(miss.place.location.is_none());
     assert!(
         miss.network
             .contains(&"8.8.8.8".parse::<std::net::IpAddr>().unwrap())

@@ -21,3 +21,4 @@ mod replies;
 mod rfc;
 mod server;
 mod snapshot;
+mod steering;

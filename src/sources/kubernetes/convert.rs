@@ -11,11 +11,13 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use tracing::{debug, warn};
 
-use crate::config::{PolicyKind, ProbeKind, in_zone};
+use crate::config::{GeoKey, PolicyKind, ProbeKind, in_zone};
 use crate::store::Settings;
 
 /// Annotations that tune a Service or Ingress: `fedns.io/policy`, `fedns.io/count`,
-/// `fedns.io/failover-order`, `fedns.io/weight`, `fedns.io/hosts`, `fedns.io/exclude`,
+/// `fedns.io/failover-order` (with orders per geography: `us-east, eu-west;
+/// continent:EU=eu-west, us-east`), `fedns.io/weight` (a number or `ready-endpoints`),
+/// `fedns.io/bias`, `fedns.io/spill-below`, `fedns.io/hosts`, `fedns.io/exclude`,
 /// `fedns.io/probe` (tcp, http, https, none), `fedns.io/probe-path`, `fedns.io/probe-port`,
 /// `fedns.io/probe-status`, `fedns.io/min-ready`, `fedns.io/min-healthy-addresses`.
 pub const ANNOTATION_PREFIX: &str = "fedns.io/";
@@ -218,17 +220,37 @@ pub(super) fn annotations(
                 Ok(n) if n > 0 => settings.count = Some(n),
                 _ => bad("expected a whole number above 0"),
             },
+            "weight" if v == "ready-endpoints" => settings.weight_ready = true,
             "weight" => match v.parse::<u32>() {
                 Ok(n) => settings.weight = Some(n),
-                _ => bad("expected a whole number"),
+                _ => bad("expected a whole number or ready-endpoints"),
             },
             "failover-order" => {
-                settings.order = v
-                    .split(',')
-                    .map(|c| c.trim().to_owned())
-                    .filter(|c| !c.is_empty())
-                    .collect();
+                // `us-east, eu-west; continent:EU=eu-west, us-east; country:DE=...`
+                let list = |l: &str| -> Vec<String> {
+                    l.split(',')
+                        .map(|c| c.trim().to_owned())
+                        .filter(|c| !c.is_empty())
+                        .collect()
+                };
+                for part in v.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                    match part.split_once('=') {
+                        None => settings.order = list(part),
+                        Some((key, order)) => match key.trim().parse::<GeoKey>() {
+                            Ok(k) => settings.orders.push((k, list(order))),
+                            Err(e) => bad(&e),
+                        },
+                    }
+                }
             }
+            "bias" => match v.parse::<i8>() {
+                Ok(b) if (-99..=99).contains(&b) => settings.bias = Some(b),
+                _ => bad("expected a whole number from -99 to 99"),
+            },
+            "spill-below" => match v.parse::<u32>() {
+                Ok(n) if n > 0 => settings.spill_below = Some(n),
+                _ => bad("expected a whole number above 0"),
+            },
             "hosts" => {
                 for h in v
                     .split(',')
@@ -302,5 +324,39 @@ mod tests {
         assert_eq!(s.order, ["us-east", "eu-west"]);
         assert_eq!(hosts, ["www.fed.example.com"]);
         assert!(!exclude);
+    }
+
+    #[test]
+    fn steering_annotations() {
+        let ctx = ConvertCtx {
+            cluster: "c".into(),
+            zone: "fed.example.com".into(),
+        };
+        let a: BTreeMap<String, String> = [
+            (
+                "fedns.io/failover-order",
+                "us-east, eu-west; continent:EU = eu-west, eu-central, us-east; country:XX=eu-west; 10.8.0.0/14=eu-central",
+            ),
+            ("fedns.io/bias", "-30"),
+            ("fedns.io/spill-below", "10"),
+            ("fedns.io/weight", "ready-endpoints"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let (s, _, _) = annotations(&a, "service default/a", &ctx);
+        assert_eq!(s.order, ["us-east", "eu-west"]);
+        // The unknown country is dropped (and logged); the rest stands.
+        let keys: Vec<String> = s.orders.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(keys, ["continent:EU", "10.8.0.0/14"]);
+        assert_eq!(s.orders[0].1, ["eu-west", "eu-central", "us-east"]);
+        assert_eq!(s.bias, Some(-30));
+        assert_eq!(s.spill_below, Some(10));
+        assert!(s.weight_ready);
+        for (k, v) in [("fedns.io/bias", "100"), ("fedns.io/spill-below", "0")] {
+            let a = BTreeMap::from([(k.to_owned(), v.to_owned())]);
+            let (s, _, _) = annotations(&a, "service default/a", &ctx);
+            assert_eq!((s.bias, s.spill_below), (None, None), "{k}: {v}");
+        }
     }
 }

@@ -204,6 +204,28 @@ fn cases() -> Vec<Case> {
             Some("10.1.0.0/16"),
             &["app.default.myfed.svc.fed.example.com. 30 IN A 192.0.2.40"],
         ),
+        // The widest block with the answer: nothing in 0.0.0.0/2 is placed, so all of it
+        // gets the fallback. 96.0.0.0/4 is the widest such block around 100.64.0.0 (the
+        // override 127.0.0.0/8 is in 64.0.0.0/2); the same location key (unplaced), so
+        // the second is a cache hit that must find its own scope.
+        scoped(
+            case(
+                "app.default.myfed.svc.fed.example.com",
+                A,
+                Some("8.8.8.0/24"),
+                &["app.default.myfed.svc.fed.example.com. 30 IN A 192.0.2.40"],
+            ),
+            2,
+        ),
+        scoped(
+            case(
+                "app.default.myfed.svc.fed.example.com",
+                A,
+                Some("100.64.0.0/24"),
+                &["app.default.myfed.svc.fed.example.com. 30 IN A 192.0.2.40"],
+            ),
+            4,
+        ),
         // No ECS: the source address 127.0.0.1 is overridden to Frankfurt.
         case(
             "app.default.myfed.svc.fed.example.com",

@@ -499,3 +499,107 @@ async fn a_cluster_below_its_minimums_gives_way() {
     until(&client, &["127.0.0.12"]).await;
     server.stop().await;
 }
+
+/// Each steering annotation, end to end: the imitation API servers publish annotated
+/// Services and their EndpointSlices, and answers over UDP follow them. A per-geography
+/// order sends North America to eu-west and the rest to us-east; a Service's own bias
+/// draws New York across the Atlantic; a cluster short of ready endpoints spills the
+/// networks the documented hash picks (each answer's scope is its own network); weights
+/// from ready endpoints share in proportion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steering_annotations_end_to_end() {
+    let port = free_port().await;
+    let _lbs = lbs(port, 200).await;
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    let order = "us-east, eu-west; continent:NA=eu-west, us-east".to_owned();
+    let both = |name: &str, us_ann: &[(&str, String)], eu_ann: &[(&str, String)]| {
+        annotated_service(&us, name, "127.0.0.11", port, us_ann);
+        annotated_service(&eu, name, "127.0.0.12", port, eu_ann);
+    };
+    let failover = [("policy", "failover".to_owned()), ("failover-order", order)];
+    both("fo", &failover, &[]);
+    both("bi", &[], &[("bias", "99".to_owned())]);
+    both("sp", &[("spill-below", "10".to_owned())], &[]);
+    let weighted = [
+        ("policy", "weighted".to_owned()),
+        ("weight", "ready-endpoints".to_owned()),
+    ];
+    both("wt", &weighted, &weighted);
+    // Ready endpoints: us-east's sp has 4 (of the 10 it needs to keep all its clients);
+    // wt has 1 in us-east and 3 in eu-west.
+    let slice = |name: &str, n: usize| {
+        endpoint_slice("default", name, &format!("{name}-abc"), &vec![true; n])
+    };
+    us.apply(Resource::EndpointSlices, slice("sp", 4));
+    us.apply(Resource::EndpointSlices, slice("wt", 1));
+    eu.apply(Resource::EndpointSlices, slice("wt", 3));
+    let server = kube_federation_with(&[&us, &eu], "").await;
+    let client = server.client();
+    let name = |svc: &str| format!("{svc}.default.myfed.svc.fed.example.com");
+    let ask = |svc: &str, ecs: &'static str| {
+        let (client, name) = (&client, name(svc));
+        async move { answer_data(&client.ask(&name, RecordType::A, Some(ecs)).await) }
+    };
+    const LONDON: &str = "198.18.1.0/24";
+    const US_V6: &str = "2001:db8:1::/48";
+
+    // The order for North America: New York to eu-west; London keeps the default.
+    until_for(&client, &name("fo"), &["127.0.0.12"]).await;
+    until_eq(
+        PATIENCE,
+        "fo from London",
+        || ask("fo", LONDON),
+        &["127.0.0.11"],
+    )
+    .await;
+    // eu-west's own bias of 99 for bi: its distances count 1 %.
+    until_for(&client, &name("bi"), &["127.0.0.12"]).await;
+    // Spillover: us-east keeps 40 % of its clients, by the hash of the network that
+    // placed them: New York's 198.18.0.0/24 (0.42: sent on) and 2001:db8:1::/48 in the
+    // United States (0.15: kept).
+    let share = |net: &str| fedns::answer::network_share(net.parse().unwrap());
+    let expect = |net: &str| {
+        if share(net) >= 0.4 {
+            "127.0.0.12"
+        } else {
+            "127.0.0.11"
+        }
+    };
+    let want_ny = expect("198.18.0.0/24");
+    let want_v6 = expect(US_V6);
+    assert_ne!(want_ny, want_v6, "one network of each side");
+    until_eq(
+        PATIENCE,
+        "sp from New York",
+        || ask("sp", NEW_YORK),
+        &[want_ny],
+    )
+    .await;
+    until_eq(
+        PATIENCE,
+        "sp from the US over IPv6",
+        || ask("sp", US_V6),
+        &[want_v6],
+    )
+    .await;
+    // Asked again (a cache hit), the same, with each network's own prefix as scope.
+    for (ecs, want, scope) in [(NEW_YORK, want_ny, 24), (US_V6, want_v6, 48)] {
+        let m = client.ask(&name("sp"), RecordType::A, Some(ecs)).await;
+        assert_eq!(answer_data(&m), [want], "{ecs}");
+        assert_eq!(
+            fedns_testkit::dns::ecs_of(&m).map(|e| e.1),
+            Some(scope),
+            "{ecs}"
+        );
+    }
+    // Weights from ready endpoints: about 1 in 4 to us-east.
+    let mut to_us = 0;
+    for _ in 0..400 {
+        let a = ask("wt", NEW_YORK).await;
+        assert!(a == ["127.0.0.11"] || a == ["127.0.0.12"], "{a:?}");
+        to_us += usize::from(a == ["127.0.0.11"]);
+    }
+    assert!((50..150).contains(&to_us), "{to_us} of 400 to us-east");
+    server.stop().await;
+}

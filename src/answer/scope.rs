@@ -301,7 +301,7 @@ impl PlaceBuilder<'_> {
                     next = end + 1;
                 }
             };
-        match geoip {
+        match geoip.filter(|db| !v6 || db.has_ipv6()) {
             Some(db) => {
                 let walked = db.for_each_network(v6, |net, offset, place| {
                     visit(self, &mut m, net, offset, place);
@@ -310,6 +310,7 @@ impl PlaceBuilder<'_> {
                     tracing::warn!("cannot walk the GeoIP database for ECS scopes: {e}");
                 }
             }
+            // No database for this family: nobody is placed but by overrides.
             None => {
                 let root = if v6 {
                     IpNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)

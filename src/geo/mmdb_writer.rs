@@ -60,7 +60,8 @@ struct Trie {
 
 impl Writer {
     /// `database_type` goes in the metadata (e.g. "GeoLite2-City",
-    /// "fedns-demo"); languages are `["en"]`; description is `{"en": description}`.
+    /// "fedns-demo"); languages are `["en"]`; description is `{"en": description}` (`{}` when
+    /// empty).
     pub fn new(database_type: &str, description: &str) -> Self {
         Writer {
             database_type: database_type.to_owned(),
@@ -160,9 +161,14 @@ impl Writer {
                 "database_type".into(),
                 Value::String(self.database_type.clone()),
             ),
+            // An empty description is an empty map, as ip-location-db's builds have it.
             (
                 "description".into(),
-                Value::Map(vec![("en".into(), Value::String(self.description.clone()))]),
+                Value::Map(if self.description.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![("en".into(), Value::String(self.description.clone()))]
+                }),
             ),
             ("ip_version".into(), Value::U16(6)),
             (

@@ -251,16 +251,51 @@ impl GeoDb {
             message: e.to_string(),
         };
         let reader = maxminddb::Reader::from_source(bytes).map_err(invalid)?;
-        // A truncated or corrupt file must fail here, at load, and not on a query.
-        reader.verify().map_err(invalid)?;
-        Ok(GeoDb {
+        let db = GeoDb {
             reader,
             path: path.to_owned(),
-        })
+        };
+        // A truncated or corrupt file must fail here, at load, and not on a query. The
+        // crate's `verify` also insists on a non-empty `description`, which real
+        // databases lack (ip-location-db's DB-IP and GeoLite2 builds): those are checked
+        // by walking every network and decoding every record as a lookup would.
+        if db.reader.metadata().description.is_empty() {
+            db.check_by_walking().map_err(|message| GeoError::Invalid {
+                path: path.to_owned(),
+                message,
+            })?;
+        } else {
+            db.reader.verify().map_err(invalid)?;
+        }
+        Ok(db)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Walks every network of both families and decodes each record once: the search
+    /// tree's pointers and every record a lookup can reach must be sound.
+    fn check_by_walking(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut bad = None;
+        for v6 in [false, true] {
+            self.for_each_network(v6, |net, offset, _| {
+                if bad.is_some() {
+                    return;
+                }
+                if let Some(o) = offset
+                    && seen.insert(o)
+                    && let Err(e) = self
+                        .reader
+                        .lookup(net.addr())
+                        .and_then(|r| r.decode::<Record>())
+                {
+                    bad = Some(format!("record of {net} cannot be read: {e}"));
+                }
+            })?;
+        }
+        bad.map_or(Ok(()), Err)
     }
 
     /// The database's build time (seconds since the epoch), as its metadata says.
@@ -272,6 +307,11 @@ impl GeoDb {
     pub fn identity(&self) -> String {
         let m = self.reader.metadata();
         format!("{} {} {}", m.database_type, m.build_epoch, m.node_count)
+    }
+
+    /// Whether it holds IPv6 networks (an IPv4-only database places no IPv6 client).
+    pub fn has_ipv6(&self) -> bool {
+        self.reader.metadata().ip_version == 6
     }
 
     pub fn database_type(&self) -> &str {
@@ -421,6 +461,40 @@ mod tests {
                 "{net}: {at}"
             );
         }
+    }
+
+    /// A database without a description (as ip-location-db ships DB-IP and GeoLite2)
+    /// loads; the same file with a record overwritten by garbage does not.
+    #[test]
+    fn a_database_without_description_is_checked_by_walking_it() {
+        let mut w = Writer::new("test", "");
+        for i in 0..64u32 {
+            let net = IpNet::new(IpAddr::V4((0xC612_0000 + (i << 8)).into()), 24).unwrap();
+            w.insert(
+                net,
+                Value::Map(vec![
+                    ("country_code".into(), Value::String("JP".into())),
+                    ("city".into(), Value::String(format!("city {i}"))),
+                ]),
+            );
+        }
+        let bytes = w.to_bytes();
+        let db = GeoDb::from_bytes(bytes.clone(), Path::new("plain.mmdb")).unwrap();
+        let hit = db.lookup("198.18.5.1".parse().unwrap());
+        assert_eq!(hit.place.country, Some(*b"JP"));
+        // Overwrite the first record's text with bytes that are no valid MMDB value.
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"city 0")
+            .expect("the record's text is in the file");
+        let mut broken = bytes;
+        broken[at - 1..at + 6].fill(0xFF);
+        let e = GeoDb::from_bytes(broken, Path::new("broken.mmdb"))
+            .expect_err("a broken record is refused at load");
+        assert!(
+            e.to_string().contains("broken.mmdb: not a valid MMDB file"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -120,10 +120,11 @@ impl<A: Bits> Merger<A> {
                 prefix += 1;
             }
             self.push(A::from_u128(at), prefix, class);
-            match at.checked_add(span::<A>(prefix) + 1) {
-                Some(next) if next <= to => at = next,
-                _ => return,
+            let end = at + span::<A>(prefix);
+            if end >= to {
+                return;
             }
+            at = end + 1;
         }
     }
 
@@ -286,6 +287,17 @@ mod tests {
         m.push_range(0, (1 << 31) - 1, OPAQUE);
         m.push_range(1 << 31, u128::from(u32::MAX), OPAQUE);
         assert_eq!(m.finish().len(), 2);
+    }
+
+    #[test]
+    fn the_whole_space_is_one_block() {
+        let mut m = Merger::<u128>::default();
+        m.push_range(0, u128::MAX, OPAQUE);
+        let c = m.finish();
+        assert_eq!((c.len(), c.prefixes[0]), (1, 0));
+        let mut m = Merger::<u32>::default();
+        m.push_range(0, u128::from(u32::MAX), 3);
+        assert_eq!(m.finish().prefixes, [0]);
     }
 
     #[test]

@@ -132,6 +132,9 @@ pub struct Decision {
     pub geo_order: Option<GeoKey>,
     /// Capacity spillover, when it was weighed, and this client's network's share.
     pub spill: Option<(Spill, f64)>,
+    /// The widest block around the client with this answer, and whether a scope map
+    /// told it (else it is the network that placed the client).
+    pub widest: Option<(IpNet, bool)>,
 }
 
 /// Which clusters of a federated name a name asks for.
@@ -439,6 +442,7 @@ impl Resolution<'_> {
             self.ans.located_by = located.as_ref().map(|l| l.source.clone());
         }
         self.ans.fail_open |= fail_open;
+        let mut widest_block = None;
         if pick.by_location
             && let Some(l) = &located
         {
@@ -451,6 +455,16 @@ impl Resolution<'_> {
                 self.client.locating_address(),
                 l.network.prefix_len(),
             );
+            if self.trace {
+                widest_block = IpNet::new(self.client.locating_address().to_canonical(), widest)
+                    .ok()
+                    .map(|n| {
+                        (
+                            n.trunc(),
+                            map.as_deref().and_then(|m| m.prefix(n.addr())).is_some(),
+                        )
+                    });
+            }
             self.ans.client_dependent = true;
             let scope = ecs_scope(widest, self.client);
             self.ans.widened |= scope < ecs_scope(l.network.prefix_len(), self.client);
@@ -476,6 +490,7 @@ impl Resolution<'_> {
             fail_open,
         );
         d.geo_order = pick.geo_order;
+        d.widest = widest_block;
         d.spill = pick
             .spill
             .zip(d.located.as_ref().map(|l| network_share(l.network)));
@@ -603,6 +618,7 @@ fn trace(
         fail_open,
         geo_order: None,
         spill: None,
+        widest: None,
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ipnet::IpNet;
 
@@ -18,6 +19,10 @@ use crate::config::GeoKey;
 use crate::geo::Place;
 use crate::snapshot::scope::{Bits, Merger, OPAQUE, PlaceClass, PlaceMap, ScopeMap};
 use crate::snapshot::{ClusterId, DecisionKey, FedName, Located, Member, Policy, Snapshot};
+
+/// The memory the scope maps of one snapshot may take. A decision's map over a real City
+/// database takes 2 to 7 MiB (benches/README.md), over the demo's some KiB.
+const SCOPE_BUDGET: usize = 256 << 20;
 
 /// What a place map is built from, as text: equal text, equal map.
 fn inputs(snap: &Snapshot, cuts: &[IpNet]) -> String {
@@ -110,6 +115,7 @@ pub fn prepare(
     let old_scopes = old
         .filter(|o| o.places.as_ref().is_some_and(|p| Arc::ptr_eq(p, &places)))
         .map(|o| &o.scopes);
+    let mut bytes: usize = snap.scopes.values().map(|m| m.bytes()).sum();
     for fed in names {
         for members in levels(snap, fed) {
             let Some(key) = key_for(snap, fed, &members) else {
@@ -122,6 +128,19 @@ pub fn prepare(
                 Some(m) => m.clone(),
                 None => Arc::new(scope_map(&places, &key)),
             };
+            // Past the budget a decision keeps the locating network's prefix as its
+            // scope: narrower, still correct.
+            if bytes + map.bytes() > SCOPE_BUDGET {
+                if !places.over_budget.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        maps = snap.scopes.len(),
+                        "ECS scope maps reached their memory budget ({} MiB): further decisions answer with the locating network's scope until the next full rebuild",
+                        SCOPE_BUDGET >> 20
+                    );
+                }
+                continue;
+            }
+            bytes += map.bytes();
             snap.scopes.insert(key, map);
         }
     }
@@ -252,6 +271,7 @@ fn place_map(snap: &Snapshot, cuts: &[IpNet], inputs: String) -> PlaceMap {
         v6,
         classes: b.classes,
         inputs,
+        over_budget: Default::default(),
     }
 }
 

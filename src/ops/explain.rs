@@ -63,6 +63,14 @@ pub fn explain(
                 }
             }
         }
+        if let Some((block, mapped)) = &d.widest {
+            let how = if *mapped {
+                "the widest block with this answer"
+            } else {
+                "the network that placed the client; no wider block is known to share this answer"
+            };
+            let _ = writeln!(out, "scope:    {block}: {how}");
+        }
         if let Some(key) = &d.geo_order {
             let _ = writeln!(out, "order:    the failover order for {key}");
         }

@@ -192,6 +192,8 @@ pub struct PlaceMap {
     /// database's identity, the clusters' places and biases, the overrides, the fallback
     /// order and the networks of per-geography orders.
     pub inputs: String,
+    /// The scope maps of a snapshot of this map reached their memory budget (said once).
+    pub over_budget: std::sync::atomic::AtomicBool,
 }
 
 impl PlaceMap {

@@ -23,7 +23,7 @@ use hickory_proto::op::ResponseCode;
 use crate::answer::Steered;
 use crate::dns::wire::Template;
 use crate::snapshot::scope::ScopeMap;
-use crate::snapshot::{ClusterId, LocationKey, LocationSource, Locator, Snapshot};
+use crate::snapshot::{ClusterId, LocationKey, LocationSource, Locator, NetworkKey, Snapshot};
 
 /// How many reply templates (and questions never cached) one cache holds before it starts
 /// over. At a few hundred bytes each, a few MiB per worker at most.
@@ -73,9 +73,33 @@ enum Entry {
     /// The same reply for every client.
     ForAll(Cached),
     /// A reply per client location.
-    ByLocation(HashMap<LocationKey, Cached, RandomState>),
+    ByLocation(ByPlace),
     /// Computed afresh every time (a drawn or rotated answer).
     Uncacheable,
+}
+
+/// The replies of a question by client place, and, for places whose answer depends on
+/// the client's own network (marked `per_network` under the place), by network.
+#[derive(Debug, Default)]
+pub struct ByPlace {
+    places: HashMap<LocationKey, Cached, RandomState>,
+    networks: HashMap<NetworkKey, Cached, RandomState>,
+}
+
+impl ByPlace {
+    /// The reply for a client of place `place` in network `network` (made only when the
+    /// place's answer depends on the network).
+    #[inline]
+    pub fn get(
+        &self,
+        place: &LocationKey,
+        network: impl FnOnce() -> NetworkKey,
+    ) -> Option<&Cached> {
+        match self.places.get(place) {
+            Some(c) if c.per_network => self.networks.get(&network()),
+            c => c,
+        }
+    }
 }
 
 /// How the cache may keep an answer once made: the same variants as `Entry`, without the
@@ -87,7 +111,7 @@ pub enum Keep {
     /// Depends on the client's location (the key of this client).
     ByLocation(LocationKey),
     /// Depends on the client's network (the keys of its place and of its network).
-    ByNetwork(LocationKey, LocationKey),
+    ByNetwork(LocationKey, NetworkKey),
     /// Drawn or rotated: made afresh every time.
     Uncacheable,
 }
@@ -96,7 +120,7 @@ pub enum Keep {
 pub enum Lookup<'c> {
     Hit(&'c Cached),
     /// The replies of a question whose answer depends on the client's location.
-    ByLocation(&'c HashMap<LocationKey, Cached, RandomState>),
+    ByLocation(&'c ByPlace),
     Miss,
     Uncacheable,
 }
@@ -113,12 +137,25 @@ pub struct AnswerCache {
 
 /// Recent locating addresses and what `Locator::key` said of them, by a hash of the
 /// address: repeated clients (a resolver's ECS subnet) skip the GeoIP tree walk. A slot
-/// holds one address, so the memo never grows. Emptied with the cache (a new snapshot may
-/// have a new locator).
+/// holds one address, so the memo never grows; it also remembers the widest block the
+/// last scope map asked about gave it. Emptied with the cache (a new snapshot may have a
+/// new locator and new scope maps).
 #[derive(Debug, Default)]
 pub struct LocationMemo {
-    slots: Vec<Option<(IpAddr, LocationKey, u8)>>,
+    slots: Vec<Option<Slot>>,
     hasher: RandomState,
+    /// The slot `locate` last used.
+    last: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    ip: IpAddr,
+    key: LocationKey,
+    prefix: u8,
+    /// The scope map last asked about for this address (its address: the maps belong to
+    /// the snapshot the memo is emptied with) and the prefix it gave.
+    widest: Option<(usize, u8)>,
 }
 
 impl LocationMemo {
@@ -126,20 +163,51 @@ impl LocationMemo {
         self.slots.clear();
     }
 
+    fn slot(&self, ip: IpAddr) -> usize {
+        self.hasher.hash_one(ip) as usize & (LOCATION_SLOTS - 1)
+    }
+
     /// `locator.key(ip)`, remembered per address.
     pub fn locate(&mut self, locator: &Locator, ip: IpAddr) -> (LocationKey, u8) {
         if self.slots.is_empty() {
             self.slots.resize(LOCATION_SLOTS, None);
         }
-        let slot = self.hasher.hash_one(ip) as usize & (LOCATION_SLOTS - 1);
-        if let Some((seen, key, prefix)) = self.slots[slot]
-            && seen == ip
+        let i = self.slot(ip);
+        self.last = i;
+        if let Some(s) = &self.slots[i]
+            && s.ip == ip
         {
-            return (key, prefix);
+            return (s.key, s.prefix);
         }
         let (key, prefix) = locator.key(ip);
-        self.slots[slot] = Some((ip, key, prefix));
+        self.slots[i] = Some(Slot {
+            ip,
+            key,
+            prefix,
+            widest: None,
+        });
         (key, prefix)
+    }
+
+    /// `c.widest(ip, network)`, remembered per address for the last answer's scope map
+    /// (an answer of one geo decision; a chain is computed each time). Call after
+    /// `locate(ip)`.
+    pub fn widest(&mut self, c: &Cached, ip: IpAddr, network: u8) -> u8 {
+        let [Some(map)] = &*c.scope_maps else {
+            return c.widest(ip, network);
+        };
+        let id = Arc::as_ptr(map) as usize;
+        match self.slots.get_mut(self.last) {
+            Some(Some(s)) if s.ip == ip => match s.widest {
+                Some((seen, prefix)) if seen == id => prefix,
+                _ => {
+                    let prefix = c.widest(ip, network);
+                    s.widest = Some((id, prefix));
+                    prefix
+                }
+            },
+            _ => c.widest(ip, network),
+        }
     }
 }
 
@@ -197,19 +265,20 @@ impl AnswerCache {
                 let entry = self
                     .entries
                     .entry(key.into())
-                    .or_insert_with(|| Entry::ByLocation(HashMap::default()));
+                    .or_insert_with(|| Entry::ByLocation(ByPlace::default()));
                 match entry {
                     Entry::ByLocation(m) => {
                         if let Keep::ByNetwork(_, net) = store {
                             // The mark under the place: look again under the network.
-                            if let std::collections::hash_map::Entry::Vacant(e) = m.entry(l) {
+                            if let std::collections::hash_map::Entry::Vacant(e) = m.places.entry(l)
+                            {
                                 e.insert(cached.clone());
                                 self.templates += 1;
                             }
-                            if m.insert(net, cached).is_none() {
+                            if m.networks.insert(net, cached).is_none() {
                                 self.templates += 1;
                             }
-                        } else if m.insert(l, cached).is_none() {
+                        } else if m.places.insert(l, cached).is_none() {
                             self.templates += 1;
                         }
                     }

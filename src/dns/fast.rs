@@ -18,7 +18,7 @@ use super::wire::{self, Ecs, Template};
 use super::{Handler, MAX_UDP_PAYLOAD, Outcome, Worker};
 use crate::answer::{self, Client, Question};
 use crate::metrics::{LocalStats, Transport};
-use crate::snapshot::{LocationKey, Snapshot};
+use crate::snapshot::{LocationKey, NetworkKey, Snapshot};
 
 impl Handler {
     /// The fast path, for a query `wire` accepted: the cached template, or the answer
@@ -70,17 +70,11 @@ impl Handler {
             Lookup::ByLocation(m) => {
                 let l = w.memo.locate(&snap.locator, locating);
                 location = Some(l);
-                let c = m.get(&l.0);
-                // An answer per network is marked under the place: look again.
-                let c = match c {
-                    Some(c) if c.per_network => m.get(&LocationKey::network(locating, l.1)),
-                    c => c,
-                };
-                c.map(|c| {
+                m.get(&l.0, || NetworkKey::of(locating, l.1)).map(|c| {
                     // The ECS scope: the widest block with this answer, within the
                     // source prefix.
                     let scope = match (c.client_dependent, ecs_net) {
-                        (true, Some(net)) => c.widest(locating, l.1).min(net.prefix_len()),
+                        (true, Some(net)) => w.memo.widest(c, locating, l.1).min(net.prefix_len()),
                         _ => 0,
                     };
                     let widened = ecs_net.is_some_and(|n| scope < l.1.min(n.prefix_len()));
@@ -114,7 +108,7 @@ impl Handler {
                 Keep::ByLocation(_) => {
                     let l = location.unwrap_or_else(|| w.memo.locate(&snap.locator, locating));
                     if cached.per_network {
-                        Keep::ByNetwork(l.0, LocationKey::network(locating, l.1))
+                        Keep::ByNetwork(l.0, NetworkKey::of(locating, l.1))
                     } else {
                         Keep::ByLocation(l.0)
                     }

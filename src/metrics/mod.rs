@@ -124,12 +124,13 @@ impl LocalStats {
 
     /// Counts the steering rules that decided an answer: a per-geography failover order,
     /// a client sent on by spillover, an ECS scope wider than the locating network.
+    #[inline]
     pub fn steered(&mut self, geo_order: bool, spilled: bool, widened: bool) {
-        for (i, on) in [geo_order, spilled, widened].into_iter().enumerate() {
-            if on {
-                self.steering[i] += 1;
-                self.pending = true;
-            }
+        if geo_order | spilled | widened {
+            self.steering[0] += u32::from(geo_order);
+            self.steering[1] += u32::from(spilled);
+            self.steering[2] += u32::from(widened);
+            self.pending = true;
         }
     }
 
@@ -324,9 +325,11 @@ impl Metrics {
         if s.fail_open > 0 {
             shard.add_fail_open(u64::from(std::mem::take(&mut s.fail_open)));
         }
-        for (i, n) in s.steering.iter_mut().enumerate() {
-            if *n > 0 {
-                shard.add_steering(i, u64::from(std::mem::take(n)));
+        if s.steering != [0; STEERING.len()] {
+            for (i, n) in s.steering.iter_mut().enumerate() {
+                if *n > 0 {
+                    shard.add_steering(i, u64::from(std::mem::take(n)));
+                }
             }
         }
         // The cluster-index map, loaded once per flush and only if a geo answer was counted.

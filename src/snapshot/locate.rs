@@ -67,21 +67,21 @@ pub enum LocationKey {
     Override(u32),
     GeoIp(u32),
     Unknown,
-    /// One network (its address bits and prefix length, IPv4 as IPv4-mapped IPv6): for
-    /// answers that depend on the client's network and not only on its place (capacity
-    /// spillover).
-    Network(u128, u8),
 }
 
-impl LocationKey {
+/// One client network (its address bits and prefix length, IPv4 as IPv4-mapped IPv6):
+/// the cache key of answers that depend on the client's network and not only on its
+/// place (capacity spillover).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NetworkKey(u128, u8);
+
+impl NetworkKey {
     /// The key of the network of `prefix` bits that contains `ip`.
-    pub fn network(ip: IpAddr, prefix: u8) -> LocationKey {
+    pub fn of(ip: IpAddr, prefix: u8) -> NetworkKey {
         let net = IpNet::new(ip.to_canonical(), prefix).map_or(IpNet::from(ip), |n| n.trunc());
         match net.network() {
-            IpAddr::V4(a) => {
-                LocationKey::Network(u128::from(a.to_ipv6_mapped()), 96 + net.prefix_len())
-            }
-            IpAddr::V6(a) => LocationKey::Network(u128::from(a), net.prefix_len()),
+            IpAddr::V4(a) => NetworkKey(u128::from(a.to_ipv6_mapped()), 96 + net.prefix_len()),
+            IpAddr::V6(a) => NetworkKey(u128::from(a), net.prefix_len()),
         }
     }
 }

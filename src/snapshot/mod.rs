@@ -18,7 +18,7 @@ mod types;
 
 pub use build::Verdicts;
 pub use locate::{
-    ClusterId, Located, LocationKey, LocationSource, Locator, Override, OverrideTarget,
+    ClusterId, Located, LocationKey, LocationSource, Locator, NetworkKey, Override, OverrideTarget,
 };
 pub use types::{
     BuildError, Cluster, DecisionKey, FedName, Member, Policies, Policy, Snapshot, Weight,

@@ -601,5 +601,17 @@ async fn steering_annotations_end_to_end() {
         to_us += usize::from(a == ["127.0.0.11"]);
     }
     assert!((50..150).contains(&to_us), "{to_us} of 400 to us-east");
+    // Each rule counted its answers.
+    let (status, metrics) = fedns_testkit::http::get(server.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    for rule in ["geo-order", "spillover"] {
+        let line = format!("fedns_steered_answers_total{{rule=\"{rule}\"}} ");
+        let n: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in /metrics"));
+        assert!(n > 0.0, "{line}{n}");
+    }
     server.stop().await;
 }

@@ -187,6 +187,9 @@ fn ask(snap: &Snapshot, svc: &str, ip: IpAddr) -> (Vec<String>, u8) {
         ecs: Some(IpNet::from(ip)),
     };
     let a = answer(snap, &q, &client, false);
+    // The metric's flag says what the scope says: wider than the placing network.
+    let network = snap.locator.locate(ip).network.prefix_len();
+    assert_eq!(a.widened, a.client_dependent && a.scope < network, "{ip}");
     let mut data: Vec<String> = a.answers.iter().map(|r| r.data.to_string()).collect();
     data.sort();
     (data, a.scope)

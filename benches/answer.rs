@@ -172,29 +172,9 @@ fn health_flip(c: &mut Criterion) {
     let per_cluster = 100_000 / clusters.len();
     // Kubernetes objects, as in a large federation: the store indexes them by name.
     let store = Store::default();
-    for (ci, name) in clusters.iter().enumerate() {
-        let changes = (0..per_cluster)
-            .map(|i| {
-                let ep = fedns::store::Endpoint {
-                    kind: fedns::store::ObjectKind::Service,
-                    namespace: format!("ns{}", i % 100),
-                    name: format!("svc{ci}-{i}"),
-                    federated_name: true,
-                    hosts: Vec::new(),
-                    addresses: vec![IpAddr::from([10, ci as u8, (i >> 8) as u8, i as u8])],
-                    hostname: None,
-                    port: Some(443),
-                    ready: true,
-                    ready_endpoints: None,
-                    settings: Default::default(),
-                };
-                (ep.key(), Some(ep))
-            })
-            .collect();
-        store.update_kube(name, changes, true, |k| {
-            k.synced_at = Some(std::time::SystemTime::now())
-        });
-    }
+    fedns_testkit::server::kube_services(&store, &clusters, per_cluster as u32, |ci, i| {
+        format!("svc{ci}-{i}")
+    });
     let healthy = |_: &fedns::store::Endpoint, _: IpAddr| fedns::health::Health::Healthy;
     let build = |store: &Store| loaded.snapshot_with(store, &healthy).unwrap();
     let snap = build(&store);

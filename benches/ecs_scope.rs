@@ -51,12 +51,11 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::Ipv4Net;
 use maxminddb::{Reader, WithinOptions};
-use serde::Deserialize;
 
 use fedns::geo::mmdb_writer::{Value, Writer};
-use fedns::geo::places;
+use fedns::geo::{GeoDb, Place, Precision};
 use fedns_testkit::random::Xorshift;
 use fedns_testkit::sys::hwm_kib;
 
@@ -305,93 +304,27 @@ fn today_scope(reader: &Reader<Vec<u8>>, overrides: &[(u32, u8)], block: u32) ->
     prefix.min(SOURCE)
 }
 
-/// A coordinate stored as double (MaxMind) or float (ip-location-db's builds).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Coord(f64);
-
-impl<'de> Deserialize<'de> for Coord {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Coord, D::Error> {
-        struct Number;
-        impl serde::de::Visitor<'_> for Number {
-            type Value = Coord;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a coordinate (double or float)")
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Coord, E> {
-                Ok(Coord(v))
-            }
-            fn visit_f32<E>(self, v: f32) -> Result<Coord, E> {
-                Ok(Coord(f64::from(v)))
-            }
-        }
-        d.deserialize_any(Number)
-    }
-}
-
-#[derive(Deserialize, Default)]
-struct Location {
-    #[serde(default)]
-    latitude: Option<Coord>,
-    #[serde(default)]
-    longitude: Option<Coord>,
-}
-
-#[derive(Deserialize, Default)]
-struct IsoCode {
-    #[serde(default)]
-    iso_code: Option<String>,
-}
-
-/// A record in either shape (GeoIP2 City or ip-location-db's flat one): country and
-/// coordinates, all this bench needs.
-#[derive(Deserialize, Default)]
-struct Place {
-    #[serde(default)]
-    location: Option<Location>,
-    #[serde(default)]
-    latitude: Option<Coord>,
-    #[serde(default)]
-    longitude: Option<Coord>,
-    #[serde(default)]
-    country: Option<IsoCode>,
-    #[serde(default)]
-    country_code: Option<String>,
-}
-
-impl Place {
-    fn coords(&self) -> Option<(f64, f64)> {
-        let (lat, lon) = match &self.location {
-            Some(Location {
-                latitude: Some(a),
-                longitude: Some(b),
-            }) => (*a, *b),
-            _ => (self.latitude?, self.longitude?),
-        };
-        Some((lat.0, lon.0))
-    }
-
-    fn country(&self) -> Option<&str> {
-        self.country
-            .as_ref()
-            .and_then(|c| c.iso_code.as_deref())
-            .or(self.country_code.as_deref())
-    }
+/// A record's coordinates and country as fedns reads them (both shapes, doubles or
+/// floats): what this bench compares and converts.
+fn coords_and_country(p: &Place) -> (Option<(f64, f64)>, Option<String>) {
+    let coords = match p.location {
+        Some((at, Precision::City)) => Some((at.lat, at.lon)),
+        _ => None,
+    };
+    let country = p.country.map(|c| String::from_utf8_lossy(&c).into_owned());
+    (coords, country)
 }
 
 /// "198.18.2.0/24 (35.68,139.69 JP)": a database network and its record, for examples.
-fn describe(reader: &Reader<Vec<u8>>, block: u32) -> String {
-    let Ok(r) = reader.lookup(IpAddr::V4(Ipv4Addr::from(block << 8))) else {
-        return "?".into();
-    };
-    let net = r.network().map_or("?".into(), |n| n.to_string());
-    let place: Option<Place> = r.decode().ok().flatten();
-    let Some(p) = place else {
-        return format!("{net} (no record)");
-    };
-    let at = p
-        .coords()
-        .map_or("no coordinates".into(), |(a, b)| format!("{a:.4},{b:.4}"));
-    format!("{net} ({at} {})", p.country().unwrap_or("-"))
+fn describe(db: &GeoDb, block: u32) -> String {
+    let hit = db.lookup(IpAddr::V4(Ipv4Addr::from(block << 8)));
+    let (coords, country) = coords_and_country(&hit.place);
+    let at = coords.map_or("no coordinates".into(), |(a, b)| format!("{a:.4},{b:.4}"));
+    format!(
+        "{} ({at} {})",
+        hit.network,
+        country.as_deref().unwrap_or("-")
+    )
 }
 
 // --- Asking the servers --------------------------------------------------------------------
@@ -665,6 +598,7 @@ fn th(n: usize) -> String {
 
 fn sweep(s: &Settings) -> Result<(), String> {
     let reader = Reader::open_readfile(&s.db).map_err(|e| format!("{}: {e}", s.db))?;
+    let db = GeoDb::open(Path::new(&s.db)).map_err(|e| e.to_string())?;
     let meta = reader.metadata();
     let blocks_of_db = Blocks::of(&reader)?;
     let (blocks, how) = blocks_of_db.pick(s.mode, s.max, s.seed);
@@ -694,7 +628,7 @@ fn sweep(s: &Settings) -> Result<(), String> {
         swept.push((name.as_str(), r));
     }
     let report = Report {
-        reader: &reader,
+        db: &db,
         blocks: &blocks,
         today: &today,
         answers: &answers,
@@ -710,7 +644,7 @@ fn sweep(s: &Settings) -> Result<(), String> {
 
 /// What the sweep found, printed as Markdown.
 struct Report<'a> {
-    reader: &'a Reader<Vec<u8>>,
+    db: &'a GeoDb,
     blocks: &'a [u32],
     today: &'a [u8],
     answers: &'a Answers,
@@ -818,7 +752,7 @@ impl Report<'_> {
                     self.answer(cached),
                     self.answer(reply.answer),
                     cache_scope(&reply),
-                    describe(self.reader, block),
+                    describe(self.db, block),
                 );
             }
         }
@@ -872,7 +806,7 @@ impl Report<'_> {
                 self.answer(rb.answer),
                 cache_scope(&rb),
                 self.today[i],
-                describe(self.reader, self.blocks[i])
+                describe(self.db, self.blocks[i])
             )
         };
         for (what, list) in [
@@ -897,15 +831,15 @@ impl Report<'_> {
 // --- convert -------------------------------------------------------------------------------
 
 /// The GeoIP2 City shape of a record: country, location (doubles), and where there are no
-/// coordinates the continent fedns would derive from the country.
+/// coordinates the continent fedns derives from the country.
 fn city_value(p: &Place) -> Value {
     let mut fields = Vec::new();
-    let country = p.country().filter(|c| !c.is_empty());
+    let (coords, country) = coords_and_country(p);
     if let Some(cc) = country {
-        let iso = Value::String(cc.to_owned());
+        let iso = Value::String(cc);
         fields.push(("country".into(), Value::Map(vec![("iso_code".into(), iso)])));
     }
-    match p.coords() {
+    match coords {
         Some((lat, lon)) => fields.push((
             "location".into(),
             Value::Map(vec![
@@ -914,8 +848,8 @@ fn city_value(p: &Place) -> Value {
             ]),
         )),
         None => {
-            if let Some(code) = country.and_then(places::country_continent) {
-                let code = Value::String(code.to_owned());
+            if let Some(c) = p.continent {
+                let code = Value::String(String::from_utf8_lossy(&c).into_owned());
                 fields.push(("continent".into(), Value::Map(vec![("code".into(), code)])));
             }
         }
@@ -948,42 +882,34 @@ fn set_build_epoch(bytes: &mut Vec<u8>, epoch: u64) -> Result<(), String> {
 
 fn convert(input: &Path, output: &Path) -> Result<(), String> {
     let started = Instant::now();
-    let src = Reader::open_readfile(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let epoch = src.metadata().build_epoch.max(1);
+    let src = GeoDb::open(input).map_err(|e| e.to_string())?;
+    let meta = Reader::open_readfile(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let epoch = meta.metadata().build_epoch.max(1);
     let mut w = Writer::new(
-        &format!("{} (GeoIP2 City shape)", src.metadata().database_type),
+        &format!("{} (GeoIP2 City shape)", src.database_type()),
         &format!(
             "{}, converted by fedns's benches/ecs_scope.rs",
             input.display()
         ),
     );
     // One Value per distinct record, cloned into each of its networks.
-    let mut values: HashMap<usize, Value> = HashMap::new();
+    let mut values: HashMap<u32, Value> = HashMap::new();
     let (mut networks, mut no_coords) = (0usize, 0usize);
-    for item in src
-        .networks(WithinOptions::default())
-        .map_err(|e| e.to_string())?
-    {
-        let item = item.map_err(|e| e.to_string())?;
-        let net = item.network().map_err(|e| e.to_string())?;
-        let net = IpNet::new(net.ip(), net.prefix()).map_err(|e| e.to_string())?;
-        let offset = item.offset().expect("networks with data only");
-        let value = match values.get(&offset) {
-            Some(v) => v.clone(),
-            None => {
-                let place: Place = item
-                    .decode()
-                    .map_err(|e| format!("{net}: {e}"))?
-                    .unwrap_or_default();
-                no_coords += usize::from(place.coords().is_none());
-                let v = city_value(&place);
-                values.insert(offset, v.clone());
-                v
-            }
+    src.for_each_network(false, |net, offset, place| {
+        let Some(offset) = offset else {
+            return;
         };
+        let value = values
+            .entry(offset)
+            .or_insert_with(|| {
+                let p = place();
+                no_coords += usize::from(coords_and_country(&p).0.is_none());
+                city_value(&p)
+            })
+            .clone();
         w.insert(net, value);
         networks += 1;
-    }
+    })?;
     let records = values.len();
     drop(values);
     eprintln!(
@@ -1006,40 +932,29 @@ fn convert(input: &Path, output: &Path) -> Result<(), String> {
     );
     drop(bytes);
 
-    // Read both back: the same network and the same country and coordinates everywhere.
-    let out = Reader::open_readfile(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    out.verify()
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    if out.metadata().build_epoch != epoch {
+    // Read both back: the same network, and the same place as fedns reads it, everywhere.
+    let out = GeoDb::open(&tmp).map_err(|e| e.to_string())?;
+    let written = Reader::open_readfile(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    if written.metadata().build_epoch != epoch {
         return Err("build_epoch did not take".into());
     }
     let mut checked = 0usize;
-    for item in src
-        .networks(WithinOptions::default())
-        .map_err(|e| e.to_string())?
-    {
-        let item = item.map_err(|e| e.to_string())?;
-        let net = item.network().map_err(|e| e.to_string())?;
-        let got = out.lookup(net.ip()).map_err(|e| e.to_string())?;
-        let got_net = got.network().map_err(|e| e.to_string())?;
-        let (a, b): (Option<Place>, Option<Place>) = (
-            item.decode().map_err(|e| e.to_string())?,
-            got.decode().map_err(|e| e.to_string())?,
-        );
-        let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
-        if got_net.prefix() != net.prefix()
-            || a.coords() != b.coords()
-            || a.country() != b.country()
-        {
-            return Err(format!(
-                "{net}: converted as {got_net} {:?} {:?}, was {:?} {:?}",
-                b.coords(),
-                b.country(),
-                a.coords(),
-                a.country()
+    let mut bad = None;
+    src.for_each_network(false, |net, offset, _| {
+        if offset.is_none() || bad.is_some() {
+            return;
+        }
+        let (a, b) = (src.lookup(net.addr()), out.lookup(net.addr()));
+        if b.network != net || a.place != b.place {
+            bad = Some(format!(
+                "{net}: converted as {} {:?}, was {:?}",
+                b.network, b.place, a.place
             ));
         }
         checked += 1;
+    })?;
+    if let Some(e) = bad {
+        return Err(e);
     }
     std::fs::rename(&tmp, output).map_err(|e| format!("{}: {e}", output.display()))?;
     eprintln!(

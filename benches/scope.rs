@@ -14,7 +14,7 @@ use std::time::Instant;
 use fedns::answer::scope;
 use fedns::app::LoadedConfig;
 use fedns::snapshot::{DecisionKey, Policy, Snapshot};
-use fedns::store::{Endpoint, ObjectKind, Store};
+use fedns::store::{Endpoint, Store};
 use fedns_testkit::sys::status_field;
 
 /// The demo federation, with its GeoIP database replaced by `db` when given.
@@ -85,33 +85,16 @@ fn maps(what: &str, loaded: &LoadedConfig) {
     }
 }
 
-/// 100,000 Services, each in all five clusters of the demo (20,000 names per namespace
-/// group), one address per cluster.
+/// 100,000 Services, each in all five clusters of the demo, one address per cluster.
 fn federated_store(loaded: &LoadedConfig) -> Store {
     let store = Store::default();
-    for (ci, c) in loaded.config.clusters.iter().enumerate() {
-        let changes = (0..100_000u32)
-            .map(|i| {
-                let ep = Endpoint {
-                    kind: ObjectKind::Service,
-                    namespace: format!("ns{}", i % 100),
-                    name: format!("svc{i}"),
-                    federated_name: true,
-                    hosts: Vec::new(),
-                    addresses: vec![IpAddr::from([10, ci as u8, (i >> 8) as u8, i as u8])],
-                    hostname: None,
-                    port: Some(443),
-                    ready: true,
-                    ready_endpoints: None,
-                    settings: Default::default(),
-                };
-                (ep.key(), Some(ep))
-            })
-            .collect();
-        store.update_kube(&c.value.name, changes, true, |k| {
-            k.synced_at = Some(std::time::SystemTime::now())
-        });
-    }
+    let clusters: Vec<String> = loaded
+        .config
+        .clusters
+        .iter()
+        .map(|c| c.value.name.clone())
+        .collect();
+    fedns_testkit::server::kube_services(&store, &clusters, 100_000, |_, i| format!("svc{i}"));
     store
 }
 

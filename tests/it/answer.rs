@@ -5,9 +5,8 @@
 use std::net::IpAddr;
 
 use fedns::answer::{Client, Question, answer};
-use fedns::health::Health;
 use fedns::snapshot::Snapshot;
-use fedns::store::{Endpoint, Store};
+use fedns::store::Store;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
@@ -15,15 +14,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 fn snapshot(config: &str, down: &[&str]) -> Snapshot {
     let loaded = fedns_testkit::server::load(config);
     let store = Store::with_static(fedns::sources::static_services::endpoints(&loaded.config));
-    let down: Vec<IpAddr> = down.iter().map(|a| a.parse().unwrap()).collect();
-    let health = |_: &Endpoint, ip: IpAddr| {
-        if down.contains(&ip) {
-            Health::Unhealthy
-        } else {
-            Health::Healthy
-        }
-    };
-    loaded.snapshot_with(&store, &health).unwrap()
+    fedns_testkit::server::snapshot_down(&loaded, &store, down)
 }
 
 fn ask(snap: &Snapshot, name: &str, qtype: RecordType, ecs: &str) -> (ResponseCode, Vec<String>) {

@@ -8,9 +8,8 @@ use std::net::IpAddr;
 
 use fedns::answer::{Client, Question, answer, network_share};
 use fedns::geo::mmdb_writer::{Value, Writer};
-use fedns::health::Health;
 use fedns::snapshot::Snapshot;
-use fedns::store::{Endpoint, Store};
+use fedns::store::Store;
 use fedns_testkit::random::Xorshift;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use ipnet::IpNet;
@@ -162,16 +161,7 @@ fn snapshot(config: &str, down: &[&str], ready: &[(&str, u32)]) -> Snapshot {
             ep.ready_endpoints = Some(*n);
         }
     }
-    let store = Store::with_static(eps);
-    let down: Vec<IpAddr> = down.iter().map(|a| a.parse().unwrap()).collect();
-    let health = |_: &Endpoint, ip: IpAddr| {
-        if down.contains(&ip) {
-            Health::Unhealthy
-        } else {
-            Health::Healthy
-        }
-    };
-    loaded.snapshot_with(&store, &health).unwrap()
+    fedns_testkit::server::snapshot_down(&loaded, &Store::with_static(eps), down)
 }
 
 /// The answer's addresses and ECS scope for a client at `ip` (ECS of the whole address).

@@ -1,10 +1,13 @@
 //! fedns started in-process on ephemeral ports from real config, zone and MMDB files.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use fedns::app::{self, LoadedConfig, Running};
+use fedns::health::Health;
+use fedns::snapshot::Snapshot;
+use fedns::store::{Endpoint, ObjectKind, Store};
 
 use crate::dns::DnsClient;
 use crate::sys::temp_dir;
@@ -30,6 +33,54 @@ pub fn write_config(tag: &str, config: &str) -> PathBuf {
 /// Loads `config` (such as [`CONFIG`]) from real files without starting a server.
 pub fn load(config: &str) -> LoadedConfig {
     LoadedConfig::from_file(&write_config("load", config)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A snapshot of `loaded` over `store` in which the load-balancer addresses in `down`
+/// fail their probes and every other one passes.
+pub fn snapshot_down(loaded: &LoadedConfig, store: &Store, down: &[&str]) -> Snapshot {
+    let down: Vec<IpAddr> = down.iter().map(|a| a.parse().unwrap()).collect();
+    let health = |_: &Endpoint, ip: IpAddr| {
+        if down.contains(&ip) {
+            Health::Unhealthy
+        } else {
+            Health::Healthy
+        }
+    };
+    loaded.snapshot_with(store, &health).unwrap()
+}
+
+/// Fills `store` as a large federation's Kubernetes sources would: in each of `clusters`,
+/// `per_cluster` LoadBalancer Services named by `name(cluster index, i)` in 100
+/// namespaces, one address each (10.<cluster>.<i>), every cluster synced.
+pub fn kube_services(
+    store: &Store,
+    clusters: &[String],
+    per_cluster: u32,
+    name: impl Fn(usize, u32) -> String,
+) {
+    for (ci, cluster) in clusters.iter().enumerate() {
+        let changes = (0..per_cluster)
+            .map(|i| {
+                let ep = Endpoint {
+                    kind: ObjectKind::Service,
+                    namespace: format!("ns{}", i % 100),
+                    name: name(ci, i),
+                    federated_name: true,
+                    hosts: Vec::new(),
+                    addresses: vec![IpAddr::from([10, ci as u8, (i >> 8) as u8, i as u8])],
+                    hostname: None,
+                    port: Some(443),
+                    ready: true,
+                    ready_endpoints: None,
+                    settings: Default::default(),
+                };
+                (ep.key(), Some(ep))
+            })
+            .collect();
+        store.update_kube(cluster, changes, true, |k| {
+            k.synced_at = Some(std::time::SystemTime::now())
+        });
+    }
 }
 
 /// A running in-process server.

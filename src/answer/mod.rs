@@ -169,10 +169,12 @@ pub fn answer(snap: &Snapshot, q: &Question<'_>, client: &Client, trace: bool) -
         qtype: q.qtype,
         trace,
         ans,
+        placing: None,
     };
     let mut owner = q.name.clone();
     owner.set_fqdn(true);
     ctx.resolve(owner, lower, 0);
+    ctx.ans.widened = ctx.placing.is_some_and(|p| ctx.ans.scope < p);
     ctx.ans
 }
 
@@ -182,6 +184,9 @@ struct Resolution<'a> {
     qtype: RecordType,
     trace: bool,
     ans: Answer,
+    /// The scope the placing network alone would give, once a decision depended on
+    /// where the client is.
+    placing: Option<u8>,
 }
 
 impl Resolution<'_> {
@@ -467,7 +472,8 @@ impl Resolution<'_> {
             }
             self.ans.client_dependent = true;
             let scope = ecs_scope(widest, self.client);
-            self.ans.widened |= scope < ecs_scope(l.network.prefix_len(), self.client);
+            // The client's placing network is the same for every decision of a chain.
+            self.placing = Some(ecs_scope(l.network.prefix_len(), self.client));
             self.ans.scope = self.ans.scope.max(scope);
             self.ans.scope_maps.push(map);
         }

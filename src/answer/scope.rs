@@ -64,24 +64,23 @@ pub fn prepare(
     old: Option<&Snapshot>,
     names: Option<&[Arc<FedName>]>,
 ) {
-    let all: Vec<Arc<FedName>>;
-    let names = match names {
-        Some(n) => n,
-        None => {
-            all = snap
-                .services
-                .values()
-                .chain(snap.hosts.values())
-                .cloned()
-                .collect();
-            &all
-        }
+    let every = |snap: &Snapshot| -> Vec<Arc<FedName>> {
+        snap.services
+            .values()
+            .chain(snap.hosts.values())
+            .cloned()
+            .collect()
     };
+    let mut all: Vec<Arc<FedName>> = match names {
+        Some(_) => Vec::new(),
+        None => every(snap),
+    };
+    let names_given = names.unwrap_or(&all);
     let mut cuts = order_networks(
         std::iter::once(&snap.policies.default)
             .chain(snap.policies.services.values())
             .chain(snap.policies.hosts.values())
-            .chain(names.iter().map(|f| &f.policy)),
+            .chain(names_given.iter().map(|f| &f.policy)),
     );
     if let Some(p) = &snap.places {
         // Keep the cuts the current map has, so that an update does not rebuild it.
@@ -104,13 +103,21 @@ pub fn prepare(
     .find(|p| p.inputs == wanted)
     .cloned()
     .unwrap_or_else(|| Arc::new(place_map(snap, &cuts, wanted)));
-    if !snap
+    let names = if snap
         .places
         .as_ref()
         .is_some_and(|p| Arc::ptr_eq(p, &places))
     {
+        names_given
+    } else {
+        // A new place map: every decision's map is made again from it, not only those of
+        // the names given.
         snap.scopes = imbl::HashMap::new();
-    }
+        if names.is_some() {
+            all = every(snap);
+        }
+        &all
+    };
     snap.places = Some(places.clone());
     let old_scopes = old
         .filter(|o| o.places.as_ref().is_some_and(|p| Arc::ptr_eq(p, &places)))

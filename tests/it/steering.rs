@@ -383,3 +383,38 @@ fn orders_with_a_bad_geography_are_config_errors_at_their_line() {
         );
     }
 }
+
+/// A name whose new per-geography order has a network no order had cuts the place map
+/// anew; every other name keeps a scope map (made again from the new place map), not
+/// only the name that changed.
+#[test]
+fn a_new_order_network_remaps_every_name() {
+    let mut snap = snapshot(&federation(SERVICES), &[], &[]);
+    let before = snap.places.clone().unwrap();
+    let maps = snap.scopes.len();
+    let clients: Vec<IpAddr> = (0..64u32)
+        .map(|i| IpAddr::V4(((21u32 << 24) - 1 - i * 0x0004_1000).into()))
+        .collect();
+    let scopes =
+        |snap: &Snapshot| -> Vec<u8> { clients.iter().map(|c| ask(snap, "near", *c).1).collect() };
+    let near_before = scopes(&snap);
+    assert!(near_before.iter().any(|s| *s < 20), "{near_before:?}");
+    assert!(maps >= 3, "{maps}");
+    let mut fo = (**snap.services.get("default/fo").unwrap()).clone();
+    fo.policy.orders.insert(
+        0,
+        (
+            "20.4.0.0/16".parse().unwrap(),
+            fo.policy.order.iter().rev().copied().collect(),
+        ),
+    );
+    let fo = std::sync::Arc::new(fo);
+    snap.services.insert("default/fo".into(), fo.clone());
+    fedns::answer::scope::prepare(&mut snap, None, None, Some(&[fo]));
+    let after = snap.places.clone().unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&before, &after), "a new place map");
+    assert!(after.inputs.contains("order network 20.4.0.0/16"));
+    assert!(snap.scopes.len() >= maps, "{} of {maps}", snap.scopes.len());
+    // `near` (untouched) gives its clients outside 20.4.0.0/16 the same scopes as before.
+    assert_eq!(scopes(&snap), near_before);
+}

@@ -51,6 +51,8 @@
 #                   kernel's share and of the machine's noise); see below   (default 0)
 #   PEERS_CALLGRIND_RATE     q/s offered in that mode (default 2000: one query per batch)
 #   PEERS_CALLGRIND_SECONDS  length of each counted window      (default 10)
+#   PEERS_FEDNS_ARGS         more arguments of `fedns serve`, e.g.
+#                            "--dnstap unix:/tmp/tap.sock" (with fstrm_capture listening there)
 #   FEDNS_BIN       fedns binary to use instead of building this tree
 #   CARGO_TARGET_DIR  honoured by the build
 # Default run: 4 servers x 5 mixes x (3 x 10 s + 3 x 5 s) = about 15 minutes, plus the build.
@@ -221,6 +223,8 @@ start_server() {
         if grep -q -- '--admin' <<<"$help"; then extra+=(--admin 127.0.0.1:0); fi
         if grep -q -- '--drain' <<<"$help"; then extra+=(--drain 0s); fi
         if grep -q -- '--udp-workers' <<<"$help"; then extra+=(--udp-workers "$workers"); fi
+        # shellcheck disable=SC2206 # word splitting wanted: several arguments
+        extra+=(${PEERS_FEDNS_ARGS:-})
         # The tokio runtime (TCP, admin; before --udp-workers existed, UDP too) takes its
         # size from TOKIO_WORKER_THREADS.
         FEDNS_LOG=warn TOKIO_WORKER_THREADS=$workers "${pin[@]}" "$BIN" serve \

@@ -9,6 +9,9 @@ pub mod app;
 pub mod config;
 /// The query path: raw query to raw reply (fast path, general path, cache, RRL).
 pub mod dns;
+/// dnstap: queries, replies and fedns's decisions to a Frame Streams collector; knows
+/// nothing of DNS answers or snapshots, only bytes, addresses, times and text.
+pub mod dnstap;
 /// What the other fedns replicas see: their views of the probe targets, from their Leases.
 pub mod fleet;
 /// Active probes of load-balancer addresses, the health table they fill, and the fleet's

@@ -9,6 +9,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tracing::{error, info};
 
 use fedns::app::{self, LoadedConfig};
+use fedns::config::DnstapConfig;
 use fedns::fleet::overrides::{Action, Override};
 use fedns::store::Store;
 
@@ -60,6 +61,10 @@ enum Command {
         /// (default: the CPUs fedns may run on).
         #[arg(long)]
         udp_workers: Option<std::num::NonZeroUsize>,
+        /// dnstap to this collector instead of the config's `dnstap`: `unix:/path/to.sock`
+        /// or `tcp:127.0.0.1:6000` (both message types).
+        #[arg(long, value_parser = parse_dnstap)]
+        dnstap: Option<DnstapConfig>,
     },
     /// Check a config, its zone file and GeoIP database, then exit.
     Check {
@@ -231,6 +236,20 @@ fn load(config: Option<&PathBuf>) -> Result<LoadedConfig, ExitCode> {
     })
 }
 
+/// `--dnstap unix:/path` or `--dnstap tcp:host:port`.
+fn parse_dnstap(s: &str) -> Result<DnstapConfig, String> {
+    let (socket, tcp) = if let Some(p) = s.strip_prefix("unix:") {
+        (Some(PathBuf::from(p)), None)
+    } else if let Some(a) = s.strip_prefix("tcp:") {
+        a.parse::<SocketAddr>()
+            .map_err(|_| format!("`{a}` is not an address and port"))?;
+        (None, Some(a.to_owned()))
+    } else {
+        return Err("expected unix:/path/to.sock or tcp:host:port".into());
+    };
+    Ok(DnstapConfig::to(socket, tcp))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -243,6 +262,7 @@ fn main() -> ExitCode {
             log_level,
             query_log,
             udp_workers,
+            dnstap,
         } => {
             init_logging(log_format, log_level.as_deref());
             let options = app::Options {
@@ -251,7 +271,7 @@ fn main() -> ExitCode {
                 query_log,
                 udp_workers,
             };
-            serve(config, options, drain)
+            serve(config, options, drain, dnstap)
         }
         Command::Drain(a) => override_command(
             &a.config,
@@ -369,13 +389,17 @@ fn serve(
     config: Option<PathBuf>,
     options: app::Options,
     drain: Option<std::time::Duration>,
+    dnstap: Option<DnstapConfig>,
 ) -> ExitCode {
     let demo = config.is_none();
     // Load and check everything before binding any port.
-    let loaded = match load(config.as_ref()) {
+    let mut loaded = match load(config.as_ref()) {
         Ok(l) => l,
         Err(code) => return code,
     };
+    if dnstap.is_some() {
+        loaded.config.dnstap = dnstap;
+    }
     let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
         Err(code) => return code,

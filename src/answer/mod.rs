@@ -66,8 +66,9 @@ pub struct Answer {
     pub decisions: Vec<Decision>,
     /// Only drained clusters were healthy for a name, so the drains were set aside.
     pub drains_held: bool,
-    /// What the first geo decision did, for metrics and the query log.
+    /// What the first geo decision did, for metrics, the query log and dnstap.
     pub first_cluster: Option<ClusterId>,
+    pub first_policy: Option<PolicyKind>,
     pub located_by: Option<LocationSource>,
     pub fail_open: bool,
     /// The answer depends on where the client is (the ECS scope is then the deciding
@@ -440,8 +441,9 @@ impl Resolution<'_> {
         self.ans.per_network |= pick.spill.is_some();
         self.ans.steered.geo_order |= pick.geo_order.is_some();
         self.ans.steered.spilled |= pick.spill.is_some_and(|s| s.spilled);
-        if self.ans.first_cluster.is_none() {
+        if self.ans.first_policy.is_none() {
             self.ans.first_cluster = pick.chosen.first().copied();
+            self.ans.first_policy = Some(policy.kind);
         }
         if self.ans.located_by.is_none() {
             self.ans.located_by = located.as_ref().map(|l| l.source.clone());

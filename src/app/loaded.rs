@@ -8,8 +8,9 @@ use hickory_proto::rr::Name;
 
 use crate::answer::scope;
 use crate::config::zonefile::{ZoneData, ZoneError};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, DnstapMessage};
 use crate::demo;
+use crate::dnstap;
 use crate::fleet::{self, Fleet};
 use crate::geo::{GeoDb, GeoError};
 use crate::health::HealthTable;
@@ -175,6 +176,30 @@ impl LoadedConfig {
         Ok(snap)
     }
 
+    /// The dnstap settings of this config (None: off). A relative socket path is taken
+    /// from the config file's folder.
+    pub fn dnstap_settings(&self) -> Option<dnstap::Settings> {
+        let d = self.config.dnstap.as_ref()?;
+        let endpoint = match (&d.socket, &d.tcp) {
+            (Some(p), _) => dnstap::Endpoint::Unix(match (&self.path, p.is_relative()) {
+                (Some(cfg), true) => cfg.parent().unwrap_or(Path::new(".")).join(p),
+                _ => p.clone(),
+            }),
+            // Validated: an address and port.
+            (None, Some(a)) => dnstap::Endpoint::Tcp(a.parse().ok()?),
+            (None, None) => return None,
+        };
+        let identity = d.identity.clone().unwrap_or_else(host_name);
+        Some(dnstap::Settings {
+            endpoint,
+            identity: identity.into_bytes(),
+            version: format!("fedns {}", env!("CARGO_PKG_VERSION")).into_bytes(),
+            queries: d.messages.contains(&DnstapMessage::AuthQuery),
+            responses: d.messages.contains(&DnstapMessage::AuthResponse),
+            queue: d.queue,
+        })
+    }
+
     /// Gives a snapshot of this config its ECS scope maps (`answer::scope::prepare`),
     /// sharing the place map of this config's earlier snapshots and the scope maps of
     /// `old`.
@@ -244,6 +269,13 @@ fn canonical_lines(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
 
 fn geoip_digest(db: Option<&GeoDb>) -> String {
     db.map(|d| fleet::digest_bytes(d.identity().as_bytes()))
+        .unwrap_or_default()
+}
+
+/// This machine's host name (dnstap's default identity); empty when unknown.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
         .unwrap_or_default()
 }
 

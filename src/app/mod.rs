@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::config::HealthConfig;
 use crate::dns::Handler;
 use crate::dns::rrl::Limiter;
+use crate::dnstap;
 use crate::fleet::overrides::Overrides;
 use crate::fleet::{self, Fleet};
 use crate::health::HealthTable;
@@ -212,12 +213,28 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         .rrl
         .as_ref()
         .map(|r| Arc::new(Limiter::new(r)));
+    let dnstap = app
+        .loaded
+        .load()
+        .dnstap_settings()
+        .map(|settings| {
+            let m = &app.metrics.dnstap_frames;
+            let counters = dnstap::Counters {
+                sent: m.with_label_values(&["sent"]),
+                dropped: m.with_label_values(&["dropped"]),
+                lost: m.with_label_values(&["lost"]),
+            };
+            dnstap::Tap::start(settings, counters).map(Arc::new)
+        })
+        .transpose()
+        .map_err(StartError::Dnstap)?;
     let handler = Handler::new(
         app.published.clone(),
         app.metrics.clone(),
         options.query_log,
     )
-    .with_rrl(rrl);
+    .with_rrl(rrl)
+    .with_dnstap(dnstap);
     let settings = {
         let loaded = app.loaded.load();
         let listen = &loaded.config.listen;
@@ -291,6 +308,8 @@ pub enum StartError {
         addrs: Vec<SocketAddr>,
         source: std::io::Error,
     },
+    #[error("cannot start the dnstap writer thread: {0}")]
+    Dnstap(std::io::Error),
 }
 
 fn list(addrs: &[SocketAddr]) -> String {

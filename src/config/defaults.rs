@@ -115,3 +115,14 @@ pub fn min_ready() -> u32 {
 pub fn min_healthy_addresses() -> u32 {
     1
 }
+
+pub fn dnstap_messages() -> Vec<super::DnstapMessage> {
+    vec![
+        super::DnstapMessage::AuthQuery,
+        super::DnstapMessage::AuthResponse,
+    ]
+}
+
+pub fn dnstap_queue() -> usize {
+    16_384
+}

@@ -125,6 +125,10 @@ pub struct Config {
     /// Response rate limiting of UDP replies per client network; off when absent.
     #[serde(default)]
     pub rrl: Option<RrlConfig>,
+    /// dnstap of queries and replies, with fedns's decisions, to a Frame Streams
+    /// collector; off when absent.
+    #[serde(default)]
+    pub dnstap: Option<DnstapConfig>,
     /// After SIGTERM, how long fedns keeps answering while /readyz says 503, so that load
     /// balancers and forwarders move away before the listeners close.
     #[serde(default = "defaults::drain", deserialize_with = "values::duration")]
@@ -281,15 +285,63 @@ pub enum PolicyKind {
     All,
 }
 
-impl fmt::Display for PolicyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
             PolicyKind::Nearest => "nearest",
             PolicyKind::Failover => "failover",
             PolicyKind::Weighted => "weighted",
             PolicyKind::All => "all",
-        })
+        }
     }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `dnstap:`: where the collector listens (a Unix socket or a TCP address) and which
+/// messages it gets.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnstapConfig {
+    /// A Unix socket path (relative to the config file), e.g. `/run/fedns/dnstap.sock`.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// A TCP address, e.g. `127.0.0.1:6000`.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    #[serde(default = "defaults::dnstap_messages")]
+    pub messages: Vec<DnstapMessage>,
+    /// Events held while the collector is slow or away; past it they are dropped and
+    /// counted (`fedns_dnstap_frames_total{outcome="dropped"}`).
+    #[serde(default = "defaults::dnstap_queue")]
+    pub queue: usize,
+    /// dnstap's `identity` field; default: the host name.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+impl DnstapConfig {
+    /// A collector at a socket or a TCP address, with every other setting at its default.
+    pub fn to(socket: Option<PathBuf>, tcp: Option<String>) -> DnstapConfig {
+        DnstapConfig {
+            socket,
+            tcp,
+            messages: defaults::dnstap_messages(),
+            queue: defaults::dnstap_queue(),
+            identity: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnstapMessage {
+    AuthQuery,
+    AuthResponse,
 }
 
 /// Policy settings for one federated service (`namespace/name`) or Ingress host.

@@ -21,6 +21,7 @@ pub fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigEr
     v.networks(config, &names)?;
     v.fallback(config, &names)?;
     v.services(config, &names)?;
+    v.dnstap(config)?;
     v.fleet(config, &names)
 }
 
@@ -419,6 +420,40 @@ impl Checker<'_> {
                 "fleet",
                 "a fleet shares votes through member clusters' APIs: at least one cluster must be watched through Kubernetes",
             ));
+        }
+        Ok(())
+    }
+
+    /// `dnstap`: one collector (a socket or a TCP address), at least one message type.
+    fn dnstap(&self, c: &Config) -> Result<(), ConfigError> {
+        let Some(d) = &c.dnstap else {
+            return Ok(());
+        };
+        match (&d.socket, &d.tcp) {
+            (Some(_), None) => {}
+            (None, Some(a)) => {
+                if a.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(self.at(
+                        "dnstap.tcp",
+                        format!("`{a}` is not an address and port (e.g. 127.0.0.1:6000)"),
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.at(
+                    "dnstap",
+                    "give one collector: `socket: /path` or `tcp: host:port`",
+                ));
+            }
+        }
+        if d.messages.is_empty() {
+            return Err(self.at(
+                "dnstap.messages",
+                "name at least one of auth_query, auth_response",
+            ));
+        }
+        if d.queue == 0 {
+            return Err(self.at("dnstap.queue", "must be at least 1"));
         }
         Ok(())
     }

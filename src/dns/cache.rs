@@ -21,6 +21,7 @@ use foldhash::fast::RandomState;
 use hickory_proto::op::ResponseCode;
 
 use crate::answer::Steered;
+use crate::config::PolicyKind;
 use crate::dns::wire::Template;
 use crate::snapshot::scope::ScopeMap;
 use crate::snapshot::{ClusterId, LocationKey, LocationSource, Locator, NetworkKey, Snapshot};
@@ -42,6 +43,7 @@ pub struct Cached {
     /// network's prefix (else 0).
     pub client_dependent: bool,
     pub first_cluster: Option<ClusterId>,
+    pub first_policy: Option<PolicyKind>,
     pub located_by: Option<LocationSource>,
     pub fail_open: bool,
     pub answers: u16,

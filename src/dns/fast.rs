@@ -17,6 +17,7 @@ use super::rrl::Verdict;
 use super::wire::{self, Ecs, Template};
 use super::{Handler, MAX_UDP_PAYLOAD, Outcome, Worker};
 use crate::answer::{self, Client, Question};
+use crate::dnstap::Decision;
 use crate::metrics::{LocalStats, Transport};
 use crate::snapshot::{LocationKey, NetworkKey, Snapshot};
 
@@ -89,11 +90,23 @@ impl Handler {
         };
         if let Some((c, scope, widened)) = hit {
             let reply = Reply { scope, widened };
-            return Some(self.emit(&mut w.stats, snap, c, &q, name, reply, src, proto, out));
+            return Some(self.emit(
+                &mut w.stats,
+                &mut w.tap,
+                snap,
+                c,
+                &q,
+                name,
+                reply,
+                src,
+                proto,
+                out,
+            ));
         }
         let (cached, reply, store) = template_for(snap, name, q.qtype, src, ecs_net)?;
         let sent = self.emit(
             &mut w.stats,
+            &mut w.tap,
             snap,
             &cached,
             &q,
@@ -126,6 +139,7 @@ impl Handler {
     fn emit(
         &self,
         stats: &mut LocalStats,
+        tap: &mut Option<Decision>,
         snap: &Snapshot,
         c: &Cached,
         q: &wire::Query<'_>,
@@ -169,6 +183,7 @@ impl Handler {
             rcode: c.rcode,
             answers: usize::from(c.answers),
             first_cluster: c.first_cluster,
+            policy: c.first_policy,
             located_by: c.located_by.as_ref(),
             fail_open: c.fail_open,
             ecs,
@@ -176,7 +191,7 @@ impl Handler {
             steered: c.steered,
             widened: reply.widened,
         };
-        self.account(stats, snap, &outcome, &wire::NameText(q.qname));
+        self.account(stats, tap, snap, &outcome, &wire::NameText(q.qname));
         true
     }
 }
@@ -236,6 +251,7 @@ fn template_for(
         rcode: a.rcode,
         client_dependent: a.client_dependent,
         first_cluster: a.first_cluster,
+        first_policy: a.first_policy,
         located_by: a.located_by,
         fail_open: a.fail_open,
         answers: m.answers.len() as u16,

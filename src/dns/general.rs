@@ -19,15 +19,18 @@ use tracing::debug;
 use super::rrl::Verdict;
 use super::{Handler, MAX_UDP_PAYLOAD, Outcome, ecs};
 use crate::answer::{self, Answer, Client, Question};
+use crate::dnstap::Decision;
 use crate::metrics::{LocalStats, Transport};
 use crate::snapshot::Snapshot;
 
 impl Handler {
     /// The general path, for everything the fast path leaves: hickory parses the message
     /// and encodes the reply (errors, odd flags and classes).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn general(
         &self,
         stats: &mut LocalStats,
+        tap: &mut Option<Decision>,
         snap: &Snapshot,
         packet: &[u8],
         src: SocketAddr,
@@ -88,6 +91,7 @@ impl Handler {
             rcode: a.rcode,
             answers: a.answers.len(),
             first_cluster: a.first_cluster,
+            policy: a.first_policy,
             located_by: a.located_by.as_ref(),
             fail_open: a.fail_open,
             ecs: reply.ecs,
@@ -104,7 +108,7 @@ impl Handler {
             Some(n) => n,
             None => &"-",
         };
-        self.account(stats, snap, &outcome, name);
+        self.account(stats, tap, snap, &outcome, name);
         true
     }
 }

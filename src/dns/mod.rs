@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::RecordType;
@@ -31,6 +31,9 @@ use self::cache::{AnswerCache, LocationMemo};
 use self::rrl::{Limiter, Verdict};
 use self::wire::{MAX_NAME, QuestionKey};
 use crate::answer::Steered;
+use crate::config::PolicyKind;
+use crate::dnstap::{self, Decision, Event, Tap};
+use crate::geo::Precision;
 use crate::metrics::{LocalStats, Metrics, Transport};
 use crate::snapshot::{ClusterId, LocationSource, Published, Snapshot};
 
@@ -48,6 +51,8 @@ pub struct Handler {
     rrl: Option<Arc<Limiter>>,
     /// Log every query at info (target `fedns::query`); off by default.
     query_log: bool,
+    /// dnstap of queries and replies; None when off.
+    dnstap: Option<Arc<Tap>>,
 }
 
 /// The private state of one query worker (a UDP worker thread or a TCP connection): its
@@ -60,6 +65,10 @@ pub struct Worker {
     stats: LocalStats,
     /// The question key of the query at hand (`wire::parse_query` writes it).
     key: QuestionKey,
+    /// The address queries arrive at (dnstap's response address).
+    local: SocketAddr,
+    /// What was decided for the query at hand, when dnstap is on.
+    tap: Option<Decision>,
 }
 
 impl Default for Worker {
@@ -69,11 +78,21 @@ impl Default for Worker {
             memo: LocationMemo::default(),
             stats: LocalStats::default(),
             key: [0; MAX_NAME + 2],
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            tap: None,
         }
     }
 }
 
 impl Worker {
+    /// The worker of a socket bound to `local`.
+    pub fn serving(local: SocketAddr) -> Worker {
+        Worker {
+            local,
+            ..Worker::default()
+        }
+    }
+
     /// Reply templates in this worker's cache.
     pub fn cached(&self) -> usize {
         self.cache.len()
@@ -87,7 +106,14 @@ impl Handler {
             metrics,
             rrl: None,
             query_log,
+            dnstap: None,
         }
+    }
+
+    /// Turns on dnstap.
+    pub fn with_dnstap(mut self, tap: Option<Arc<Tap>>) -> Handler {
+        self.dnstap = tap;
+        self
     }
 
     /// Turns on response rate limiting.
@@ -117,12 +143,50 @@ impl Handler {
         if w.cache.sync(&snap) {
             w.memo.clear();
         }
+        let Some(tap) = self.dnstap.as_deref().filter(|t| t.wanted()) else {
+            return self.answer(w, &snap, packet, src, proto, out);
+        };
+        let query_time = SystemTime::now();
+        w.tap = Some(Decision::default());
+        let sent = self.answer(w, &snap, packet, src, proto, out);
+        let mut bytes = Vec::with_capacity(packet.len() + if sent { out.len() } else { 0 });
+        bytes.extend_from_slice(packet);
+        if sent {
+            bytes.extend_from_slice(out);
+        }
+        tap.offer(Event {
+            client: src,
+            server: w.local,
+            transport: match proto {
+                Transport::Udp => dnstap::Transport::Udp,
+                Transport::Tcp => dnstap::Transport::Tcp,
+            },
+            query_time,
+            response_time: SystemTime::now(),
+            bytes,
+            query_len: packet.len(),
+            replied: sent,
+            decision: w.tap.take().unwrap_or_default(),
+        });
+        sent
+    }
+
+    /// The fast path, else the general one.
+    fn answer(
+        &self,
+        w: &mut Worker,
+        snap: &Arc<Snapshot>,
+        packet: &[u8],
+        src: SocketAddr,
+        proto: Transport,
+        out: &mut Vec<u8>,
+    ) -> bool {
         if let Some((q, n)) = wire::parse_query(packet, &mut w.key)
-            && let Some(sent) = self.fast(w, &snap, q, n, src, proto, out)
+            && let Some(sent) = self.fast(w, snap, q, n, src, proto, out)
         {
             return sent;
         }
-        self.general(&mut w.stats, &snap, packet, src, proto, out)
+        self.general(&mut w.stats, &mut w.tap, snap, packet, src, proto, out)
     }
 
     /// Adds the worker's counts to the shared metrics; `elapsed` is how long the queries
@@ -173,6 +237,7 @@ impl Handler {
     fn account(
         &self,
         stats: &mut LocalStats,
+        tap: &mut Option<Decision>,
         snap: &Snapshot,
         o: &Outcome<'_>,
         name: &dyn std::fmt::Display,
@@ -181,6 +246,19 @@ impl Handler {
         if o.first_cluster.is_some() || o.located_by.is_some() {
             stats.geo_answer(o.ecs, o.located_by, o.fail_open, o.first_cluster);
             stats.steered(o.steered.geo_order, o.steered.spilled, o.widened);
+        }
+        if let Some(d) = tap {
+            *d = Decision {
+                cluster: o
+                    .first_cluster
+                    .and_then(|id| snap.clusters.get(usize::from(id)))
+                    .map(|c| c.label.clone()),
+                policy: o.policy.map(PolicyKind::as_str),
+                scope: o.scope,
+                ecs: o.ecs,
+                located: o.located_by.map(located_word),
+                fail_open: o.fail_open,
+            };
         }
         if self.query_log {
             let cluster = o
@@ -212,6 +290,7 @@ struct Outcome<'a> {
     rcode: ResponseCode,
     answers: usize,
     first_cluster: Option<ClusterId>,
+    policy: Option<PolicyKind>,
     located_by: Option<&'a LocationSource>,
     fail_open: bool,
     /// An ECS option located the client.
@@ -220,4 +299,15 @@ struct Outcome<'a> {
     steered: Steered,
     /// The ECS scope is wider than the network that placed the client.
     widened: bool,
+}
+
+/// What placed a client, as one word (dnstap's `located=`).
+fn located_word(l: &LocationSource) -> &'static str {
+    match l {
+        LocationSource::Override(_) => "override",
+        LocationSource::GeoIp(Precision::City) => "city",
+        LocationSource::GeoIp(Precision::Country(_)) => "country",
+        LocationSource::GeoIp(Precision::Continent(_)) => "continent",
+        LocationSource::Unknown => "unknown",
+    }
 }

@@ -84,9 +84,12 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut worker = match stream.local_addr() {
+        Ok(local) => Worker::serving(local),
+        Err(_) => Worker::default(),
+    };
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let mut worker = Worker::default();
     let mut query = Vec::new();
     let mut reply = Vec::with_capacity(512);
     let mut framed = Vec::with_capacity(514);

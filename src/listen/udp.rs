@@ -160,7 +160,7 @@ fn zeroed_slice<T>() -> Box<[T]> {
 fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result<()> {
     let fd = socket.as_raw_fd();
     let mut b = Batch::new();
-    let mut worker = Worker::default();
+    let mut worker = Worker::serving(socket.local_addr()?);
     // The receive headers point at fixed buffers: set them up once; after each call only
     // what the kernel wrote (the address length, the flags) is reset, for the used ones.
     for i in 0..BATCH {

@@ -183,6 +183,9 @@ pub struct Metrics {
     rrl_dropped: IntCounter,
     tcp: [IntCounter; 4],
     pub ready: IntGauge,
+    /// dnstap frames by outcome: sent, dropped (queue full or no collector), lost (with a
+    /// connection that broke).
+    pub dnstap_frames: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -251,6 +254,12 @@ impl Metrics {
              closed idle, closed for a slow client.",
             &["event"],
         );
+        let dnstap_frames = counter_vec(
+            &r,
+            "fedns_dnstap_frames_total",
+            "dnstap frames by outcome: sent to the collector, dropped (the queue was full or no collector was connected), lost (written to a connection that broke).",
+            &["outcome"],
+        );
         let ready =
             IntGauge::new("fedns_ready", "1 when /readyz answers 200.").expect("valid metric");
         r.register(Box::new(ready.clone())).expect("unique metric");
@@ -289,6 +298,7 @@ impl Metrics {
             tcp: ["accepted", "refused", "idle_timeout", "io_timeout"]
                 .map(|e| tcp.with_label_values(&[e])),
             ready,
+            dnstap_frames,
             registry: r,
         }
     }

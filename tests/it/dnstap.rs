@@ -1,0 +1,269 @@
+//! dnstap to real readers: fstrm_capture (Debian's fstrm-bin) takes what fedns sends over
+//! the bidirectional Frame Streams handshake and writes it to a file; dnstap-read (BIND's
+//! tools) decodes it. fedns's decision in `extra` is read from the same file, frame by
+//! frame. A collector that goes away or stalls costs frames, counted, and no answer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fedns_testkit::dns::{Transport, answer_data, query};
+use fedns_testkit::process::Process;
+use fedns_testkit::server::{CONFIG, TestServer};
+use hickory_proto::rr::RecordType;
+
+const PATIENCE: Duration = Duration::from_secs(15);
+const APP: &str = "app.default.myfed.svc.fed.example.com";
+
+/// A tool the test needs, or a failure that says how to get it.
+fn tool(name: &str, package: &str) -> String {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{name} is missing: install Debian's {package} (.ci/run does: apt-get install {package})"
+    );
+    name.to_owned()
+}
+
+/// fstrm_capture on a Unix socket, writing to `file`; waits for the socket.
+fn capture(socket: &Path, file: &Path) -> Process {
+    let _ = std::fs::remove_file(socket);
+    let mut cmd = Command::new(tool("fstrm_capture", "fstrm-bin"));
+    cmd.args(["-t", "protobuf:dnstap.Dnstap", "-u"])
+        .arg(socket)
+        .arg("-w")
+        .arg(file)
+        .stderr(Stdio::null());
+    let p = Process::spawn(&mut cmd).expect("start fstrm_capture");
+    for _ in 0..100 {
+        if socket.exists() {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("fstrm_capture made no socket at {}", socket.display());
+}
+
+fn server_config(socket: &Path, extra: &str) -> String {
+    format!(
+        "{CONFIG}dnstap: {{ socket: {}{extra} }}\n",
+        socket.display()
+    )
+}
+
+/// The value of one metric line of /metrics (0 when absent).
+async fn metric(server: &TestServer, line: &str) -> f64 {
+    let (_, body) = fedns_testkit::http::get(server.admin, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn until_metric(server: &TestServer, line: &str, at_least: f64) {
+    fedns_testkit::wait::eventually(PATIENCE, || async move {
+        let v = metric(server, line).await;
+        if v >= at_least {
+            Ok(())
+        } else {
+            Err(format!("{line} is {v}, waiting for {at_least}"))
+        }
+    })
+    .await;
+}
+
+/// The `extra` field of every dnstap frame in a Frame Streams file, in order.
+fn extras(file: &Path) -> Vec<String> {
+    let bytes = std::fs::read(file).expect("the capture file");
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let len = word(at);
+        if len == 0 {
+            // A control frame: escape, its length, its body.
+            at += 8 + word(at + 4);
+            continue;
+        }
+        out.push(extra_of(&bytes[at + 4..at + 4 + len]));
+        at += 4 + len;
+    }
+    out
+}
+
+/// Field 3 (`extra`) of one Dnstap protobuf message, empty when absent.
+fn extra_of(mut m: &[u8]) -> String {
+    fn varint(m: &mut &[u8]) -> u64 {
+        let mut v = 0;
+        for shift in (0..64).step_by(7) {
+            let b = m[0];
+            *m = &m[1..];
+            v |= u64::from(b & 0x7F) << shift;
+            if b < 0x80 {
+                break;
+            }
+        }
+        v
+    }
+    let mut extra = String::new();
+    while !m.is_empty() {
+        let key = varint(&mut m);
+        match key & 7 {
+            0 => {
+                varint(&mut m);
+            }
+            2 => {
+                let n = varint(&mut m) as usize;
+                if key >> 3 == 3 {
+                    extra = String::from_utf8_lossy(&m[..n]).into_owned();
+                }
+                m = &m[n..];
+            }
+            5 => m = &m[4..],
+            1 => m = &m[8..],
+            w => panic!("wire type {w} in a dnstap frame"),
+        }
+    }
+    extra
+}
+
+fn dnstap_read(file: &Path, yaml: bool) -> String {
+    let mut cmd = Command::new(tool("dnstap-read", "bind9-dnsutils"));
+    if yaml {
+        cmd.arg("-y");
+    }
+    let out = cmd.arg(file).output().expect("run dnstap-read");
+    assert!(
+        out.status.success(),
+        "dnstap-read failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn work() -> PathBuf {
+    fedns_testkit::sys::temp_dir("dnstap")
+}
+
+/// Queries over UDP and TCP reach fstrm_capture as AUTH_QUERY and AUTH_RESPONSE, which
+/// dnstap-read decodes; each reply's frame carries the routing decision in `extra`. The
+/// collector then goes away and a new one takes its place: fedns reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_collector_gets_queries_replies_and_decisions() {
+    let dir = work();
+    let socket = dir.join("tap.sock");
+    let first = dir.join("first.fstrm");
+    let mut cap = capture(&socket, &first);
+    let server = TestServer::start(&server_config(&socket, "")).await;
+    let client = server.client();
+    let geo = client.ask(APP, RecordType::A, Some("198.18.0.0/24")).await;
+    assert_eq!(answer_data(&geo), ["192.0.2.10"]);
+    let txt = client
+        .exchange(
+            &query("status.fed.example.com", RecordType::TXT, None),
+            Transport::Tcp,
+        )
+        .await;
+    assert!(!txt.answers.is_empty());
+    client
+        .ask("nothing.fed.example.com", RecordType::A, None)
+        .await;
+    until_metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ", 6.0).await;
+    cap.terminate();
+
+    let text = dnstap_read(&first, false);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    for (line, (kind, proto, name)) in lines.iter().zip([
+        ("AQ", "UDP", "app.default.myfed.svc.fed.example.com/IN/A"),
+        ("AR", "UDP", "app.default.myfed.svc.fed.example.com/IN/A"),
+        ("AQ", "TCP", "status.fed.example.com/IN/TXT"),
+        ("AR", "TCP", "status.fed.example.com/IN/TXT"),
+        ("AQ", "UDP", "nothing.fed.example.com/IN/A"),
+        ("AR", "UDP", "nothing.fed.example.com/IN/A"),
+    ]) {
+        assert!(
+            line.contains(kind) && line.contains(proto) && line.contains(name),
+            "{line}"
+        );
+    }
+    let yaml = dnstap_read(&first, true);
+    assert!(yaml.contains("type: AUTH_RESPONSE"), "{yaml}");
+    assert!(
+        yaml.contains("'app.default.myfed.svc.fed.example.com. 30 IN A 192.0.2.10'"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("status: NXDOMAIN"), "{yaml}");
+    let extras = extras(&first);
+    assert_eq!(extras.len(), 6, "{extras:?}");
+    assert_eq!(
+        extras[1],
+        "cluster=us-east policy=nearest located=city scope=24 fail_open=0"
+    );
+    // A static record and a name that does not exist decide nothing.
+    assert_eq!(extras[3], "");
+    assert_eq!(extras[5], "");
+
+    // A new collector: frames flow again once fedns has reconnected.
+    let second = dir.join("second.fstrm");
+    let mut cap = capture(&socket, &second);
+    fedns_testkit::wait::eventually(PATIENCE, || {
+        let (client, server) = (&client, &server);
+        async move {
+            client.ask(APP, RecordType::A, Some("198.18.2.0/24")).await;
+            let sent = metric(server, "fedns_dnstap_frames_total{outcome=\"sent\"} ").await;
+            if sent >= 8.0 {
+                Ok(())
+            } else {
+                Err(format!("{sent} frames sent"))
+            }
+        }
+    })
+    .await;
+    server.stop().await;
+    cap.terminate();
+    let text = dnstap_read(&second, false);
+    assert!(
+        text.lines().any(|l| l.contains("AR") && l.contains(APP)),
+        "{text}"
+    );
+}
+
+/// A collector that stops reading costs frames, dropped from a bounded queue and counted,
+/// and no answer: every query is answered while it is stopped. When it reads again,
+/// frames flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_collector_costs_frames_not_answers() {
+    let dir = work();
+    let socket = dir.join("tap.sock");
+    let cap = capture(&socket, &dir.join("out.fstrm"));
+    let server = TestServer::start(&server_config(&socket, ", queue: 16")).await;
+    let client = server.client();
+    client.ask(APP, RecordType::A, Some("198.18.0.0/24")).await;
+    until_metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ", 2.0).await;
+    cap.signal("STOP");
+    // Enough replies to fill the socket's buffer, then the queue.
+    for i in 0..3000u32 {
+        let m = client
+            .ask(APP, RecordType::A, Some(&format!("198.18.{}.0/24", i % 5)))
+            .await;
+        assert_eq!(answer_data(&m).len(), 1, "query {i} unanswered");
+    }
+    let dropped = metric(&server, "fedns_dnstap_frames_total{outcome=\"dropped\"} ").await;
+    assert!(
+        dropped > 0.0,
+        "nothing dropped while the collector was stopped"
+    );
+    cap.signal("CONT");
+    let sent = metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ").await;
+    client.ask(APP, RecordType::A, Some("198.18.1.0/24")).await;
+    until_metric(
+        &server,
+        "fedns_dnstap_frames_total{outcome=\"sent\"} ",
+        sent + 2.0,
+    )
+    .await;
+    server.stop().await;
+}

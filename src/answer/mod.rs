@@ -148,6 +148,26 @@ enum Level<'s> {
 
 /// Answers one question. `trace` fills `Answer::decisions` for `explain`.
 pub fn answer(snap: &Snapshot, q: &Question<'_>, client: &Client, trace: bool) -> Answer {
+    answer_with(snap, q, client, None, trace)
+}
+
+/// Answers one question for a client placed at `located` rather than by its address: what
+/// the status page asks for a whole country. The ECS scope then means nothing.
+pub fn answer_placed(snap: &Snapshot, q: &Question<'_>, located: &Located, trace: bool) -> Answer {
+    let client = Client {
+        source: IpAddr::from([0, 0, 0, 0]),
+        ecs: None,
+    };
+    answer_with(snap, q, &client, Some(located), trace)
+}
+
+fn answer_with(
+    snap: &Snapshot,
+    q: &Question<'_>,
+    client: &Client,
+    placed: Option<&Located>,
+    trace: bool,
+) -> Answer {
     let mut ans = Answer {
         authoritative: true,
         ..Answer::default()
@@ -171,6 +191,7 @@ pub fn answer(snap: &Snapshot, q: &Question<'_>, client: &Client, trace: bool) -
         trace,
         ans,
         placing: None,
+        placed,
     };
     let mut owner = q.name.clone();
     owner.set_fqdn(true);
@@ -188,6 +209,8 @@ struct Resolution<'a> {
     /// The scope the placing network alone would give, once a decision depended on
     /// where the client is.
     placing: Option<u8>,
+    /// Where the client is, when the caller placed it (see `answer_placed`).
+    placed: Option<&'a Located>,
 }
 
 impl Resolution<'_> {
@@ -424,8 +447,11 @@ impl Resolution<'_> {
     ) -> Decision {
         let snap = self.snap;
         let policy = &fed.policy;
-        let located = (self.trace || policy::needs_location(policy, &eligible))
-            .then(|| snap.locator.locate(self.client.locating_address()));
+        let located = (self.trace || policy::needs_location(policy, &eligible)).then(|| {
+            self.placed
+                .cloned()
+                .unwrap_or_else(|| snap.locator.locate(self.client.locating_address()))
+        });
         let member = |c: ClusterId| members.iter().find(|m| m.cluster == c);
         let bias = |c: ClusterId| member(c).map_or(0, |m| m.bias);
         let ranked = rank::rank(snap, &eligible, located.as_ref(), &bias);
@@ -462,7 +488,7 @@ impl Resolution<'_> {
                 self.client.locating_address(),
                 l.network.prefix_len(),
             );
-            if self.trace {
+            if self.trace && self.placed.is_none() {
                 widest_block = IpNet::new(self.client.locating_address().to_canonical(), widest)
                     .ok()
                     .map(|n| {

@@ -32,6 +32,7 @@ use crate::listen::tcp::TcpLimits;
 use crate::listen::{DnsServer, ServeSettings};
 use crate::metrics::Metrics;
 use crate::ops::admin::{self, AdminState};
+use crate::ops::status;
 use crate::snapshot::{BuildError, Published};
 use crate::sources::state_file;
 use crate::sources::static_services;
@@ -270,6 +271,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
                     source,
                 })?;
             let bound = listener.local_addr().ok();
+            let rates = Arc::new(status::Rates::default());
             let state = AdminState {
                 published: app.published.clone(),
                 store: app.store.clone(),
@@ -278,8 +280,18 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
                 readiness: app.clone(),
                 fleet: app.fleet.clone(),
                 overrides: app.overrides.clone(),
+                rates: rates.clone(),
             };
             tasks.push(tokio::spawn(admin::serve(listener, Arc::new(state))));
+            // The status page's answers per second: the counters, sampled.
+            let metrics = app.metrics.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(status::SAMPLE_EVERY);
+                loop {
+                    every.tick().await;
+                    rates.sample(&metrics.answers_by_cluster(), std::time::SystemTime::now());
+                }
+            }));
             bound
         }
         None => None,

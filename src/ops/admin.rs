@@ -1,5 +1,5 @@
-//! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/debug/records`,
-//! `/debug/explain?name=&client=&type=`. HTTP/1.1 only; it serves operators and
+//! The admin HTTP server: the status page (`/`, `status/...`), `/metrics`, `/healthz`,
+//! `/readyz`, `/debug/records`, `/debug/explain?name=&client=&type=`. HTTP/1.1 only; it serves operators and
 //! Prometheus, never DNS clients.
 
 use std::convert::Infallible;
@@ -41,6 +41,8 @@ pub struct AdminState {
     pub fleet: Option<Arc<Fleet>>,
     /// The operators' overrides in force.
     pub overrides: Arc<Overrides>,
+    /// Answers per second by cluster over the last 15 minutes, for the status page.
+    pub rates: Arc<super::status::Rates>,
 }
 
 /// Whether /readyz answers 200, and if not, why.
@@ -84,6 +86,12 @@ fn route(shared: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "GET only\n".into());
     }
+    if let Some((status, kind, body)) =
+        super::status::route(shared, req.uri().path(), req.uri().query().unwrap_or(""))
+    {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return reply(status, kind, body);
+    }
     match req.uri().path() {
         "/metrics" => reply(
             StatusCode::OK,
@@ -120,7 +128,7 @@ fn route(shared: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         _ => reply(
             StatusCode::NOT_FOUND,
             TEXT,
-            "not found: try /metrics /healthz /readyz /debug/records /debug/explain /debug/fleet\n"
+            "not found: try / (the status page) /metrics /healthz /readyz /debug/records /debug/explain /debug/fleet\n"
                 .into(),
         ),
     }
@@ -132,10 +140,8 @@ fn explain(shared: &AdminState, query: &str) -> Response<Full<Bytes>> {
     let mut name = None;
     let mut client = None;
     let mut qtype = "A".to_owned();
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v);
-        match k {
+    for (k, v) in params(query) {
+        match k.as_str() {
             "name" => name = Some(v),
             "client" => client = Some(v),
             "type" => qtype = v.to_ascii_uppercase(),
@@ -163,9 +169,21 @@ fn explain(shared: &AdminState, query: &str) -> Response<Full<Bytes>> {
     }
 }
 
+/// The `key=value` pairs of a query string, percent-decoded.
+pub(super) fn params(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
 /// For `/debug/explain`: each probe target at `ip`, this replica's own health of it and,
 /// in a fleet that votes, every fresh view's vote and what the quorum made of them.
-fn probe_lines(shared: &AdminState, ip: IpAddr) -> Vec<String> {
+pub(super) fn probe_lines(shared: &AdminState, ip: IpAddr) -> Vec<String> {
     let now = SystemTime::now();
     let own = shared.health.view();
     let digest = own.digest();

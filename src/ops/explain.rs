@@ -8,8 +8,9 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use ipnet::IpNet;
 
 use crate::answer::{self, Client};
+use crate::geo::{Precision, places};
 use crate::health::Health;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Located, LocationSource, Snapshot};
 
 /// Explains the answer to `name`/`qtype` for a client given as an address (the packet
 /// source) or a CIDR (an ECS subnet, sent from `source`). Under each candidate, each
@@ -29,16 +30,82 @@ pub fn explain(
         qclass: DNSClass::IN,
     };
     let a = answer::answer(snap, &q, &client, true);
+    let said = match client.ecs {
+        Some(net) => format!("ECS {net} (source {})", client.source),
+        None => client.source.to_string(),
+    };
+    Ok(render(
+        snap,
+        name,
+        qtype,
+        &said,
+        client.ecs.is_some(),
+        false,
+        &a,
+        why,
+    ))
+}
+
+/// Explains the answer for a client in a country (ISO 3166 alpha-2), placed at the
+/// country's centroid as fedns places clients whose GeoIP record has only a country:
+/// what the status page shows for each country of its map.
+pub fn explain_country(
+    snap: &Snapshot,
+    country: &str,
+    name: &Name,
+    qtype: RecordType,
+    why: &dyn Fn(IpAddr) -> Vec<String>,
+) -> Result<String, String> {
+    let located = country_client(country)?;
+    let q = answer::Question {
+        name,
+        qtype,
+        qclass: DNSClass::IN,
+    };
+    let a = answer::answer_placed(snap, &q, &located, true);
+    let said = format!(
+        "anywhere in {} (its centroid)",
+        country.to_ascii_uppercase()
+    );
+    Ok(render(snap, name, qtype, &said, false, true, &a, why))
+}
+
+/// A client of country `code`, placed at its centroid (and in its continent).
+pub fn country_client(code: &str) -> Result<Located, String> {
+    let cc = code.to_ascii_uppercase();
+    let at = places::country_centroid(&cc)
+        .ok_or_else(|| format!("`{code}` is not an ISO 3166 country code"))?;
+    let bytes: [u8; 2] = cc
+        .as_bytes()
+        .try_into()
+        .map_err(|_| format!("`{code}` is not an ISO 3166 country code"))?;
+    let continent = places::country_continent(&cc).and_then(|c| c.as_bytes().try_into().ok());
+    Ok(Located {
+        location: Some(at),
+        pinned: None,
+        network: IpNet::from(IpAddr::from([0, 0, 0, 0])),
+        source: LocationSource::GeoIp(Precision::Country(bytes)),
+        country: Some(bytes),
+        continent,
+    })
+}
+
+/// The explain text of an answer: the question, the client as `said`, each decision with
+/// its candidates, and the records. `placed`: the client was placed by the caller.
+#[allow(clippy::too_many_arguments)]
+fn render(
+    snap: &Snapshot,
+    name: &Name,
+    qtype: RecordType,
+    said: &str,
+    ecs: bool,
+    placed: bool,
+    a: &answer::Answer,
+    why: &dyn Fn(IpAddr) -> Vec<String>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "question: {name} IN {qtype}");
-    match client.ecs {
-        Some(net) => {
-            let _ = writeln!(out, "client:   ECS {net} (source {})", client.source);
-        }
-        None => {
-            let _ = writeln!(out, "client:   {}", client.source);
-        }
-    }
+    let _ = writeln!(out, "client:   {said}");
     for d in &a.decisions {
         let _ = writeln!(
             out,
@@ -46,20 +113,18 @@ pub fn explain(
             d.name, d.level, d.policy
         );
         if let Some(l) = &d.located {
+            // A client placed by the caller (a country) has no network of its own.
+            let network = if placed {
+                String::new()
+            } else {
+                format!(" (network {})", l.network)
+            };
             match l.location {
                 Some(loc) => {
-                    let _ = writeln!(
-                        out,
-                        "located:  {loc} by {} (network {})",
-                        l.source, l.network
-                    );
+                    let _ = writeln!(out, "located:  {loc} by {}{network}", l.source);
                 }
                 None => {
-                    let _ = writeln!(
-                        out,
-                        "located:  nowhere: {} (network {})",
-                        l.source, l.network
-                    );
+                    let _ = writeln!(out, "located:  nowhere: {}{network}", l.source);
                 }
             }
         }
@@ -142,7 +207,7 @@ pub fn explain(
         out,
         "rcode:    {}{}",
         a.rcode,
-        if client.ecs.is_some() {
+        if ecs {
             format!(", ECS scope /{}", a.scope)
         } else {
             String::new()
@@ -151,7 +216,7 @@ pub fn explain(
     for r in a.answers.iter().chain(&a.authority) {
         let _ = writeln!(out, "  {r}");
     }
-    Ok(out)
+    out
 }
 
 fn health_word(h: Health) -> &'static str {

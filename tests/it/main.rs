@@ -22,4 +22,5 @@ mod replies;
 mod rfc;
 mod server;
 mod snapshot;
+mod status;
 mod steering;

@@ -86,8 +86,16 @@ fn route(shared: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "GET only\n".into());
     }
+    let why = |ip: IpAddr| probe_lines(shared, ip);
+    let view = super::status::View {
+        published: &shared.published,
+        store: &shared.store,
+        health: &shared.health,
+        rates: &shared.rates,
+        why: &why,
+    };
     if let Some((status, kind, body)) =
-        super::status::route(shared, req.uri().path(), req.uri().query().unwrap_or(""))
+        super::status::route(&view, req.uri().path(), req.uri().query().unwrap_or(""))
     {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return reply(status, kind, body);
@@ -140,7 +148,7 @@ fn explain(shared: &AdminState, query: &str) -> Response<Full<Bytes>> {
     let mut name = None;
     let mut client = None;
     let mut qtype = "A".to_owned();
-    for (k, v) in params(query) {
+    for (k, v) in super::query::params(query) {
         match k.as_str() {
             "name" => name = Some(v),
             "client" => client = Some(v),
@@ -169,21 +177,9 @@ fn explain(shared: &AdminState, query: &str) -> Response<Full<Bytes>> {
     }
 }
 
-/// The `key=value` pairs of a query string, percent-decoded.
-pub(super) fn params(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
 /// For `/debug/explain`: each probe target at `ip`, this replica's own health of it and,
 /// in a fleet that votes, every fresh view's vote and what the quorum made of them.
-pub(super) fn probe_lines(shared: &AdminState, ip: IpAddr) -> Vec<String> {
+fn probe_lines(shared: &AdminState, ip: IpAddr) -> Vec<String> {
     let now = SystemTime::now();
     let own = shared.health.view();
     let digest = own.digest();
@@ -221,31 +217,6 @@ pub(super) fn probe_lines(shared: &AdminState, ip: IpAddr) -> Vec<String> {
         .collect();
     lines.sort();
     lines
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Every name with its clusters, addresses, health and staleness; every cluster with its
@@ -421,17 +392,4 @@ fn name_json(snap: &Snapshot, name: &str, kind: &str, f: &FedName) -> Value {
         "clusters": members,
         "drains_held": drains_held,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn decodes_query_values() {
-        assert_eq!(percent_decode("198.18.2.0%2F24"), "198.18.2.0/24");
-        assert_eq!(percent_decode("a+b"), "a b");
-        assert_eq!(percent_decode("50%"), "50%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
 }

@@ -4,4 +4,5 @@
 
 pub mod admin;
 pub mod explain;
+pub mod query;
 pub mod status;

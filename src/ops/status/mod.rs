@@ -20,11 +20,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use serde_json::{Value, json};
 
-use super::admin::AdminState;
 use super::explain;
 use crate::answer;
-use crate::health::Health;
-use crate::snapshot::{ClusterId, FedName, OverrideTarget, Snapshot};
+use crate::health::{Health, HealthTable};
+use crate::snapshot::{ClusterId, FedName, OverrideTarget, Published, Snapshot};
+use crate::store::Store;
 
 /// The page.
 pub const PAGE: &str = include_str!("index.html");
@@ -95,12 +95,22 @@ impl Rates {
     }
 }
 
+/// What the status page reads: the published snapshot, the store, the health table, the
+/// answer rates, and the probe lines explain prints under each address.
+pub struct View<'a> {
+    pub published: &'a Published,
+    pub store: &'a Store,
+    pub health: &'a HealthTable,
+    pub rates: &'a Rates,
+    pub why: &'a dyn Fn(IpAddr) -> Vec<String>,
+}
+
 /// A response of this module: status, content type, body.
 pub type Reply = (u16, &'static str, String);
 
 /// The status page's routes; None for a path that is not one of them.
-pub fn route(shared: &AdminState, path: &str, query: &str) -> Option<Reply> {
-    let params = super::admin::params(query);
+pub fn route(shared: &View<'_>, path: &str, query: &str) -> Option<Reply> {
+    let params = super::query::params(query);
     let get = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str());
     Some(match path {
         "/" | "/status" | "/status/" => (200, "text/html; charset=utf-8", PAGE.to_owned()),
@@ -114,8 +124,7 @@ pub fn route(shared: &AdminState, path: &str, query: &str) -> Option<Reply> {
             let result = chosen(&snap, get("name")).and_then(|(fqdn, _)| {
                 let name = Name::from_ascii(&fqdn).map_err(|e| e.to_string())?;
                 let country = get("country").ok_or("give country=XX")?;
-                let why = |ip: IpAddr| super::admin::probe_lines(shared, ip);
-                explain::explain_country(&snap, country, &name, qtype(get("type")), &why)
+                explain::explain_country(&snap, country, &name, qtype(get("type")), shared.why)
             });
             match result {
                 Ok(text) => (200, "text/plain; charset=utf-8", text),
@@ -169,7 +178,7 @@ fn chosen(snap: &Snapshot, name: Option<&str>) -> Result<(String, FedName), Stri
 }
 
 /// `state.json`.
-fn state(shared: &AdminState, name: Option<&str>, t: Option<&str>) -> Result<Value, String> {
+fn state(shared: &View<'_>, name: Option<&str>, t: Option<&str>) -> Result<Value, String> {
     let snap = shared.published.load_full();
     let all = names(&snap);
     let (fqdn, fed) = chosen(&snap, name)?;

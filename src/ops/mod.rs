@@ -6,3 +6,4 @@ pub mod admin;
 pub mod explain;
 pub mod query;
 pub mod status;
+pub mod time;

@@ -15,12 +15,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use serde_json::{Value, json};
 
 use super::explain;
+use super::time::rfc3339;
 use crate::answer;
 use crate::health::{Health, HealthTable};
 use crate::snapshot::{ClusterId, FedName, OverrideTarget, Published, Snapshot};
@@ -297,12 +298,12 @@ fn state(shared: &View<'_>, name: Option<&str>, t: Option<&str>) -> Result<Value
                     Some(Ok(())) => "ok".to_owned(),
                     Some(Err(e)) => e.clone(),
                 },
-                "since": s.last_change.map(rfc3339),
+                "since": s.last_change.map(|t| rfc3339(t, false)),
             })
         })
         .collect();
     Ok(json!({
-        "generated": rfc3339(SystemTime::now()),
+        "generated": rfc3339(SystemTime::now(), false),
         "names": all.iter().take(MAX_NAMES).map(|(n, _)| n).collect::<Vec<_>>(),
         "names_total": all.len(),
         "name": fqdn,
@@ -317,40 +318,9 @@ fn state(shared: &View<'_>, name: Option<&str>, t: Option<&str>) -> Result<Value
     }))
 }
 
-/// A time as RFC 3339 in UTC, to the second.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_rfc3339() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_796_400_000);
-        assert_eq!(rfc3339(t), "2026-12-04T16:00:00Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn the_map_has_its_countries_and_every_one_places_a_client() {
@@ -368,7 +338,7 @@ mod tests {
     #[test]
     fn rates_are_per_second_and_keep_fifteen_minutes() {
         let r = Rates::default();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1000);
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1000);
         r.sample(&[("a".into(), 100)], t0);
         assert!(r.series("a").is_empty());
         for i in 1..=100u64 {

@@ -2,7 +2,7 @@
 //! changes (so lists can be served at an older revision and continue tokens pin a
 //! snapshot), and the compaction point below which history answers 410.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::*;
 
@@ -221,27 +221,5 @@ pub(super) fn rfc3339_now() -> String {
 /// `time` in UTC as RFC 3339, with seconds (`metav1.Time`) or microseconds
 /// (`metav1.MicroTime`).
 pub(super) fn rfc3339(time: SystemTime, micros: bool) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let fraction = if micros {
-        format!(".{:06}", since.subsec_micros())
-    } else {
-        String::new()
-    };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    fedns::ops::time::rfc3339(time, micros)
 }

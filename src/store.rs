@@ -73,6 +73,9 @@ pub struct Settings {
     /// Capacity spillover threshold (`fedns.io/spill-below`).
     #[serde(default)]
     pub spill_below: Option<u32>,
+    /// The TTL of the name's records (ExternalDNS's `ttl` annotation), in seconds.
+    #[serde(default)]
+    pub ttl: Option<u32>,
     /// Probe overrides: kind, HTTP path, port and expected status.
     pub probe: Option<ProbeKind>,
     pub probe_path: Option<String>,

@@ -385,6 +385,7 @@ impl Resolution<'_> {
             }
         };
         let decision = self.decide(fed, &in_level, level, eligible, fail_open);
+        let ttl = fed.ttl.unwrap_or(snap.ttl);
         let mut wrote = false;
         let mut hostname = None;
         for id in &decision.chosen {
@@ -395,7 +396,7 @@ impl Resolution<'_> {
             if matches!(self.qtype, RecordType::A | RecordType::ANY) {
                 for (a, h) in &m.v4 {
                     if usable(*h) {
-                        self.record(owner.clone(), RData::A(A(*a)));
+                        self.record_ttl(owner.clone(), ttl, RData::A(A(*a)));
                         wrote = true;
                     }
                 }
@@ -404,7 +405,7 @@ impl Resolution<'_> {
             if self.qtype == RecordType::AAAA || (self.qtype == RecordType::ANY && !wrote) {
                 for (a, h) in &m.v6 {
                     if usable(*h) {
-                        self.record(owner.clone(), RData::AAAA(AAAA(*a)));
+                        self.record_ttl(owner.clone(), ttl, RData::AAAA(AAAA(*a)));
                         wrote = true;
                     }
                 }
@@ -424,15 +425,17 @@ impl Resolution<'_> {
             RecordType::A | RecordType::AAAA | RecordType::CNAME | RecordType::ANY
         );
         match hostname {
-            Some(h) if wants_target => self.record(owner, RData::CNAME(CNAME(h))),
+            Some(h) if wants_target => self.record_ttl(owner, ttl, RData::CNAME(CNAME(h))),
             _ => self.negative(ResponseCode::NoError),
         }
     }
 
     fn record(&mut self, owner: Name, rdata: RData) {
-        self.ans
-            .answers
-            .push(Record::from_rdata(owner, self.snap.ttl, rdata));
+        self.record_ttl(owner, self.snap.ttl, rdata);
+    }
+
+    fn record_ttl(&mut self, owner: Name, ttl: u32, rdata: RData) {
+        self.ans.answers.push(Record::from_rdata(owner, ttl, rdata));
     }
 
     /// Ranks the clusters of a name for this client, picks by policy, and records in the

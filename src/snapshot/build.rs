@@ -313,6 +313,12 @@ impl Snapshot {
                     NameKey::Service(k) => (k.clone(), self.policies.services.get(k)),
                     NameKey::Host(h) => (h.clone(), self.policies.hosts.get(h)),
                 };
+                // The TTL an object sets (the first cluster in config order that sets one).
+                let ttl = settings
+                    .iter()
+                    .filter_map(|(c, s)| Some((*c, s.ttl?)))
+                    .min_by_key(|(c, _)| *c)
+                    .map(|(_, t)| t);
                 let policy = configured.cloned().unwrap_or_else(|| {
                     from_settings(&self.policies.default, settings, &|c| self.cluster_id(c))
                 });
@@ -320,6 +326,7 @@ impl Snapshot {
                     display,
                     members,
                     policy,
+                    ttl,
                 })
             });
             match key {

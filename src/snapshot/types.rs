@@ -172,6 +172,9 @@ pub struct FedName {
     /// Sorted by cluster id.
     pub members: Vec<Member>,
     pub policy: Policy,
+    /// The TTL of its records, when an object sets one (ExternalDNS's `ttl` annotation);
+    /// else the config's `ttl`.
+    pub ttl: Option<u32>,
 }
 
 /// Everything the answer function reads. Cloning one is cheap (shared or persistent

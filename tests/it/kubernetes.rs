@@ -447,6 +447,64 @@ async fn annotations_set_policy() {
     server.stop().await;
 }
 
+/// A Service annotated for ExternalDNS (the current prefix in one cluster, the old one in
+/// the other) gets its host name, its target addresses instead of its load balancer's,
+/// and its TTL, with no fedns annotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_dns_annotations_are_served() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    for (c, prefix, lb, target) in [
+        (
+            &us,
+            "external-dns.kubernetes.io",
+            "192.0.2.10",
+            "192.0.2.77",
+        ),
+        (
+            &eu,
+            "external-dns.alpha.kubernetes.io",
+            "198.51.100.10",
+            "198.51.100.77",
+        ),
+    ] {
+        let mut svc = lb_service("default", "shop", &[lb], None, &[443]);
+        svc["metadata"]["annotations"] = serde_json::json!({
+            format!("{prefix}/hostname"): "store.fed.example.com,store.example.org",
+            format!("{prefix}/target"): target,
+            format!("{prefix}/ttl"): "45",
+        });
+        c.apply(Resource::Services, svc);
+        c.apply(
+            Resource::EndpointSlices,
+            endpoint_slice("default", "shop", "shop-1", &[true]),
+        );
+    }
+    let server = federation(&[&us, &eu]).await;
+    let client = server.client();
+    until(&client, "store.fed.example.com", NEW_YORK, &["192.0.2.77"]).await;
+    until(
+        &client,
+        "store.fed.example.com",
+        "198.18.1.0/24",
+        &["198.51.100.77"],
+    )
+    .await;
+    let federated = client
+        .ask(
+            "shop.default.myfed.svc.fed.example.com",
+            RecordType::A,
+            Some(NEW_YORK),
+        )
+        .await;
+    assert_eq!(answer_data(&federated), ["192.0.2.77"]);
+    assert_eq!(federated.answers[0].ttl, 45);
+    // The name outside the zone is not fedns's.
+    let (rcode, _) = ask(&client, "store.example.org", NEW_YORK).await;
+    assert_eq!(rcode, ResponseCode::Refused);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_while_a_cluster_is_down_keeps_its_records_from_the_state_file() {
     let (us, _eu, server, _client) = two_clusters_with_app().await;

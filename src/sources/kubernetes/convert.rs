@@ -96,12 +96,16 @@ pub(super) fn slim_service(svc: &Service, ctx: &ConvertCtx) -> Option<Slim> {
         svc.namespace().unwrap_or_default(),
         svc.name_any()
     );
-    let (settings, hosts, exclude) = annotations(svc.annotations(), &what, ctx);
+    let (settings, hosts, exclude, ext) = annotations(svc.annotations(), &what, ctx);
     if exclude {
         return None;
     }
     let status = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref());
-    let (addresses, hostname) = lb_targets(status.and_then(|l| l.ingress.as_ref()), &what, ctx);
+    let (addresses, hostname) = ext.targets(lb_targets(
+        status.and_then(|l| l.ingress.as_ref()),
+        &what,
+        ctx,
+    ));
     if addresses.is_empty() && hostname.is_none() {
         // Pending: no load balancer yet, nothing to answer with.
         return None;
@@ -126,7 +130,7 @@ pub(super) fn slim_ingress(ing: &Ingress, ctx: &ConvertCtx) -> Option<Slim> {
         ing.namespace().unwrap_or_default(),
         ing.name_any()
     );
-    let (settings, mut hosts, exclude) = annotations(ing.annotations(), &what, ctx);
+    let (settings, mut hosts, exclude, ext) = annotations(ing.annotations(), &what, ctx);
     if exclude {
         return None;
     }
@@ -162,7 +166,7 @@ pub(super) fn slim_ingress(ing: &Ingress, ctx: &ConvertCtx) -> Option<Slim> {
                 })
                 .collect()
         });
-    let (addresses, hostname) = lb_targets(ingress_list.as_ref(), &what, ctx);
+    let (addresses, hostname) = ext.targets(lb_targets(ingress_list.as_ref(), &what, ctx));
     let tls = spec.tls.as_ref().is_some_and(|t| !t.is_empty());
     Some(Slim::Ingress {
         hosts,
@@ -184,9 +188,125 @@ pub(super) fn slim_slice(slice: &EndpointSlice, _ctx: &ConvertCtx) -> Option<Sli
     Some(Slim::Slice { service, ready })
 }
 
-/// Reads `fedns.io/...` annotations. A bad value is logged with the object it is on and
-/// ignored; the object is still served.
+/// ExternalDNS's annotation prefixes, the current one and the old one: `hostname`,
+/// `target` and `ttl` are read under both, so that objects already annotated for
+/// ExternalDNS get their fedns names unchanged. fedns's own annotations win.
+pub const EXTERNAL_DNS_PREFIXES: [&str; 2] = [
+    "external-dns.kubernetes.io/",
+    "external-dns.alpha.kubernetes.io/",
+];
+
+/// What ExternalDNS's annotations of an object say.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct ExternalDns {
+    /// Extra names (`hostname`), inside the zone.
+    pub(super) hosts: Vec<String>,
+    /// Addresses to publish instead of the load balancer's (`target`).
+    pub(super) targets: Vec<IpAddr>,
+    /// A host name to publish instead (a `target` that is not an address): a CNAME.
+    pub(super) target_host: Option<String>,
+}
+
+impl ExternalDns {
+    /// The load-balancer addresses and host name to publish: the targets when set, else
+    /// the object's status.
+    pub(super) fn targets(
+        &self,
+        status: (Vec<IpAddr>, Option<String>),
+    ) -> (Vec<IpAddr>, Option<String>) {
+        if self.targets.is_empty() && self.target_host.is_none() {
+            status
+        } else {
+            (self.targets.clone(), self.target_host.clone())
+        }
+    }
+}
+
+/// Reads ExternalDNS's annotations (both prefixes; the current one wins).
+fn external_dns(
+    a: &BTreeMap<String, String>,
+    what: &str,
+    ctx: &ConvertCtx,
+    settings: &mut Settings,
+) -> ExternalDns {
+    let mut ext = ExternalDns::default();
+    let get = |key: &str| {
+        EXTERNAL_DNS_PREFIXES.iter().find_map(|p| {
+            a.get(&format!("{p}{key}"))
+                .map(|v| (format!("{p}{key}"), v.trim()))
+        })
+    };
+    let bad = |k: &str, v: &str, why: &str| {
+        warn!(
+            cluster = ctx.cluster,
+            object = what,
+            annotation = k,
+            value = v,
+            "{why}; annotation ignored"
+        )
+    };
+    if let Some((k, v)) = get("hostname") {
+        for h in v
+            .split(',')
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+        {
+            if in_zone(&h, &ctx.zone) {
+                ext.hosts.push(h);
+            } else {
+                debug!(
+                    cluster = ctx.cluster,
+                    object = what,
+                    annotation = k,
+                    host = h,
+                    "ExternalDNS host outside the zone: not fedns's"
+                );
+            }
+        }
+    }
+    if let Some((k, v)) = get("target") {
+        for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            match t.parse::<IpAddr>() {
+                Ok(ip) => ext.targets.push(ip),
+                Err(_) if hickory_proto::rr::Name::from_ascii(t).is_ok() => {
+                    if ext.target_host.is_none() {
+                        ext.target_host = Some(t.trim_end_matches('.').to_ascii_lowercase());
+                    }
+                }
+                Err(_) => bad(&k, t, "not an address or a host name"),
+            }
+        }
+    }
+    if let Some((k, v)) = get("ttl") {
+        match crate::config::parse_duration(v).map(|d| d.as_secs()) {
+            Some(s) if (1..=i32::MAX as u64).contains(&s) => settings.ttl = Some(s as u32),
+            _ => bad(&k, v, "expected a TTL in seconds (60) or a duration (1m)"),
+        }
+    }
+    ext
+}
+
+/// Reads `fedns.io/...` annotations, then ExternalDNS's (`hostname`, `target`, `ttl`,
+/// where fedns's own do not say otherwise). A bad value is logged with the object it is
+/// on and ignored; the object is still served.
 pub(super) fn annotations(
+    a: &BTreeMap<String, String>,
+    what: &str,
+    ctx: &ConvertCtx,
+) -> (Settings, Vec<String>, bool, ExternalDns) {
+    let (mut settings, hosts, exclude) = fedns_annotations(a, what, ctx);
+    let mut ext = external_dns(a, what, ctx, &mut settings);
+    let fedns_hosts = a.contains_key(&format!("{ANNOTATION_PREFIX}hosts"));
+    let hosts = if fedns_hosts {
+        ext.hosts.clear();
+        hosts
+    } else {
+        std::mem::take(&mut ext.hosts)
+    };
+    (settings, hosts, exclude, ext)
+}
+
+fn fedns_annotations(
     a: &BTreeMap<String, String>,
     what: &str,
     ctx: &ConvertCtx,
@@ -318,7 +438,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let (s, hosts, exclude) = annotations(&a, "service default/a", &ctx);
+        let (s, hosts, exclude, _) = annotations(&a, "service default/a", &ctx);
         assert_eq!(s.policy, None);
         assert_eq!(s.weight, Some(3));
         assert_eq!(s.order, ["us-east", "eu-west"]);
@@ -344,7 +464,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let (s, _, _) = annotations(&a, "service default/a", &ctx);
+        let (s, _, _, _) = annotations(&a, "service default/a", &ctx);
         assert_eq!(s.order, ["us-east", "eu-west"]);
         // The unknown country is dropped (and logged); the rest stands.
         let keys: Vec<String> = s.orders.iter().map(|(k, _)| k.to_string()).collect();
@@ -355,8 +475,71 @@ mod tests {
         assert!(s.weight_ready);
         for (k, v) in [("fedns.io/bias", "100"), ("fedns.io/spill-below", "0")] {
             let a = BTreeMap::from([(k.to_owned(), v.to_owned())]);
-            let (s, _, _) = annotations(&a, "service default/a", &ctx);
+            let (s, _, _, _) = annotations(&a, "service default/a", &ctx);
             assert_eq!((s.bias, s.spill_below), (None, None), "{k}: {v}");
         }
+    }
+
+    fn anns(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn external_dns_annotations_under_both_prefixes() {
+        let ctx = ConvertCtx {
+            cluster: "c".into(),
+            zone: "fed.example.com".into(),
+        };
+        // The old prefix alone.
+        let a = anns(&[
+            (
+                "external-dns.alpha.kubernetes.io/hostname",
+                "shop.fed.example.com, shop.example.org",
+            ),
+            (
+                "external-dns.alpha.kubernetes.io/target",
+                "192.0.2.7, 2001:db8::7",
+            ),
+            ("external-dns.alpha.kubernetes.io/ttl", "45"),
+        ]);
+        let (s, hosts, _, ext) = annotations(&a, "service default/a", &ctx);
+        assert_eq!(hosts, ["shop.fed.example.com"]);
+        assert_eq!(s.ttl, Some(45));
+        let ips: Vec<IpAddr> = vec!["192.0.2.7".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+        assert_eq!(ext.targets, ips);
+        // The status is replaced by the targets.
+        let status = (vec!["198.51.100.1".parse().unwrap()], None);
+        assert_eq!(ext.targets(status), (ips, None));
+        // The current prefix wins over the old; a host-name target is a CNAME; a
+        // duration TTL.
+        let a = anns(&[
+            ("external-dns.alpha.kubernetes.io/target", "192.0.2.7"),
+            ("external-dns.kubernetes.io/target", "lb.example.net."),
+            ("external-dns.kubernetes.io/ttl", "2m"),
+        ]);
+        let (s, _, _, ext) = annotations(&a, "service default/a", &ctx);
+        assert_eq!(ext.target_host.as_deref(), Some("lb.example.net"));
+        assert!(ext.targets.is_empty());
+        assert_eq!(s.ttl, Some(120));
+        // fedns's own hosts win over ExternalDNS's hostname; a bad TTL is ignored.
+        let a = anns(&[
+            ("external-dns.kubernetes.io/hostname", "a.fed.example.com"),
+            ("fedns.io/hosts", "b.fed.example.com"),
+            ("external-dns.kubernetes.io/ttl", "soon"),
+        ]);
+        let (s, hosts, _, ext) = annotations(&a, "service default/a", &ctx);
+        assert_eq!(hosts, ["b.fed.example.com"]);
+        assert_eq!(s.ttl, None);
+        assert_eq!(
+            ext.targets(status_of("198.51.100.1")),
+            status_of("198.51.100.1")
+        );
+    }
+
+    fn status_of(ip: &str) -> (Vec<IpAddr>, Option<String>) {
+        (vec![ip.parse().unwrap()], None)
     }
 }

@@ -78,7 +78,8 @@ impl Handler {
                         (true, Some(net)) => w.memo.widest(c, locating, l.1).min(net.prefix_len()),
                         _ => 0,
                     };
-                    let widened = ecs_net.is_some_and(|n| scope < l.1.min(n.prefix_len()));
+                    let widened = c.client_dependent
+                        && ecs_net.is_some_and(|n| scope < l.1.min(n.prefix_len()));
                     (c, scope, widened)
                 })
             }

@@ -315,7 +315,8 @@ pub struct DnstapConfig {
     pub tcp: Option<String>,
     #[serde(default = "defaults::dnstap_messages")]
     pub messages: Vec<DnstapMessage>,
-    /// Events held while the collector is slow or away; past it they are dropped and
+    /// Batches of frames held while the collector is slow or away (a batch is what one
+    /// worker answered in one go, at least one query); past it they are dropped and
     /// counted (`fedns_dnstap_frames_total{outcome="dropped"}`).
     #[serde(default = "defaults::dnstap_queue")]
     pub queue: usize,

@@ -69,6 +69,8 @@ pub struct Worker {
     local: SocketAddr,
     /// What was decided for the query at hand, when dnstap is on.
     tap: Option<Decision>,
+    /// Its dnstap frames not yet handed to the writer.
+    tap_buf: dnstap::Buffer,
 }
 
 impl Default for Worker {
@@ -80,6 +82,7 @@ impl Default for Worker {
             key: [0; MAX_NAME + 2],
             local: SocketAddr::from(([0, 0, 0, 0], 0)),
             tap: None,
+            tap_buf: dnstap::Buffer::default(),
         }
     }
 }
@@ -149,12 +152,8 @@ impl Handler {
         let query_time = SystemTime::now();
         w.tap = Some(Decision::default());
         let sent = self.answer(w, &snap, packet, src, proto, out);
-        let mut bytes = Vec::with_capacity(packet.len() + if sent { out.len() } else { 0 });
-        bytes.extend_from_slice(packet);
-        if sent {
-            bytes.extend_from_slice(out);
-        }
-        tap.offer(Event {
+        let decision = w.tap.take().unwrap_or_default();
+        let event = Event {
             client: src,
             server: w.local,
             transport: match proto {
@@ -163,11 +162,11 @@ impl Handler {
             },
             query_time,
             response_time: SystemTime::now(),
-            bytes,
-            query_len: packet.len(),
-            replied: sent,
-            decision: w.tap.take().unwrap_or_default(),
-        });
+            query: packet,
+            reply: sent.then_some(out.as_slice()),
+            decision: &decision,
+        };
+        tap.record(&mut w.tap_buf, &event);
         sent
     }
 
@@ -193,6 +192,9 @@ impl Handler {
     /// since the last flush took, from their arrival to their replies being sent.
     pub fn flush(&self, w: &mut Worker, elapsed: Duration) {
         self.metrics.flush(&mut w.stats, elapsed);
+        if let Some(tap) = &self.dnstap {
+            tap.hand_over(&mut w.tap_buf);
+        }
     }
 
     /// A convenience for tests, benches and fuzzing: `respond` with a fresh worker, the

@@ -2,12 +2,13 @@
 //! (protobuf, `dnstap.proto`) over Frame Streams, the logging format of Knot, BIND, NSD,
 //! Unbound and CoreDNS, to a collector (fstrm_capture, dnstap-read, Vector, go-dnstap).
 //!
-//! The query path only offers a `Tap` an event: one allocation and a copy of the query
-//! and reply bytes, then a non-blocking send into a bounded queue. When the queue is full
-//! (the collector is slow, stalled or gone) the event is dropped and counted; the query
-//! path never waits. One writer thread drains the queue: it encodes the messages
-//! (`proto.rs`), connects (Unix socket or TCP), does the bidirectional Frame Streams
-//! handshake (`frames.rs`), writes, and reconnects with backoff when the collector goes
+//! Each query worker encodes its queries' frames (`proto.rs`) into a buffer of its own
+//! and, once per batch of queries, hands the buffer to a bounded queue without waiting,
+//! taking a recycled one back: nothing is allocated per query once warm. When the queue is
+//! full (the collector is slow, stalled or gone) the buffer's frames are dropped and
+//! counted; the query path never waits. One writer thread drains the queue: it connects
+//! (Unix socket or TCP), does the bidirectional Frame Streams handshake (`frames.rs`),
+//! writes the buffers, returns them, and reconnects with backoff when the collector goes
 //! away.
 //!
 //! Knows nothing of the answer function or the snapshot: an event carries bytes,
@@ -20,13 +21,14 @@ use std::io::{BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-pub use proto::{Kind, Scratch, encode, write_frame};
+pub use proto::{Kind, Scratch};
 
 /// The Frame Streams content type of dnstap.
 pub const CONTENT_TYPE: &[u8] = b"protobuf:dnstap.Dnstap";
@@ -47,18 +49,6 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-impl Event {
-    /// The query's bytes.
-    pub fn query(&self) -> &[u8] {
-        &self.bytes[..self.query_len.min(self.bytes.len())]
-    }
-
-    /// The reply's bytes (empty when nothing was sent).
-    pub fn reply(&self) -> &[u8] {
-        &self.bytes[self.query_len.min(self.bytes.len())..]
-    }
-}
-
 /// The transport a query came over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -68,18 +58,17 @@ pub enum Transport {
 
 /// One query and its reply, as the query path saw them.
 #[derive(Debug)]
-pub struct Event {
+pub struct Event<'a> {
     pub client: SocketAddr,
     pub server: SocketAddr,
     pub transport: Transport,
     pub query_time: SystemTime,
     pub response_time: SystemTime,
-    /// The query's bytes, then the reply's (`query_len` splits them; no reply: none).
-    pub bytes: Vec<u8>,
-    pub query_len: usize,
-    pub replied: bool,
+    pub query: &'a [u8],
+    /// None: nothing was sent.
+    pub reply: Option<&'a [u8]>,
     /// fedns's decision, written as compact text in dnstap's `extra`.
-    pub decision: Decision,
+    pub decision: &'a Decision,
 }
 
 /// What fedns decided for a query, for dnstap's `extra` field:
@@ -167,43 +156,101 @@ pub struct Settings {
     pub queue: usize,
 }
 
-/// The query path's end of a tap: offering an event never blocks.
-#[derive(Debug)]
+/// A worker's frames not yet handed to the writer.
+#[derive(Debug, Default)]
+pub struct Buffer {
+    bytes: Vec<u8>,
+    frames: u64,
+    scratch: Scratch,
+}
+
+/// Framed bytes on their way to the writer.
+struct Batch {
+    bytes: Vec<u8>,
+    frames: u64,
+}
+
+/// A worker hands its buffer over past this size even before its batch ends.
+const HAND_OVER_AT: usize = 256 << 10;
+/// Buffers the writer keeps for the workers to take back.
+const POOL: usize = 64;
+
+/// The query path's end of a tap: recording an event never blocks.
 pub struct Tap {
-    tx: SyncSender<Event>,
+    tx: SyncSender<Batch>,
+    /// Emptied buffers coming back from the writer.
+    pool: Mutex<Receiver<Vec<u8>>>,
+    head: Vec<u8>,
+    queries: bool,
+    responses: bool,
     dropped: IntCounter,
-    sent_any: bool,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap")
+    }
 }
 
 impl Tap {
     /// Starts the writer thread. It ends once every `Tap` clone is dropped, after sending
     /// what is queued and a STOP.
     pub fn start(settings: Settings, counters: Counters) -> std::io::Result<Tap> {
+        // The queue holds batches; `queue` counts events, a batch holds at least one.
         let (tx, rx) = sync_channel(settings.queue.max(1));
+        let (pool_tx, pool) = sync_channel(POOL);
         let dropped = counters.dropped.clone();
-        let sent_any = settings.queries || settings.responses;
+        let tap = Tap {
+            tx,
+            pool: Mutex::new(pool),
+            head: proto::head(&settings.identity, &settings.version),
+            queries: settings.queries,
+            responses: settings.responses,
+            dropped,
+        };
         std::thread::Builder::new()
             .name("fedns-dnstap".into())
-            .spawn(move || writer(settings, counters, rx))?;
-        Ok(Tap {
-            tx,
-            dropped,
-            sent_any,
-        })
+            .spawn(move || writer(settings, counters, rx, pool_tx))?;
+        Ok(tap)
     }
 
     /// Whether events are wanted at all (the config asks for some message type).
     pub fn wanted(&self) -> bool {
-        self.sent_any
+        self.queries || self.responses
     }
 
-    /// Queues an event, or drops and counts it when the queue is full.
-    pub fn offer(&self, e: Event) {
-        match self.tx.try_send(e) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.inc();
-            }
+    /// Encodes an event's frames into the worker's buffer.
+    pub fn record(&self, buf: &mut Buffer, e: &Event<'_>) {
+        buf.frames +=
+            buf.scratch
+                .frames(&self.head, self.queries, self.responses, e, &mut buf.bytes);
+        if buf.bytes.len() >= HAND_OVER_AT {
+            self.hand_over(buf);
+        }
+    }
+
+    /// Hands the worker's frames to the writer (at the end of each batch of queries), or
+    /// drops and counts them when the queue is full.
+    pub fn hand_over(&self, buf: &mut Buffer) {
+        if buf.frames == 0 {
+            return;
+        }
+        let frames = std::mem::take(&mut buf.frames);
+        let fresh = self
+            .pool
+            .try_lock()
+            .ok()
+            .and_then(|p| p.try_recv().ok())
+            .unwrap_or_else(|| Vec::with_capacity(16 << 10));
+        let bytes = std::mem::replace(&mut buf.bytes, fresh);
+        if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) =
+            self.tx.try_send(Batch { bytes, frames })
+        {
+            self.dropped.inc_by(frames);
+            // Keep the buffer that was not taken; the fresh one goes back unused.
+            let mut kept = b.bytes;
+            kept.clear();
+            buf.bytes = kept;
         }
     }
 }
@@ -269,20 +316,19 @@ fn connect(endpoint: &Endpoint) -> std::io::Result<Conn> {
     Ok(conn)
 }
 
-/// Events written between two flushes at most.
-const BATCH: usize = 256;
+/// Batches written between two flushes at most.
+const BATCH: usize = 64;
 /// How long the writer sleeps when the queue is empty: from the first poll after events
 /// to the longest, when none have come for a while.
 const POLL: (Duration, Duration) = (Duration::from_millis(2), Duration::from_millis(50));
 
-/// The writer thread: connect, drain the queue into frames, reconnect on failure, and
-/// stop cleanly when the query path's ends are gone.
-fn writer(settings: Settings, counters: Counters, rx: Receiver<Event>) {
+/// The writer thread: connect, write the workers' batches, reconnect on failure, and stop
+/// cleanly when the query path's ends are gone.
+fn writer(settings: Settings, counters: Counters, rx: Receiver<Batch>, pool: SyncSender<Vec<u8>>) {
     let mut conn: Option<Conn> = None;
     let mut backoff = BACKOFF.0;
     let mut next_try = Instant::now();
-    let mut scratch = Scratch::new(&settings.identity, &settings.version);
-    let mut batch: Vec<Event> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Batch> = Vec::with_capacity(BATCH);
     let mut open = true;
     let mut idle = POLL.0;
     while open {
@@ -303,12 +349,12 @@ fn writer(settings: Settings, counters: Counters, rx: Receiver<Event>) {
             }
         }
         // What is queued, up to a batch. The writer polls rather than blocks: a sender
-        // then never has a sleeping receiver to wake (a futex call per query); frames
+        // then never has a sleeping receiver to wake (a futex call per batch); frames
         // wait at most POLL.1 for the collector.
         batch.clear();
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(e) => batch.push(e),
+                Ok(b) => batch.push(b),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     open = false;
@@ -324,40 +370,34 @@ fn writer(settings: Settings, counters: Counters, rx: Receiver<Event>) {
             continue;
         }
         idle = POLL.0;
-        let frames: u64 = batch.iter().map(|e| frames_of(&settings, e)).sum();
-        let Some(c) = conn.as_mut() else {
+        let frames: u64 = batch.iter().map(|b| b.frames).sum();
+        match conn.as_mut() {
             // No collector: what is queued now is dropped, not kept without bound.
-            counters.dropped.inc_by(frames);
-            continue;
-        };
-        let written = batch.iter().try_for_each(|e| {
-            scratch.event(e);
-            kinds(&settings, e)
-                .try_for_each(|kind| proto::write_frame(kind, e, &mut scratch, c.writer()))
-        });
-        match written.and_then(|()| c.writer().flush()) {
-            Ok(()) => counters.sent.inc_by(frames),
-            Err(e) => {
-                warn!(collector = %settings.endpoint, error = %e, "dnstap: the collector went away; reconnecting");
-                counters.lost.inc_by(frames);
-                conn = None;
-                next_try = Instant::now() + backoff;
+            None => counters.dropped.inc_by(frames),
+            Some(c) => {
+                let written = batch
+                    .iter()
+                    .try_for_each(|b| c.writer().write_all(&b.bytes))
+                    .and_then(|()| c.writer().flush());
+                match written {
+                    Ok(()) => counters.sent.inc_by(frames),
+                    Err(e) => {
+                        warn!(collector = %settings.endpoint, error = %e, "dnstap: the collector went away; reconnecting");
+                        counters.lost.inc_by(frames);
+                        conn = None;
+                        next_try = Instant::now() + backoff;
+                    }
+                }
             }
+        }
+        for b in batch.drain(..) {
+            let mut bytes = b.bytes;
+            bytes.clear();
+            let _ = pool.try_send(bytes);
         }
     }
     if let Some(mut c) = conn {
         let _ = frames::stop(c.writer()).and_then(|()| c.writer().flush());
         let _ = frames::expect_finish(c.reader());
     }
-}
-
-/// The message types an event becomes.
-fn kinds(settings: &Settings, e: &Event) -> impl Iterator<Item = Kind> {
-    let q = settings.queries.then_some(Kind::AuthQuery);
-    let r = (settings.responses && e.replied).then_some(Kind::AuthResponse);
-    q.into_iter().chain(r)
-}
-
-fn frames_of(settings: &Settings, e: &Event) -> u64 {
-    kinds(settings, e).count() as u64
 }

@@ -1,5 +1,6 @@
 //! The dnstap protobuf (dnstap.proto, the schema every dnstap reader shares), written by
-//! hand: the few fields fedns fills need no code generator. Runs on the writer thread.
+//! hand: the few fields fedns fills need no code generator. Runs on the query path, into
+//! the worker's own buffer, with scratch space it keeps: nothing is allocated once warm.
 //!
 //! ```text
 //! Dnstap  { identity = 1 (bytes), version = 2 (bytes), extra = 3 (bytes),
@@ -93,38 +94,39 @@ fn address(ip: IpAddr) -> (u64, Address) {
     }
 }
 
-/// Scratch space of the writer thread, kept between frames so that encoding allocates
-/// nothing once warm: the fields both messages of an event share, its `extra`, and the
-/// frame's constant head (identity and version).
-#[derive(Default)]
+/// A worker's scratch space for encoding: the fields both messages of an event share, a
+/// message, and the `extra` text.
+#[derive(Debug, Default)]
 pub struct Scratch {
     shared: Vec<u8>,
     message: Vec<u8>,
-    tail: Vec<u8>,
-    frame: Vec<u8>,
-    head: Vec<u8>,
     extra: Vec<u8>,
 }
 
-impl Scratch {
-    /// A scratch for frames with this identity and version.
-    pub fn new(identity: &[u8], version: &[u8]) -> Scratch {
-        let mut head = Vec::new();
-        if !identity.is_empty() {
-            bytes(&mut head, 1, identity);
-        }
-        if !version.is_empty() {
-            bytes(&mut head, 2, version);
-        }
-        Scratch {
-            head,
-            ..Scratch::default()
-        }
+/// The frame's constant head: identity and version.
+pub fn head(identity: &[u8], version: &[u8]) -> Vec<u8> {
+    let mut head = Vec::new();
+    if !identity.is_empty() {
+        bytes(&mut head, 1, identity);
     }
+    if !version.is_empty() {
+        bytes(&mut head, 2, version);
+    }
+    head
+}
 
-    /// Encodes what both frames of `e` share: addresses, ports, transport, the query and
-    /// its time, and the `extra` text.
-    pub fn event(&mut self, e: &Event) {
+impl Scratch {
+    /// Appends the data frames of `e` (an `AUTH_QUERY` when `queries`, an
+    /// `AUTH_RESPONSE` when `responses` and there was a reply) to `out`, each its length
+    /// then its protobuf; returns how many.
+    pub fn frames(
+        &mut self,
+        head: &[u8],
+        queries: bool,
+        responses: bool,
+        e: &Event<'_>,
+        out: &mut Vec<u8>,
+    ) -> u64 {
         self.extra.clear();
         e.decision.write(&mut self.extra);
         let m = &mut self.shared;
@@ -142,67 +144,39 @@ impl Scratch {
         uint(m, 6, u64::from(e.client.port()));
         uint(m, 7, u64::from(e.server.port()));
         time(m, 8, e.query_time);
-        bytes(m, 10, e.query());
+        bytes(m, 10, e.query);
+        let mut n = 0;
+        if queries {
+            self.frame(head, Kind::AuthQuery, e, out);
+            n += 1;
+        }
+        if responses && e.reply.is_some() {
+            self.frame(head, Kind::AuthResponse, e, out);
+            n += 1;
+        }
+        n
     }
-}
 
-/// Writes the data frame of `e` as a `kind` message (its length, then the Dnstap
-/// protobuf) to `w`, piece by piece, with no copy of the message; `s.event(e)` must have
-/// been called for this event.
-pub fn write_frame(
-    kind: Kind,
-    e: &Event,
-    s: &mut Scratch,
-    w: &mut dyn std::io::Write,
-) -> std::io::Result<()> {
-    // The message: its type, the shared fields, and for a response its time and bytes.
-    let m = &mut s.message;
-    m.clear();
-    uint(m, 1, kind as u64);
-    let tail = if kind == Kind::AuthResponse {
-        let reply = e.reply();
-        let mut t = Vec::new();
-        std::mem::swap(&mut t, &mut s.tail);
-        t.clear();
-        time(&mut t, 12, e.response_time);
-        key(&mut t, 14, BYTES);
-        varint(&mut t, reply.len() as u64);
-        s.tail = t;
-        Some(reply)
-    } else {
-        None
-    };
-    let tail_len = tail.map_or(0, |r| s.tail.len() + r.len());
-    let m_len = m.len() + s.shared.len() + tail_len;
-    // The Dnstap around it: head (identity, version), extra, message, type.
-    let f = &mut s.frame;
-    f.clear();
-    f.extend_from_slice(&s.head);
-    if !s.extra.is_empty() {
-        bytes(f, 3, &s.extra);
+    fn frame(&mut self, head: &[u8], kind: Kind, e: &Event<'_>, out: &mut Vec<u8>) {
+        let m = &mut self.message;
+        m.clear();
+        uint(m, 1, kind as u64);
+        m.extend_from_slice(&self.shared);
+        if let (Kind::AuthResponse, Some(reply)) = (kind, e.reply) {
+            time(m, 12, e.response_time);
+            bytes(m, 14, reply);
+        }
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(head);
+        if !self.extra.is_empty() {
+            bytes(out, 3, &self.extra);
+        }
+        bytes(out, 14, m);
+        uint(out, 15, 1);
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_be_bytes());
     }
-    key(f, 14, BYTES);
-    varint(f, m_len as u64);
-    let total = f.len() + m_len + 2;
-    let total = u32::try_from(total).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    w.write_all(&total.to_be_bytes())?;
-    w.write_all(f)?;
-    w.write_all(m)?;
-    w.write_all(&s.shared)?;
-    if let Some(reply) = tail {
-        w.write_all(&s.tail)?;
-        w.write_all(reply)?;
-    }
-    // type = MESSAGE
-    w.write_all(&[0x78, 1])
-}
-
-/// The data frame's payload of `e` as a `kind` message, as `write_frame` writes it (for
-/// tests and readers of this module).
-pub fn encode(kind: Kind, e: &Event, s: &mut Scratch) -> Vec<u8> {
-    let mut framed = Vec::new();
-    write_frame(kind, e, s, &mut framed).expect("writing to a vector");
-    framed.split_off(4)
 }
 
 #[cfg(test)]
@@ -214,33 +188,40 @@ mod tests {
         let mut v = Vec::new();
         varint(&mut v, 300);
         assert_eq!(v, [0xAC, 0x02]);
+        let decision = super::super::Decision {
+            policy: Some("x"),
+            ..Default::default()
+        };
         let e = Event {
             client: "192.0.2.1:5353".parse().unwrap(),
             server: "127.0.0.1:53".parse().unwrap(),
             transport: Transport::Udp,
             query_time: UNIX_EPOCH + std::time::Duration::new(1, 2),
             response_time: UNIX_EPOCH + std::time::Duration::new(1, 5),
-            bytes: b"QQRRR".to_vec(),
-            query_len: 2,
-            replied: true,
-            decision: super::super::Decision {
-                policy: Some("x"),
-                ..Default::default()
-            },
+            query: b"QQ",
+            reply: Some(b"RRR"),
+            decision: &decision,
         };
-        let mut s = Scratch::new(b"id", b"");
-        s.event(&e);
-        let out = encode(Kind::AuthQuery, &e, &mut s);
-        // identity, extra, then the message (type AUTH_QUERY first), then type MESSAGE.
-        assert_eq!(&out[..4], &[0x0A, 2, b'i', b'd']);
-        assert_eq!(&out[4..14], b"\x1A\x08policy=x");
-        assert_eq!(out[14], 0x72); // field 14, length-delimited
-        assert_eq!(&out[16..18], &[0x08, 1]);
-        assert_eq!(&out[out.len() - 2..], &[0x78, 1]);
-        // The query's bytes are there, the reply's are not.
-        assert!(out.windows(4).any(|w| w == [0x52, 2, b'Q', b'Q']));
-        assert!(!out.windows(3).any(|w| w == b"RRR"));
-        let out = encode(Kind::AuthResponse, &e, &mut s);
-        assert!(out.windows(5).any(|w| w == [0x72, 3, b'R', b'R', b'R']));
+        let mut s = Scratch::default();
+        let mut out = Vec::new();
+        assert_eq!(s.frames(&head(b"id", b""), true, true, &e, &mut out), 2);
+        // The first frame: its length, identity, extra, the message (type AUTH_QUERY
+        // first), then type MESSAGE.
+        let len = u32::from_be_bytes(out[..4].try_into().unwrap()) as usize;
+        let q = &out[4..4 + len];
+        assert_eq!(&q[..4], &[0x0A, 2, b'i', b'd']);
+        assert_eq!(&q[4..14], b"\x1A\x08policy=x");
+        assert_eq!(q[14], 0x72); // field 14, length-delimited
+        assert_eq!(&q[16..18], &[0x08, 1]);
+        assert_eq!(&q[q.len() - 2..], &[0x78, 1]);
+        // The query's bytes are in it, the reply's are not; the second frame has both.
+        assert!(q.windows(4).any(|w| w == [0x52, 2, b'Q', b'Q']));
+        assert!(!q.windows(3).any(|w| w == b"RRR"));
+        let r = &out[8 + len..];
+        assert!(r.windows(5).any(|w| w == [0x72, 3, b'R', b'R', b'R']));
+        // No reply: no response frame.
+        let e = Event { reply: None, ..e };
+        out.clear();
+        assert_eq!(s.frames(&head(b"id", b""), true, true, &e, &mut out), 1);
     }
 }

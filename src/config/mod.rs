@@ -315,9 +315,8 @@ pub struct DnstapConfig {
     pub tcp: Option<String>,
     #[serde(default = "defaults::dnstap_messages")]
     pub messages: Vec<DnstapMessage>,
-    /// Batches of frames held while the collector is slow or away (a batch is what one
-    /// worker answered in one go, at least one query); past it they are dropped and
-    /// counted (`fedns_dnstap_frames_total{outcome="dropped"}`).
+    /// Events held while the collector is slow or away, as a budget of 512 bytes each;
+    /// past it they are dropped and counted (`fedns_dnstap_frames_total{outcome="dropped"}`).
     #[serde(default = "defaults::dnstap_queue")]
     pub queue: usize,
     /// dnstap's `identity` field; default: the host name.

@@ -21,8 +21,9 @@ use std::io::{BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus::IntCounter;
@@ -152,9 +153,14 @@ pub struct Settings {
     pub version: Vec<u8>,
     pub queries: bool,
     pub responses: bool,
-    /// Events the queue holds before new ones are dropped.
+    /// Events the queue holds, about, before new ones are dropped (kept as a budget of
+    /// bytes: `BYTES_PER_EVENT` each).
     pub queue: usize,
 }
+
+/// What one event takes in the queue's byte budget: about a query frame and a response
+/// frame of an ordinary answer.
+const BYTES_PER_EVENT: usize = 512;
 
 /// A worker's frames not yet handed to the writer.
 #[derive(Debug, Default)]
@@ -171,13 +177,17 @@ struct Batch {
 }
 
 /// A worker hands its buffer over past this size even before its batch ends.
-const HAND_OVER_AT: usize = 256 << 10;
+const HAND_OVER_AT: usize = 64 << 10;
 /// Buffers the writer keeps for the workers to take back.
-const POOL: usize = 64;
+const POOL: usize = 16;
 
 /// The query path's end of a tap: recording an event never blocks.
 pub struct Tap {
     tx: SyncSender<Batch>,
+    /// Bytes handed over and not yet written (or dropped) by the writer, and the most
+    /// there may be: the queue's bound in memory, whatever the batches' sizes.
+    queued: Arc<AtomicUsize>,
+    budget: usize,
     /// Emptied buffers coming back from the writer.
     pool: Mutex<Receiver<Vec<u8>>>,
     head: Vec<u8>,
@@ -196,12 +206,16 @@ impl Tap {
     /// Starts the writer thread. It ends once every `Tap` clone is dropped, after sending
     /// what is queued and a STOP.
     pub fn start(settings: Settings, counters: Counters) -> std::io::Result<Tap> {
-        // The queue holds batches; `queue` counts events, a batch holds at least one.
+        // The queue holds batches, each at least one event; its memory is bounded by the
+        // byte budget.
         let (tx, rx) = sync_channel(settings.queue.max(1));
         let (pool_tx, pool) = sync_channel(POOL);
         let dropped = counters.dropped.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
         let tap = Tap {
             tx,
+            queued: queued.clone(),
+            budget: settings.queue.max(1).saturating_mul(BYTES_PER_EVENT),
             pool: Mutex::new(pool),
             head: proto::head(&settings.identity, &settings.version),
             queries: settings.queries,
@@ -210,7 +224,7 @@ impl Tap {
         };
         std::thread::Builder::new()
             .name("fedns-dnstap".into())
-            .spawn(move || writer(settings, counters, rx, pool_tx))?;
+            .spawn(move || writer(settings, counters, rx, pool_tx, queued))?;
         Ok(tap)
     }
 
@@ -236,21 +250,30 @@ impl Tap {
             return;
         }
         let frames = std::mem::take(&mut buf.frames);
-        let fresh = self
-            .pool
-            .try_lock()
-            .ok()
-            .and_then(|p| p.try_recv().ok())
-            .unwrap_or_else(|| Vec::with_capacity(16 << 10));
-        let bytes = std::mem::replace(&mut buf.bytes, fresh);
-        if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) =
-            self.tx.try_send(Batch { bytes, frames })
-        {
+        let len = buf.bytes.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > self.budget {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
             self.dropped.inc_by(frames);
-            // Keep the buffer that was not taken; the fresh one goes back unused.
-            let mut kept = b.bytes;
-            kept.clear();
-            buf.bytes = kept;
+            buf.bytes.clear();
+            return;
+        }
+        let bytes = std::mem::take(&mut buf.bytes);
+        match self.tx.try_send(Batch { bytes, frames }) {
+            Ok(()) => {
+                buf.bytes = self
+                    .pool
+                    .try_lock()
+                    .ok()
+                    .and_then(|p| p.try_recv().ok())
+                    .unwrap_or_else(|| Vec::with_capacity(16 << 10));
+            }
+            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                self.dropped.inc_by(frames);
+                let mut kept = b.bytes;
+                kept.clear();
+                buf.bytes = kept;
+            }
         }
     }
 }
@@ -324,7 +347,13 @@ const POLL: (Duration, Duration) = (Duration::from_millis(2), Duration::from_mil
 
 /// The writer thread: connect, write the workers' batches, reconnect on failure, and stop
 /// cleanly when the query path's ends are gone.
-fn writer(settings: Settings, counters: Counters, rx: Receiver<Batch>, pool: SyncSender<Vec<u8>>) {
+fn writer(
+    settings: Settings,
+    counters: Counters,
+    rx: Receiver<Batch>,
+    pool: SyncSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+) {
     let mut conn: Option<Conn> = None;
     let mut backoff = BACKOFF.0;
     let mut next_try = Instant::now();
@@ -391,6 +420,7 @@ fn writer(settings: Settings, counters: Counters, rx: Receiver<Batch>, pool: Syn
             }
         }
         for b in batch.drain(..) {
+            queued.fetch_sub(b.bytes.len(), Ordering::Relaxed);
             let mut bytes = b.bytes;
             bytes.clear();
             let _ = pool.try_send(bytes);

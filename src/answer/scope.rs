@@ -84,12 +84,7 @@ pub fn prepare(
     );
     if let Some(p) = &snap.places {
         // Keep the cuts the current map has, so that an update does not rebuild it.
-        cuts.extend(
-            p.inputs
-                .split(';')
-                .filter_map(|i| i.strip_prefix("order network "))
-                .filter_map(|n| n.parse::<IpNet>().ok()),
-        );
+        cuts.extend(p.cuts.iter().copied());
     }
     let cuts: Vec<IpNet> = cuts.into_iter().collect();
     let wanted = inputs(snap, &cuts);
@@ -278,6 +273,7 @@ fn place_map(snap: &Snapshot, cuts: &[IpNet], inputs: String) -> PlaceMap {
         v6,
         classes: b.classes,
         inputs,
+        cuts: cuts.to_vec(),
         over_budget: Default::default(),
     }
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-pub use proto::{Kind, Scratch};
+use proto::Scratch;
 
 /// The Frame Streams content type of dnstap.
 pub const CONTENT_TYPE: &[u8] = b"protobuf:dnstap.Dnstap";
@@ -125,13 +125,6 @@ impl Decision {
         if self.cluster.is_some() || self.located.is_some() {
             field("fail_open", if self.fail_open { b"1" } else { b"0" });
         }
-    }
-
-    /// The compact text, as `write` gives it.
-    pub fn text(&self) -> String {
-        let mut out = Vec::new();
-        self.write(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
     }
 }
 

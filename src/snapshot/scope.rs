@@ -19,6 +19,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use super::locate::{ClusterId, Located};
 
 /// Class number of an opaque block.
@@ -192,6 +194,8 @@ pub struct PlaceMap {
     /// database's identity, the clusters' places and biases, the overrides, the fallback
     /// order and the networks of per-geography orders.
     pub inputs: String,
+    /// The networks of per-geography orders it is cut along (part of `inputs`).
+    pub cuts: Vec<IpNet>,
     /// The scope maps of a snapshot of this map reached their memory budget (said once).
     pub over_budget: std::sync::atomic::AtomicBool,
 }

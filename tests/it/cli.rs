@@ -142,6 +142,21 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
+/// `fedns serve` of the test config on an ephemeral port with a `drain` of `drain`: the
+/// process, its DNS address and its admin address.
+fn serve_draining(tag: &str, drain: &str) -> (Process, SocketAddr, SocketAddr) {
+    let path = fedns_testkit::server::write_config(tag, fedns_testkit::server::CONFIG);
+    let (child, addr, lines) = serve(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--drain",
+        drain,
+    ]);
+    (child, addr, admin_in(&lines))
+}
+
 /// The admin address in the lines `fedns serve` printed.
 fn admin_in(lines: &[String]) -> SocketAddr {
     lines
@@ -153,16 +168,7 @@ fn admin_in(lines: &[String]) -> SocketAddr {
 
 #[tokio::test]
 async fn sigterm_turns_readyz_503_drains_then_exits_0() {
-    let path = fedns_testkit::server::write_config("drain", fedns_testkit::server::CONFIG);
-    let (mut child, addr, lines) = serve(&[
-        "--config",
-        path.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--drain",
-        "2s",
-    ]);
-    let admin = admin_in(&lines);
+    let (mut child, addr, admin) = serve_draining("drain", "2s");
     assert_eq!(fedns_testkit::http::get(admin, "/readyz").await.0, 200);
     child.signal("TERM");
     // At once: not ready, but still answering DNS during the drain.
@@ -446,16 +452,7 @@ fn errors_about_the_files_a_config_names_point_at_its_line() {
 
 #[tokio::test]
 async fn sigint_drains_and_a_second_one_stops_at_once() {
-    let path = fedns_testkit::server::write_config("sigint", fedns_testkit::server::CONFIG);
-    let (mut child, _, lines) = serve(&[
-        "--config",
-        path.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--drain",
-        "10m",
-    ]);
-    let admin = admin_in(&lines);
+    let (mut child, _, admin) = serve_draining("sigint", "10m");
     // Ctrl-C drains as SIGTERM does: not ready, still serving.
     child.signal("INT");
     fedns_testkit::wait::eventually(STARTUP, || async move {

@@ -104,7 +104,7 @@ fn run(handler: &Handler, queries: &[Vec<u8>], threads: usize, batch: usize, sec
                             i = (i + 1) % queries.len();
                             handler.respond(&mut w, &queries[i], src, Transport::Udp, &mut out);
                         }
-                        handler.flush(&mut w, started.elapsed());
+                        handler.flush(&mut w, started);
                         n += batch as u64;
                     }
                     (n, thread_cpu() - cpu0)

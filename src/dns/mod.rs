@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::RecordType;
@@ -32,7 +32,7 @@ use self::rrl::{Limiter, Verdict};
 use self::wire::{MAX_NAME, QuestionKey};
 use crate::answer::Steered;
 use crate::config::PolicyKind;
-use crate::dnstap::{self, Decision, Event, Tap};
+use crate::dnstap::{self, Decision, Event, Stamp, Tap};
 use crate::geo::Precision;
 use crate::metrics::{LocalStats, Metrics, Transport};
 use crate::snapshot::{ClusterId, LocationSource, Published, Snapshot};
@@ -149,7 +149,7 @@ impl Handler {
         let Some(tap) = self.dnstap.as_deref().filter(|t| t.wanted()) else {
             return self.answer(w, &snap, packet, src, proto, out);
         };
-        let query_time = SystemTime::now();
+        let query_time = Stamp::now();
         w.tap = Some(Decision::default());
         let sent = self.answer(w, &snap, packet, src, proto, out);
         let decision = w.tap.take().unwrap_or_default();
@@ -161,12 +161,11 @@ impl Handler {
                 Transport::Tcp => dnstap::Transport::Tcp,
             },
             query_time,
-            response_time: SystemTime::now(),
+            response_time: Stamp::now(),
             query: packet,
             reply: sent.then_some(out.as_slice()),
-            decision: &decision,
         };
-        tap.record(&mut w.tap_buf, &event);
+        tap.record(&mut w.tap_buf, &event, &decision);
         sent
     }
 
@@ -188,10 +187,21 @@ impl Handler {
         self.general(&mut w.stats, &mut w.tap, snap, packet, src, proto, out)
     }
 
-    /// Adds the worker's counts to the shared metrics; `elapsed` is how long the queries
-    /// since the last flush took, from their arrival to their replies being sent.
-    pub fn flush(&self, w: &mut Worker, elapsed: Duration) {
-        self.metrics.flush(&mut w.stats, elapsed);
+    /// Adds the worker's counts to the shared metrics and hands over its dnstap frames
+    /// when they are due; `received` is when the queries since the last flush arrived
+    /// (their time to reply is measured from it).
+    pub fn flush(&self, w: &mut Worker, received: Instant) {
+        let now = Instant::now();
+        self.metrics
+            .flush(&mut w.stats, now.saturating_duration_since(received));
+        if let Some(tap) = &self.dnstap {
+            tap.hand_over_due(&mut w.tap_buf, now);
+        }
+    }
+
+    /// Hands over everything the worker holds back (its dnstap frames): called when it
+    /// has no query to answer, and before it ends.
+    pub fn idle(&self, w: &mut Worker) {
         if let Some(tap) = &self.dnstap {
             tap.hand_over(&mut w.tap_buf);
         }
@@ -205,11 +215,12 @@ impl Handler {
         src: SocketAddr,
         proto: Transport,
     ) -> Option<Vec<u8>> {
-        let start = Instant::now();
         let mut out = Vec::new();
         let mut w = Worker::default();
+        let received = Instant::now();
         let sent = self.respond(&mut w, packet, src, proto, &mut out);
-        self.flush(&mut w, start.elapsed());
+        self.flush(&mut w, received);
+        self.idle(&mut w);
         sent.then_some(out)
     }
 

@@ -2,14 +2,17 @@
 //! (protobuf, `dnstap.proto`) over Frame Streams, the logging format of Knot, BIND, NSD,
 //! Unbound and CoreDNS, to a collector (fstrm_capture, dnstap-read, Vector, go-dnstap).
 //!
-//! Each query worker encodes its queries' frames (`proto.rs`) into a buffer of its own
-//! and, once per batch of queries, hands the buffer to a bounded queue without waiting,
-//! taking a recycled one back: nothing is allocated per query once warm. When the queue is
-//! full (the collector is slow, stalled or gone) the buffer's frames are dropped and
-//! counted; the query path never waits. One writer thread drains the queue: it connects
-//! (Unix socket or TCP), does the bidirectional Frame Streams handshake (`frames.rs`),
-//! writes the buffers, returns them, and reconnects with backoff when the collector goes
-//! away.
+//! Each query worker encodes its queries' frames (`proto.rs`) in place into a buffer of
+//! its own, and hands the buffer to a bounded queue without waiting, taking a recycled
+//! one back: once its oldest frames have waited 50 ms, once it holds a quarter of the
+//! queue's byte budget (64 KiB at most), and whenever the worker goes idle (a UDP worker
+//! wakes every 100 ms without queries; a TCP connection hands over after each reply).
+//! Handing over less often than per batch of queries keeps a lightly loaded server's cost
+//! per query low. When the queue is full (the collector is slow, stalled or gone) the
+//! buffer's frames are dropped and counted; the query path never waits. One writer
+//! thread drains the queue: it connects (Unix socket or TCP), does the bidirectional
+//! Frame Streams handshake (`frames.rs`), writes the buffers, returns them, and
+//! reconnects with backoff when the collector goes away.
 //!
 //! Knows nothing of the answer function or the snapshot: an event carries bytes,
 //! addresses, times and the decision's text.
@@ -24,12 +27,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 use tracing::{info, warn};
-
-use proto::Scratch;
 
 /// The Frame Streams content type of dnstap.
 pub const CONTENT_TYPE: &[u8] = b"protobuf:dnstap.Dnstap";
@@ -57,19 +58,42 @@ pub enum Transport {
     Tcp,
 }
 
+/// A wall-clock time as dnstap carries it: seconds and nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub sec: u64,
+    pub nsec: u32,
+}
+
+impl Stamp {
+    /// Now, from `CLOCK_REALTIME`: read directly, it costs a third of `SystemTime::now`
+    /// and its conversion to the epoch, which the query path pays twice per query.
+    pub fn now() -> Stamp {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for the call to write; CLOCK_REALTIME always
+        // exists, and on a failure `ts` stays the epoch.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        Stamp {
+            sec: u64::try_from(ts.tv_sec).unwrap_or(0),
+            nsec: u32::try_from(ts.tv_nsec).unwrap_or(0),
+        }
+    }
+}
+
 /// One query and its reply, as the query path saw them.
 #[derive(Debug)]
 pub struct Event<'a> {
     pub client: SocketAddr,
     pub server: SocketAddr,
     pub transport: Transport,
-    pub query_time: SystemTime,
-    pub response_time: SystemTime,
+    pub query_time: Stamp,
+    pub response_time: Stamp,
     pub query: &'a [u8],
     /// None: nothing was sent.
     pub reply: Option<&'a [u8]>,
-    /// fedns's decision, written as compact text in dnstap's `extra`.
-    pub decision: &'a Decision,
 }
 
 /// What fedns decided for a query, for dnstap's `extra` field:
@@ -87,27 +111,39 @@ pub struct Decision {
     pub fail_open: bool,
 }
 
+/// The longest `extra` text: a cluster label is a DNS label (63 bytes at most), the other
+/// values are short words; a longer text is cut, never overflowed.
+const EXTRA_MAX: usize = proto::EXTRA_BLOCK;
+
 impl Decision {
-    /// Appends the compact text to `out` (nothing when nothing was decided). Written by
-    /// hand: the formatting machinery cost more than the rest of a frame.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        let mut field = |key: &str, value: &[u8]| {
-            if out.len() > start {
-                out.push(b' ');
+    /// Nothing was decided (a static answer, an error): no `extra`.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.cluster.is_none() && self.policy.is_none() && self.located.is_none() && !self.ecs
+    }
+
+    /// Writes the compact text at the start of `out` and returns its length (0 when
+    /// nothing was decided). Written by hand: the formatting machinery cost more than a
+    /// frame.
+    pub fn write(&self, out: &mut [u8; EXTRA_MAX]) -> usize {
+        let mut at = 0;
+        // A field: its key (after a space, but for the first) and its value.
+        let mut field = |key: &[u8], value: &[u8]| {
+            let key = if at == 0 { &key[1..] } else { key };
+            for s in [key, value] {
+                let n = s.len().min(EXTRA_MAX - at);
+                out[at..at + n].copy_from_slice(&s[..n]);
+                at += n;
             }
-            out.extend_from_slice(key.as_bytes());
-            out.push(b'=');
-            out.extend_from_slice(value);
         };
         if let Some(c) = &self.cluster {
-            field("cluster", c.as_bytes());
+            field(b" cluster=", c.as_bytes());
         }
         if let Some(p) = self.policy {
-            field("policy", p.as_bytes());
+            field(b" policy=", p.as_bytes());
         }
         if let Some(l) = self.located {
-            field("located", l.as_bytes());
+            field(b" located=", l.as_bytes());
         }
         if self.ecs {
             let mut digits = [0u8; 3];
@@ -120,11 +156,12 @@ impl Decision {
                     break;
                 }
             }
-            field("scope", &digits[i..]);
+            field(b" scope=", &digits[i..]);
         }
         if self.cluster.is_some() || self.located.is_some() {
-            field("fail_open", if self.fail_open { b"1" } else { b"0" });
+            field(b" fail_open=", if self.fail_open { b"1" } else { b"0" });
         }
+        at
     }
 }
 
@@ -155,22 +192,45 @@ pub struct Settings {
 /// frame of an ordinary answer.
 const BYTES_PER_EVENT: usize = 512;
 
-/// A worker's frames not yet handed to the writer.
-#[derive(Debug, Default)]
+/// A worker's frames not yet handed to the writer. Its bytes are all initialized and
+/// kept at their length between uses (frames are written over them in place); `used` of
+/// them are frames.
+#[derive(Debug)]
 pub struct Buffer {
     bytes: Vec<u8>,
+    used: usize,
     frames: u64,
-    scratch: Scratch,
+    /// The end of the first batch of queries whose frames are not yet handed over.
+    since: Option<Instant>,
+    /// Where the `extra` text is written (kept, so not cleared per query).
+    text: [u8; EXTRA_MAX],
 }
 
-/// Framed bytes on their way to the writer.
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer {
+            bytes: Vec::new(),
+            used: 0,
+            frames: 0,
+            since: None,
+            text: [0; EXTRA_MAX],
+        }
+    }
+}
+
+/// Framed bytes on their way to the writer: `bytes[..used]`.
 struct Batch {
     bytes: Vec<u8>,
+    used: usize,
     frames: u64,
 }
 
-/// A worker hands its buffer over past this size even before its batch ends.
+/// A worker hands its buffer over at this size at most (less when the queue's budget is
+/// small), or once its oldest frame has waited `HAND_OVER_AFTER`. Handing over less often
+/// than per batch of queries is what keeps a lightly loaded server's cost per query low:
+/// each hand-over costs the worker and the writer more than encoding a frame.
 const HAND_OVER_AT: usize = 64 << 10;
+const HAND_OVER_AFTER: Duration = Duration::from_millis(50);
 /// Buffers the writer keeps for the workers to take back.
 const POOL: usize = 16;
 
@@ -181,9 +241,11 @@ pub struct Tap {
     /// there may be: the queue's bound in memory, whatever the batches' sizes.
     queued: Arc<AtomicUsize>,
     budget: usize,
+    /// A worker's buffer is handed over past this many bytes.
+    hand_over_at: usize,
     /// Emptied buffers coming back from the writer.
     pool: Mutex<Receiver<Vec<u8>>>,
-    head: Vec<u8>,
+    head: proto::Head,
     queries: bool,
     responses: bool,
     dropped: IntCounter,
@@ -205,12 +267,15 @@ impl Tap {
         let (pool_tx, pool) = sync_channel(POOL);
         let dropped = counters.dropped.clone();
         let queued = Arc::new(AtomicUsize::new(0));
+        let budget = settings.queue.max(1).saturating_mul(BYTES_PER_EVENT);
         let tap = Tap {
             tx,
             queued: queued.clone(),
-            budget: settings.queue.max(1).saturating_mul(BYTES_PER_EVENT),
+            budget,
+            // A few hand-overs fit the budget, so one late buffer does not fill it.
+            hand_over_at: (budget / 4).clamp(BYTES_PER_EVENT, HAND_OVER_AT),
             pool: Mutex::new(pool),
-            head: proto::head(&settings.identity, &settings.version),
+            head: proto::Head::new(&settings.identity, &settings.version),
             queries: settings.queries,
             responses: settings.responses,
             dropped,
@@ -226,46 +291,76 @@ impl Tap {
         self.queries || self.responses
     }
 
-    /// Encodes an event's frames into the worker's buffer.
-    pub fn record(&self, buf: &mut Buffer, e: &Event<'_>) {
-        buf.frames +=
-            buf.scratch
-                .frames(&self.head, self.queries, self.responses, e, &mut buf.bytes);
-        if buf.bytes.len() >= HAND_OVER_AT {
+    /// Encodes an event's frames, with `decision` in `extra`, into the worker's buffer.
+    pub fn record(&self, buf: &mut Buffer, e: &Event<'_>, decision: &Decision) {
+        let len = if decision.is_empty() {
+            0
+        } else {
+            decision.write(&mut buf.text)
+        };
+        let n = proto::frames(
+            &self.head,
+            self.queries,
+            self.responses,
+            e,
+            (&buf.text, len),
+            &mut buf.bytes,
+            &mut buf.used,
+        );
+        buf.frames += n;
+        if buf.used >= self.hand_over_at {
             self.hand_over(buf);
         }
     }
 
-    /// Hands the worker's frames to the writer (at the end of each batch of queries), or
-    /// drops and counts them when the queue is full.
+    /// Hands the worker's frames over when they are due: they have waited
+    /// `HAND_OVER_AFTER` since the first batch of queries that made them ended (`now`, the
+    /// worker's clock at the end of a batch). A worker calls this after each batch of
+    /// queries, and `hand_over` when it goes idle.
+    pub fn hand_over_due(&self, buf: &mut Buffer, now: Instant) {
+        if buf.frames == 0 {
+            return;
+        }
+        match buf.since {
+            None => buf.since = Some(now),
+            Some(t) if now.saturating_duration_since(t) >= HAND_OVER_AFTER => self.hand_over(buf),
+            Some(_) => {}
+        }
+    }
+
+    /// Hands the worker's frames to the writer, or drops and counts them when the queue
+    /// is full.
     pub fn hand_over(&self, buf: &mut Buffer) {
         if buf.frames == 0 {
             return;
         }
         let frames = std::mem::take(&mut buf.frames);
-        let len = buf.bytes.len();
-        if self.queued.fetch_add(len, Ordering::Relaxed) + len > self.budget {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
+        let used = std::mem::take(&mut buf.used);
+        buf.since = None;
+        if self.queued.fetch_add(used, Ordering::Relaxed) + used > self.budget {
+            self.queued.fetch_sub(used, Ordering::Relaxed);
             self.dropped.inc_by(frames);
-            buf.bytes.clear();
             return;
         }
         let bytes = std::mem::take(&mut buf.bytes);
-        match self.tx.try_send(Batch { bytes, frames }) {
+        match self.tx.try_send(Batch {
+            bytes,
+            used,
+            frames,
+        }) {
             Ok(()) => {
+                // A recycled buffer keeps its length: its bytes are written over.
                 buf.bytes = self
                     .pool
                     .try_lock()
                     .ok()
                     .and_then(|p| p.try_recv().ok())
-                    .unwrap_or_else(|| Vec::with_capacity(16 << 10));
+                    .unwrap_or_default();
             }
             Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
-                self.queued.fetch_sub(len, Ordering::Relaxed);
+                self.queued.fetch_sub(used, Ordering::Relaxed);
                 self.dropped.inc_by(frames);
-                let mut kept = b.bytes;
-                kept.clear();
-                buf.bytes = kept;
+                buf.bytes = b.bytes;
             }
         }
     }
@@ -399,7 +494,7 @@ fn writer(
             Some(c) => {
                 let written = batch
                     .iter()
-                    .try_for_each(|b| c.writer().write_all(&b.bytes))
+                    .try_for_each(|b| c.writer().write_all(&b.bytes[..b.used]))
                     .and_then(|()| c.writer().flush());
                 match written {
                     Ok(()) => counters.sent.inc_by(frames),
@@ -413,10 +508,8 @@ fn writer(
             }
         }
         for b in batch.drain(..) {
-            queued.fetch_sub(b.bytes.len(), Ordering::Relaxed);
-            let mut bytes = b.bytes;
-            bytes.clear();
-            let _ = pool.try_send(bytes);
+            queued.fetch_sub(b.used, Ordering::Relaxed);
+            let _ = pool.try_send(b.bytes);
         }
     }
     if let Some(mut c) = conn {

@@ -194,11 +194,12 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    // No query for STOP_POLL: nothing held back waits longer.
+                    handler.idle(&mut worker);
                     continue;
                 }
+                io::ErrorKind::Interrupted => continue,
                 // An ICMP error of an earlier send surfaces here on some kernels.
                 io::ErrorKind::ConnectionRefused => continue,
                 _ => return Err(e),
@@ -240,9 +241,10 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
         }
         // Counted before the replies go, so that a client that has its reply sees it
         // counted.
-        handler.flush(&mut worker, received.elapsed());
+        handler.flush(&mut worker, received);
         send_all(fd, &mut b.hdr_out[..out]);
     }
+    handler.idle(&mut worker);
     Ok(())
 }
 

@@ -176,19 +176,41 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
     let text = dnstap_read(&first, false);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "{text}");
-    for (line, (kind, proto, name)) in lines.iter().zip([
-        ("AQ", "UDP", "app.default.myfed.svc.fed.example.com/IN/A"),
-        ("AR", "UDP", "app.default.myfed.svc.fed.example.com/IN/A"),
-        ("AQ", "TCP", "status.fed.example.com/IN/TXT"),
-        ("AR", "TCP", "status.fed.example.com/IN/TXT"),
-        ("AQ", "UDP", "nothing.fed.example.com/IN/A"),
-        ("AR", "UDP", "nothing.fed.example.com/IN/A"),
-    ]) {
-        assert!(
-            line.contains(kind) && line.contains(proto) && line.contains(name),
-            "{line}"
-        );
+    // Each worker hands its frames over on its own (UDP and TCP are different workers),
+    // so the file keeps each worker's order, not the queries'. The frames of `extra`
+    // are in the file's order, as dnstap-read's lines are.
+    let extras = extras(&first);
+    assert_eq!(extras.len(), 6, "{extras:?}");
+    for (kind, proto, name, extra) in [
+        (
+            "AQ",
+            "UDP",
+            "app.default.myfed.svc.fed.example.com/IN/A",
+            None,
+        ),
+        (
+            "AR",
+            "UDP",
+            "app.default.myfed.svc.fed.example.com/IN/A",
+            Some("cluster=us-east policy=nearest located=city scope=24 fail_open=0"),
+        ),
+        ("AQ", "TCP", "status.fed.example.com/IN/TXT", None),
+        // A static record and a name that does not exist decide nothing.
+        ("AR", "TCP", "status.fed.example.com/IN/TXT", Some("")),
+        ("AQ", "UDP", "nothing.fed.example.com/IN/A", None),
+        ("AR", "UDP", "nothing.fed.example.com/IN/A", Some("")),
+    ] {
+        let at = lines
+            .iter()
+            .position(|l| l.contains(&format!(" {kind} ")) && l.contains(proto) && l.contains(name))
+            .unwrap_or_else(|| panic!("no {kind} {proto} {name} in\n{text}"));
+        if let Some(extra) = extra {
+            assert_eq!(extras[at], extra, "{}", lines[at]);
+        }
     }
+    // One worker's frames keep its order: the UDP query before its response.
+    let udp: Vec<&&str> = lines.iter().filter(|l| l.contains("UDP")).collect();
+    assert!(udp[0].contains(" AQ ") && udp[1].contains(" AR "), "{text}");
     let yaml = dnstap_read(&first, true);
     assert!(yaml.contains("type: AUTH_RESPONSE"), "{yaml}");
     assert!(
@@ -196,15 +218,6 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
         "{yaml}"
     );
     assert!(yaml.contains("status: NXDOMAIN"), "{yaml}");
-    let extras = extras(&first);
-    assert_eq!(extras.len(), 6, "{extras:?}");
-    assert_eq!(
-        extras[1],
-        "cluster=us-east policy=nearest located=city scope=24 fail_open=0"
-    );
-    // A static record and a name that does not exist decide nothing.
-    assert_eq!(extras[3], "");
-    assert_eq!(extras[5], "");
 
     // A new collector: frames flow again once fedns has reconnected.
     let second = dir.join("second.fstrm");

@@ -16,25 +16,34 @@
 //!    x 10,000 Services, each with an EndpointSlice holding one ready endpoint, all created
 //!    before fedns starts. Time to ready, memory, then the cost of single changes once
 //!    synced (latency to DNS, snapshot build time from /metrics, process CPU time).
+//! 3. Gateway API, fedns as a child process: 10 clusters x 20 Gateways x 100 HTTPRoutes,
+//!    each route with its own name and a backend whose EndpointSlice has a ready endpoint,
+//!    the CRDs installed and everything created before fedns starts (found by API
+//!    discovery). Time to ready, memory, then single route changes (a route's hostname
+//!    replaced) timed until the new name answers in DNS.
 //!
 //! It runs only under `cargo bench` (which passes `--bench`); `cargo test --all-targets`
 //! runs bench binaries without it, and this one prints a line and exits then.
 //!
 //! Environment (defaults in parentheses; `FEDNS_KBENCH_QUICK=1` shrinks the sizes for a
 //! run of a few seconds):
-//! `FEDNS_KBENCH_PARTS` (`propagation,scale`), `FEDNS_KBENCH_PROP_SERVICES` (100),
+//! `FEDNS_KBENCH_PARTS` (`propagation,scale,gateway`), `FEDNS_KBENCH_PROP_SERVICES` (100),
 //! `FEDNS_KBENCH_CHANGES` (1000), `FEDNS_KBENCH_POLL_US` (500, the DNS poll interval),
 //! `FEDNS_KBENCH_CLUSTERS` (10), `FEDNS_KBENCH_SERVICES` (10000 per cluster),
 //! `FEDNS_KBENCH_SCALE_CHANGES` (100), `FEDNS_KBENCH_SYNC_LIMIT_S` (1200, the longest wait
 //! for the initial sync), `FEDNS_KBENCH_CHANGE_LIMIT_S` (60, the longest wait for one
-//! change), `FEDNS_KBENCH_KEEP=1` (keep the work dir with configs and the fedns log).
+//! change), `FEDNS_KBENCH_GATEWAYS` (20 per cluster), `FEDNS_KBENCH_ROUTES` (100 per
+//! Gateway), `FEDNS_KBENCH_KEEP=1` (keep the work dir with configs and the fedns log).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fedns_testkit::apiserver::{FakeCluster, Resource, endpoint_slice, lb_service};
+use fedns_testkit::apiserver::{
+    FakeCluster, Listener, ParentRef, Resource, endpoint_slice, gateway, http_route, lb_service,
+    set_route_parent_status,
+};
 use fedns_testkit::dns::{UdpClient, a_records};
 use fedns_testkit::process::{Process, serve_command};
 use fedns_testkit::sys::{cpu_secs, env_usize, hwm_kib, rss_kib, work_dir};
@@ -53,6 +62,9 @@ const SLOW: Duration = Duration::from_millis(10);
 struct Settings {
     propagation: bool,
     scale: bool,
+    gateway: bool,
+    gateways: usize,
+    routes: usize,
     prop_services: usize,
     changes: usize,
     poll: Duration,
@@ -67,12 +79,15 @@ impl Settings {
     fn from_env() -> Settings {
         let quick = std::env::var("FEDNS_KBENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
         let parts = std::env::var("FEDNS_KBENCH_PARTS")
-            .unwrap_or_else(|_| "propagation,scale".into())
+            .unwrap_or_else(|_| "propagation,scale,gateway".into())
             .to_ascii_lowercase();
         let sized = |full: usize, small: usize| if quick { small } else { full };
         Settings {
             propagation: parts.contains("prop"),
             scale: parts.contains("scale"),
+            gateway: parts.contains("gateway"),
+            gateways: env_usize("FEDNS_KBENCH_GATEWAYS", sized(20, 5)).clamp(1, 250),
+            routes: env_usize("FEDNS_KBENCH_ROUTES", sized(100, 20)).clamp(1, 1000),
             prop_services: env_usize("FEDNS_KBENCH_PROP_SERVICES", 100).max(1),
             changes: env_usize("FEDNS_KBENCH_CHANGES", sized(1000, 100)),
             poll: Duration::from_micros(env_usize("FEDNS_KBENCH_POLL_US", 500) as u64),
@@ -110,6 +125,9 @@ fn main() {
     }
     if settings.scale {
         scale(&rt, &settings, &dir.join("scale"));
+    }
+    if settings.gateway {
+        gateway_api(&rt, &settings, &dir.join("gateway"));
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     if std::env::var("FEDNS_KBENCH_KEEP").is_ok_and(|v| v == "1") {
@@ -477,6 +495,188 @@ fn scale(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
         (cpu1 - cpu0) * 1e3 / n,
         changes_wall.as_secs_f64(),
         dns.timeouts
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Part 3: Gateway API routes.
+
+fn gateway_api(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
+    let per_cluster = s.gateways * s.routes;
+    println!(
+        "\n== Gateway API: {} clusters x {} Gateways x {} HTTPRoutes = {} routes, fedns as a child process ==",
+        s.clusters,
+        s.gateways,
+        s.routes,
+        s.clusters * per_cluster
+    );
+    std::fs::create_dir_all(dir).expect("create dir");
+    let host = |k: usize, g: usize, j: usize| format!("r{j:03}.g{g:03}.c{k:02}.{ZONE}");
+    let gw_ip = |k: usize, g: usize| format!("10.{k}.{g}.1");
+    let clusters: Vec<FakeCluster> = rt.block_on(async {
+        let mut v = Vec::new();
+        for k in 0..s.clusters {
+            v.push(FakeCluster::start(&format!("g{k:02}")).await);
+        }
+        v
+    });
+    let t_load = Instant::now();
+    for (k, c) in clusters.iter().enumerate() {
+        c.install_crd(Resource::Gateways);
+        c.install_crd(Resource::HttpRoutes);
+        for g in 0..s.gateways {
+            let listener = Listener::http("web", 80).hostname(&format!("*.{ZONE}"));
+            let gw = format!("gw{g:03}");
+            c.apply(
+                Resource::Gateways,
+                gateway(NAMESPACE, &gw, &[listener], &[&gw_ip(k, g)], true),
+            );
+            for j in 0..s.routes {
+                let backend = format!("b{g:03}-{j:03}");
+                c.apply(
+                    Resource::HttpRoutes,
+                    http_route(
+                        NAMESPACE,
+                        &format!("r{g:03}-{j:03}"),
+                        &[&host(k, g, j)],
+                        &[ParentRef::new(&gw)],
+                        &[&backend],
+                    ),
+                );
+                c.apply(
+                    Resource::EndpointSlices,
+                    endpoint_slice(NAMESPACE, &backend, &format!("{backend}-1"), &[true]),
+                );
+            }
+        }
+    }
+    println!(
+        "fake APIs loaded in {:.1} s",
+        t_load.elapsed().as_secs_f64()
+    );
+    let refs: Vec<&FakeCluster> = clusters.iter().collect();
+    let config = write_config(dir, &refs, "sync_timeout: 1h, ");
+    let t_spawn = Instant::now();
+    let mut server = Server::spawn(&config, &dir.join("fedns.log"));
+    let pid = server.pid();
+    let rss_started = rss_kib(&pid);
+    let cpu_started = cpu_secs(&pid);
+    // The last route of each cluster: a cluster's routes reach the store together.
+    let mut dns = dns_client(server.dns);
+    let probes: Vec<Name> = (0..s.clusters)
+        .map(|k| Name::from_ascii(format!("{}.", host(k, s.gateways - 1, s.routes - 1))).unwrap())
+        .collect();
+    let mut seen = vec![false; s.clusters];
+    let (mut ready_at, mut names_at) = (None, None);
+    while ready_at.is_none() || names_at.is_none() {
+        if t_spawn.elapsed() > s.sync_limit {
+            println!("not synced after {:?}", s.sync_limit);
+            return;
+        }
+        if ready_at.is_none() && http_get(server.admin, "/readyz").0 == 200 {
+            ready_at = Some(t_spawn.elapsed());
+        }
+        for (k, probe) in probes.iter().enumerate() {
+            seen[k] = seen[k] || ask_a(&mut dns, probe).is_some_and(|a| !a.is_empty());
+        }
+        if names_at.is_none() && seen.iter().all(|x| *x) {
+            names_at = Some(t_spawn.elapsed());
+        }
+        server.check_alive();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cpu_synced = cpu_secs(&pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_synced = rss_kib(&pid);
+    let hwm_synced = hwm_kib(&pid);
+
+    // Single route changes: a route's hostname replaced by a new name, until it answers
+    // with its Gateway's address.
+    let cpu0 = cpu_secs(&pid);
+    let mut at_dns = Vec::with_capacity(s.scale_changes);
+    let mut changed = std::collections::HashMap::new();
+    for i in 0..s.scale_changes {
+        let k = i % s.clusters;
+        let g = (i * 31 + 7) % s.gateways;
+        let j = (i * 7919 + 13) % s.routes;
+        let new = format!("change{i}.{ZONE}");
+        // As the Gateway's controller would: the route's status accepts it at its new
+        // generation (the spec changed, so the generation is one more).
+        let generation = changed.entry((k, g, j)).or_insert(1);
+        *generation += 1;
+        let parent = ParentRef::new(&format!("gw{g:03}"));
+        let mut route = http_route(
+            NAMESPACE,
+            &format!("r{g:03}-{j:03}"),
+            &[&new],
+            std::slice::from_ref(&parent),
+            &[&format!("b{g:03}-{j:03}")],
+        );
+        set_route_parent_status(&mut route, &parent, true, *generation);
+        let t0 = Instant::now();
+        clusters[k].apply(Resource::HttpRoutes, route);
+        let ip: Ipv4Addr = gw_ip(k, g).parse().unwrap();
+        let name = Name::from_ascii(format!("{new}.")).unwrap();
+        match wait_change(t0, None, &mut dns, &name, ip, s) {
+            Ok((_, d)) => at_dns.push(d),
+            Err(e) => {
+                println!("route change {i} ({new}): {e}; stopping this part");
+                break;
+            }
+        }
+    }
+    let cpu1 = cpu_secs(&pid);
+    let rss_end = rss_kib(&pid);
+    let names = count_names(server.admin);
+    drop(server);
+    let mib = |kib: u64| format!("{:.0} MiB", kib as f64 / 1024.0);
+    println!();
+    println!(
+        "| Gateway API: {} clusters x {} Gateways x {} HTTPRoutes | value |",
+        s.clusters, s.gateways, s.routes
+    );
+    println!("|---|---|");
+    println!(
+        "| objects in the fake APIs (Gateways + HTTPRoutes + EndpointSlices) | {} |",
+        s.clusters * (s.gateways + 2 * per_cluster)
+    );
+    println!(
+        "| names in the published snapshot at the end (/debug/records) | {} |",
+        names.map_or("?".into(), |n| n.to_string())
+    );
+    println!(
+        "| start -> /readyz 200 | {:.2} s |",
+        ready_at.unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "| start -> a route of every cluster answers in DNS | {:.2} s |",
+        names_at.unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "| fedns CPU time start -> synced | {:.2} s |",
+        cpu_synced - cpu_started
+    );
+    println!(
+        "| fedns RSS after start / 2 s after sync / peak (VmHWM) / after the changes | {} / {} / {} / {} |",
+        mib(rss_started),
+        mib(rss_synced),
+        mib(hwm_synced),
+        mib(rss_end)
+    );
+    println!();
+    println!(
+        "| One HTTPRoute hostname change once synced ({} changes) | p50 | p90 | p99 | max | mean |",
+        at_dns.len()
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| change -> served in DNS (poll every {} µs) | {} |",
+        s.poll.as_micros(),
+        Stats::of(&mut at_dns).row()
+    );
+    println!(
+        "fedns CPU per change {:.1} ms",
+        (cpu1 - cpu0) * 1e3 / at_dns.len().max(1) as f64
     );
 }
 

@@ -7,8 +7,9 @@
 #     output against the Kubernetes OpenAPI schemas in strict mode (unknown fields fail)
 #     with `kubernetes-validate` (pip; installed if missing), for $KUBERNETES_VERSION;
 #     the plain manifests in deploy/coredns too;
-#  2. checks the member RBAC grants exactly get/list/watch on services, ingresses and
-#     endpointslices, and that the base grants nothing;
+#  2. checks the member RBAC grants exactly get/list/watch on services, ingresses,
+#     endpointslices, the Gateway API's gateways and routes and dnsendpoints, and that the
+#     base grants nothing;
 #  3. checks each overlay's wiring: every ConfigMap/Secret a volume names is generated,
 #     every kubeconfig path in fedns.yaml is a projected item of the Secret, ports match;
 #  4. runs `fedns check` on deploy/base/config (demo GeoIP database, throwaway kubeconfigs
@@ -82,14 +83,17 @@ validate_plain() {
   echo "$# files, schema ok (Kubernetes $k8s_version, strict)"
 }
 
-# Exactly get/list/watch on exactly services, ingresses, endpointslices.
+# Exactly get/list/watch on exactly services, ingresses, endpointslices, the Gateway API's
+# gateways and routes, and dnsendpoints.
 rbac_least_privilege() {
   python3 - "$@" <<'PY'
 import sys, yaml
 READ = ["get", "list", "watch"]
 # Each role name and exactly what it may grant, and where.
 want = {
-    "fedns-reader": ({("", "services"): READ, ("networking.k8s.io", "ingresses"): READ, ("discovery.k8s.io", "endpointslices"): READ}, None),
+    "fedns-reader": ({("", "services"): READ, ("networking.k8s.io", "ingresses"): READ, ("discovery.k8s.io", "endpointslices"): READ,
+                      **{("gateway.networking.k8s.io", r): READ for r in ("gateways", "httproutes", "grpcroutes", "tlsroutes")},
+                      ("externaldns.k8s.io", "dnsendpoints"): READ}, None),
     "fedns-fleet": ({("coordination.k8s.io", "leases"): READ + ["create", "update", "patch", "delete"], ("", "configmaps"): READ}, "fedns"),
     "fedns-drain": ({("", "configmaps"): ["get", "create", "update"]}, "fedns"),
 }
@@ -125,7 +129,7 @@ if seen != set(want):
 for doc in yaml.safe_load_all(open(sys.argv[3])):
     if doc and doc["kind"] in {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}:
         sys.exit(f"base: {doc['kind']} {doc['metadata']['name']}: the base must grant nothing")
-print(f"{roles} roles: readers get/list/watch services, ingresses, endpointslices; fedns-fleet its leases and reads overrides, fedns-drain writes them, both in fedns only; base grants nothing")
+print(f"{roles} roles: readers get/list/watch services, ingresses, endpointslices, Gateway API gateways and routes, dnsendpoints; fedns-fleet its leases and reads overrides, fedns-drain writes them, both in fedns only; base grants nothing")
 PY
 }
 

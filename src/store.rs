@@ -22,6 +22,12 @@ pub enum ObjectKind {
     Service,
     /// An Ingress.
     Ingress,
+    /// Gateway API routes: the names they get from the Gateways they attach to.
+    HttpRoute,
+    GrpcRoute,
+    TlsRoute,
+    /// One name of an ExternalDNS DNSEndpoint.
+    DnsEndpoint,
 }
 
 /// One load-balanced object in one cluster, cut down to what DNS needs.
@@ -78,6 +84,10 @@ pub struct Settings {
     pub ttl: Option<u32>,
     /// Probe overrides: kind, HTTP path, port and expected status.
     pub probe: Option<ProbeKind>,
+    /// The address serves TLS (a Gateway's HTTPS listener): with no probe override, an
+    /// `https` probe where the config probes at all.
+    #[serde(default)]
+    pub probe_tls: bool,
     pub probe_path: Option<String>,
     pub probe_port: Option<u16>,
     pub probe_expect: Option<u16>,
@@ -188,6 +198,43 @@ pub struct KubeState {
     pub synced_at: Option<SystemTime>,
     /// When the last event or successful list arrived.
     pub last_event_at: Option<SystemTime>,
+    /// What discovery found for each optional kind (Gateway API, DNSEndpoint): `watched
+    /// at v1`, `missing (CRD not installed)`, or the versions it is served at that fedns
+    /// does not read. Empty until the first discovery.
+    pub kinds: std::collections::BTreeMap<&'static str, KindState>,
+}
+
+/// What discovery found for one optional kind in one cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KindState {
+    Watched(String),
+    Missing,
+    UnknownVersions(Vec<String>),
+}
+
+impl KindState {
+    /// One word for the metric's `state` label.
+    pub fn word(&self) -> &'static str {
+        match self {
+            KindState::Watched(_) => "watched",
+            KindState::Missing => "missing",
+            KindState::UnknownVersions(_) => "unknown_version",
+        }
+    }
+}
+
+impl std::fmt::Display for KindState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KindState::Watched(v) => write!(f, "watched at {v}"),
+            KindState::Missing => f.write_str("missing (CRD not installed)"),
+            KindState::UnknownVersions(v) => write!(
+                f,
+                "served only at versions fedns does not read: {}",
+                v.join(", ")
+            ),
+        }
+    }
 }
 
 impl KubeState {

@@ -74,10 +74,17 @@ impl App {
 
     pub(super) fn cluster_metrics(&self) {
         let m = &self.metrics;
+        // A kind's state replaces its last: one series per cluster and kind.
+        m.cluster_kind.reset();
         for (name, c) in self.store.contents() {
             let n = c.len() as i64;
             m.cluster_endpoints.with_label_values(&[&name]).set(n);
             if let Some(k) = &c.kube {
+                for (kind, state) in &k.kinds {
+                    m.cluster_kind
+                        .with_label_values(&[name.as_str(), kind, state.word()])
+                        .set(1);
+                }
                 m.cluster_stale
                     .with_label_values(&[&name])
                     .set(i64::from(k.stale));

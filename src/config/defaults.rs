@@ -24,6 +24,10 @@ pub fn sync_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+pub fn discovery_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
 pub fn ttl() -> u32 {
     30
 }

@@ -190,6 +190,14 @@ pub struct KubernetesConfig {
         deserialize_with = "values::duration"
     )]
     pub sync_timeout: Duration,
+    /// How often each cluster's API discovery is asked again which optional kinds
+    /// (Gateway API, DNSEndpoint) it serves: a CRD installed or removed later is
+    /// followed within this.
+    #[serde(
+        default = "defaults::discovery_interval",
+        deserialize_with = "values::duration"
+    )]
+    pub discovery_interval: Duration,
 }
 
 impl Default for KubernetesConfig {
@@ -198,6 +206,7 @@ impl Default for KubernetesConfig {
             watch_timeout: defaults::watch_timeout(),
             connect_timeout: defaults::connect_timeout(),
             sync_timeout: defaults::sync_timeout(),
+            discovery_interval: defaults::discovery_interval(),
         }
     }
 }

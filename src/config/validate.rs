@@ -125,6 +125,9 @@ impl Checker<'_> {
         if c.count == 0 {
             return Err(self.at("count", "must be at least 1"));
         }
+        if c.kubernetes.discovery_interval < std::time::Duration::from_secs(1) {
+            return Err(self.at("kubernetes.discovery_interval", "must be at least 1s"));
+        }
         let h = &c.health;
         if h.rise == 0 || h.fall == 0 {
             return Err(self.at("health", "rise and fall must be at least 1"));

@@ -51,11 +51,16 @@ pub struct Target {
 impl Target {
     /// What is probed for one load-balancer address of an endpoint: the probe kind, port,
     /// path and status from the endpoint's settings (annotations or static service), else
-    /// the `health:` section. `None` when the address is not probed (probe `none`, or no
+    /// the `health:` section (`https` for a TLS listener, where the section probes). `None` when the address is not probed (probe `none`, or no
     /// port to probe), so readiness alone decides. The prober starts loops for these
     /// targets and the snapshot builder reads health by them: there is no other key.
     pub fn of(ep: &Endpoint, ip: IpAddr, cfg: &HealthConfig) -> Option<Target> {
-        let kind = ep.settings.probe.unwrap_or(cfg.probe);
+        let kind = match (ep.settings.probe, cfg.probe) {
+            (Some(kind), _) => kind,
+            (None, ProbeKind::None) => ProbeKind::None,
+            (None, _) if ep.settings.probe_tls => ProbeKind::Https,
+            (None, kind) => kind,
+        };
         let port = ep.settings.probe_port.or(ep.port)?;
         let (path, expect) = match kind {
             ProbeKind::None => return None,
@@ -349,6 +354,34 @@ mod tests {
             ready_endpoints: None,
             settings,
         }
+    }
+
+    #[test]
+    fn a_tls_listener_is_probed_over_https_where_the_config_probes() {
+        use crate::store::Settings;
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let tls = Settings {
+            probe_tls: true,
+            ..Settings::default()
+        };
+        let mut cfg = HealthConfig::default();
+        for (config, want) in [
+            (ProbeKind::Tcp, Some(ProbeKind::Https)),
+            (ProbeKind::Http, Some(ProbeKind::Https)),
+            (ProbeKind::None, None),
+        ] {
+            cfg.probe = config;
+            let t = Target::of(&endpoint(Some(443), tls.clone()), ip, &cfg);
+            assert_eq!(t.map(|t| t.kind), want, "{config:?}");
+        }
+        // An annotation still wins.
+        cfg.probe = ProbeKind::Tcp;
+        let annotated = Settings {
+            probe: Some(ProbeKind::Tcp),
+            ..tls
+        };
+        let t = Target::of(&endpoint(Some(443), annotated), ip, &cfg).unwrap();
+        assert_eq!(t.kind, ProbeKind::Tcp);
     }
 
     #[test]

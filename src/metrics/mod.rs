@@ -173,6 +173,9 @@ pub struct Metrics {
     counters: Arc<shards::ShardSet>,
     pub cluster_stale: IntGaugeVec,
     pub cluster_synced: IntGaugeVec,
+    /// Optional kinds per cluster by what discovery found: watched, missing,
+    /// unknown_version.
+    pub cluster_kind: IntGaugeVec,
     pub cluster_last_sync: IntGaugeVec,
     pub cluster_endpoints: IntGaugeVec,
     pub snapshot_builds: IntCounter,
@@ -276,6 +279,12 @@ impl Metrics {
                 "fedns_cluster_synced",
                 "1 once every watched kind of the cluster has listed.",
                 &["cluster"],
+            ),
+            cluster_kind: gauge_vec(
+                &r,
+                "fedns_cluster_kind",
+                "1 for each optional kind (Gateway, HTTPRoute, GRPCRoute, TLSRoute, DNSEndpoint) of each cluster, labelled with what discovery found: watched, missing (no CRD), unknown_version (served only at versions fedns does not read).",
+                &["cluster", "kind", "state"],
             ),
             cluster_last_sync: gauge_vec(
                 &r,

@@ -262,6 +262,12 @@ fn records(shared: &AdminState) -> Value {
                 "last_event_at": secs(kube.and_then(|k| k.last_event_at)),
                 "stale": kube.is_some_and(|k| k.stale),
                 "last_error": kube.and_then(|k| k.last_error.clone()),
+                "kinds": kube.map(|k| {
+                    k.kinds
+                        .iter()
+                        .map(|(kind, state)| (kind.to_string(), json!(state.to_string())))
+                        .collect::<serde_json::Map<_, _>>()
+                }),
                 "endpoints": ce.map_or(0, |e| e.len()),
             })
         })

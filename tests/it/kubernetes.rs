@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use fedns_testkit::apiserver::{FakeCluster, Fault, Resource, endpoint_slice, ingress, lb_service};
+use fedns_testkit::apiserver::{
+    FakeCluster, Fault, Listener, ParentRef, Resource, dns_endpoint, endpoint_slice, gateway,
+    http_route, ingress, lb_service,
+};
 use fedns_testkit::dns::{DnsClient, answer_data};
 use fedns_testkit::server::TestServer;
 use fedns_testkit::wait::until_eq;
@@ -31,6 +34,12 @@ async fn federation_with(
     federation_configured(clusters, tamper, SYNC_TIMEOUT).await
 }
 
+/// As `federation`, with API discovery asked again every second: CRDs installed while
+/// fedns runs are followed within it.
+async fn federation_discovering(clusters: &[&FakeCluster]) -> TestServer {
+    federation_built(clusters, |_, k| k, SYNC_TIMEOUT, ", discovery_interval: 1s").await
+}
+
 /// Readiness waits this long at most for the clusters to sync, in these tests' config.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,14 +49,25 @@ async fn federation_configured(
     tamper: impl Fn(&str, String) -> String,
     sync_timeout: Duration,
 ) -> TestServer {
+    federation_built(clusters, tamper, sync_timeout, "").await
+}
+
+/// The config of the functions above; `kube_extra` goes inside `kubernetes: { ... }`.
+async fn federation_built(
+    clusters: &[&FakeCluster],
+    tamper: impl Fn(&str, String) -> String,
+    sync_timeout: Duration,
+    kube_extra: &str,
+) -> TestServer {
     let regions = ["us-east-1", "eu-west-1", "ap-northeast-1"];
     let dir = fedns_testkit::sys::temp_dir("kube");
     let mut yaml = String::from(
         "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\ngeoip: { database: city.mmdb }\n\
-         health: { probe: none }\nkubernetes: { watch_timeout: 2s, connect_timeout: 1s, sync_timeout: SYNCs }\n\
+         health: { probe: none }\nkubernetes: { watch_timeout: 2s, connect_timeout: 1s, sync_timeout: SYNCsEXTRA }\n\
          state_file: state.json\nclusters:\n",
     )
-    .replace("SYNC", &sync_timeout.as_secs().to_string());
+    .replace("SYNC", &sync_timeout.as_secs().to_string())
+    .replace("EXTRA", kube_extra);
     for (c, region) in clusters.iter().zip(regions) {
         let kc = c.write_kubeconfig(&dir);
         let text = std::fs::read_to_string(&kc).unwrap();
@@ -580,5 +600,218 @@ async fn ready_means_served() {
             .1,
         ["198.51.100.10"]
     );
+    server.stop().await;
+}
+
+/// A Gateway `infra/gw` with an HTTPS listener for `*.fed.example.com` taking routes from
+/// every namespace, at `address` (an IP, or a host name), and the HTTPRoute `shop/shop`
+/// for `tickets.fed.example.com` attached to it, backed by the Service `shop/shop` with one
+/// ready endpoint. Installs the Gateway API's CRDs first.
+fn gateway_and_route(c: &FakeCluster, address: &str) {
+    for r in [Resource::Gateways, Resource::HttpRoutes] {
+        c.install_crd(r);
+    }
+    let https = Listener::new("https", 443, "HTTPS")
+        .hostname("*.fed.example.com")
+        .namespaces_from("All");
+    c.apply(
+        Resource::Gateways,
+        gateway("infra", "gw", &[https], &[address], true),
+    );
+    c.apply(
+        Resource::HttpRoutes,
+        http_route(
+            "shop",
+            "shop",
+            &["tickets.fed.example.com"],
+            &[ParentRef::new("gw").namespace("infra")],
+            &["shop"],
+        ),
+    );
+    c.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("shop", "shop", "shop-1", &[true]),
+    );
+}
+
+/// `/debug/records`' `kinds` of one cluster.
+async fn kinds(server: &TestServer, cluster: &str) -> serde_json::Value {
+    let (_, body) = fedns_testkit::http::get(server.admin, "/debug/records").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == cluster)
+        .unwrap_or_else(|| panic!("no {cluster} in {body}"))["kinds"]
+        .clone()
+}
+
+/// An HTTPRoute attached to Gateways in two clusters is one federated name answered by
+/// geo; its backend losing every ready endpoint moves clients. A third cluster without
+/// the Gateway API's CRDs, serving HTTPRoutes only at a version fedns does not read, is
+/// normal: reported, and never in the way of the sync or readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_routes_are_answered_by_geo_and_backend_readiness() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    let ap = FakeCluster::start("ap-northeast").await;
+    gateway_and_route(&us, "192.0.2.20");
+    gateway_and_route(&eu, "198.51.100.20");
+    ap.install_crd_version(Resource::HttpRoutes, "v9");
+    let server = federation_discovering(&[&us, &eu, &ap]).await;
+    let client = server.client();
+    until(
+        &client,
+        "tickets.fed.example.com",
+        NEW_YORK,
+        &["192.0.2.20"],
+    )
+    .await;
+    until(
+        &client,
+        "tickets.fed.example.com",
+        "198.18.1.0/24",
+        &["198.51.100.20"],
+    )
+    .await;
+    assert_eq!(
+        fedns_testkit::http::get(server.admin, "/readyz").await.0,
+        200
+    );
+    // us-east's backend has no ready endpoint any more: New York goes to eu-west.
+    us.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("shop", "shop", "shop-1", &[false]),
+    );
+    until(
+        &client,
+        "tickets.fed.example.com",
+        NEW_YORK,
+        &["198.51.100.20"],
+    )
+    .await;
+    // Ready again; then its Gateway is no longer Programmed: New York moves again.
+    us.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("shop", "shop", "shop-1", &[true]),
+    );
+    until(
+        &client,
+        "tickets.fed.example.com",
+        NEW_YORK,
+        &["192.0.2.20"],
+    )
+    .await;
+    let https = Listener::new("https", 443, "HTTPS")
+        .hostname("*.fed.example.com")
+        .namespaces_from("All");
+    us.apply(
+        Resource::Gateways,
+        gateway("infra", "gw", &[https], &["192.0.2.20"], false),
+    );
+    until(
+        &client,
+        "tickets.fed.example.com",
+        NEW_YORK,
+        &["198.51.100.20"],
+    )
+    .await;
+    // What each cluster serves, as discovery found it.
+    let us_kinds = kinds(&server, "us-east").await;
+    assert_eq!(us_kinds["HTTPRoute"], "watched at v1", "{us_kinds}");
+    assert_eq!(us_kinds["Gateway"], "watched at v1", "{us_kinds}");
+    assert_eq!(us_kinds["DNSEndpoint"], "missing (CRD not installed)");
+    let ap_kinds = kinds(&server, "ap-northeast").await;
+    assert_eq!(ap_kinds["Gateway"], "missing (CRD not installed)");
+    assert_eq!(
+        ap_kinds["HTTPRoute"],
+        "served only at versions fedns does not read: v9"
+    );
+    let (_, metrics) = fedns_testkit::http::get(server.admin, "/metrics").await;
+    for line in [
+        "fedns_cluster_kind{cluster=\"ap-northeast\",kind=\"HTTPRoute\",state=\"unknown_version\"} 1",
+        "fedns_cluster_kind{cluster=\"us-east\",kind=\"HTTPRoute\",state=\"watched\"} 1",
+        "fedns_cluster_kind{cluster=\"us-east\",kind=\"TLSRoute\",state=\"missing\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
+    server.stop().await;
+}
+
+/// A Gateway whose address is a host name (a cloud load balancer) answers its routes'
+/// names with a CNAME.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_hostname_address_answers_a_cname() {
+    let us = FakeCluster::start("us-east").await;
+    gateway_and_route(&us, "gw-1234.elb.us-east-1.amazonaws.com");
+    let server = federation_discovering(&[&us]).await;
+    let client = server.client();
+    until(
+        &client,
+        "tickets.fed.example.com",
+        NEW_YORK,
+        &["gw-1234.elb.us-east-1.amazonaws.com."],
+    )
+    .await;
+    let r = client
+        .ask("tickets.fed.example.com", RecordType::A, Some(NEW_YORK))
+        .await;
+    assert_eq!(r.answers[0].record_type(), RecordType::CNAME);
+    server.stop().await;
+}
+
+/// DNSEndpoints in two clusters give one name their targets (answered by geo, with their
+/// TTL); a CNAME entry is answered as a CNAME. The CRD is installed while fedns runs, and
+/// its objects come in without a restart; removed, it takes its names with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_endpoints_from_two_clusters_and_a_crd_installed_while_running() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    service(&us, "app", &["192.0.2.10"]);
+    let server = federation_discovering(&[&us, &eu]).await;
+    let client = server.client();
+    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    until_rcode(&client, "api.fed.example.com", ResponseCode::NXDomain).await;
+    for (c, ip) in [(&us, "192.0.2.30"), (&eu, "198.51.100.30")] {
+        c.install_crd(Resource::DnsEndpoints);
+        c.apply(
+            Resource::DnsEndpoints,
+            dns_endpoint(
+                "default",
+                "api",
+                &[
+                    ("api.fed.example.com", "A", &[ip], Some(42)),
+                    ("docs.fed.example.com", "CNAME", &["docs.example.net"], None),
+                ],
+            ),
+        );
+    }
+    until(&client, "api.fed.example.com", NEW_YORK, &["192.0.2.30"]).await;
+    until(
+        &client,
+        "api.fed.example.com",
+        "198.18.1.0/24",
+        &["198.51.100.30"],
+    )
+    .await;
+    let r = client
+        .ask("api.fed.example.com", RecordType::A, Some(NEW_YORK))
+        .await;
+    assert_eq!(r.answers[0].ttl, 42);
+    until(
+        &client,
+        "docs.fed.example.com",
+        NEW_YORK,
+        &["docs.example.net."],
+    )
+    .await;
+    // The CRD removed in us-east: its names go there; eu-west still answers.
+    us.uninstall_crd(Resource::DnsEndpoints);
+    until(&client, "api.fed.example.com", NEW_YORK, &["198.51.100.30"]).await;
+    eu.uninstall_crd(Resource::DnsEndpoints);
+    until_rcode(&client, "api.fed.example.com", ResponseCode::NXDomain).await;
+    // The Services were never held back.
+    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
     server.stop().await;
 }

@@ -1,14 +1,10 @@
-//! Kubernetes objects cut down to what DNS needs (`Slim`), and the `fedns.io/`
-//! annotations that tune them. Bad values are logged with the cluster and object, and
-//! ignored.
+//! The annotations that tune an object (`fedns.io/...` and ExternalDNS's), read the same
+//! for every kind, and what conversions need to know. Bad values are logged with the
+//! cluster and object, and ignored.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::ResourceExt;
 use tracing::{debug, warn};
 
 use crate::config::{GeoKey, PolicyKind, ProbeKind, in_zone};
@@ -22,170 +18,13 @@ use crate::store::Settings;
 /// `fedns.io/probe-status`, `fedns.io/min-ready`, `fedns.io/min-healthy-addresses`.
 pub const ANNOTATION_PREFIX: &str = "fedns.io/";
 
-/// The label EndpointSlices carry to name their Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
 /// namespace/name
 pub(super) type Key = (String, String);
-
-/// A Kubernetes object cut down to what DNS needs.
-#[derive(Clone, Debug, PartialEq)]
-pub(super) enum Slim {
-    Service {
-        addresses: Vec<IpAddr>,
-        hostname: Option<String>,
-        port: Option<u16>,
-        hosts: Vec<String>,
-        settings: Settings,
-    },
-    Ingress {
-        hosts: Vec<String>,
-        addresses: Vec<IpAddr>,
-        hostname: Option<String>,
-        port: u16,
-        settings: Settings,
-    },
-    Slice {
-        service: String,
-        ready: usize,
-    },
-}
 
 /// What conversions need to know.
 pub(super) struct ConvertCtx {
     pub(super) cluster: String,
     pub(super) zone: String,
-}
-
-/// Load-balancer addresses and the first hostname from `status.loadBalancer.ingress`.
-pub(super) fn lb_targets(
-    ingress: Option<&Vec<LoadBalancerIngress>>,
-    what: &str,
-    ctx: &ConvertCtx,
-) -> (Vec<IpAddr>, Option<String>) {
-    let mut addrs = Vec::new();
-    let mut hostname = None;
-    for i in ingress.into_iter().flatten() {
-        if let Some(ip) = &i.ip {
-            match ip.parse::<IpAddr>() {
-                Ok(a) => addrs.push(a),
-                Err(_) => warn!(
-                    cluster = ctx.cluster,
-                    object = what,
-                    ip,
-                    "load-balancer ip is not an address; ignored"
-                ),
-            }
-        }
-        if hostname.is_none()
-            && let Some(h) = &i.hostname
-        {
-            hostname = Some(h.trim_end_matches('.').to_ascii_lowercase());
-        }
-    }
-    (addrs, hostname)
-}
-
-pub(super) fn slim_service(svc: &Service, ctx: &ConvertCtx) -> Option<Slim> {
-    let spec = svc.spec.as_ref()?;
-    if spec.type_.as_deref() != Some("LoadBalancer") {
-        return None;
-    }
-    let what = format!(
-        "service {}/{}",
-        svc.namespace().unwrap_or_default(),
-        svc.name_any()
-    );
-    let (settings, hosts, exclude, ext) = annotations(svc.annotations(), &what, ctx);
-    if exclude {
-        return None;
-    }
-    let status = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref());
-    let (addresses, hostname) = ext.targets(lb_targets(
-        status.and_then(|l| l.ingress.as_ref()),
-        &what,
-        ctx,
-    ));
-    if addresses.is_empty() && hostname.is_none() {
-        // Pending: no load balancer yet, nothing to answer with.
-        return None;
-    }
-    let port = spec
-        .ports
-        .as_ref()
-        .and_then(|p| p.first())
-        .and_then(|p| u16::try_from(p.port).ok());
-    Some(Slim::Service {
-        addresses,
-        hostname,
-        port,
-        hosts,
-        settings,
-    })
-}
-
-pub(super) fn slim_ingress(ing: &Ingress, ctx: &ConvertCtx) -> Option<Slim> {
-    let what = format!(
-        "ingress {}/{}",
-        ing.namespace().unwrap_or_default(),
-        ing.name_any()
-    );
-    let (settings, mut hosts, exclude, ext) = annotations(ing.annotations(), &what, ctx);
-    if exclude {
-        return None;
-    }
-    let spec = ing.spec.as_ref()?;
-    for rule in spec.rules.iter().flatten() {
-        if let Some(h) = &rule.host {
-            let h = h.trim_end_matches('.').to_ascii_lowercase();
-            if h.starts_with("*.") {
-                debug!(
-                    cluster = ctx.cluster,
-                    object = what,
-                    host = h,
-                    "wildcard Ingress host not served"
-                );
-            } else if in_zone(&h, &ctx.zone) {
-                hosts.push(h);
-            }
-        }
-    }
-    hosts.sort();
-    hosts.dedup();
-    if hosts.is_empty() {
-        return None;
-    }
-    let status = ing.status.as_ref().and_then(|s| s.load_balancer.as_ref());
-    let ingress_list: Option<Vec<LoadBalancerIngress>> =
-        status.and_then(|l| l.ingress.as_ref()).map(|v| {
-            v.iter()
-                .map(|i| LoadBalancerIngress {
-                    ip: i.ip.clone(),
-                    hostname: i.hostname.clone(),
-                    ..LoadBalancerIngress::default()
-                })
-                .collect()
-        });
-    let (addresses, hostname) = ext.targets(lb_targets(ingress_list.as_ref(), &what, ctx));
-    let tls = spec.tls.as_ref().is_some_and(|t| !t.is_empty());
-    Some(Slim::Ingress {
-        hosts,
-        addresses,
-        hostname,
-        port: if tls { 443 } else { 80 },
-        settings,
-    })
-}
-
-pub(super) fn slim_slice(slice: &EndpointSlice, _ctx: &ConvertCtx) -> Option<Slim> {
-    let service = slice.labels().get(SERVICE_NAME_LABEL)?.clone();
-    // A nil `ready` means ready (discovery.k8s.io/v1 EndpointConditions).
-    let ready = slice
-        .endpoints
-        .iter()
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .count();
-    Some(Slim::Slice { service, ready })
 }
 
 /// ExternalDNS's annotation prefixes, the current one and the old one: `hostname`,

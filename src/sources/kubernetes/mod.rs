@@ -18,32 +18,40 @@
 //! always shows. Each cluster has its own tasks, so one cluster's trouble never slows
 //! another or the query path.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::Client;
+use kube::api::DynamicObject;
 use kube::runtime::watcher;
+use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::KubernetesConfig;
-use crate::store::{KubeState, Store};
+use crate::store::{KindState, KubeState, Store};
 
 mod access;
 mod convert;
+mod discovery;
+mod dns_endpoint;
 pub mod fleet;
+mod gateway;
 mod objects;
+mod slim;
 mod watch;
 
 pub use access::{ClusterAccess, KubeError};
 pub use convert::ANNOTATION_PREFIX;
 
-use convert::{ConvertCtx, slim_ingress, slim_service, slim_slice};
-use objects::ClusterObjects;
+use convert::ConvertCtx;
+use discovery::Optional;
+use objects::{ClusterObjects, StreamKind};
+use slim::{Slim, slim_ingress, slim_service, slim_slice};
 use watch::{Msg, api, watch};
 
 /// Starts watching one cluster. The returned task runs until aborted.
@@ -73,6 +81,164 @@ pub fn spawn(
     })
 }
 
+/// How a watch cuts its objects down.
+type Convert<K> = fn(&K, &ConvertCtx) -> Option<Slim>;
+
+/// The watches of one optional kind: the version watched and its streams, which end
+/// when it is dropped (the kind is no longer served, or the cluster task ends).
+struct OptionalWatch {
+    version: String,
+    streams: Vec<(usize, JoinHandle<()>)>,
+}
+
+impl Drop for OptionalWatch {
+    fn drop(&mut self) {
+        for (_, task) in &self.streams {
+            task.abort();
+        }
+    }
+}
+
+/// Everything the cluster task needs to start watches.
+struct Watches {
+    client: Client,
+    namespaces: Vec<Option<String>>,
+    wc: watcher::Config,
+    tx: mpsc::Sender<Msg>,
+    ctx: Arc<ConvertCtx>,
+    next_id: usize,
+}
+
+impl Watches {
+    fn id(&mut self) -> usize {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    /// Services, Ingresses and EndpointSlices, in every watched namespace.
+    fn core(&mut self, objects: &mut ClusterObjects) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for ns in self.namespaces.clone() {
+            let id = self.id();
+            objects.add_stream(id, StreamKind::Services);
+            tasks.push(watch(
+                api::<Service>(&self.client, &ns),
+                self.wc.clone(),
+                id,
+                self.tx.clone(),
+                self.ctx.clone(),
+                slim_service,
+            ));
+            let id = self.id();
+            objects.add_stream(id, StreamKind::Ingresses);
+            tasks.push(watch(
+                api::<Ingress>(&self.client, &ns),
+                self.wc.clone(),
+                id,
+                self.tx.clone(),
+                self.ctx.clone(),
+                slim_ingress,
+            ));
+            let id = self.id();
+            objects.add_stream(id, StreamKind::Slices);
+            tasks.push(watch(
+                api::<EndpointSlice>(&self.client, &ns),
+                self.wc.clone(),
+                id,
+                self.tx.clone(),
+                self.ctx.clone(),
+                slim_slice,
+            ));
+        }
+        tasks
+    }
+
+    /// One optional kind at `version`, in every watched namespace.
+    fn optional(
+        &mut self,
+        kind: Optional,
+        version: &str,
+        objects: &mut ClusterObjects,
+    ) -> OptionalWatch {
+        let ar = kind.api_resource(version);
+        let (stream, convert): (StreamKind, Convert<DynamicObject>) = match kind {
+            Optional::Gateway => (StreamKind::Gateways, slim::slim_gateway),
+            Optional::HttpRoute => (
+                StreamKind::Routes(gateway::RouteKind::Http),
+                slim::slim_http_route,
+            ),
+            Optional::GrpcRoute => (
+                StreamKind::Routes(gateway::RouteKind::Grpc),
+                slim::slim_grpc_route,
+            ),
+            Optional::TlsRoute => (
+                StreamKind::Routes(gateway::RouteKind::Tls),
+                slim::slim_tls_route,
+            ),
+            Optional::DnsEndpoint => (StreamKind::DnsEndpoints, slim::slim_dns_endpoint),
+        };
+        let mut streams = Vec::new();
+        for ns in self.namespaces.clone() {
+            let id = self.id();
+            objects.add_stream(id, stream);
+            let api = match &ns {
+                Some(ns) => Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &ar),
+                None => Api::<DynamicObject>::all_with(self.client.clone(), &ar),
+            };
+            let task = watch(
+                api,
+                self.wc.clone(),
+                id,
+                self.tx.clone(),
+                self.ctx.clone(),
+                convert,
+            );
+            streams.push((id, task));
+        }
+        OptionalWatch {
+            version: version.to_owned(),
+            streams,
+        }
+    }
+}
+
+/// Starts, stops or moves the optional kinds' watches to what discovery found, and logs
+/// each kind's state when it changes (once, not per discovery).
+fn follow_discovery(
+    cluster: &str,
+    found: BTreeMap<Optional, KindState>,
+    w: &mut Watches,
+    optional: &mut BTreeMap<Optional, OptionalWatch>,
+    kinds: &mut BTreeMap<&'static str, KindState>,
+    objects: &mut ClusterObjects,
+) {
+    for (kind, state) in found {
+        let want = match &state {
+            KindState::Watched(v) => Some(v.as_str()),
+            _ => None,
+        };
+        if optional.get(&kind).map(|o| o.version.as_str()) != want {
+            if let Some(old) = optional.remove(&kind) {
+                for (id, _) in &old.streams {
+                    objects.remove_stream(*id);
+                }
+            }
+            if let Some(v) = want {
+                optional.insert(kind, w.optional(kind, v, objects));
+            }
+        }
+        if kinds.get(kind.kind()) != Some(&state) {
+            match &state {
+                KindState::UnknownVersions(_) => {
+                    warn!(cluster, kind = kind.kind(), state = %state, "kind not watched")
+                }
+                _ => info!(cluster, kind = kind.kind(), state = %state, "kind"),
+            }
+            kinds.insert(kind.kind(), state);
+        }
+    }
+}
+
 async fn run_cluster(
     access: ClusterAccess,
     client: Client,
@@ -92,50 +258,63 @@ async fn run_cluster(
     if let Some(sel) = &access.label_selector {
         wc = wc.labels(sel);
     }
-    let mut tasks = Vec::new();
-    let mut id = 0;
-    for ns in &namespaces {
-        let ctx = Arc::new(ConvertCtx {
+    let mut w = Watches {
+        client: client.clone(),
+        namespaces,
+        wc,
+        tx,
+        ctx: Arc::new(ConvertCtx {
             cluster: cluster.clone(),
             zone: zone.clone(),
-        });
-        tasks.push(watch(
-            api::<Service>(&client, ns),
-            wc.clone(),
-            id,
-            tx.clone(),
-            ctx.clone(),
-            slim_service,
-        ));
-        tasks.push(watch(
-            api::<Ingress>(&client, ns),
-            wc.clone(),
-            id + 1,
-            tx.clone(),
-            ctx.clone(),
-            slim_ingress,
-        ));
-        tasks.push(watch(
-            api::<EndpointSlice>(&client, ns),
-            wc.clone(),
-            id + 2,
-            tx.clone(),
-            ctx,
-            slim_slice,
-        ));
-        id += 3;
+        }),
+        next_id: 0,
+    };
+    let mut objects = ClusterObjects::new(&zone);
+    let mut optional: BTreeMap<Optional, OptionalWatch> = BTreeMap::new();
+    let mut kinds: BTreeMap<&'static str, KindState> = BTreeMap::new();
+    // The optional kinds are found before the first sync, so that a cluster that has
+    // them publishes them with the rest; an API that does not answer in time is asked
+    // again at the next discovery.
+    let first = tokio::time::timeout(k.connect_timeout * 2, discovery::discover(&client)).await;
+    match first {
+        Ok(Ok(found)) => follow_discovery(
+            &cluster,
+            found,
+            &mut w,
+            &mut optional,
+            &mut kinds,
+            &mut objects,
+        ),
+        Ok(Err(e)) => {
+            warn!(cluster, error = %e, "API discovery failed; optional kinds are looked for again later")
+        }
+        Err(_) => warn!(
+            cluster,
+            "API discovery timed out; optional kinds are looked for again later"
+        ),
     }
-    drop(tx);
+    let core = w.core(&mut objects);
     // Abort the watch tasks when this task is aborted.
-    let _guard = AbortOnDrop(tasks);
-    let mut objects = ClusterObjects::new(id);
+    let _guard = AbortOnDrop(core);
+    let mut rediscover = tokio::time::interval(k.discovery_interval);
+    rediscover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rediscover.tick().await;
     let mut was_synced = false;
     let mut was_stale = false;
-    while let Some(msg) = rx.recv().await {
-        objects.apply(msg);
-        // Coalesce a burst of events into one store update.
-        while let Ok(msg) = rx.try_recv() {
-            objects.apply(msg);
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                objects.apply(msg);
+                // Coalesce a burst of events into one store update.
+                while let Ok(msg) = rx.try_recv() {
+                    objects.apply(msg);
+                }
+            }
+            _ = rediscover.tick() => match discovery::discover(&client).await {
+                Ok(found) => follow_discovery(&cluster, found, &mut w, &mut optional, &mut kinds, &mut objects),
+                Err(e) => debug!(cluster, error = %e, "API discovery failed; keeping the kinds found before"),
+            },
         }
         let synced = objects.synced();
         let last_error = objects.first_error().map(str::to_owned);
@@ -153,9 +332,10 @@ async fn run_cluster(
             was_stale = stale;
         }
         // Nothing reaches the store before the first full sync; then everything once, and
-        // afterwards only the objects that changed.
+        // afterwards only the objects that changed (a kind found later, still listing,
+        // holds nothing back).
         let first = synced && !was_synced;
-        let changes = if !synced {
+        let changes = if !synced && !was_synced {
             Vec::new()
         } else {
             let changes = objects.changes(first);
@@ -177,6 +357,7 @@ async fn run_cluster(
                 state.synced_at = Some(SystemTime::now());
             }
             state.last_event_at = Some(SystemTime::now());
+            state.kinds = kinds.clone();
         });
     }
 }

@@ -1,16 +1,19 @@
 //! Everything one cluster's watches have seen: each stream's objects (a relist swapped in
-//! whole on `InitDone`), readiness from EndpointSlices, and what changed since the last
-//! store update, so that one event costs one object and not the whole cluster.
+//! whole on `InitDone`), readiness from EndpointSlices, what routes get from Gateways, and
+//! what changed since the last store update, so that one event costs the objects it
+//! touches and not the whole cluster.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::convert::{Key, Slim};
+use super::convert::Key;
+use super::gateway::{self, RouteKind};
+use super::slim::Slim;
 use super::watch::Msg;
 use crate::store::{Endpoint, ObjectKey, ObjectKind};
 
 /// One watch stream's objects: the current set and, during a relist, the next one.
-#[derive(Default)]
 pub(super) struct StreamState {
+    kind: StreamKind,
     objects: HashMap<Key, Slim>,
     /// Objects of a relist in progress; swapped in whole on InitDone.
     pending: Option<HashMap<Key, Slim>>,
@@ -18,52 +21,101 @@ pub(super) struct StreamState {
     error: Option<String>,
 }
 
-/// The kind a stream watches: streams come in threes per namespace.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// The kind a stream watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum StreamKind {
     Services,
     Ingresses,
     Slices,
-}
-
-pub(super) fn stream_kind(id: usize) -> StreamKind {
-    match id % 3 {
-        0 => StreamKind::Services,
-        1 => StreamKind::Ingresses,
-        _ => StreamKind::Slices,
-    }
+    Gateways,
+    Routes(RouteKind),
+    DnsEndpoints,
 }
 
 /// Everything one cluster's watches have seen, with what changed since the last store
-/// update, so that one event costs one object and not the whole cluster.
+/// update, so that one event costs the objects it touches and not the whole cluster.
 pub(super) struct ClusterObjects {
-    streams: Vec<StreamState>,
+    zone: String,
+    streams: BTreeMap<usize, StreamState>,
     /// Ready endpoints per Service, per EndpointSlice: readiness without a scan of slices.
     ready: HashMap<Key, HashMap<Key, usize>>,
     touched_services: HashSet<Key>,
     touched_ingresses: HashSet<Key>,
+    touched_routes: HashSet<(RouteKind, Key)>,
+    touched_dns: HashSet<Key>,
+    /// The routes that name each Service as a backend: a slice's change touches them.
+    route_backends: HashMap<Key, HashSet<(RouteKind, Key)>>,
+    /// The names each DNSEndpoint gave the store, so that a name it drops is removed.
+    dns_names: HashMap<Key, Vec<String>>,
 }
 
 impl ClusterObjects {
     /// Every stream has listed once.
     pub(super) fn synced(&self) -> bool {
-        self.streams.iter().all(|s| s.synced)
+        self.streams.values().all(|s| s.synced)
     }
 
     /// The error of the first failing stream: while one fails, the cluster is stale.
     pub(super) fn first_error(&self) -> Option<&str> {
-        self.streams.iter().find_map(|s| s.error.as_deref())
+        self.streams.values().find_map(|s| s.error.as_deref())
     }
 
-    pub(super) fn new(streams: usize) -> ClusterObjects {
+    pub(super) fn new(zone: &str) -> ClusterObjects {
         ClusterObjects {
-            streams: (0..streams).map(|_| StreamState::default()).collect(),
+            zone: zone.to_owned(),
+            streams: BTreeMap::new(),
             ready: HashMap::new(),
             touched_services: HashSet::new(),
             touched_ingresses: HashSet::new(),
+            touched_routes: HashSet::new(),
+            touched_dns: HashSet::new(),
+            route_backends: HashMap::new(),
+            dns_names: HashMap::new(),
         }
     }
 
+    /// A new stream, `id`, watching `kind`: not synced until it has listed once.
+    pub(super) fn add_stream(&mut self, id: usize, kind: StreamKind) {
+        self.streams.insert(
+            id,
+            StreamState {
+                kind,
+                objects: HashMap::new(),
+                pending: None,
+                synced: false,
+                error: None,
+            },
+        );
+    }
+
+    /// A stream that stops (its kind is no longer served): its objects are gone.
+    pub(super) fn remove_stream(&mut self, id: usize) {
+        let Some(s) = self.streams.remove(&id) else {
+            return;
+        };
+        for (k, o) in &s.objects {
+            self.forget(s.kind, k, Some(o));
+        }
+    }
+
+    /// The streams watching `kind`.
+    fn of_kind(&self, kind: StreamKind) -> impl Iterator<Item = &StreamState> {
+        self.streams.values().filter(move |s| s.kind == kind)
+    }
+
+    /// Every route, of every kind.
+    fn all_routes(&self) -> Vec<(RouteKind, Key)> {
+        self.streams
+            .values()
+            .filter_map(|s| match s.kind {
+                StreamKind::Routes(rk) => Some((rk, s)),
+                _ => None,
+            })
+            .flat_map(|(rk, s)| s.objects.keys().map(move |k| (rk, k.clone())))
+            .collect()
+    }
+
+    /// Marks what an object (now `object`) changes in the store.
     fn touch(&mut self, kind: StreamKind, key: &Key, object: Option<&Slim>) {
         match (kind, object) {
             (StreamKind::Services, _) => {
@@ -78,24 +130,67 @@ impl ClusterObjects {
                     .entry(svc.clone())
                     .or_default()
                     .insert(key.clone(), *ready);
-                self.touched_services.insert(svc);
+                self.touch_service(svc);
             }
             (StreamKind::Slices, _) => {}
+            // Gateways change rarely: every route is looked at again.
+            (StreamKind::Gateways, _) => {
+                let all = self.all_routes();
+                self.touched_routes.extend(all);
+            }
+            (StreamKind::Routes(rk), o) => {
+                if let Some(Slim::Route(r)) = o {
+                    for b in &r.backends {
+                        self.route_backends
+                            .entry(b.clone())
+                            .or_default()
+                            .insert((rk, key.clone()));
+                    }
+                }
+                self.touched_routes.insert((rk, key.clone()));
+            }
+            (StreamKind::DnsEndpoints, _) => {
+                self.touched_dns.insert(key.clone());
+            }
         }
     }
 
-    /// Forgets a slice's readiness contribution.
-    fn untouch_slice(&mut self, key: &Key, old: Option<&Slim>) {
-        if let Some(Slim::Slice { service, .. }) = old {
-            let svc = (key.0.clone(), service.clone());
-            if let Some(m) = self.ready.get_mut(&svc) {
-                m.remove(key);
-                if m.is_empty() {
-                    self.ready.remove(&svc);
+    /// Marks what an object that was `old` no longer brings: a slice's readiness, a
+    /// route's backends; and what that changes.
+    fn forget(&mut self, kind: StreamKind, key: &Key, old: Option<&Slim>) {
+        match (kind, old) {
+            (StreamKind::Slices, Some(Slim::Slice { service, .. })) => {
+                let svc = (key.0.clone(), service.clone());
+                if let Some(m) = self.ready.get_mut(&svc) {
+                    m.remove(key);
+                    if m.is_empty() {
+                        self.ready.remove(&svc);
+                    }
                 }
+                self.touch_service(svc);
             }
-            self.touched_services.insert(svc);
+            (StreamKind::Slices, _) => {}
+            (StreamKind::Routes(rk), Some(Slim::Route(r))) => {
+                for b in &r.backends {
+                    if let Some(set) = self.route_backends.get_mut(b) {
+                        set.remove(&(rk, key.clone()));
+                        if set.is_empty() {
+                            self.route_backends.remove(b);
+                        }
+                    }
+                }
+                self.touched_routes.insert((rk, key.clone()));
+            }
+            _ => self.touch(kind, key, None),
         }
+    }
+
+    /// A Service's readiness changed: it, and the routes it backs, are looked at again.
+    fn touch_service(&mut self, svc: Key) {
+        if let Some(routes) = self.route_backends.get(&svc) {
+            self.touched_routes.extend(routes.iter().cloned());
+        }
+        self.touched_services.insert(svc);
     }
 
     pub(super) fn apply(&mut self, msg: Msg) {
@@ -107,10 +202,10 @@ impl ClusterObjects {
             | Msg::Delete(i, _)
             | Msg::Error(i, _) => *i,
         };
-        let kind = stream_kind(id);
-        let Some(s) = self.streams.get_mut(id) else {
+        let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
+        let kind = s.kind;
         // Only data from the API clears an error: kube's watcher says Init before it tries
         // the LIST, so a retry against a dead API would otherwise look like a recovery for
         // the moment between its Init and its error.
@@ -129,17 +224,13 @@ impl ClusterObjects {
                 let new = s.pending.take().unwrap_or_default();
                 let old = std::mem::replace(&mut s.objects, new);
                 s.synced = true;
-                let new: Vec<(Key, Slim)> = self.streams[id]
+                let new: Vec<(Key, Slim)> = s
                     .objects
                     .iter()
                     .map(|(k, o)| (k.clone(), o.clone()))
                     .collect();
                 for (k, o) in &old {
-                    if kind == StreamKind::Slices {
-                        self.untouch_slice(k, Some(o));
-                    } else {
-                        self.touch(kind, k, Some(o));
-                    }
+                    self.forget(kind, k, Some(o));
                 }
                 for (k, o) in &new {
                     self.touch(kind, k, Some(o));
@@ -147,18 +238,14 @@ impl ClusterObjects {
             }
             Msg::Apply(_, k, Some(o)) => {
                 let old = s.objects.insert(k.clone(), o.clone());
-                if kind == StreamKind::Slices {
-                    self.untouch_slice(&k, old.as_ref());
+                if let Some(old) = &old {
+                    self.forget(kind, &k, Some(old));
                 }
                 self.touch(kind, &k, Some(&o));
             }
             Msg::Apply(_, k, None) | Msg::Delete(_, k) => {
                 let old = s.objects.remove(&k);
-                if kind == StreamKind::Slices {
-                    self.untouch_slice(&k, old.as_ref());
-                } else {
-                    self.touch(kind, &k, None);
-                }
+                self.forget(kind, &k, old.as_ref());
             }
             Msg::Error(_, e) => s.error = Some(e),
         }
@@ -166,34 +253,43 @@ impl ClusterObjects {
 
     /// The current object of `kind` at `key`, from whichever namespace's stream has it.
     fn object(&self, kind: StreamKind, key: &Key) -> Option<&Slim> {
-        self.streams
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| stream_kind(*i) == kind)
-            .find_map(|(_, s)| s.objects.get(key))
+        self.of_kind(kind).find_map(|s| s.objects.get(key))
     }
 
     /// The store changes since the last call: every object when `all`, else those touched.
     pub(super) fn changes(&mut self, all: bool) -> Vec<(ObjectKey, Option<Endpoint>)> {
         let services = std::mem::take(&mut self.touched_services);
         let ingresses = std::mem::take(&mut self.touched_ingresses);
-        let (services, ingresses): (Vec<Key>, Vec<Key>) = if all {
-            let keys = |kind| -> Vec<Key> {
-                self.streams
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| stream_kind(*i) == kind)
-                    .flat_map(|(_, s)| s.objects.keys().cloned())
-                    .collect()
-            };
-            (keys(StreamKind::Services), keys(StreamKind::Ingresses))
+        let routes = std::mem::take(&mut self.touched_routes);
+        let dns = std::mem::take(&mut self.touched_dns);
+        let keys = |kind| -> Vec<Key> {
+            self.of_kind(kind)
+                .flat_map(|s| s.objects.keys().cloned())
+                .collect()
+        };
+        let (services, ingresses, routes, mut dns): (Vec<Key>, Vec<Key>, Vec<_>, Vec<Key>) = if all
+        {
+            (
+                keys(StreamKind::Services),
+                keys(StreamKind::Ingresses),
+                self.all_routes(),
+                keys(StreamKind::DnsEndpoints),
+            )
         } else {
             (
                 services.into_iter().collect(),
                 ingresses.into_iter().collect(),
+                routes.into_iter().collect(),
+                dns.into_iter().collect(),
             )
         };
-        let mut out = Vec::with_capacity(services.len() + ingresses.len());
+        if all {
+            // Names given before and whose object is gone.
+            dns.extend(self.dns_names.keys().cloned());
+            dns.sort();
+            dns.dedup();
+        }
+        let mut out = Vec::with_capacity(services.len() + ingresses.len() + routes.len());
         for key in services {
             let endpoint = self
                 .object(StreamKind::Services, &key)
@@ -206,7 +302,128 @@ impl ClusterObjects {
                 .and_then(|o| self.endpoint(&key, o));
             out.push(((ObjectKind::Ingress, key.0, key.1), endpoint));
         }
+        for (rk, key) in routes {
+            let endpoint = match self.object(StreamKind::Routes(rk), &key) {
+                Some(Slim::Route(r)) => self.route_endpoint(&key, r),
+                _ => None,
+            };
+            out.push(((rk.object_kind(), key.0, key.1), endpoint));
+        }
+        for key in dns {
+            self.dns_changes(&key, &mut out);
+        }
         out
+    }
+
+    /// The store's endpoints of one DNSEndpoint (one per name), and the removal of the
+    /// names it no longer has.
+    fn dns_changes(&mut self, key: &Key, out: &mut Vec<(ObjectKey, Option<Endpoint>)>) {
+        let object_key = |name: &str| {
+            (
+                ObjectKind::DnsEndpoint,
+                key.0.clone(),
+                format!("{}/{name}", key.1),
+            )
+        };
+        let old = self.dns_names.remove(key).unwrap_or_default();
+        let mut now = Vec::new();
+        if let Some(Slim::DnsEndpoint { names, settings }) =
+            self.object(StreamKind::DnsEndpoints, key)
+        {
+            for n in names {
+                let mut settings = settings.clone();
+                settings.ttl = settings.ttl.or(n.ttl);
+                out.push((
+                    object_key(&n.name),
+                    Some(Endpoint {
+                        kind: ObjectKind::DnsEndpoint,
+                        namespace: key.0.clone(),
+                        name: format!("{}/{}", key.1, n.name),
+                        federated_name: false,
+                        hosts: vec![n.name.clone()],
+                        addresses: n.addresses.clone(),
+                        hostname: n.hostname.clone(),
+                        // No port: not probed unless annotated (`fedns.io/probe-port`).
+                        port: None,
+                        // Nothing in the cluster says otherwise.
+                        ready: true,
+                        ready_endpoints: None,
+                        settings,
+                    }),
+                ));
+                now.push(n.name.clone());
+            }
+        }
+        for gone in old.iter().filter(|o| !now.contains(o)) {
+            out.push((object_key(gone), None));
+        }
+        if !now.is_empty() {
+            self.dns_names.insert(key.clone(), now);
+        }
+    }
+
+    /// Ready endpoints of a Service, from its EndpointSlices.
+    fn ready_of(&self, svc: &Key) -> usize {
+        self.ready.get(svc).map_or(0, |m| m.values().sum::<usize>())
+    }
+
+    /// A route's endpoint: the names it gets from the Gateways it is attached to (inside
+    /// the zone), their addresses, the first admitting listener's port (an HTTPS probe
+    /// for an HTTPS listener, unless annotated otherwise); ready when a Gateway it is
+    /// attached to is Programmed and a backend Service has a ready endpoint.
+    fn route_endpoint(&self, (ns, name): &Key, r: &gateway::Route) -> Option<Endpoint> {
+        let mut hosts = Vec::new();
+        let mut addresses = Vec::new();
+        let mut hostname = None;
+        let mut listener = None;
+        let mut programmed = false;
+        let mut seen = HashSet::new();
+        for parent in &r.accepted {
+            let gw_key = (parent.namespace.clone(), parent.name.clone());
+            if !seen.insert(gw_key.clone()) {
+                continue;
+            }
+            let Some(Slim::Gateway(gw)) = self.object(StreamKind::Gateways, &gw_key) else {
+                continue;
+            };
+            let (names, first) = gateway::attach(ns, r, &gw_key, gw);
+            if names.is_empty() {
+                continue;
+            }
+            hosts.extend(names);
+            addresses.extend(gw.addresses.iter().copied());
+            hostname = hostname.or_else(|| gw.hostname.clone());
+            listener = listener.or(first);
+            programmed |= gw.programmed;
+        }
+        if hosts.is_empty() {
+            return None;
+        }
+        hosts.extend(r.extra_hosts.iter().cloned());
+        let mut hosts = gateway::in_zone_only(hosts, &self.zone);
+        hosts.sort();
+        hosts.dedup();
+        addresses.sort();
+        addresses.dedup();
+        if hosts.is_empty() || (addresses.is_empty() && hostname.is_none()) {
+            return None;
+        }
+        let ready_endpoints: usize = r.backends.iter().map(|b| self.ready_of(b)).sum();
+        let mut settings = r.settings.clone();
+        settings.probe_tls = listener.is_some_and(|l| l.protocol == "HTTPS");
+        Some(Endpoint {
+            kind: r.kind.object_kind(),
+            namespace: ns.clone(),
+            name: name.clone(),
+            federated_name: false,
+            hosts,
+            addresses,
+            hostname,
+            port: listener.map(|l| l.port),
+            ready: programmed && ready_endpoints > 0,
+            ready_endpoints: Some(u32::try_from(ready_endpoints).unwrap_or(u32::MAX)),
+            settings,
+        })
     }
 
     /// The store's endpoint for a Service (readiness from its EndpointSlices) or Ingress.
@@ -218,28 +435,22 @@ impl ClusterObjects {
                 port,
                 hosts,
                 settings,
-            } => Some(Endpoint {
-                kind: ObjectKind::Service,
-                namespace: ns.clone(),
-                name: name.clone(),
-                federated_name: true,
-                hosts: hosts.clone(),
-                addresses: addresses.clone(),
-                hostname: hostname.clone(),
-                port: *port,
-                ready: self
-                    .ready
-                    .get(&(ns.clone(), name.clone()))
-                    .is_some_and(|m| m.values().sum::<usize>() > 0),
-                ready_endpoints: Some(
-                    self.ready
-                        .get(&(ns.clone(), name.clone()))
-                        .map_or(0, |m| m.values().sum::<usize>())
-                        .try_into()
-                        .unwrap_or(u32::MAX),
-                ),
-                settings: settings.clone(),
-            }),
+            } => {
+                let ready = self.ready_of(&(ns.clone(), name.clone()));
+                Some(Endpoint {
+                    kind: ObjectKind::Service,
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    federated_name: true,
+                    hosts: hosts.clone(),
+                    addresses: addresses.clone(),
+                    hostname: hostname.clone(),
+                    port: *port,
+                    ready: ready > 0,
+                    ready_endpoints: Some(ready.try_into().unwrap_or(u32::MAX)),
+                    settings: settings.clone(),
+                })
+            }
             Slim::Ingress {
                 hosts,
                 addresses,
@@ -260,13 +471,15 @@ impl ClusterObjects {
                 ready_endpoints: None,
                 settings: settings.clone(),
             }),
-            Slim::Slice { .. } => None,
+            _ => None,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
     use crate::store::Settings;
 
@@ -290,43 +503,53 @@ mod tests {
         }
     }
 
+    /// A cluster's objects with the three core streams: 0 Services, 1 Ingresses, 2
+    /// EndpointSlices.
+    fn core() -> ClusterObjects {
+        let mut w = ClusterObjects::new("fed.example.com");
+        w.add_stream(0, StreamKind::Services);
+        w.add_stream(1, StreamKind::Ingresses);
+        w.add_stream(2, StreamKind::Slices);
+        w
+    }
+
     fn key(n: &str) -> Key {
         ("default".into(), n.into())
     }
 
     #[test]
     fn a_retry_is_not_a_recovery_until_data_comes() {
-        let mut w = ClusterObjects::new(3);
+        let mut w = core();
         w.apply(Msg::Error(0, "connection refused".into()));
         // kube's watcher says Init before it tries the LIST: still failing.
         w.apply(Msg::Init(0));
-        assert!(w.streams[0].error.is_some());
+        assert!(w.streams[&0].error.is_some());
         w.apply(Msg::Error(0, "connection refused".into()));
         w.apply(Msg::Init(0));
         let (k, o) = svc("a");
         w.apply(Msg::InitApply(0, k, Some(o)));
-        assert!(w.streams[0].error.is_none(), "data from the API clears it");
+        assert!(w.streams[&0].error.is_none(), "data from the API clears it");
     }
 
     #[test]
     fn relist_swaps_whole_and_keeps_old_until_done() {
-        let mut w = ClusterObjects::new(3);
+        let mut w = core();
         let (k, o) = svc("a");
         w.apply(Msg::Init(0));
         w.apply(Msg::InitApply(0, k.clone(), Some(o.clone())));
         assert!(
-            w.streams[0].objects.is_empty(),
+            w.streams[&0].objects.is_empty(),
             "nothing visible before InitDone"
         );
         w.apply(Msg::InitDone(0));
-        assert_eq!(w.streams[0].objects.len(), 1);
+        assert_eq!(w.streams[&0].objects.len(), 1);
         // A relist that no longer has `a` keeps it visible until InitDone, then drops it.
         w.apply(Msg::Init(0));
         let (k2, o2) = svc("b");
         w.apply(Msg::InitApply(0, k2.clone(), Some(o2)));
-        assert!(w.streams[0].objects.contains_key(&k));
+        assert!(w.streams[&0].objects.contains_key(&k));
         w.apply(Msg::InitDone(0));
-        assert!(!w.streams[0].objects.contains_key(&k) && w.streams[0].objects.contains_key(&k2));
+        assert!(!w.streams[&0].objects.contains_key(&k) && w.streams[&0].objects.contains_key(&k2));
         // The store learns both: `a` removed, `b` added.
         let mut changes = w.changes(false);
         changes.sort_by(|x, y| x.0.cmp(&y.0));
@@ -336,7 +559,7 @@ mod tests {
 
     #[test]
     fn one_event_changes_one_object() {
-        let mut w = ClusterObjects::new(3);
+        let mut w = core();
         for i in 0..100 {
             let (k, o) = svc(&format!("s{i}"));
             w.apply(Msg::InitApply(0, k, Some(o)));
@@ -353,7 +576,7 @@ mod tests {
 
     #[test]
     fn readiness_comes_from_endpoint_slices() {
-        let mut w = ClusterObjects::new(3);
+        let mut w = core();
         let (k, o) = svc("a");
         w.apply(Msg::Apply(0, k.clone(), Some(o)));
         let ready = |w: &mut ClusterObjects| w.changes(false)[0].1.as_ref().unwrap().ready;
@@ -368,5 +591,176 @@ mod tests {
         assert!(ready(&mut w));
         w.apply(Msg::Delete(2, key("a-1")));
         assert!(!ready(&mut w), "a deleted slice takes its count with it");
+    }
+
+    fn gateway_stream(w: &mut ClusterObjects) {
+        w.add_stream(3, StreamKind::Gateways);
+        w.add_stream(4, StreamKind::Routes(RouteKind::Http));
+        w.add_stream(5, StreamKind::DnsEndpoints);
+    }
+
+    fn gw(programmed: bool, ip: &str) -> Slim {
+        Slim::Gateway(gateway::Gateway {
+            listeners: vec![gateway::Listener {
+                name: "https".into(),
+                hostname: Some("*.fed.example.com".into()),
+                port: 443,
+                protocol: "HTTPS".into(),
+                from: gateway::From::All,
+                kinds: None,
+            }],
+            addresses: vec![ip.parse().unwrap()],
+            hostname: None,
+            programmed,
+        })
+    }
+
+    fn http_route(hostnames: &[&str], backend: &str) -> Slim {
+        Slim::Route(gateway::Route {
+            kind: RouteKind::Http,
+            hostnames: hostnames.iter().map(|h| (*h).to_owned()).collect(),
+            accepted: vec![gateway::ParentRef {
+                group: super::super::discovery::GATEWAY_GROUP.into(),
+                kind: "Gateway".into(),
+                namespace: "infra".into(),
+                name: "gw".into(),
+                section: None,
+                port: None,
+            }],
+            backends: vec![key(backend)],
+            extra_hosts: vec![],
+            settings: Settings::default(),
+        })
+    }
+
+    /// The one route change among `changes`.
+    fn route_change(changes: &[(ObjectKey, Option<Endpoint>)]) -> Option<&Endpoint> {
+        let c: Vec<_> = changes
+            .iter()
+            .filter(|(k, _)| k.0 == ObjectKind::HttpRoute)
+            .collect();
+        assert_eq!(c.len(), 1, "{changes:?}");
+        c[0].1.as_ref()
+    }
+
+    #[test]
+    fn a_route_gets_its_gateways_addresses_and_its_backends_readiness() {
+        let mut w = core();
+        gateway_stream(&mut w);
+        for id in 0..6 {
+            w.apply(Msg::InitDone(id));
+        }
+        assert!(w.synced());
+        w.changes(true);
+        let gw_key = ("infra".to_owned(), "gw".to_owned());
+        w.apply(Msg::Apply(3, gw_key.clone(), Some(gw(true, "192.0.2.10"))));
+        w.apply(Msg::Apply(
+            4,
+            key("shop"),
+            Some(http_route(
+                &["shop.fed.example.com", "shop.example.org"],
+                "shop",
+            )),
+        ));
+        let changes = w.changes(false);
+        let ep = route_change(&changes).expect("attached");
+        assert_eq!(ep.hosts, ["shop.fed.example.com"], "only names in the zone");
+        assert_eq!(ep.addresses, ["192.0.2.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(ep.port, Some(443));
+        assert!(ep.settings.probe_tls);
+        assert!(!ep.ready, "no backend endpoint is ready");
+        // The backend's slice touches the route.
+        w.apply(Msg::Apply(2, key("shop-1"), Some(slice("shop", 2))));
+        let ep = route_change(&w.changes(false)).cloned().unwrap();
+        assert!(ep.ready);
+        assert_eq!(ep.ready_endpoints, Some(2));
+        // A Gateway no longer Programmed: not ready; a new address: the route has it.
+        w.apply(Msg::Apply(3, gw_key.clone(), Some(gw(false, "192.0.2.11"))));
+        let ep = route_change(&w.changes(false)).cloned().unwrap();
+        assert!(!ep.ready);
+        assert_eq!(ep.addresses, ["192.0.2.11".parse::<IpAddr>().unwrap()]);
+        // The Gateway gone: the route has no names, and leaves the store.
+        w.apply(Msg::Delete(3, gw_key));
+        assert!(route_change(&w.changes(false)).is_none());
+    }
+
+    #[test]
+    fn a_stream_that_stops_takes_its_objects() {
+        let mut w = core();
+        gateway_stream(&mut w);
+        for id in 0..6 {
+            w.apply(Msg::InitDone(id));
+        }
+        w.changes(true);
+        w.apply(Msg::Apply(
+            3,
+            ("infra".into(), "gw".into()),
+            Some(gw(true, "192.0.2.10")),
+        ));
+        w.apply(Msg::Apply(
+            4,
+            key("shop"),
+            Some(http_route(&["shop.fed.example.com"], "shop")),
+        ));
+        assert!(route_change(&w.changes(false)).is_some());
+        // The HTTPRoute CRD is removed: its stream stops.
+        w.remove_stream(4);
+        assert!(route_change(&w.changes(false)).is_none());
+        // A kind found later, still listing, does not make the cluster unsynced for the
+        // kinds that have listed... but it is not synced itself until it lists.
+        w.add_stream(6, StreamKind::Routes(RouteKind::Grpc));
+        assert!(!w.synced());
+        w.apply(Msg::InitDone(6));
+        assert!(w.synced());
+    }
+
+    #[test]
+    fn a_dns_endpoint_gives_a_name_each_and_takes_back_the_ones_it_drops() {
+        use super::super::dns_endpoint::DnsName;
+        let mut w = core();
+        gateway_stream(&mut w);
+        let name = |n: &str, ip: &str| DnsName {
+            name: n.into(),
+            addresses: vec![ip.parse().unwrap()],
+            hostname: None,
+            ttl: Some(45),
+        };
+        let obj = |names: Vec<DnsName>| Slim::DnsEndpoint {
+            names,
+            settings: Settings::default(),
+        };
+        w.apply(Msg::Apply(
+            5,
+            key("e"),
+            Some(obj(vec![
+                name("a.fed.example.com", "192.0.2.1"),
+                name("b.fed.example.com", "192.0.2.2"),
+            ])),
+        ));
+        let mut c = w.changes(false);
+        c.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].0.2, "e/a.fed.example.com");
+        let a = c[0].1.as_ref().unwrap();
+        assert_eq!(a.hosts, ["a.fed.example.com"]);
+        assert_eq!(a.settings.ttl, Some(45));
+        assert!(a.ready);
+        w.apply(Msg::Apply(
+            5,
+            key("e"),
+            Some(obj(vec![name("b.fed.example.com", "192.0.2.3")])),
+        ));
+        let mut c = w.changes(false);
+        c.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(c.len(), 2);
+        assert!(c[0].1.is_none(), "a is taken back");
+        assert_eq!(
+            c[1].1.as_ref().unwrap().addresses[0].to_string(),
+            "192.0.2.3"
+        );
+        w.apply(Msg::Delete(5, key("e")));
+        let c = w.changes(false);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].1.is_none());
     }
 }

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::convert::{ConvertCtx, Key, Slim};
+use super::convert::{ConvertCtx, Key};
+use super::slim::Slim;
 
 /// What a watch stream tells the cluster task.
 #[derive(Debug)]

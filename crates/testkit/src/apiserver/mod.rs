@@ -8,6 +8,14 @@
 //! re-lists, auth failures and injected network faults; and the write verbs
 //! (create, replace, JSON merge patch, delete) with optimistic concurrency.
 //!
+//! Custom resources (Gateway API, external-dns DNSEndpoints, Istio; see
+//! [`Resource::CRDS`]) are served only while their CRD is installed
+//! ([`FakeCluster::install_crd`], [`FakeCluster::install_crd_version`],
+//! [`FakeCluster::uninstall_crd`]). Until then their group is absent from
+//! discovery and their paths answer the real server's 404 for an unknown
+//! resource; a group serves the versions of its installed kinds, the
+//! preferred one first (GA, then beta, then alpha).
+//!
 //! Fidelity notes (what the real server does and we copy):
 //! * One `resourceVersion` counter per cluster shared by every resource type
 //!   (etcd's revision), so bookmarks may carry an RV higher than any object of
@@ -30,6 +38,9 @@
 //!   preconditions; Service/Ingress status cannot be written through the
 //!   main resource; object names, Lease durations and ConfigMap keys, size
 //!   and immutability are validated (422).
+//! * RBAC is checked before routing: a request for a CRD's resource that is
+//!   not served (not installed, or at another version) is 403 when
+//!   [`FakeCluster::set_forbidden`] denies it, else 404.
 //!
 //! Known deviations: JSON and HTTP/1.1 only (no protobuf, no HTTP/2, no
 //! aggregated discovery); `--anonymous-auth=false` behaviour (no token is
@@ -38,7 +49,12 @@
 //! ~3 s; `limit` is honoured even with `resourceVersion=0`; bookmarks come
 //! every [`DEFAULT_BOOKMARK_INTERVAL`] instead of ~1 min; `generation` is kept
 //! for Services (not for Leases and ConfigMaps, like the real server); no
-//! managedFields. Writes: PATCH takes JSON merge patch only (JSON patch,
+//! managedFields; custom resources keep `generation`, have a status
+//! subresource (a create drops `status`) and are served at one version at
+//! a time (no conversion, schema validation, defaulting or pruning);
+//! uninstalling a CRD deletes its objects without open watches seeing those
+//! deletions (they just end), where the real CRD finalizer's deletes may be
+//! seen first. Writes: PATCH takes JSON merge patch only (JSON patch,
 //! strategic merge and server-side apply answer 415); no `generateName`, no
 //! `dryRun` (400), no deletecollection or `/status` subresource, no
 //! finalizers or graceful deletion (a delete is immediate), no defaulting,
@@ -52,6 +68,8 @@ mod objects;
 mod responses;
 mod selectors;
 mod store;
+#[cfg(test)]
+mod tests;
 mod tls;
 mod watch;
 mod writes;
@@ -76,7 +94,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use objects::{config_map, endpoint_slice, ingress, lb_service, lease, micro_time};
+pub use objects::{
+    GATEWAY_CONTROLLER, Listener, ParentRef, config_map, dns_endpoint, endpoint_slice, gateway,
+    grpc_route, http_route, ingress, istio_gateway, lb_service, lease, micro_time,
+    remove_route_parent_status, set_route_parent_status, tls_route, virtual_service,
+};
 use responses::*;
 use selectors::*;
 use store::*;
@@ -92,7 +114,8 @@ const DEFAULT_WATCH_TIMEOUT_SECS: u64 = 30;
 /// Upper bound for `timeoutSeconds` (kube sends 290 by default).
 const MAX_WATCH_TIMEOUT_SECS: u64 = 3600;
 
-/// The resource types the fake serves.
+/// The resource types the fake serves: five built-in kinds, always served, then custom
+/// resources, served only once their CRD is installed ([`FakeCluster::install_crd`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
     Services,
@@ -101,21 +124,65 @@ pub enum Resource {
     /// `coordination.k8s.io/v1` Leases.
     Leases,
     ConfigMaps,
+    /// Gateway API `gateway.networking.k8s.io/v1` Gateways (a CRD).
+    Gateways,
+    /// Gateway API `gateway.networking.k8s.io/v1` HTTPRoutes (a CRD).
+    HttpRoutes,
+    /// Gateway API `gateway.networking.k8s.io/v1` GRPCRoutes (a CRD).
+    GrpcRoutes,
+    /// Gateway API `gateway.networking.k8s.io/v1alpha2` TLSRoutes (a CRD).
+    TlsRoutes,
+    /// external-dns `externaldns.k8s.io/v1alpha1` DNSEndpoints (a CRD).
+    DnsEndpoints,
+    /// Istio `networking.istio.io/v1` Gateways (a CRD).
+    IstioGateways,
+    /// Istio `networking.istio.io/v1` VirtualServices (a CRD).
+    VirtualServices,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 5] = [
+    /// The kinds every cluster serves.
+    pub const BUILTIN: [Resource; 5] = [
         Self::Services,
         Self::Ingresses,
         Self::EndpointSlices,
         Self::Leases,
         Self::ConfigMaps,
     ];
+    /// The custom resources, served only while their CRD is installed.
+    pub const CRDS: [Resource; 7] = [
+        Self::Gateways,
+        Self::HttpRoutes,
+        Self::GrpcRoutes,
+        Self::TlsRoutes,
+        Self::DnsEndpoints,
+        Self::IstioGateways,
+        Self::VirtualServices,
+    ];
+    /// [`Self::BUILTIN`] then [`Self::CRDS`], in declaration order.
+    pub const ALL: [Resource; 12] = [
+        Self::Services,
+        Self::Ingresses,
+        Self::EndpointSlices,
+        Self::Leases,
+        Self::ConfigMaps,
+        Self::Gateways,
+        Self::HttpRoutes,
+        Self::GrpcRoutes,
+        Self::TlsRoutes,
+        Self::DnsEndpoints,
+        Self::IstioGateways,
+        Self::VirtualServices,
+    ];
     /// Size of the per-resource arrays of the store.
     const COUNT: usize = Self::ALL.len();
 
     fn index(self) -> usize {
         self as usize
+    }
+    /// Whether this is a custom resource (served only while installed).
+    pub fn is_crd(self) -> bool {
+        self.index() >= Self::BUILTIN.len()
     }
     pub fn plural(self) -> &'static str {
         [
@@ -124,10 +191,30 @@ impl Resource {
             "endpointslices",
             "leases",
             "configmaps",
+            "gateways",
+            "httproutes",
+            "grpcroutes",
+            "tlsroutes",
+            "dnsendpoints",
+            "gateways",
+            "virtualservices",
         ][self.index()]
     }
     pub fn kind(self) -> &'static str {
-        ["Service", "Ingress", "EndpointSlice", "Lease", "ConfigMap"][self.index()]
+        [
+            "Service",
+            "Ingress",
+            "EndpointSlice",
+            "Lease",
+            "ConfigMap",
+            "Gateway",
+            "HTTPRoute",
+            "GRPCRoute",
+            "TLSRoute",
+            "DNSEndpoint",
+            "Gateway",
+            "VirtualService",
+        ][self.index()]
     }
     /// API group ("" is the legacy core group).
     pub fn group(self) -> &'static str {
@@ -137,8 +224,24 @@ impl Resource {
             "discovery.k8s.io",
             "coordination.k8s.io",
             "",
+            "gateway.networking.k8s.io",
+            "gateway.networking.k8s.io",
+            "gateway.networking.k8s.io",
+            "gateway.networking.k8s.io",
+            "externaldns.k8s.io",
+            "networking.istio.io",
+            "networking.istio.io",
         ][self.index()]
     }
+    /// The version served by default: always for the built-in kinds, after
+    /// [`FakeCluster::install_crd`] for the custom resources.
+    pub fn default_version(self) -> &'static str {
+        [
+            "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1alpha2", "v1alpha1", "v1", "v1",
+        ][self.index()]
+    }
+    /// `apiVersion` at [`Self::default_version`] (what the object builders
+    /// write); a CRD installed at another version emits that one instead.
     pub fn api_version(self) -> &'static str {
         [
             "v1",
@@ -146,6 +249,13 @@ impl Resource {
             "discovery.k8s.io/v1",
             "coordination.k8s.io/v1",
             "v1",
+            "gateway.networking.k8s.io/v1",
+            "gateway.networking.k8s.io/v1",
+            "gateway.networking.k8s.io/v1",
+            "gateway.networking.k8s.io/v1alpha2",
+            "externaldns.k8s.io/v1alpha1",
+            "networking.istio.io/v1",
+            "networking.istio.io/v1",
         ][self.index()]
     }
     /// The group-qualified resource the real server names in its messages
@@ -170,7 +280,7 @@ impl Resource {
             Self::Services => &["svc"],
             Self::Ingresses => &["ing"],
             Self::ConfigMaps => &["cm"],
-            Self::EndpointSlices | Self::Leases => &[],
+            _ => &[],
         }
     }
     /// Whether the store keeps `metadata.generation` (set to 1 on create,
@@ -182,7 +292,7 @@ impl Resource {
     /// Kinds with a `/status` subresource: a create over HTTP drops the
     /// status, an update or patch keeps the stored one.
     fn has_status_subresource(self) -> bool {
-        matches!(self, Self::Services | Self::Ingresses)
+        matches!(self, Self::Services | Self::Ingresses) || self.is_crd()
     }
     /// The strategy's `AllowCreateOnUpdate`: a PUT of an absent object
     /// creates it (201) instead of answering 404.
@@ -199,13 +309,37 @@ impl Resource {
     fn returns_deleted_object(self) -> bool {
         self == Self::Services
     }
-    fn from_path(group: &str, plural: &str) -> Option<Self> {
-        Self::ALL
+    /// The custom resource of `group` named `plural`, whatever is installed.
+    fn crd_named(group: &str, plural: &str) -> Option<Self> {
+        Self::CRDS
             .into_iter()
             .find(|r| r.group() == group && r.plural() == plural)
     }
-    /// The APIResource entry for discovery documents.
-    fn discovery_entry(self) -> Value {
+    /// The APIResource entries for discovery documents: the resource, and
+    /// for a CRD its `/status` subresource, as the real server lists them.
+    fn discovery_entries(self) -> Vec<Value> {
+        if self.is_crd() {
+            let verbs = [
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "create",
+                "update",
+                "watch",
+            ];
+            return vec![
+                json!({
+                    "name": self.plural(), "singularName": self.kind().to_lowercase(), "namespaced": true,
+                    "kind": self.kind(), "verbs": verbs,
+                }),
+                json!({
+                    "name": format!("{}/status", self.plural()), "singularName": "", "namespaced": true,
+                    "kind": self.kind(), "verbs": ["get", "patch", "update"],
+                }),
+            ];
+        }
         let mut entry = json!({
             "name": self.plural(), "singularName": self.kind().to_lowercase(), "namespaced": true,
             "kind": self.kind(),
@@ -214,7 +348,7 @@ impl Resource {
         if !self.short_names().is_empty() {
             entry["shortNames"] = json!(self.short_names());
         }
-        entry
+        vec![entry]
     }
 }
 
@@ -298,6 +432,7 @@ impl FakeCluster {
                 objects: Default::default(),
                 history: Vec::new(),
                 watchers: Vec::new(),
+                served: Served::initial(),
                 fault: Fault::None,
                 forbidden: [false; Resource::COUNT],
                 forbidden_writes: [false; Resource::COUNT],
@@ -360,17 +495,32 @@ impl FakeCluster {
     /// generation 1 on create, bumped when anything outside metadata/status
     /// changes. A no-op update keeps the RV and emits nothing, like the real
     /// server. Returns the object's RV.
+    ///
+    /// Panics (a test bug) when `resource` is a CRD that is not installed. The
+    /// `apiVersion` may be the installed one or [`Resource::api_version`] (the
+    /// builders'), as the object is stored without it.
     pub fn apply(&self, resource: Resource, mut object: Value) -> String {
+        let mut st = lock(&self.inner.state);
+        assert!(
+            st.served.is_installed(resource),
+            "apply(): the CRD of {resource:?} is not installed (see FakeCluster::install_crd)"
+        );
         let obj = object
             .as_object_mut()
             .expect("apply(): object must be a JSON object");
-        for (field, want) in [
-            ("kind", resource.kind()),
-            ("apiVersion", resource.api_version()),
-        ] {
-            if let Some(got) = obj.remove(field) {
-                assert_eq!(got, want, "apply(): {field} does not match {resource:?}");
-            }
+        if let Some(got) = obj.remove("kind") {
+            assert_eq!(
+                got,
+                resource.kind(),
+                "apply(): kind does not match {resource:?}"
+            );
+        }
+        if let Some(got) = obj.remove("apiVersion") {
+            let served = st.served.api_version(resource);
+            assert!(
+                got == resource.api_version() || got == served.as_str(),
+                "apply(): apiVersion {got} does not match {resource:?} (served as {served})"
+            );
         }
         let meta = obj
             .entry("metadata")
@@ -387,7 +537,7 @@ impl FakeCluster {
             .unwrap_or("default")
             .to_owned();
         meta.insert("namespace".into(), ns.into());
-        let (stored, _) = lock(&self.inner.state).put(resource, object);
+        let (stored, _) = st.put(resource, object);
         stored["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or_default()
@@ -438,9 +588,63 @@ impl FakeCluster {
 
     /// The stored object, as a GET would return it (with kind/apiVersion).
     pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
-        lock(&self.inner.state)
-            .current(resource, &format!("{namespace}/{name}"))
-            .map(|object| with_type_meta(resource, object.clone()))
+        let st = lock(&self.inner.state);
+        st.current(resource, &format!("{namespace}/{name}"))
+            .map(|object| with_type_meta(resource, &st.api_version(resource), object.clone()))
+    }
+
+    /// Installs the CRD of `resource` at its [`Resource::default_version`]:
+    /// from now on discovery lists it and its requests are served. No effect
+    /// on the built-in kinds; see [`FakeCluster::install_crd_version`].
+    pub fn install_crd(&self, resource: Resource) {
+        self.install_crd_version(resource, resource.default_version());
+    }
+
+    /// Installs the CRD of `resource` served only at `version` (such as
+    /// `v1beta1`): discovery shows that version, requests at any other are
+    /// 404, and objects carry that `apiVersion`. On an installed CRD this
+    /// changes the served version: objects are kept, its open watches end.
+    /// No effect on the built-in kinds.
+    pub fn install_crd_version(&self, resource: Resource, version: &str) {
+        assert!(
+            !version.is_empty() && !version.contains('/'),
+            "install_crd_version(): bad version {version:?}"
+        );
+        if !resource.is_crd() {
+            return;
+        }
+        let mut st = lock(&self.inner.state);
+        let previous = st.served.install(resource, version);
+        if previous.is_some_and(|v| v != version) {
+            st.watchers.retain(|w| w.resource != resource);
+        }
+    }
+
+    /// Uninstalls the CRD of `resource`, as deleting the CRD does: its
+    /// objects are deleted, its open watches end without seeing those
+    /// deletions, discovery stops listing it and its requests are 404. No
+    /// effect on the built-in kinds or a CRD that is not installed.
+    pub fn uninstall_crd(&self, resource: Resource) {
+        if !resource.is_crd() {
+            return;
+        }
+        let mut st = lock(&self.inner.state);
+        if st.served.uninstall(resource).is_none() {
+            return;
+        }
+        st.watchers.retain(|w| w.resource != resource);
+        let keys: Vec<String> = st.objects[resource.index()].keys().cloned().collect();
+        for key in keys {
+            // Recorded in the history (so lists at later revisions and
+            // resumed watches agree), seen by no open watch.
+            st.remove(resource, &key);
+        }
+    }
+
+    /// Whether `resource` is served: always for the built-in kinds, for a
+    /// CRD between [`FakeCluster::install_crd`] and [`FakeCluster::uninstall_crd`].
+    pub fn is_installed(&self, resource: Resource) -> bool {
+        lock(&self.inner.state).served.is_installed(resource)
     }
 
     /// Write requests (POST/PUT/PATCH/DELETE) for `resource` received over
@@ -483,7 +687,7 @@ impl FakeCluster {
     /// Number of watch streams currently open.
     pub fn active_watches(&self) -> usize {
         let mut st = lock(&self.inner.state);
-        st.watchers.retain(|w| !w.is_closed());
+        st.watchers.retain(|w| !w.tx.is_closed());
         st.watchers.len()
     }
 
@@ -567,7 +771,7 @@ impl Shared {
         let fault = {
             let mut st = lock(&self.state);
             st.requests.push(format!("{} {target}", req.method()));
-            if write && let Some(resource) = resource_in_path(uri.path()) {
+            if write && let Some(resource) = st.served.written_resource(uri.path()) {
                 st.writes[resource.index()] += 1;
             }
             st.fault
@@ -595,7 +799,8 @@ impl Shared {
 
     fn route(self: &Arc<Self>, path: &str, query: &str) -> Response<Body> {
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let (group, rest) = match segs.as_slice() {
+        let served = lock(&self.state).served.clone();
+        let (group, version, rest) = match segs.as_slice() {
             ["version"] => return json_response(200, &version_info()),
             ["api"] => {
                 let address =
@@ -604,63 +809,63 @@ impl Shared {
                 return json_response(200, &doc);
             }
             ["apis"] => {
-                let groups: Vec<Value> = served_groups().into_iter().map(api_group).collect();
+                let groups: Vec<Value> = served
+                    .groups()
+                    .into_iter()
+                    .map(|group| served.api_group(group))
+                    .collect();
                 return json_response(
                     200,
                     &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
                 );
             }
-            ["apis", group] if is_served_group(group) => {
-                let mut doc = api_group(group);
+            ["apis", group] if served.is_served_group(group) => {
+                let mut doc = served.api_group(group);
                 doc["kind"] = json!("APIGroup");
                 doc["apiVersion"] = json!("v1");
                 return json_response(200, &doc);
             }
-            _ => match split_group_path(&segs) {
+            _ => match served.split_group_path(&segs) {
                 Some(split) => split,
-                None => return not_found(),
+                None => return self.unserved(&segs, |name| read_verb(name, query)),
             },
         };
-        match rest {
+        let (plural, ns, name) = match rest {
             [] => {
                 let resources: Vec<Value> = Resource::ALL
                     .into_iter()
-                    .filter(|r| r.group() == group)
-                    .map(Resource::discovery_entry)
+                    .filter(|r| r.group() == group && served.version(*r) == Some(version))
+                    .flat_map(Resource::discovery_entries)
                     .collect();
                 let group_version = if group.is_empty() {
                     "v1".to_owned()
                 } else {
-                    format!("{group}/v1")
+                    format!("{group}/{version}")
                 };
                 let mut doc = json!({"kind": "APIResourceList", "groupVersion": group_version, "resources": resources});
                 if !group.is_empty() {
                     doc["apiVersion"] = json!("v1"); // the real core list has none
                 }
-                json_response(200, &doc)
+                return json_response(200, &doc);
             }
-            [plural] => self.resource_request(group, plural, None, None, query),
-            ["namespaces", ns, plural] => {
-                self.resource_request(group, plural, Some(ns), None, query)
-            }
-            ["namespaces", ns, plural, name] => {
-                self.resource_request(group, plural, Some(ns), Some(name), query)
-            }
-            _ => not_found(),
-        }
+            [plural] => (*plural, None, None),
+            ["namespaces", ns, plural] => (*plural, Some(*ns), None),
+            ["namespaces", ns, plural, name] => (*plural, Some(*ns), Some(*name)),
+            _ => return not_found(),
+        };
+        let Some(resource) = served.resource_at(group, version, plural) else {
+            return self.unserved(&segs, |name| read_verb(name, query));
+        };
+        self.resource_request(resource, ns, name, query)
     }
 
     fn resource_request(
         self: &Arc<Self>,
-        group: &str,
-        plural: &str,
+        resource: Resource,
         ns: Option<&str>,
         name: Option<&str>,
         query: &str,
     ) -> Response<Body> {
-        let Some(resource) = Resource::from_path(group, plural) else {
-            return not_found();
-        };
         let params = match Params::parse(query) {
             Ok(p) => p,
             Err(msg) => return bad_request(&msg),
@@ -683,6 +888,25 @@ impl Shared {
             _ if params.watch => self.watch(resource, selector, &params),
             _ => self.list(resource, &selector, &params),
         }
+    }
+
+    /// The answer to a path that names no served resource: 404, except that
+    /// for a path naming a CRD's resource (installed at another version, or
+    /// not at all) an RBAC denial of `verb(name)` comes first, as the real
+    /// server authorizes before routing.
+    pub(super) fn unserved(
+        &self,
+        segs: &[&str],
+        verb: impl FnOnce(Option<&str>) -> &'static str,
+    ) -> Response<Body> {
+        if let Some((group, _, rest)) = parse_api_path(segs)
+            && let Some((plural, ns, name)) = resource_segments(rest)
+            && let Some(resource) = Resource::crd_named(group, plural)
+            && let Some(denied) = self.forbidden(resource, verb(name), ns, name)
+        {
+            return denied;
+        }
+        not_found()
     }
 
     /// The 403 of an RBAC denial, if [`FakeCluster::set_forbidden`] or (for
@@ -715,14 +939,23 @@ impl Shared {
 
     fn get(&self, resource: Resource, ns: &str, name: &str) -> Response<Body> {
         let st = lock(&self.state);
+        if !st.served.is_installed(resource) {
+            return not_found(); // uninstalled since the request was routed
+        }
         match st.current(resource, &format!("{ns}/{name}")) {
-            Some(obj) => json_response(200, &with_type_meta(resource, obj.clone())),
+            Some(obj) => {
+                let api_version = st.api_version(resource);
+                json_response(200, &with_type_meta(resource, &api_version, obj.clone()))
+            }
             None => object_not_found(resource, name),
         }
     }
 
     fn list(&self, resource: Resource, selector: &Selector, p: &Params) -> Response<Body> {
         let st = lock(&self.state);
+        if !st.served.is_installed(resource) {
+            return not_found(); // uninstalled since the request was routed
+        }
         // Which snapshot to serve, and where a continued list resumes.
         let (snapshot, start) = if let Some(token) = &p.continue_token {
             if p.rv.as_deref().is_some_and(|rv| rv != "0") {
@@ -804,7 +1037,7 @@ impl Shared {
         json_response(
             200,
             &json!({
-                "kind": format!("{}List", resource.kind()), "apiVersion": resource.api_version(),
+                "kind": format!("{}List", resource.kind()), "apiVersion": st.api_version(resource),
                 "metadata": meta, "items": items,
             }),
         )

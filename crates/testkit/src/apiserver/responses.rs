@@ -2,45 +2,191 @@
 
 use super::*;
 
-pub(super) fn is_served_group(group: &str) -> bool {
-    !group.is_empty() && Resource::ALL.iter().any(|r| r.group() == group)
-}
+/// What is served: the version of each resource, `None` for a CRD that is not
+/// installed. Kept in the [`State`]; requests route on a copy.
+#[derive(Clone, Debug)]
+pub(super) struct Served([Option<String>; Resource::COUNT]);
 
-/// The named API groups, each once, in [`Resource::ALL`] order.
-pub(super) fn served_groups() -> Vec<&'static str> {
-    let mut groups: Vec<&'static str> = Vec::new();
-    for group in Resource::ALL.map(Resource::group) {
-        if !group.is_empty() && !groups.contains(&group) {
-            groups.push(group);
+impl Served {
+    /// The built-in kinds at their version, no CRD.
+    pub(super) fn initial() -> Self {
+        Self(std::array::from_fn(|i| {
+            let resource = Resource::ALL[i];
+            (!resource.is_crd()).then(|| resource.default_version().to_owned())
+        }))
+    }
+
+    /// Serves `resource` at `version`; returns the version served before.
+    pub(super) fn install(&mut self, resource: Resource, version: &str) -> Option<String> {
+        self.0[resource.index()].replace(version.to_owned())
+    }
+
+    /// Stops serving `resource`; returns the version served before.
+    pub(super) fn uninstall(&mut self, resource: Resource) -> Option<String> {
+        self.0[resource.index()].take()
+    }
+
+    pub(super) fn version(&self, resource: Resource) -> Option<&str> {
+        self.0[resource.index()].as_deref()
+    }
+
+    pub(super) fn is_installed(&self, resource: Resource) -> bool {
+        self.version(resource).is_some()
+    }
+
+    /// The `apiVersion` of `resource` as served (its default when not served).
+    pub(super) fn api_version(&self, resource: Resource) -> String {
+        match (resource.group(), self.version(resource)) {
+            (_, None) => resource.api_version().to_owned(),
+            ("", Some(version)) => version.to_owned(),
+            (group, Some(version)) => format!("{group}/{version}"),
         }
     }
-    groups
+
+    /// Whether `group` is a named group with at least one served resource.
+    pub(super) fn is_served_group(&self, group: &str) -> bool {
+        !group.is_empty() && !self.group_versions(group).is_empty()
+    }
+
+    /// The named API groups with a served resource, each once, in
+    /// [`Resource::ALL`] order.
+    pub(super) fn groups(&self) -> Vec<&'static str> {
+        let mut groups: Vec<&'static str> = Vec::new();
+        for resource in Resource::ALL {
+            let group = resource.group();
+            if !group.is_empty() && self.is_installed(resource) && !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+        groups
+    }
+
+    /// The versions `group` serves, preferred first (the real server's
+    /// order: GA, then beta, then alpha, newer first).
+    pub(super) fn group_versions(&self, group: &str) -> Vec<&str> {
+        let mut versions: Vec<&str> = Vec::new();
+        for resource in Resource::ALL.into_iter().filter(|r| r.group() == group) {
+            if let Some(version) = self.version(resource)
+                && !versions.contains(&version)
+            {
+                versions.push(version);
+            }
+        }
+        versions.sort_by(|a, b| {
+            version_priority(b)
+                .cmp(&version_priority(a))
+                .then_with(|| a.cmp(b))
+        });
+        versions
+    }
+
+    /// Splits the segments of `/api/v1/...` or `/apis/<group>/<version>/...`
+    /// where that group serves that version into the group ("" for core),
+    /// the version and the segments after it.
+    pub(super) fn split_group_path<'a, 'b>(
+        &self,
+        segs: &'b [&'a str],
+    ) -> Option<(&'a str, &'a str, &'b [&'a str])> {
+        let (group, version, rest) = parse_api_path(segs)?;
+        (group.is_empty() || self.group_versions(group).contains(&version))
+            .then_some((group, version, rest))
+    }
+
+    /// The resource served at `group`/`version` named `plural`.
+    pub(super) fn resource_at(&self, group: &str, version: &str, plural: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|r| {
+            r.group() == group && r.plural() == plural && self.version(*r) == Some(version)
+        })
+    }
+
+    /// The resource a write to `path` (collection or object) counts for: a
+    /// served one, or a CRD's at any version, installed or not.
+    pub(super) fn written_resource(&self, path: &str) -> Option<Resource> {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, version, rest) = parse_api_path(&segs)?;
+        let (plural, _, _) = resource_segments(rest)?;
+        self.split_group_path(&segs)
+            .and_then(|_| self.resource_at(group, version, plural))
+            .or_else(|| Resource::crd_named(group, plural))
+    }
+
+    /// The APIGroup document of `group` (without kind/apiVersion, as in
+    /// an APIGroupList).
+    pub(super) fn api_group(&self, group: &str) -> Value {
+        let versions: Vec<Value> = self
+            .group_versions(group)
+            .into_iter()
+            .map(
+                |version| json!({"groupVersion": format!("{group}/{version}"), "version": version}),
+            )
+            .collect();
+        let preferred = versions.first().cloned().unwrap_or_default();
+        json!({"name": group, "versions": versions, "preferredVersion": preferred})
+    }
 }
 
-/// Splits the segments of `/api/v1/...` or `/apis/<served group>/v1/...` into
-/// the group ("" for core) and the segments after the version.
-pub(super) fn split_group_path<'a, 'b>(segs: &'b [&'a str]) -> Option<(&'a str, &'b [&'a str])> {
+/// Sort key of a Kubernetes version (`v1` > `v1beta2` > `v1beta1` >
+/// `v1alpha1`; others last): bigger is preferred.
+fn version_priority(version: &str) -> (u8, u8, u64, u64) {
+    let Some(rest) = version.strip_prefix('v') else {
+        return (0, 0, 0, 0);
+    };
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return (0, 0, 0, 0);
+    };
+    let (tier, minor) = match &rest[digits..] {
+        "" => return (1, 2, major, 0),
+        tail => match (tail.strip_prefix("beta"), tail.strip_prefix("alpha")) {
+            (Some(minor), _) => (1, minor),
+            (_, Some(minor)) => (0, minor),
+            _ => return (0, 0, 0, 0),
+        },
+    };
+    match minor.parse::<u64>() {
+        Ok(minor) => (1, tier, major, minor),
+        Err(_) => (0, 0, 0, 0),
+    }
+}
+
+/// Splits `/api/v1/...` or `/apis/<group>/<version>/...` into group ("" for
+/// core), version and the segments after it, whatever is served.
+pub(super) fn parse_api_path<'a, 'b>(
+    segs: &'b [&'a str],
+) -> Option<(&'a str, &'a str, &'b [&'a str])> {
     match segs {
-        ["api", "v1", rest @ ..] => Some(("", rest)),
-        ["apis", group, "v1", rest @ ..] if is_served_group(group) => Some((group, rest)),
+        ["api", "v1", rest @ ..] => Some(("", "v1", rest)),
+        ["apis", group, version, rest @ ..] if !group.is_empty() && !version.is_empty() => {
+            Some((group, version, rest))
+        }
         _ => None,
     }
 }
 
-/// The resource a request path addresses (collection or object), if any.
-pub(super) fn resource_in_path(path: &str) -> Option<Resource> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, rest) = split_group_path(&segs)?;
-    let plural = match rest {
-        [plural] | ["namespaces", _, plural] | ["namespaces", _, plural, _] => plural,
-        _ => return None,
-    };
-    Resource::from_path(group, plural)
+/// The plural, namespace and name of the segments after the version, when
+/// they address a collection or an object.
+pub(super) fn resource_segments<'a>(
+    rest: &[&'a str],
+) -> Option<(&'a str, Option<&'a str>, Option<&'a str>)> {
+    match rest {
+        [plural] => Some((plural, None, None)),
+        ["namespaces", ns, plural] => Some((plural, Some(ns), None)),
+        ["namespaces", ns, plural, name] => Some((plural, Some(ns), Some(name))),
+        _ => None,
+    }
 }
 
-pub(super) fn api_group(group: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
-    json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+/// The RBAC verb of a read: `get` of a name, else `watch` or `list`.
+pub(super) fn read_verb(name: Option<&str>, query: &str) -> &'static str {
+    if name.is_some() {
+        "get"
+    } else if Params::parse(query).is_ok_and(|p| p.watch) {
+        "watch"
+    } else {
+        "list"
+    }
 }
 
 pub(super) fn version_info() -> Value {
@@ -53,10 +199,12 @@ pub(super) fn version_info() -> Value {
     })
 }
 
-pub(super) fn with_type_meta(resource: Resource, mut obj: Value) -> Value {
+/// `obj` with the `kind` of `resource` and `api_version` (as served, see
+/// [`State::api_version`]).
+pub(super) fn with_type_meta(resource: Resource, api_version: &str, mut obj: Value) -> Value {
     if let Some(map) = obj.as_object_mut() {
         map.insert("kind".into(), resource.kind().into());
-        map.insert("apiVersion".into(), resource.api_version().into());
+        map.insert("apiVersion".into(), api_version.into());
     }
     obj
 }
@@ -105,12 +253,14 @@ pub(super) fn bad_request(message: &str) -> Response<Body> {
     status_response(400, "BadRequest", message, None)
 }
 
+/// `404 NotFound` for a path that names nothing served (an unknown group,
+/// version or resource, such as a CRD that is not installed).
 pub(super) fn not_found() -> Response<Body> {
     status_response(
         404,
         "NotFound",
         "the server could not find the requested resource",
-        None,
+        Some(json!({})),
     )
 }
 

@@ -27,6 +27,12 @@ pub(super) struct Event {
     pub(super) prev: Option<Value>,
 }
 
+/// One live watch stream; dropping it ends that stream cleanly.
+pub(super) struct Watcher {
+    pub(super) resource: Resource,
+    pub(super) tx: mpsc::UnboundedSender<Arc<Event>>,
+}
+
 pub(super) struct State {
     /// Current revision (the last RV handed out).
     pub(super) rv: u64,
@@ -36,8 +42,10 @@ pub(super) struct State {
     pub(super) objects: [BTreeMap<String, Value>; Resource::COUNT],
     /// Every event since start; compaction only moves `compacted`.
     pub(super) history: Vec<Arc<Event>>,
-    /// Live watch streams; dropping a sender ends that stream cleanly.
-    pub(super) watchers: Vec<mpsc::UnboundedSender<Arc<Event>>>,
+    /// Live watch streams; dropping one ends that stream cleanly.
+    pub(super) watchers: Vec<Watcher>,
+    /// Which resources are served, at which version (CRD installation).
+    pub(super) served: Served,
     pub(super) fault: Fault,
     /// Every verb answers 403.
     pub(super) forbidden: [bool; Resource::COUNT],
@@ -56,7 +64,18 @@ impl State {
     pub(super) fn emit(&mut self, event: Event) {
         let event = Arc::new(event);
         self.history.push(event.clone());
-        self.watchers.retain(|w| w.send(event.clone()).is_ok());
+        self.watchers.retain(|w| {
+            if w.resource == event.resource {
+                w.tx.send(event.clone()).is_ok()
+            } else {
+                !w.tx.is_closed()
+            }
+        });
+    }
+
+    /// The `apiVersion` of `resource` as served now.
+    pub(super) fn api_version(&self, resource: Resource) -> String {
+        self.served.api_version(resource)
     }
 
     /// The stored object at `namespace/name`.

@@ -31,6 +31,7 @@ impl Shared {
             floor: 0,
             bookmarks: p.bookmarks,
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
+            api_version: resource.api_version().to_owned(),
             timeout: Duration::from_secs(timeout_secs),
             initial: Vec::new(),
             initial_events_end: None,
@@ -40,7 +41,11 @@ impl Shared {
         {
             // Replay and subscribe under one lock: no gap, no duplicate.
             let mut st = lock(&self.state);
+            if !st.served.is_installed(resource) {
+                return not_found(); // uninstalled since the request was routed
+            }
             stream.bookmark_interval = st.bookmark_interval;
+            stream.api_version = st.api_version(resource);
             match from_rv {
                 Some(rv) if rv < st.compacted => {
                     let msg = format!("too old resource version: {rv} ({})", st.compacted);
@@ -58,7 +63,11 @@ impl Shared {
                         stream.initial = st.objects[resource.index()]
                             .values()
                             .filter(|o| stream.selector.matches(o))
-                            .map(|o| event_line("ADDED", with_type_meta(resource, o.clone())))
+                            .map(|o| {
+                                let object =
+                                    with_type_meta(resource, &stream.api_version, o.clone());
+                                event_line("ADDED", object)
+                            })
                             .collect();
                     }
                     if p.send_initial_events == Some(true) && p.bookmarks {
@@ -66,7 +75,10 @@ impl Shared {
                     }
                 }
             }
-            st.watchers.push(events_tx);
+            st.watchers.push(Watcher {
+                resource,
+                tx: events_tx,
+            });
         }
         tokio::spawn(stream.run());
         stream_response(out_rx)
@@ -82,6 +94,9 @@ pub(super) struct WatchStream {
     pub(super) floor: u64,
     pub(super) bookmarks: bool,
     pub(super) bookmark_interval: Duration,
+    /// The `apiVersion` of the objects sent (the version served when the
+    /// watch started; a change of version ends the watch).
+    pub(super) api_version: String,
     pub(super) timeout: Duration,
     /// Lines to send before live events (replay or initial state).
     pub(super) initial: Vec<Bytes>,
@@ -172,7 +187,10 @@ impl WatchStream {
             }
             _ => return None,
         };
-        Some(event_line(kind, with_type_meta(self.resource, object)))
+        Some(event_line(
+            kind,
+            with_type_meta(self.resource, &self.api_version, object),
+        ))
     }
 
     pub(super) fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {
@@ -180,7 +198,8 @@ impl WatchStream {
         if initial_events_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let object = json!({"kind": self.resource.kind(), "apiVersion": self.resource.api_version(), "metadata": meta});
+        let object =
+            json!({"kind": self.resource.kind(), "apiVersion": self.api_version, "metadata": meta});
         event_line("BOOKMARK", object)
     }
 }

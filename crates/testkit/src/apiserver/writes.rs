@@ -82,11 +82,19 @@ impl Shared {
     pub(super) async fn write(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let segs: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
-        let Some((group, rest)) = split_group_path(&segs) else {
+        let served = lock(&self.state).served.clone();
+        let write_verb = |name: Option<&str>| match (&parts.method, name) {
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (_, Some(_)) => "delete",
+            (_, None) => "deletecollection",
+        };
+        let Some((group, version, rest)) = served.split_group_path(&segs) else {
             return match segs.as_slice() {
                 ["version"] | ["api"] | ["apis"] => method_not_allowed(),
-                ["apis", group] if is_served_group(group) => method_not_allowed(),
-                _ => not_found(),
+                ["apis", group] if served.is_served_group(group) => method_not_allowed(),
+                _ => self.unserved(&segs, write_verb),
             };
         };
         let (plural, ns, name) = match rest {
@@ -96,9 +104,10 @@ impl Shared {
             ["namespaces", ns, plural, name] => (*plural, Some(*ns), Some(*name)),
             _ => return not_found(),
         };
-        let Some(resource) = Resource::from_path(group, plural) else {
-            return not_found();
+        let Some(resource) = served.resource_at(group, version, plural) else {
+            return self.unserved(&segs, write_verb);
         };
+        let api_version = served.api_version(resource);
         // Namespaced kinds only: no create at the cluster scope, no
         // deletecollection (not imitated), no update of a collection.
         let (verb, ns, name) = match (&parts.method, ns, name) {
@@ -151,17 +160,17 @@ impl Shared {
             Err(response) => return *response,
         };
         let answer = match verb {
-            Verb::Create => self.create(resource, ns, &body),
-            Verb::Update => self.replace(resource, ns, name, &body),
-            Verb::Patch => self.merge_patch(resource, ns, name, &body),
+            Verb::Create => self.create(resource, &api_version, ns, &body),
+            Verb::Update => self.replace(resource, &api_version, ns, name, &body),
+            Verb::Patch => self.merge_patch(resource, &api_version, ns, name, &body),
             Verb::Delete => self.delete_object(resource, ns, name, &body),
         };
         answer.unwrap_or_else(|error| *error)
     }
 
     /// POST: `Store.Create`.
-    fn create(&self, resource: Resource, ns: &str, body: &[u8]) -> Answer {
-        let mut object = decode_object(resource, body)?;
+    fn create(&self, resource: Resource, api_version: &str, ns: &str, body: &[u8]) -> Answer {
+        let mut object = decode_object(resource, api_version, body)?;
         let meta = metadata(&mut object)?;
         match meta.get("namespace").and_then(Value::as_str) {
             None | Some("") => {
@@ -190,7 +199,7 @@ impl Shared {
             let msg = "resourceVersion should not be set on objects to be created";
             return Err(Box::new(status_response(500, "InternalError", msg, None)));
         }
-        let mut st = lock(&self.state);
+        let mut st = self.lock_served(resource)?;
         if st.current(resource, &format!("{ns}/{name}")).is_some() {
             let msg = format!("{} \"{name}\" already exists", resource.qualified());
             let details = status_details(resource, &name);
@@ -202,37 +211,64 @@ impl Shared {
             )));
         }
         let (stored, _) = st.put(resource, Value::Object(object));
-        Ok(json_response(201, &with_type_meta(resource, stored)))
+        Ok(json_response(
+            201,
+            &with_type_meta(resource, api_version, stored),
+        ))
+    }
+
+    /// The state, if `resource` is still served (it may have been
+    /// uninstalled since the request was routed).
+    fn lock_served(&self, resource: Resource) -> Result<MutexGuard<'_, State>, Rejected> {
+        let st = lock(&self.state);
+        if !st.served.is_installed(resource) {
+            return Err(Box::new(not_found()));
+        }
+        Ok(st)
     }
 
     /// PUT: the update handler's name checks, then `Store.Update`.
-    fn replace(&self, resource: Resource, ns: &str, name: &str, body: &[u8]) -> Answer {
-        let mut object = decode_object(resource, body)?;
+    fn replace(
+        &self,
+        resource: Resource,
+        api_version: &str,
+        ns: &str,
+        name: &str,
+        body: &[u8],
+    ) -> Answer {
+        let mut object = decode_object(resource, api_version, body)?;
         check_name(&mut object, ns, name)?;
-        let mut st = lock(&self.state);
+        let mut st = self.lock_served(resource)?;
         update(&mut st, resource, ns, name, object)
     }
 
     /// PATCH with a JSON merge patch (RFC 7386), applied to the stored
     /// object; the result is then updated like a PUT, so a
     /// `metadata.resourceVersion` in the patch is a precondition.
-    fn merge_patch(&self, resource: Resource, ns: &str, name: &str, body: &[u8]) -> Answer {
+    fn merge_patch(
+        &self,
+        resource: Resource,
+        api_version: &str,
+        ns: &str,
+        name: &str,
+        body: &[u8],
+    ) -> Answer {
         let patch: Value = serde_json::from_slice(body)
             .map_err(|e| Box::new(bad_request(&format!("error decoding patch: {e}"))))?;
         // Under one lock from read to write, as the real patcher retries
         // until it applies to the latest version.
-        let mut st = lock(&self.state);
+        let mut st = self.lock_served(resource)?;
         let Some(current) = st.current(resource, &format!("{ns}/{name}")) else {
             return Err(Box::new(object_not_found(resource, name)));
         };
-        let mut patched = with_type_meta(resource, current.clone());
+        let mut patched = with_type_meta(resource, api_version, current.clone());
         apply_merge_patch(&mut patched, &patch);
         let Value::Object(mut object) = patched else {
             return Err(Box::new(bad_request(
                 "the patched object is not a JSON object",
             )));
         };
-        check_type_meta(resource, &mut object)?;
+        check_type_meta(resource, api_version, &mut object)?;
         check_name(&mut object, ns, name)?;
         update(&mut st, resource, ns, name, object)
     }
@@ -252,7 +288,7 @@ impl Shared {
             )));
         }
         let key = format!("{ns}/{name}");
-        let mut st = lock(&self.state);
+        let mut st = self.lock_served(resource)?;
         let Some(current) = st.current(resource, &key) else {
             return Err(Box::new(object_not_found(resource, name)));
         };
@@ -271,7 +307,11 @@ impl Shared {
         take_injected_conflict(&mut st, resource, name)?;
         let last = st.remove(resource, &key).unwrap_or_default();
         if resource.returns_deleted_object() {
-            return Ok(json_response(200, &with_type_meta(resource, last)));
+            let api_version = st.api_version(resource);
+            return Ok(json_response(
+                200,
+                &with_type_meta(resource, &api_version, last),
+            ));
         }
         let mut details = status_details(resource, name);
         details["uid"] = last["metadata"]["uid"].clone();
@@ -306,10 +346,10 @@ async fn read_body(body: Incoming) -> Result<Bytes, Rejected> {
 }
 
 /// The body of a POST or PUT as an object of `resource`, type meta removed.
-fn decode_object(resource: Resource, body: &[u8]) -> Result<Object, Rejected> {
+fn decode_object(resource: Resource, api_version: &str, body: &[u8]) -> Result<Object, Rejected> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(mut object)) => {
-            check_type_meta(resource, &mut object)?;
+            check_type_meta(resource, api_version, &mut object)?;
             Ok(object)
         }
         Ok(_) => Err(Box::new(bad_request(
@@ -322,15 +362,19 @@ fn decode_object(resource: Resource, body: &[u8]) -> Result<Object, Rejected> {
 }
 
 /// Removes `apiVersion`/`kind`, which must be absent (the path's are used)
-/// or the path's.
-fn check_type_meta(resource: Resource, object: &mut Object) -> Result<(), Rejected> {
+/// or the path's (`api_version`, as served).
+fn check_type_meta(
+    resource: Resource,
+    api_version: &str,
+    object: &mut Object,
+) -> Result<(), Rejected> {
     if let Some(version) = object.remove("apiVersion")
-        && version != resource.api_version()
+        && version != api_version
     {
         let expected = if resource.group().is_empty() {
-            "/v1".to_owned() // Go's GroupVersion.String() of the core group
+            format!("/{api_version}") // Go's GroupVersion.String() of the core group
         } else {
-            resource.api_version().to_owned()
+            api_version.to_owned()
         };
         let got = version.as_str().map_or(version.to_string(), str::to_owned);
         return Err(Box::new(bad_request(&format!(
@@ -412,7 +456,11 @@ fn update(st: &mut State, resource: Resource, ns: &str, name: &str, mut object: 
         prepare_for_create(resource, &mut object);
         validate(resource, name, &object, None)?;
         let (stored, _) = st.put(resource, Value::Object(object));
-        return Ok(json_response(201, &with_type_meta(resource, stored)));
+        let api_version = st.api_version(resource);
+        return Ok(json_response(
+            201,
+            &with_type_meta(resource, &api_version, stored),
+        ));
     };
     take_injected_conflict(st, resource, name)?;
     if sent_rv.is_empty() {
@@ -443,7 +491,11 @@ fn update(st: &mut State, resource: Resource, ns: &str, name: &str, mut object: 
     }
     validate(resource, name, &object, Some(&current))?;
     let (stored, _) = st.put(resource, Value::Object(object));
-    Ok(json_response(200, &with_type_meta(resource, stored)))
+    let api_version = st.api_version(resource);
+    Ok(json_response(
+        200,
+        &with_type_meta(resource, &api_version, stored),
+    ))
 }
 
 /// Consumes one of the conflicts set by [`FakeCluster::set_write_conflicts`].
@@ -456,9 +508,11 @@ fn take_injected_conflict(st: &mut State, resource: Resource, name: &str) -> Res
 }
 
 /// The strategies' `PrepareForCreate`: kinds with a status subresource
-/// start with an empty status.
+/// start with an empty status (custom resources with none at all).
 fn prepare_for_create(resource: Resource, object: &mut Object) {
-    if resource.has_status_subresource() {
+    if resource.is_crd() {
+        object.remove("status");
+    } else if resource.has_status_subresource() {
         object.insert("status".into(), json!({"loadBalancer": {}}));
     }
 }

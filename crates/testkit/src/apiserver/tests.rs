@@ -1,0 +1,522 @@
+//! The fake over HTTPS with a minimal HTTP/1.1 client: CRD installation, discovery,
+//! list, watch and the object builders.
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_rustls::client::TlsStream;
+
+use super::*;
+
+const GATEWAY_API: &str = "/apis/gateway.networking.k8s.io";
+const GATEWAYS: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways";
+/// How long a test waits for any answer or event.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// One request on its own connection; the response body is read as it comes.
+struct Exchange {
+    tls: TlsStream<TcpStream>,
+    /// Bytes received and not consumed yet.
+    raw: Vec<u8>,
+    chunked: bool,
+    /// Body bytes decoded and not consumed yet.
+    body: Vec<u8>,
+    done: bool,
+}
+
+impl Exchange {
+    async fn start(
+        cluster: &FakeCluster,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Exchange) {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(cluster.ca_pem().as_bytes()) {
+            roots.add(cert.expect("CA PEM")).expect("add CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(cluster.inner.addr)
+            .await
+            .expect("connect");
+        let name = ServerName::try_from("127.0.0.1").expect("server name");
+        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let content_type = if method == "PATCH" {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            cluster.inner.addr,
+            cluster.token(),
+            body.len()
+        );
+        tls.write_all(request.as_bytes())
+            .await
+            .expect("send request");
+        let mut exchange = Exchange {
+            tls,
+            raw: Vec::new(),
+            chunked: false,
+            body: Vec::new(),
+            done: false,
+        };
+        let head_end = loop {
+            if let Some(end) = exchange.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            assert!(
+                exchange.read_more().await,
+                "connection closed before the headers"
+            );
+        };
+        let head = String::from_utf8_lossy(&exchange.raw[..head_end]).to_ascii_lowercase();
+        exchange.raw.drain(..head_end + 4);
+        exchange.chunked = head.contains("transfer-encoding: chunked");
+        let status = head[9..12].parse().expect("status code");
+        (status, exchange)
+    }
+
+    /// Reads more bytes off the connection; false at its end.
+    async fn read_more(&mut self) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(PATIENCE, self.tls.read(&mut buf))
+            .await
+            .expect("the fake answers in time")
+            .unwrap_or(0);
+        self.raw.extend_from_slice(&buf[..n]);
+        n > 0
+    }
+
+    /// Decodes what `raw` holds into `body`; true when the body is complete.
+    fn decode(&mut self) -> bool {
+        if !self.chunked {
+            self.body.append(&mut self.raw);
+            return false;
+        }
+        loop {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return false;
+            };
+            let size_text = String::from_utf8_lossy(&self.raw[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.trim(), 16).expect("chunk size");
+            if size == 0 {
+                return true;
+            }
+            if self.raw.len() < line_end + 2 + size + 2 {
+                return false;
+            }
+            self.body
+                .extend_from_slice(&self.raw[line_end + 2..line_end + 2 + size]);
+            self.raw.drain(..line_end + 2 + size + 2);
+        }
+    }
+
+    /// The next body line (a watch event), or `None` when the body ends.
+    async fn next_line(&mut self) -> Option<Value> {
+        loop {
+            self.done |= self.decode();
+            if let Some(end) = self.body.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.body.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).expect("a JSON line"));
+            }
+            if self.done {
+                return None;
+            }
+            self.done = !self.read_more().await;
+        }
+    }
+
+    /// The whole body as JSON.
+    async fn json(mut self) -> Value {
+        loop {
+            self.done |= self.decode();
+            if self.done {
+                break;
+            }
+            self.done = !self.read_more().await;
+        }
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+async fn call(
+    cluster: &FakeCluster,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let (status, exchange) = Exchange::start(cluster, method, path, body).await;
+    (status, exchange.json().await)
+}
+
+async fn get(cluster: &FakeCluster, path: &str) -> (u16, Value) {
+    call(cluster, "GET", path, None).await
+}
+
+fn group_names(apis: &Value) -> Vec<&str> {
+    apis["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| g["name"].as_str().unwrap_or_default())
+        .collect()
+}
+
+fn resource_names(list: &Value) -> Vec<&str> {
+    list["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default())
+        .collect()
+}
+
+fn item_names(list: &Value) -> Vec<&str> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap_or_default())
+        .collect()
+}
+
+fn not_found_status() -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "the server could not find the requested resource", "reason": "NotFound",
+        "details": {}, "code": 404,
+    })
+}
+
+fn web_gateway(name: &str) -> Value {
+    gateway(
+        "default",
+        name,
+        &[Listener::http("web", 80)],
+        &["192.0.2.10"],
+        true,
+    )
+}
+
+#[tokio::test]
+async fn a_crd_not_installed_is_not_served() {
+    let cluster = FakeCluster::start("crd-absent").await;
+    assert!(!cluster.is_installed(Resource::Gateways));
+    assert!(cluster.is_installed(Resource::Services));
+
+    let (status, apis) = get(&cluster, "/apis").await;
+    assert_eq!(status, 200);
+    let builtin = [
+        "networking.k8s.io",
+        "discovery.k8s.io",
+        "coordination.k8s.io",
+    ];
+    assert_eq!(group_names(&apis), builtin);
+    for path in [
+        GATEWAY_API.to_owned(),
+        format!("{GATEWAY_API}/v1"),
+        GATEWAYS.to_owned(),
+        format!("{GATEWAYS}?watch=true"),
+        format!("{GATEWAYS}/web"),
+        format!("{GATEWAY_API}/v1/gateways"),
+        "/apis/networking.istio.io/v1/namespaces/default/gateways".to_owned(),
+    ] {
+        assert_eq!(
+            get(&cluster, &path).await,
+            (404, not_found_status()),
+            "GET {path}"
+        );
+    }
+    let (status, body) = call(&cluster, "POST", GATEWAYS, Some(&web_gateway("web"))).await;
+    assert_eq!((status, body), (404, not_found_status()));
+    assert_eq!(cluster.write_count(Resource::Gateways), 1);
+
+    // RBAC is checked before routing, as by the real server.
+    cluster.set_forbidden(Resource::Gateways, true);
+    let (status, body) = get(&cluster, GATEWAYS).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["reason"], "Forbidden");
+}
+
+#[tokio::test]
+#[should_panic(expected = "is not installed")]
+async fn apply_of_a_crd_not_installed_panics() {
+    let cluster = FakeCluster::start("crd-apply").await;
+    cluster.apply(Resource::Gateways, web_gateway("web"));
+}
+
+#[tokio::test]
+async fn an_installed_crd_is_discovered_listed_and_watched() {
+    let cluster = FakeCluster::start("crd-installed").await;
+    cluster.install_crd(Resource::Gateways);
+    cluster.install_crd(Resource::Services); // no effect
+    assert!(cluster.is_installed(Resource::Gateways));
+
+    let (_, apis) = get(&cluster, "/apis").await;
+    let groups = group_names(&apis);
+    assert_eq!(groups.last(), Some(&"gateway.networking.k8s.io"), "{apis}");
+    let (status, group) = get(&cluster, GATEWAY_API).await;
+    assert_eq!(status, 200);
+    let v1 = json!({"groupVersion": "gateway.networking.k8s.io/v1", "version": "v1"});
+    assert_eq!(group["versions"], json!([v1]));
+    assert_eq!(group["preferredVersion"], v1);
+    let (status, resources) = get(&cluster, &format!("{GATEWAY_API}/v1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(resource_names(&resources), ["gateways", "gateways/status"]);
+    assert_eq!(resources["groupVersion"], "gateway.networking.k8s.io/v1");
+    // Other kinds of the group are still absent.
+    let routes = format!("{GATEWAY_API}/v1/httproutes");
+    assert_eq!(get(&cluster, &routes).await.0, 404);
+
+    cluster.apply(Resource::Gateways, web_gateway("a"));
+    let (status, list) = get(&cluster, GATEWAYS).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["kind"], "GatewayList");
+    assert_eq!(list["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(item_names(&list), ["a"]);
+    let (status, object) = get(&cluster, &format!("{GATEWAYS}/a")).await;
+    assert_eq!(status, 200);
+    assert_eq!(object["kind"], "Gateway");
+    assert_eq!(object["metadata"]["generation"], 1);
+    assert_eq!(object["status"]["addresses"][0]["type"], "IPAddress");
+
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, mut watch) = Exchange::start(
+        &cluster,
+        "GET",
+        &format!("{GATEWAYS}?watch=true&resourceVersion={rv}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    cluster.apply(Resource::Gateways, web_gateway("b"));
+    let event = watch.next_line().await.expect("an event");
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "b");
+    assert_eq!(
+        event["object"]["apiVersion"],
+        "gateway.networking.k8s.io/v1"
+    );
+
+    // A spec change bumps the generation; a status change does not.
+    let mut changed = web_gateway("b");
+    changed["spec"]["listeners"][0]["port"] = json!(8080);
+    cluster.apply(Resource::Gateways, changed.clone());
+    changed["status"]["conditions"][1]["status"] = json!("False");
+    cluster.apply(Resource::Gateways, changed);
+    let b = cluster.get(Resource::Gateways, "default", "b").unwrap();
+    assert_eq!(b["metadata"]["generation"], 2);
+
+    // Over HTTP: a create drops the status (status subresource).
+    let (status, created) = call(&cluster, "POST", GATEWAYS, Some(&web_gateway("c"))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], Value::Null);
+    assert_eq!(created["metadata"]["generation"], 1);
+}
+
+#[tokio::test]
+async fn a_group_serves_the_versions_of_its_installed_kinds() {
+    let cluster = FakeCluster::start("crd-versions").await;
+    cluster.install_crd(Resource::TlsRoutes);
+    let (_, group) = get(&cluster, GATEWAY_API).await;
+    assert_eq!(group["preferredVersion"]["version"], "v1alpha2");
+    assert_eq!(get(&cluster, &format!("{GATEWAY_API}/v1")).await.0, 404);
+
+    cluster.install_crd(Resource::HttpRoutes);
+    let (_, group) = get(&cluster, GATEWAY_API).await;
+    let versions: Vec<&str> = group["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["v1", "v1alpha2"]);
+    assert_eq!(group["preferredVersion"]["version"], "v1");
+    let (_, v1) = get(&cluster, &format!("{GATEWAY_API}/v1")).await;
+    assert_eq!(resource_names(&v1), ["httproutes", "httproutes/status"]);
+    let (_, alpha) = get(&cluster, &format!("{GATEWAY_API}/v1alpha2")).await;
+    assert_eq!(resource_names(&alpha), ["tlsroutes", "tlsroutes/status"]);
+    // Each kind only at its own version.
+    let wrong = format!("{GATEWAY_API}/v1/namespaces/default/tlsroutes");
+    assert_eq!(get(&cluster, &wrong).await, (404, not_found_status()));
+    let right = format!("{GATEWAY_API}/v1alpha2/namespaces/default/tlsroutes");
+    let (status, list) = get(&cluster, &right).await;
+    assert_eq!((status, &list["kind"]), (200, &json!("TLSRouteList")));
+}
+
+#[tokio::test]
+async fn a_crd_installed_at_another_version_is_served_only_there() {
+    let cluster = FakeCluster::start("crd-v1beta1").await;
+    cluster.install_crd_version(Resource::HttpRoutes, "v1beta1");
+    let (_, group) = get(&cluster, GATEWAY_API).await;
+    let beta = json!({"groupVersion": "gateway.networking.k8s.io/v1beta1", "version": "v1beta1"});
+    assert_eq!(group["versions"], json!([beta]));
+    assert_eq!(group["preferredVersion"], beta);
+    assert_eq!(get(&cluster, &format!("{GATEWAY_API}/v1")).await.0, 404);
+    let at_v1 = format!("{GATEWAY_API}/v1/namespaces/default/httproutes");
+    assert_eq!(get(&cluster, &at_v1).await, (404, not_found_status()));
+
+    let parents = [ParentRef::new("gw")];
+    cluster.apply(
+        Resource::HttpRoutes,
+        http_route("default", "r", &["a.example"], &parents, &["svc"]),
+    );
+    let at_beta = format!("{GATEWAY_API}/v1beta1/namespaces/default/httproutes");
+    let (status, list) = get(&cluster, &at_beta).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["apiVersion"], "gateway.networking.k8s.io/v1beta1");
+    assert_eq!(item_names(&list), ["r"]);
+    let (_, object) = get(&cluster, &format!("{at_beta}/r")).await;
+    assert_eq!(object["apiVersion"], "gateway.networking.k8s.io/v1beta1");
+    let route = cluster.get(Resource::HttpRoutes, "default", "r").unwrap();
+    assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1beta1");
+}
+
+#[tokio::test]
+async fn uninstalling_a_crd_removes_it_and_its_objects() {
+    let cluster = FakeCluster::start("crd-uninstall").await;
+    cluster.install_crd(Resource::Gateways);
+    cluster.install_crd(Resource::HttpRoutes);
+    cluster.apply(Resource::Gateways, web_gateway("a"));
+    cluster.apply(Resource::Gateways, web_gateway("b"));
+    let (status, mut watch) =
+        Exchange::start(&cluster, "GET", &format!("{GATEWAYS}?watch=true"), None).await;
+    assert_eq!(status, 200);
+    for name in ["a", "b"] {
+        let event = watch.next_line().await.expect("initial event");
+        assert_eq!(
+            (&event["type"], &event["object"]["metadata"]["name"]),
+            (&json!("ADDED"), &json!(name))
+        );
+    }
+    assert_eq!(cluster.active_watches(), 1);
+
+    cluster.uninstall_crd(Resource::Gateways);
+    assert!(!cluster.is_installed(Resource::Gateways));
+    assert_eq!(
+        watch.next_line().await,
+        None,
+        "the watch ends with no event"
+    );
+    assert_eq!(get(&cluster, GATEWAYS).await, (404, not_found_status()));
+    assert_eq!(cluster.get(Resource::Gateways, "default", "a"), None);
+    let (_, resources) = get(&cluster, &format!("{GATEWAY_API}/v1")).await;
+    assert_eq!(
+        resource_names(&resources),
+        ["httproutes", "httproutes/status"]
+    );
+
+    cluster.uninstall_crd(Resource::HttpRoutes);
+    let (_, apis) = get(&cluster, "/apis").await;
+    assert!(
+        !group_names(&apis).contains(&"gateway.networking.k8s.io"),
+        "{apis}"
+    );
+    assert_eq!(get(&cluster, GATEWAY_API).await.0, 404);
+
+    // Installed again: empty.
+    cluster.install_crd(Resource::Gateways);
+    let (status, list) = get(&cluster, GATEWAYS).await;
+    assert_eq!(status, 200);
+    assert_eq!(item_names(&list), Vec::<&str>::new());
+}
+
+#[test]
+fn builders_shape_gateway_api_objects() {
+    let listeners = [
+        Listener::http("web", 80)
+            .hostname("*.example.com")
+            .namespaces_from("All"),
+        Listener::new("tls", 443, "TLS").kinds(&["TLSRoute"]),
+    ];
+    let gw = gateway(
+        "infra",
+        "gw",
+        &listeners,
+        &["192.0.2.1", "2001:db8::1", "lb.example"],
+        false,
+    );
+    let types: Vec<&Value> = (0..3)
+        .map(|i| &gw["status"]["addresses"][i]["type"])
+        .collect();
+    assert_eq!(
+        types,
+        [&json!("IPAddress"), &json!("IPAddress"), &json!("Hostname")]
+    );
+    assert_eq!(gw["status"]["conditions"][1]["type"], "Programmed");
+    assert_eq!(gw["status"]["conditions"][1]["status"], "False");
+    assert_eq!(
+        gw["spec"]["listeners"][0]["allowedRoutes"]["namespaces"]["from"],
+        "All"
+    );
+    assert_eq!(gw["spec"]["listeners"][0]["hostname"], "*.example.com");
+    assert_eq!(
+        gw["spec"]["listeners"][1]["allowedRoutes"]["kinds"][0]["kind"],
+        "TLSRoute"
+    );
+    assert_eq!(
+        gw["status"]["listeners"][1]["supportedKinds"][0]["kind"],
+        "TLSRoute"
+    );
+
+    let parent = ParentRef::new("gw").namespace("infra").section_name("web");
+    let mut route = http_route(
+        "app",
+        "r",
+        &["a.example.com"],
+        std::slice::from_ref(&parent),
+        &["svc"],
+    );
+    let status = &route["status"]["parents"][0];
+    assert_eq!(status["parentRef"], route["spec"]["parentRefs"][0]);
+    assert_eq!(status["controllerName"], GATEWAY_CONTROLLER);
+    assert_eq!(status["conditions"][0]["observedGeneration"], 1);
+    set_route_parent_status(&mut route, &parent, false, 0);
+    assert_eq!(
+        route["status"]["parents"][0]["conditions"][0]["status"],
+        "False"
+    );
+    assert_eq!(
+        route["status"]["parents"][0]["conditions"][0]["observedGeneration"],
+        0
+    );
+    set_route_parent_status(&mut route, &ParentRef::new("old"), true, 1);
+    assert_eq!(route["status"]["parents"].as_array().unwrap().len(), 2);
+    remove_route_parent_status(&mut route, &parent);
+    assert_eq!(route["status"]["parents"][0]["parentRef"]["name"], "old");
+    assert_eq!(
+        tls_route("app", "t", &[], &[], &[])["apiVersion"],
+        "gateway.networking.k8s.io/v1alpha2"
+    );
+
+    let endpoint = dns_endpoint(
+        "app",
+        "e",
+        &[("a.example.com", "A", &["192.0.2.1"], Some(60))],
+    );
+    assert_eq!(endpoint["spec"]["endpoints"][0]["recordTTL"], 60);
+    let endpoint = dns_endpoint("app", "e", &[("a.example.com", "A", &["192.0.2.1"], None)]);
+    assert_eq!(endpoint["spec"]["endpoints"][0].get("recordTTL"), None);
+    let istio = istio_gateway(
+        "istio-system",
+        "gw",
+        &[("istio", "ingressgateway")],
+        &[(&["*.example.com"], 443, "HTTPS")],
+    );
+    assert_eq!(istio["spec"]["servers"][0]["port"]["number"], 443);
+    let vs = virtual_service("app", "vs", &["a.example.com"], &["istio-system/gw"]);
+    assert_eq!(vs["spec"]["gateways"][0], "istio-system/gw");
+}

@@ -8,8 +8,8 @@
 #     with `kubernetes-validate` (pip; installed if missing), for $KUBERNETES_VERSION;
 #     the plain manifests in deploy/coredns too;
 #  2. checks the member RBAC grants exactly get/list/watch on services, ingresses,
-#     endpointslices, the Gateway API's gateways and routes and dnsendpoints, and that the
-#     base grants nothing;
+#     endpointslices, the Gateway API's gateways and routes, dnsendpoints and Istio's
+#     gateways and virtualservices, and that the base grants nothing;
 #  3. checks each overlay's wiring: every ConfigMap/Secret a volume names is generated,
 #     every kubeconfig path in fedns.yaml is a projected item of the Secret, ports match;
 #  4. runs `fedns check` on deploy/base/config (demo GeoIP database, throwaway kubeconfigs
@@ -84,7 +84,7 @@ validate_plain() {
 }
 
 # Exactly get/list/watch on exactly services, ingresses, endpointslices, the Gateway API's
-# gateways and routes, and dnsendpoints.
+# gateways and routes, dnsendpoints, and Istio's gateways and virtualservices.
 rbac_least_privilege() {
   python3 - "$@" <<'PY'
 import sys, yaml
@@ -93,7 +93,8 @@ READ = ["get", "list", "watch"]
 want = {
     "fedns-reader": ({("", "services"): READ, ("networking.k8s.io", "ingresses"): READ, ("discovery.k8s.io", "endpointslices"): READ,
                       **{("gateway.networking.k8s.io", r): READ for r in ("gateways", "httproutes", "grpcroutes", "tlsroutes")},
-                      ("externaldns.k8s.io", "dnsendpoints"): READ}, None),
+                      ("externaldns.k8s.io", "dnsendpoints"): READ,
+                      ("networking.istio.io", "gateways"): READ, ("networking.istio.io", "virtualservices"): READ}, None),
     "fedns-fleet": ({("coordination.k8s.io", "leases"): READ + ["create", "update", "patch", "delete"], ("", "configmaps"): READ}, "fedns"),
     "fedns-drain": ({("", "configmaps"): ["get", "create", "update"]}, "fedns"),
 }
@@ -129,7 +130,7 @@ if seen != set(want):
 for doc in yaml.safe_load_all(open(sys.argv[3])):
     if doc and doc["kind"] in {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}:
         sys.exit(f"base: {doc['kind']} {doc['metadata']['name']}: the base must grant nothing")
-print(f"{roles} roles: readers get/list/watch services, ingresses, endpointslices, Gateway API gateways and routes, dnsendpoints; fedns-fleet its leases and reads overrides, fedns-drain writes them, both in fedns only; base grants nothing")
+print(f"{roles} roles: readers get/list/watch services, ingresses, endpointslices, Gateway API gateways and routes, dnsendpoints, Istio gateways and virtualservices; fedns-fleet its leases and reads overrides, fedns-drain writes them, both in fedns only; base grants nothing")
 PY
 }
 

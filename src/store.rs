@@ -28,6 +28,9 @@ pub enum ObjectKind {
     TlsRoute,
     /// One name of an ExternalDNS DNSEndpoint.
     DnsEndpoint,
+    /// Istio: a Gateway's server hosts, and a VirtualService's hosts on its Gateways.
+    IstioGateway,
+    VirtualService,
 }
 
 /// One load-balanced object in one cluster, cut down to what DNS needs.

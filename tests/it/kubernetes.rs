@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fedns_testkit::apiserver::{
     FakeCluster, Fault, Listener, ParentRef, Resource, dns_endpoint, endpoint_slice, gateway,
-    http_route, ingress, lb_service,
+    http_route, ingress, istio_gateway, lb_service, virtual_service,
 };
 use fedns_testkit::dns::{DnsClient, answer_data};
 use fedns_testkit::server::TestServer;
@@ -813,5 +813,72 @@ async fn dns_endpoints_from_two_clusters_and_a_crd_installed_while_running() {
     until_rcode(&client, "api.fed.example.com", ResponseCode::NXDomain).await;
     // The Services were never held back.
     until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    server.stop().await;
+}
+
+/// Istio: a Gateway's server hosts and a VirtualService bound to it answer with the
+/// load-balancer address of the ingress gateway Service that selects the Gateway's pods,
+/// by geo between two clusters, and follow that Service's readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_gateways_and_virtual_services_are_answered_by_geo() {
+    let us = FakeCluster::start("us-east").await;
+    let eu = FakeCluster::start("eu-west").await;
+    for (c, ip) in [(&us, "192.0.2.60"), (&eu, "198.51.100.60")] {
+        c.install_crd(Resource::IstioGateways);
+        c.install_crd(Resource::VirtualServices);
+        let mut svc = lb_service("istio-system", "istio-ingressgateway", &[ip], None, &[443]);
+        svc["spec"]["selector"] = serde_json::json!({"istio": "ingressgateway"});
+        c.apply(Resource::Services, svc);
+        c.apply(
+            Resource::EndpointSlices,
+            endpoint_slice("istio-system", "istio-ingressgateway", "ig-1", &[true]),
+        );
+        c.apply(
+            Resource::IstioGateways,
+            istio_gateway(
+                "istio-system",
+                "public",
+                &[("istio", "ingressgateway")],
+                &[(
+                    &["*/www.fed.example.com", "*/*.fed.example.com"],
+                    443,
+                    "HTTPS",
+                )],
+            ),
+        );
+        c.apply(
+            Resource::VirtualServices,
+            virtual_service(
+                "shop",
+                "cart",
+                &["cart.fed.example.com"],
+                &["istio-system/public"],
+            ),
+        );
+    }
+    let server = federation_discovering(&[&us, &eu]).await;
+    let client = server.client();
+    for name in ["www.fed.example.com", "cart.fed.example.com"] {
+        until(&client, name, NEW_YORK, &["192.0.2.60"]).await;
+        until(&client, name, "198.18.1.0/24", &["198.51.100.60"]).await;
+    }
+    // The ingress gateway's pods are not ready in us-east: New York goes to eu-west.
+    us.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("istio-system", "istio-ingressgateway", "ig-1", &[false]),
+    );
+    until(
+        &client,
+        "cart.fed.example.com",
+        NEW_YORK,
+        &["198.51.100.60"],
+    )
+    .await;
+    let kinds = kinds(&server, "us-east").await;
+    assert_eq!(kinds["VirtualService"], "watched at v1", "{kinds}");
+    assert_eq!(
+        kinds["Gateway.networking.istio.io"], "watched at v1",
+        "{kinds}"
+    );
     server.stop().await;
 }

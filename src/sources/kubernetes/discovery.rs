@@ -20,15 +20,19 @@ pub enum Optional {
     GrpcRoute,
     TlsRoute,
     DnsEndpoint,
+    IstioGateway,
+    VirtualService,
 }
 
 impl Optional {
-    pub const ALL: [Optional; 5] = [
+    pub const ALL: [Optional; 7] = [
         Optional::Gateway,
         Optional::HttpRoute,
         Optional::GrpcRoute,
         Optional::TlsRoute,
         Optional::DnsEndpoint,
+        Optional::IstioGateway,
+        Optional::VirtualService,
     ];
 
     pub fn kind(self) -> &'static str {
@@ -38,12 +42,23 @@ impl Optional {
             Optional::GrpcRoute => "GRPCRoute",
             Optional::TlsRoute => "TLSRoute",
             Optional::DnsEndpoint => "DNSEndpoint",
+            Optional::IstioGateway => "Gateway",
+            Optional::VirtualService => "VirtualService",
+        }
+    }
+
+    /// The kind as reports name it: Istio's Gateway is `Gateway.networking.istio.io`.
+    pub fn report_name(self) -> &'static str {
+        match self {
+            Optional::IstioGateway => "Gateway.networking.istio.io",
+            _ => self.kind(),
         }
     }
 
     pub fn group(self) -> &'static str {
         match self {
             Optional::DnsEndpoint => "externaldns.k8s.io",
+            Optional::IstioGateway | Optional::VirtualService => "networking.istio.io",
             _ => GATEWAY_GROUP,
         }
     }
@@ -55,6 +70,8 @@ impl Optional {
             Optional::GrpcRoute => "grpcroutes",
             Optional::TlsRoute => "tlsroutes",
             Optional::DnsEndpoint => "dnsendpoints",
+            Optional::IstioGateway => "gateways",
+            Optional::VirtualService => "virtualservices",
         }
     }
 
@@ -65,6 +82,7 @@ impl Optional {
             Optional::GrpcRoute => &["v1"],
             Optional::TlsRoute => &["v1", "v1alpha3", "v1alpha2"],
             Optional::DnsEndpoint => &["v1alpha1"],
+            Optional::IstioGateway | Optional::VirtualService => &["v1", "v1beta1", "v1alpha3"],
         }
     }
 

@@ -41,6 +41,7 @@ mod discovery;
 mod dns_endpoint;
 pub mod fleet;
 mod gateway;
+mod istio;
 mod objects;
 mod slim;
 mod watch;
@@ -176,6 +177,8 @@ impl Watches {
                 slim::slim_tls_route,
             ),
             Optional::DnsEndpoint => (StreamKind::DnsEndpoints, slim::slim_dns_endpoint),
+            Optional::IstioGateway => (StreamKind::IstioGateways, slim::slim_istio_gateway),
+            Optional::VirtualService => (StreamKind::VirtualServices, slim::slim_virtual_service),
         };
         let mut streams = Vec::new();
         for ns in self.namespaces.clone() {
@@ -227,14 +230,15 @@ fn follow_discovery(
                 optional.insert(kind, w.optional(kind, v, objects));
             }
         }
-        if kinds.get(kind.kind()) != Some(&state) {
+        let name = kind.report_name();
+        if kinds.get(name) != Some(&state) {
             match &state {
                 KindState::UnknownVersions(_) => {
-                    warn!(cluster, kind = kind.kind(), state = %state, "kind not watched")
+                    warn!(cluster, kind = name, state = %state, "kind not watched")
                 }
-                _ => info!(cluster, kind = kind.kind(), state = %state, "kind"),
+                _ => info!(cluster, kind = name, state = %state, "kind"),
             }
-            kinds.insert(kind.kind(), state);
+            kinds.insert(name, state);
         }
     }
 }

@@ -7,9 +7,21 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::convert::Key;
 use super::gateway::{self, RouteKind};
+use super::istio;
 use super::slim::Slim;
 use super::watch::Msg;
 use crate::store::{Endpoint, ObjectKey, ObjectKind};
+
+/// The addresses an Istio Gateway is reached at, and the ready endpoints behind them;
+/// with the port and TLS of the servers an endpoint is probed at.
+#[derive(Clone, Debug, Default)]
+struct Targets {
+    addresses: Vec<std::net::IpAddr>,
+    hostname: Option<String>,
+    ready_endpoints: usize,
+    port: Option<u16>,
+    tls: bool,
+}
 
 /// One watch stream's objects: the current set and, during a relist, the next one.
 pub(super) struct StreamState {
@@ -30,6 +42,8 @@ pub(super) enum StreamKind {
     Gateways,
     Routes(RouteKind),
     DnsEndpoints,
+    IstioGateways,
+    VirtualServices,
 }
 
 /// Everything one cluster's watches have seen, with what changed since the last store
@@ -43,6 +57,8 @@ pub(super) struct ClusterObjects {
     touched_ingresses: HashSet<Key>,
     touched_routes: HashSet<(RouteKind, Key)>,
     touched_dns: HashSet<Key>,
+    touched_istio: HashSet<Key>,
+    touched_virtual_services: HashSet<Key>,
     /// The routes that name each Service as a backend: a slice's change touches them.
     route_backends: HashMap<Key, HashSet<(RouteKind, Key)>>,
     /// The names each DNSEndpoint gave the store, so that a name it drops is removed.
@@ -69,6 +85,8 @@ impl ClusterObjects {
             touched_ingresses: HashSet::new(),
             touched_routes: HashSet::new(),
             touched_dns: HashSet::new(),
+            touched_istio: HashSet::new(),
+            touched_virtual_services: HashSet::new(),
             route_backends: HashMap::new(),
             dns_names: HashMap::new(),
         }
@@ -152,6 +170,52 @@ impl ClusterObjects {
             (StreamKind::DnsEndpoints, _) => {
                 self.touched_dns.insert(key.clone());
             }
+            // A Gateway's addresses are its VirtualServices' too.
+            (StreamKind::IstioGateways, _) => {
+                self.touched_istio.insert(key.clone());
+                let all = self.keys_of(StreamKind::VirtualServices);
+                self.touched_virtual_services.extend(all);
+            }
+            (StreamKind::VirtualServices, _) => {
+                self.touched_virtual_services.insert(key.clone());
+            }
+        }
+        if kind == StreamKind::Services {
+            self.touch_istio_for(key);
+        }
+    }
+
+    fn keys_of(&self, kind: StreamKind) -> Vec<Key> {
+        self.of_kind(kind)
+            .flat_map(|s| s.objects.keys().cloned())
+            .collect()
+    }
+
+    /// A Service changed (or its readiness): when it fronts an Istio Gateway (or is gone,
+    /// and might have), every Istio object is looked at again. Few clusters have many
+    /// Istio Gateways; none is the common case, and costs one lookup.
+    fn touch_istio_for(&mut self, svc: &Key) {
+        if !self
+            .streams
+            .values()
+            .any(|s| s.kind == StreamKind::IstioGateways)
+        {
+            return;
+        }
+        let fronts = match self.object(StreamKind::Services, svc) {
+            Some(Slim::Service { selector, .. }) => self
+                .of_kind(StreamKind::IstioGateways)
+                .flat_map(|s| s.objects.values())
+                .any(
+                    |g| matches!(g, Slim::IstioGateway(g) if istio::selects(&g.selector, selector)),
+                ),
+            _ => true,
+        };
+        if fronts {
+            let gateways = self.keys_of(StreamKind::IstioGateways);
+            let services = self.keys_of(StreamKind::VirtualServices);
+            self.touched_istio.extend(gateways);
+            self.touched_virtual_services.extend(services);
         }
     }
 
@@ -190,6 +254,7 @@ impl ClusterObjects {
         if let Some(routes) = self.route_backends.get(&svc) {
             self.touched_routes.extend(routes.iter().cloned());
         }
+        self.touch_istio_for(&svc);
         self.touched_services.insert(svc);
     }
 
@@ -262,6 +327,25 @@ impl ClusterObjects {
         let ingresses = std::mem::take(&mut self.touched_ingresses);
         let routes = std::mem::take(&mut self.touched_routes);
         let dns = std::mem::take(&mut self.touched_dns);
+        let (istio_gateways, virtual_services): (Vec<Key>, Vec<Key>) = if all {
+            (
+                self.keys_of(StreamKind::IstioGateways),
+                self.keys_of(StreamKind::VirtualServices),
+            )
+        } else {
+            (
+                std::mem::take(&mut self.touched_istio)
+                    .into_iter()
+                    .collect(),
+                std::mem::take(&mut self.touched_virtual_services)
+                    .into_iter()
+                    .collect(),
+            )
+        };
+        if all {
+            self.touched_istio.clear();
+            self.touched_virtual_services.clear();
+        }
         let keys = |kind| -> Vec<Key> {
             self.of_kind(kind)
                 .flat_map(|s| s.objects.keys().cloned())
@@ -312,7 +396,161 @@ impl ClusterObjects {
         for key in dns {
             self.dns_changes(&key, &mut out);
         }
+        // Each Istio Gateway's targets, found once for this update.
+        let mut targets: HashMap<Key, Option<Targets>> = HashMap::new();
+        for key in istio_gateways {
+            let endpoint = match self.object(StreamKind::IstioGateways, &key) {
+                Some(Slim::IstioGateway(g)) => {
+                    let t = self.istio_targets(&key, &mut targets);
+                    self.istio_gateway_endpoint(&key, g, t)
+                }
+                _ => None,
+            };
+            out.push(((ObjectKind::IstioGateway, key.0, key.1), endpoint));
+        }
+        for key in virtual_services {
+            let endpoint = match self.object(StreamKind::VirtualServices, &key) {
+                Some(Slim::VirtualService(vs)) => {
+                    self.virtual_service_endpoint(&key, vs, &mut targets)
+                }
+                _ => None,
+            };
+            out.push(((ObjectKind::VirtualService, key.0, key.1), endpoint));
+        }
         out
+    }
+
+    /// The addresses of an Istio Gateway: those of the Services that select its pods.
+    fn istio_targets(
+        &self,
+        key: &Key,
+        cache: &mut HashMap<Key, Option<Targets>>,
+    ) -> Option<Targets> {
+        if let Some(t) = cache.get(key) {
+            return t.clone();
+        }
+        let found = match self.object(StreamKind::IstioGateways, key) {
+            Some(Slim::IstioGateway(g)) => {
+                let mut t = Targets::default();
+                let mut any = false;
+                for s in self.of_kind(StreamKind::Services) {
+                    for (svc, o) in &s.objects {
+                        if let Slim::Service {
+                            addresses,
+                            hostname,
+                            selector,
+                            ..
+                        } = o
+                            && istio::selects(&g.selector, selector)
+                        {
+                            any = true;
+                            t.addresses.extend(addresses.iter().copied());
+                            t.hostname = t.hostname.take().or_else(|| hostname.clone());
+                            t.ready_endpoints += self.ready_of(svc);
+                        }
+                    }
+                }
+                t.addresses.sort();
+                t.addresses.dedup();
+                any.then_some(t)
+            }
+            _ => None,
+        };
+        cache.insert(key.clone(), found.clone());
+        found
+    }
+
+    fn istio_endpoint(
+        &self,
+        kind: ObjectKind,
+        (ns, name): &Key,
+        hosts: Vec<String>,
+        t: Targets,
+        settings: &crate::store::Settings,
+    ) -> Option<Endpoint> {
+        let mut hosts = gateway::in_zone_only(hosts, &self.zone);
+        hosts.sort();
+        hosts.dedup();
+        if hosts.is_empty() || (t.addresses.is_empty() && t.hostname.is_none()) {
+            return None;
+        }
+        let mut settings = settings.clone();
+        settings.probe_tls = t.tls;
+        Some(Endpoint {
+            kind,
+            namespace: ns.clone(),
+            name: name.clone(),
+            federated_name: false,
+            hosts,
+            addresses: t.addresses,
+            hostname: t.hostname,
+            port: t.port,
+            ready: t.ready_endpoints > 0,
+            ready_endpoints: Some(u32::try_from(t.ready_endpoints).unwrap_or(u32::MAX)),
+            settings,
+        })
+    }
+
+    fn istio_gateway_endpoint(
+        &self,
+        key: &Key,
+        g: &istio::IstioGateway,
+        t: Option<Targets>,
+    ) -> Option<Endpoint> {
+        let t = Targets {
+            port: g.port,
+            tls: g.tls,
+            ..t?
+        };
+        self.istio_endpoint(
+            ObjectKind::IstioGateway,
+            key,
+            istio::gateway_names(g),
+            t,
+            &g.settings,
+        )
+    }
+
+    /// A VirtualService's endpoint: its hosts that a Gateway it binds to admits, with
+    /// those Gateways' addresses.
+    fn virtual_service_endpoint(
+        &self,
+        key: &Key,
+        vs: &istio::VirtualService,
+        cache: &mut HashMap<Key, Option<Targets>>,
+    ) -> Option<Endpoint> {
+        let mut hosts = Vec::new();
+        let mut all = Targets::default();
+        for gw_key in &vs.gateways {
+            let Some(Slim::IstioGateway(g)) = self.object(StreamKind::IstioGateways, gw_key) else {
+                continue;
+            };
+            let admitted: Vec<String> = vs
+                .hosts
+                .iter()
+                .filter(|h| !h.contains('*') && istio::admits(g, &gw_key.0, &key.0, h))
+                .cloned()
+                .collect();
+            let Some(t) = self.istio_targets(gw_key, cache) else {
+                continue;
+            };
+            if admitted.is_empty() {
+                continue;
+            }
+            hosts.extend(admitted);
+            all.addresses.extend(t.addresses);
+            all.hostname = all.hostname.take().or(t.hostname);
+            all.ready_endpoints += t.ready_endpoints;
+            all.port = all.port.or(g.port);
+            all.tls |= g.tls;
+        }
+        if hosts.is_empty() {
+            return None;
+        }
+        hosts.extend(vs.extra_hosts.iter().cloned());
+        all.addresses.sort();
+        all.addresses.dedup();
+        self.istio_endpoint(ObjectKind::VirtualService, key, hosts, all, &vs.settings)
     }
 
     /// The store's endpoints of one DNSEndpoint (one per name), and the removal of the
@@ -435,6 +673,7 @@ impl ClusterObjects {
                 port,
                 hosts,
                 settings,
+                ..
             } => {
                 let ready = self.ready_of(&(ns.clone(), name.clone()));
                 Some(Endpoint {
@@ -492,6 +731,7 @@ mod tests {
                 port: Some(80),
                 hosts: vec![],
                 settings: Settings::default(),
+                selector: Default::default(),
             },
         )
     }
@@ -762,5 +1002,77 @@ mod tests {
         let c = w.changes(false);
         assert_eq!(c.len(), 1);
         assert!(c[0].1.is_none());
+    }
+
+    #[test]
+    fn istio_gateways_and_virtual_services_take_the_ingress_services_addresses() {
+        let mut w = core();
+        w.add_stream(6, StreamKind::IstioGateways);
+        w.add_stream(7, StreamKind::VirtualServices);
+        for id in [0, 1, 2, 6, 7] {
+            w.apply(Msg::InitDone(id));
+        }
+        w.changes(true);
+        let sys = |n: &str| ("istio-system".to_owned(), n.to_owned());
+        let labels =
+            |v: &str| std::collections::BTreeMap::from([("istio".to_owned(), v.to_owned())]);
+        let ingress = Slim::Service {
+            addresses: vec!["192.0.2.50".parse().unwrap()],
+            hostname: None,
+            port: Some(443),
+            hosts: vec![],
+            settings: Settings::default(),
+            selector: labels("ingressgateway"),
+        };
+        w.apply(Msg::Apply(0, sys("istio-ingressgateway"), Some(ingress)));
+        let gw = istio::IstioGateway {
+            selector: labels("ingressgateway"),
+            hosts: vec![
+                ("*".into(), "www.fed.example.com".into()),
+                ("*".into(), "*.fed.example.com".into()),
+            ],
+            port: Some(443),
+            tls: true,
+            extra_hosts: vec![],
+            settings: Settings::default(),
+        };
+        w.apply(Msg::Apply(6, sys("gw"), Some(Slim::IstioGateway(gw))));
+        let vs = istio::VirtualService {
+            hosts: vec!["cart.fed.example.com".into(), "cart.example.org".into()],
+            gateways: vec![sys("gw")],
+            extra_hosts: vec![],
+            settings: Settings::default(),
+        };
+        w.apply(Msg::Apply(7, key("cart"), Some(Slim::VirtualService(vs))));
+        let find = |c: &[(ObjectKey, Option<Endpoint>)], kind| {
+            c.iter()
+                .find(|(k, _)| k.0 == kind)
+                .and_then(|(_, e)| e.clone())
+        };
+        let c = w.changes(false);
+        let g = find(&c, ObjectKind::IstioGateway).expect("the Gateway's own name");
+        assert_eq!(g.hosts, ["www.fed.example.com"]);
+        assert_eq!(g.addresses[0].to_string(), "192.0.2.50");
+        assert!(!g.ready, "no ready endpoint behind the ingress gateway yet");
+        let v = find(&c, ObjectKind::VirtualService).expect("bound");
+        assert_eq!(
+            v.hosts,
+            ["cart.fed.example.com"],
+            "in the zone and admitted"
+        );
+        assert!(v.settings.probe_tls);
+        // The ingress gateway's pods become ready: both are looked at again.
+        w.apply(Msg::Apply(
+            2,
+            sys("ingress-1"),
+            Some(slice("istio-ingressgateway", 1)),
+        ));
+        let c = w.changes(false);
+        assert!(find(&c, ObjectKind::IstioGateway).unwrap().ready);
+        assert!(find(&c, ObjectKind::VirtualService).unwrap().ready);
+        // The Gateway gone: the VirtualService has nothing to be reached at.
+        w.apply(Msg::Delete(6, sys("gw")));
+        let c = w.changes(false);
+        assert!(c.iter().all(|(_, e)| e.is_none()), "{c:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! Kubernetes objects cut down to what DNS needs (`Slim`): Services, Ingresses and
 //! EndpointSlices here, the Gateway API's and DNSEndpoints through their own modules.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
@@ -13,6 +14,7 @@ use tracing::{debug, warn};
 use super::convert::{ConvertCtx, annotations};
 use super::dns_endpoint::{self, DnsName};
 use super::gateway::{self, Gateway, Route, RouteKind};
+use super::istio::{self, IstioGateway, VirtualService};
 use crate::config::in_zone;
 use crate::store::Settings;
 
@@ -28,6 +30,8 @@ pub(super) enum Slim {
         port: Option<u16>,
         hosts: Vec<String>,
         settings: Settings,
+        /// `spec.selector`: which Istio Gateways' pods it fronts.
+        selector: BTreeMap<String, String>,
     },
     Ingress {
         hosts: Vec<String>,
@@ -46,6 +50,8 @@ pub(super) enum Slim {
         names: Vec<DnsName>,
         settings: Settings,
     },
+    IstioGateway(IstioGateway),
+    VirtualService(VirtualService),
 }
 
 /// Load-balancer addresses and the first hostname from `status.loadBalancer.ingress`.
@@ -112,6 +118,7 @@ pub(super) fn slim_service(svc: &Service, ctx: &ConvertCtx) -> Option<Slim> {
         port,
         hosts,
         settings,
+        selector: spec.selector.clone().unwrap_or_default(),
     })
 }
 
@@ -197,4 +204,12 @@ pub(super) fn slim_tls_route(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Slim
 
 pub(super) fn slim_dns_endpoint(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Slim> {
     dns_endpoint::names(o, ctx).map(|(names, settings)| Slim::DnsEndpoint { names, settings })
+}
+
+pub(super) fn slim_istio_gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Slim> {
+    istio::gateway(o, ctx).map(Slim::IstioGateway)
+}
+
+pub(super) fn slim_virtual_service(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Slim> {
+    istio::virtual_service(o, ctx).map(Slim::VirtualService)
 }

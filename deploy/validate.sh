@@ -92,7 +92,8 @@ READ = ["get", "list", "watch"]
 # Each role name and exactly what it may grant, and where.
 want = {
     "fedns-reader": ({("", "services"): READ, ("networking.k8s.io", "ingresses"): READ, ("discovery.k8s.io", "endpointslices"): READ,
-                      **{("gateway.networking.k8s.io", r): READ for r in ("gateways", "httproutes", "grpcroutes", "tlsroutes")},
+                      **{("gateway.networking.k8s.io", r): READ for r in ("gateways", "httproutes", "grpcroutes", "tlsroutes", "listenersets")},
+                      ("gateway.networking.x-k8s.io", "xlistenersets"): READ,
                       ("externaldns.k8s.io", "dnsendpoints"): READ,
                       ("networking.istio.io", "gateways"): READ, ("networking.istio.io", "virtualservices"): READ}, None),
     "fedns-fleet": ({("coordination.k8s.io", "leases"): READ + ["create", "update", "patch", "delete"], ("", "configmaps"): READ}, "fedns"),

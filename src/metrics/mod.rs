@@ -283,7 +283,7 @@ impl Metrics {
             cluster_kind: gauge_vec(
                 &r,
                 "fedns_cluster_kind",
-                "1 for each optional kind (Gateway, HTTPRoute, GRPCRoute, TLSRoute, DNSEndpoint, Gateway.networking.istio.io, VirtualService) of each cluster, labelled with what discovery found: watched, missing (no CRD), unknown_version (served only at versions fedns does not read).",
+                "1 for each optional kind (Gateway, HTTPRoute, GRPCRoute, TLSRoute, ListenerSet, XListenerSet, DNSEndpoint, Gateway.networking.istio.io, VirtualService) of each cluster, labelled with what discovery found: watched, missing (no CRD), unknown_version (served only at versions fedns does not read).",
                 &["cluster", "kind", "state"],
             ),
             cluster_last_sync: gauge_vec(

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use fedns_testkit::apiserver::{
-    FakeCluster, Fault, Listener, ParentRef, Resource, dns_endpoint, endpoint_slice, gateway,
-    http_route, ingress, istio_gateway, lb_service, virtual_service,
+    FakeCluster, Fault, Listener, ParentRef, Resource, allow_listeners, dns_endpoint,
+    endpoint_slice, gateway, http_route, ingress, istio_gateway, lb_service, listener_set,
+    virtual_service,
 };
 use fedns_testkit::dns::{DnsClient, answer_data};
 use fedns_testkit::server::TestServer;
@@ -878,6 +879,87 @@ async fn istio_gateways_and_virtual_services_are_answered_by_geo() {
     assert_eq!(kinds["VirtualService"], "watched at v1", "{kinds}");
     assert_eq!(
         kinds["Gateway.networking.istio.io"], "watched at v1",
+        "{kinds}"
+    );
+    server.stop().await;
+}
+
+/// A route attached to a ListenerSet is answered with its Gateway's address once the
+/// Gateway allows ListenerSets from the route's team namespace, and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_on_a_listener_set_is_answered_once_its_gateway_allows_it() {
+    let us = FakeCluster::start("us-east").await;
+    for r in [
+        Resource::Gateways,
+        Resource::HttpRoutes,
+        Resource::ListenerSets,
+    ] {
+        us.install_crd(r);
+    }
+    let web = Listener::http("web", 80).hostname("home.fed.example.com");
+    let gw = |from: &str| {
+        let mut g = gateway(
+            "infra",
+            "gw",
+            std::slice::from_ref(&web),
+            &["192.0.2.70"],
+            true,
+        );
+        allow_listeners(&mut g, from);
+        g
+    };
+    us.apply(Resource::Gateways, gw("None"));
+    let team = Listener::new("team", 443, "HTTPS").hostname("*.team.fed.example.com");
+    us.apply(
+        Resource::ListenerSets,
+        listener_set(
+            "team",
+            "team",
+            &ParentRef::new("gw").namespace("infra"),
+            &[team],
+            true,
+        ),
+    );
+    let to_set = ParentRef::new("team").kind("gateway.networking.k8s.io", "ListenerSet");
+    us.apply(
+        Resource::HttpRoutes,
+        http_route(
+            "team",
+            "api",
+            &["api.team.fed.example.com"],
+            &[to_set],
+            &["api"],
+        ),
+    );
+    // A route on the Gateway's own listener, to see the cluster synced.
+    us.apply(
+        Resource::HttpRoutes,
+        http_route("infra", "home", &[], &[ParentRef::new("gw")], &["home"]),
+    );
+    for (ns, service) in [("team", "api"), ("infra", "home")] {
+        us.apply(
+            Resource::EndpointSlices,
+            endpoint_slice(ns, service, &format!("{service}-1"), &[true]),
+        );
+    }
+    let server = federation_discovering(&[&us]).await;
+    let client = server.client();
+    until(&client, "home.fed.example.com", NEW_YORK, &["192.0.2.70"]).await;
+    // The Gateway takes no ListenerSet: the route on it has no name.
+    let (rcode, _) = ask(&client, "api.team.fed.example.com", NEW_YORK).await;
+    assert_eq!(rcode, ResponseCode::NXDomain);
+    us.apply(Resource::Gateways, gw("All"));
+    until(
+        &client,
+        "api.team.fed.example.com",
+        NEW_YORK,
+        &["192.0.2.70"],
+    )
+    .await;
+    let kinds = kinds(&server, "us-east").await;
+    assert_eq!(kinds["ListenerSet"], "watched at v1", "{kinds}");
+    assert_eq!(
+        kinds["XListenerSet"], "missing (CRD not installed)",
         "{kinds}"
     );
     server.stop().await;

@@ -22,10 +22,12 @@ pub enum Optional {
     DnsEndpoint,
     IstioGateway,
     VirtualService,
+    ListenerSet,
+    XListenerSet,
 }
 
 impl Optional {
-    pub const ALL: [Optional; 7] = [
+    pub const ALL: [Optional; 9] = [
         Optional::Gateway,
         Optional::HttpRoute,
         Optional::GrpcRoute,
@@ -33,6 +35,8 @@ impl Optional {
         Optional::DnsEndpoint,
         Optional::IstioGateway,
         Optional::VirtualService,
+        Optional::ListenerSet,
+        Optional::XListenerSet,
     ];
 
     pub fn kind(self) -> &'static str {
@@ -44,6 +48,8 @@ impl Optional {
             Optional::DnsEndpoint => "DNSEndpoint",
             Optional::IstioGateway => "Gateway",
             Optional::VirtualService => "VirtualService",
+            Optional::ListenerSet => "ListenerSet",
+            Optional::XListenerSet => "XListenerSet",
         }
     }
 
@@ -59,6 +65,7 @@ impl Optional {
         match self {
             Optional::DnsEndpoint => "externaldns.k8s.io",
             Optional::IstioGateway | Optional::VirtualService => "networking.istio.io",
+            Optional::XListenerSet => X_GATEWAY_GROUP,
             _ => GATEWAY_GROUP,
         }
     }
@@ -72,6 +79,8 @@ impl Optional {
             Optional::DnsEndpoint => "dnsendpoints",
             Optional::IstioGateway => "gateways",
             Optional::VirtualService => "virtualservices",
+            Optional::ListenerSet => "listenersets",
+            Optional::XListenerSet => "xlistenersets",
         }
     }
 
@@ -83,6 +92,8 @@ impl Optional {
             Optional::TlsRoute => &["v1", "v1alpha3", "v1alpha2"],
             Optional::DnsEndpoint => &["v1alpha1"],
             Optional::IstioGateway | Optional::VirtualService => &["v1", "v1beta1", "v1alpha3"],
+            Optional::ListenerSet => &["v1"],
+            Optional::XListenerSet => &["v1alpha1"],
         }
     }
 
@@ -99,6 +110,8 @@ impl Optional {
 }
 
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// The Gateway API's experimental group, where ListenerSet was `XListenerSet`.
+pub const X_GATEWAY_GROUP: &str = "gateway.networking.x-k8s.io";
 
 /// Asks the cluster which optional kinds it serves, and at which version. An error (the
 /// API is down, or discovery is forbidden) is returned as it is: the caller keeps what

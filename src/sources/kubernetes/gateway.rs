@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tracing::debug;
 
 use super::convert::{ConvertCtx, Key, annotations};
-use super::discovery::GATEWAY_GROUP;
+use super::discovery::{GATEWAY_GROUP, X_GATEWAY_GROUP};
 use crate::config::in_zone;
 use crate::store::{ObjectKind, Settings};
 
@@ -110,6 +110,9 @@ pub(super) struct Gateway {
     pub(super) hostname: Option<String>,
     /// `status.conditions` has `Programmed` True.
     pub(super) programmed: bool,
+    /// Where ListenerSets may attach from (`spec.allowedListeners.namespaces.from`);
+    /// None: they may not (the default, and `None`).
+    pub(super) allowed_listeners: Option<From>,
 }
 
 /// A parent reference, with its defaults filled in.
@@ -130,6 +133,27 @@ impl ParentRef {
             && self.namespace == *ns
             && self.name == *name
     }
+
+    /// A ListenerSet, GA (`gateway.networking.k8s.io` `ListenerSet`) or experimental
+    /// (`gateway.networking.x-k8s.io` `XListenerSet`).
+    pub(super) fn is_any_listener_set(&self) -> bool {
+        (self.group == GATEWAY_GROUP && self.kind == "ListenerSet")
+            || (self.group == X_GATEWAY_GROUP && self.kind == "XListenerSet")
+    }
+
+    fn is_listener_set(&self, (ns, name): &Key) -> bool {
+        self.is_any_listener_set() && self.namespace == *ns && self.name == *name
+    }
+}
+
+/// A ListenerSet: more listeners for a Gateway, which must allow them.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct ListenerSet {
+    /// Its Gateway (namespace, name).
+    pub(super) parent: Key,
+    pub(super) listeners: Vec<Listener>,
+    /// `status.conditions` has `Programmed` True.
+    pub(super) programmed: bool,
 }
 
 /// A route cut down to what DNS needs.
@@ -157,8 +181,29 @@ struct GatewayDoc {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 struct GatewaySpec {
+    listeners: Vec<ListenerDoc>,
+    allowed_listeners: Option<AllowedListeners>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AllowedListeners {
+    namespaces: Option<RouteNamespaces>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ListenerSetDoc {
+    spec: ListenerSetSpec,
+    status: GatewayStatus,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ListenerSetSpec {
+    parent_ref: ParentRefDoc,
     listeners: Vec<ListenerDoc>,
 }
 
@@ -301,23 +346,9 @@ fn host(h: &str) -> String {
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 
-pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
-    let what = what("gateway", o);
-    let doc = match GatewayDoc::deserialize(&o.data) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(cluster = ctx.cluster, object = what, error = %e, "Gateway not readable; ignored");
-            return None;
-        }
-    };
-    let (_, _, exclude, ext) = annotations(o.annotations(), &what, ctx);
-    if exclude {
-        return None;
-    }
-    let listeners = doc
-        .spec
-        .listeners
-        .into_iter()
+/// Listeners as the API has them, cut down (a port out of range drops the listener).
+fn listeners(docs: Vec<ListenerDoc>, what: &str, ctx: &ConvertCtx) -> Vec<Listener> {
+    docs.into_iter()
         .filter_map(|l| {
             let port = u16::try_from(l.port).ok()?;
             let allowed = l.allowed_routes.unwrap_or_default();
@@ -353,7 +384,35 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
                 }),
             })
         })
-        .collect();
+        .collect()
+}
+
+pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
+    let what = what("gateway", o);
+    let doc = match GatewayDoc::deserialize(&o.data) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(cluster = ctx.cluster, object = what, error = %e, "Gateway not readable; ignored");
+            return None;
+        }
+    };
+    let (_, _, exclude, ext) = annotations(o.annotations(), &what, ctx);
+    if exclude {
+        return None;
+    }
+    let allowed_listeners = match doc
+        .spec
+        .allowed_listeners
+        .and_then(|a| a.namespaces)
+        .and_then(|n| n.from)
+        .as_deref()
+    {
+        Some("Same") => Some(From::Same),
+        Some("All") => Some(From::All),
+        Some("Selector") => Some(From::Selector),
+        _ => None,
+    };
+    let listeners = listeners(doc.spec.listeners, &what, ctx);
     let mut addresses = Vec::new();
     let mut hostname = None;
     for a in &doc.status.addresses {
@@ -384,6 +443,32 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
         addresses,
         hostname,
         programmed,
+        allowed_listeners,
+    })
+}
+
+pub(super) fn listener_set(o: &DynamicObject, ctx: &ConvertCtx) -> Option<ListenerSet> {
+    let what = what("listenerset", o);
+    let doc = match ListenerSetDoc::deserialize(&o.data) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(cluster = ctx.cluster, object = what, error = %e, "ListenerSet not readable; ignored");
+            return None;
+        }
+    };
+    let ns = o.namespace().unwrap_or_default();
+    let parent = doc.spec.parent_ref.resolve(&ns);
+    if !parent.is_gateway(&(parent.namespace.clone(), parent.name.clone())) {
+        return None;
+    }
+    Some(ListenerSet {
+        parent: (parent.namespace, parent.name),
+        listeners: listeners(doc.spec.listeners, &what, ctx),
+        programmed: doc
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Programmed" && c.status == "True"),
     })
 }
 
@@ -481,13 +566,49 @@ pub(super) fn attach<'g>(
     gateway_key: &Key,
     gateway: &'g Gateway,
 ) -> (Vec<String>, Option<&'g Listener>) {
+    let parents = route.accepted.iter().filter(|p| p.is_gateway(gateway_key));
+    names_from(route_ns, route, parents, &gateway_key.0, &gateway.listeners)
+}
+
+/// What a route gets from one ListenerSet of `gateway` (its names and the first listener
+/// that admitted it): nothing unless the ListenerSet's parent is that Gateway and the
+/// Gateway's `allowedListeners` admits the ListenerSet's namespace (`Same` or `All`; by
+/// default, none).
+pub(super) fn attach_to_set<'g>(
+    route_ns: &str,
+    route: &Route,
+    set_key: &Key,
+    set: &'g ListenerSet,
+    gateway_key: &Key,
+    gateway: &Gateway,
+) -> (Vec<String>, Option<&'g Listener>) {
+    let allowed = match gateway.allowed_listeners {
+        Some(From::Same) => set_key.0 == gateway_key.0,
+        Some(From::All) => true,
+        Some(From::Selector) | None => false,
+    };
+    if !allowed || set.parent != *gateway_key {
+        return (Vec::new(), None);
+    }
+    let parents = route.accepted.iter().filter(|p| p.is_listener_set(set_key));
+    names_from(route_ns, route, parents, &set_key.0, &set.listeners)
+}
+
+/// The names `listeners` (of an object in `owner_ns`) give a route through `parents`.
+fn names_from<'a, 'l>(
+    route_ns: &str,
+    route: &Route,
+    parents: impl Iterator<Item = &'a ParentRef>,
+    owner_ns: &str,
+    listeners: &'l [Listener],
+) -> (Vec<String>, Option<&'l Listener>) {
     let mut names = Vec::new();
     let mut first = None;
-    for parent in route.accepted.iter().filter(|p| p.is_gateway(gateway_key)) {
-        for l in &gateway.listeners {
+    for parent in parents {
+        for l in listeners {
             if parent.section.as_ref().is_some_and(|s| *s != l.name)
                 || parent.port.is_some_and(|p| p != l.port)
-                || !l.admits_namespace(route_ns, &gateway_key.0)
+                || !l.admits_namespace(route_ns, owner_ns)
                 || !l.admits_kind(route.kind)
             {
                 continue;
@@ -540,6 +661,7 @@ mod tests {
             addresses: vec!["192.0.2.1".parse().unwrap()],
             hostname: None,
             programmed: true,
+            allowed_listeners: None,
         }
     }
 
@@ -690,6 +812,60 @@ mod tests {
         assert!(names(&r, "infra").is_empty());
         let r = route(RouteKind::Http, &["shop.fed.example.com"], vec![]);
         assert!(names(&r, "infra").is_empty());
+    }
+
+    #[test]
+    fn a_listener_set_gives_names_only_where_its_gateway_allows_it() {
+        let mut g = gw(vec![listener(
+            "web",
+            Some("www.fed.example.com"),
+            80,
+            "HTTP",
+        )]);
+        let set_key: Key = ("team".into(), "team-listeners".into());
+        let set = ListenerSet {
+            parent: key("gw"),
+            listeners: vec![listener(
+                "team",
+                Some("*.team.fed.example.com"),
+                443,
+                "HTTPS",
+            )],
+            programmed: true,
+        };
+        let mut to_set = parent("team-listeners");
+        to_set.kind = "ListenerSet".into();
+        to_set.namespace = "team".into();
+        let r = route(
+            RouteKind::Http,
+            &["api.team.fed.example.com"],
+            vec![to_set.clone()],
+        );
+        let names = |g: &Gateway, set: &ListenerSet| {
+            attach_to_set("team", &r, &set_key, set, &key("gw"), g).0
+        };
+        // By default a Gateway takes no ListenerSet; `Same` not from another namespace.
+        assert!(names(&g, &set).is_empty());
+        g.allowed_listeners = Some(From::Same);
+        assert!(names(&g, &set).is_empty());
+        g.allowed_listeners = Some(From::All);
+        assert_eq!(names(&g, &set), ["api.team.fed.example.com"]);
+        // A ListenerSet of another Gateway.
+        let mut other = set.clone();
+        other.parent = key("gw2");
+        assert!(names(&g, &other).is_empty());
+        // The route's parent is the ListenerSet, not the Gateway: the Gateway's own
+        // listeners give it nothing.
+        assert!(attach("team", &r, &key("gw"), &g).0.is_empty());
+        // The experimental kind, in its own group.
+        let mut x = to_set;
+        x.kind = "XListenerSet".into();
+        x.group = X_GATEWAY_GROUP.into();
+        let rx = route(RouteKind::Http, &["api.team.fed.example.com"], vec![x]);
+        assert_eq!(
+            attach_to_set("team", &rx, &set_key, &set, &key("gw"), &g).0,
+            ["api.team.fed.example.com"]
+        );
     }
 
     fn object(json: serde_json::Value) -> DynamicObject {

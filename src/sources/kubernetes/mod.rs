@@ -179,6 +179,9 @@ impl Watches {
             Optional::DnsEndpoint => (StreamKind::DnsEndpoints, slim::slim_dns_endpoint),
             Optional::IstioGateway => (StreamKind::IstioGateways, slim::slim_istio_gateway),
             Optional::VirtualService => (StreamKind::VirtualServices, slim::slim_virtual_service),
+            Optional::ListenerSet | Optional::XListenerSet => {
+                (StreamKind::ListenerSets, slim::slim_listener_set)
+            }
         };
         let mut streams = Vec::new();
         for ns in self.namespaces.clone() {

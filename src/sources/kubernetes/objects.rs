@@ -44,6 +44,8 @@ pub(super) enum StreamKind {
     DnsEndpoints,
     IstioGateways,
     VirtualServices,
+    /// ListenerSets and XListenerSets alike.
+    ListenerSets,
 }
 
 /// Everything one cluster's watches have seen, with what changed since the last store
@@ -151,8 +153,8 @@ impl ClusterObjects {
                 self.touch_service(svc);
             }
             (StreamKind::Slices, _) => {}
-            // Gateways change rarely: every route is looked at again.
-            (StreamKind::Gateways, _) => {
+            // Gateways and ListenerSets change rarely: every route is looked at again.
+            (StreamKind::Gateways | StreamKind::ListenerSets, _) => {
                 let all = self.all_routes();
                 self.touched_routes.extend(all);
             }
@@ -617,14 +619,32 @@ impl ClusterObjects {
         let mut programmed = false;
         let mut seen = HashSet::new();
         for parent in &r.accepted {
-            let gw_key = (parent.namespace.clone(), parent.name.clone());
-            if !seen.insert(gw_key.clone()) {
+            let parent_key = (parent.namespace.clone(), parent.name.clone());
+            if !seen.insert((parent.kind.clone(), parent_key.clone())) {
                 continue;
             }
-            let Some(Slim::Gateway(gw)) = self.object(StreamKind::Gateways, &gw_key) else {
-                continue;
+            // A Gateway, or a ListenerSet of one: the names, and the Gateway that has the
+            // addresses.
+            let attached = if parent.is_any_listener_set() {
+                let Some(Slim::ListenerSet(set)) =
+                    self.object(StreamKind::ListenerSets, &parent_key)
+                else {
+                    continue;
+                };
+                let Some(Slim::Gateway(gw)) = self.object(StreamKind::Gateways, &set.parent) else {
+                    continue;
+                };
+                let (names, first) =
+                    gateway::attach_to_set(ns, r, &parent_key, set, &set.parent, gw);
+                (names, first, gw, set.programmed)
+            } else {
+                let Some(Slim::Gateway(gw)) = self.object(StreamKind::Gateways, &parent_key) else {
+                    continue;
+                };
+                let (names, first) = gateway::attach(ns, r, &parent_key, gw);
+                (names, first, gw, true)
             };
-            let (names, first) = gateway::attach(ns, r, &gw_key, gw);
+            let (names, first, gw, set_programmed) = attached;
             if names.is_empty() {
                 continue;
             }
@@ -632,7 +652,7 @@ impl ClusterObjects {
             addresses.extend(gw.addresses.iter().copied());
             hostname = hostname.or_else(|| gw.hostname.clone());
             listener = listener.or(first);
-            programmed |= gw.programmed;
+            programmed |= gw.programmed && set_programmed;
         }
         if hosts.is_empty() {
             return None;
@@ -852,6 +872,7 @@ mod tests {
             addresses: vec![ip.parse().unwrap()],
             hostname: None,
             programmed,
+            allowed_listeners: None,
         })
     }
 

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use super::convert::{ConvertCtx, annotations};
 use super::dns_endpoint::{self, DnsName};
-use super::gateway::{self, Gateway, Route, RouteKind};
+use super::gateway::{self, Gateway, ListenerSet, Route, RouteKind};
 use super::istio::{self, IstioGateway, VirtualService};
 use crate::config::in_zone;
 use crate::store::Settings;
@@ -52,6 +52,7 @@ pub(super) enum Slim {
     },
     IstioGateway(IstioGateway),
     VirtualService(VirtualService),
+    ListenerSet(ListenerSet),
 }
 
 /// Load-balancer addresses and the first hostname from `status.loadBalancer.ingress`.
@@ -212,4 +213,8 @@ pub(super) fn slim_istio_gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<
 
 pub(super) fn slim_virtual_service(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Slim> {
     istio::virtual_service(o, ctx).map(Slim::VirtualService)
+}
+
+pub(super) fn slim_listener_set(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Slim> {
+    gateway::listener_set(o, ctx).map(Slim::ListenerSet)
 }

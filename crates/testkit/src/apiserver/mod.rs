@@ -8,7 +8,8 @@
 //! re-lists, auth failures and injected network faults; and the write verbs
 //! (create, replace, JSON merge patch, delete) with optimistic concurrency.
 //!
-//! Custom resources (Gateway API, external-dns DNSEndpoints, Istio; see
+//! Custom resources (Gateway API, including ListenerSets and the experimental
+//! XListenerSets, external-dns DNSEndpoints, Istio; see
 //! [`Resource::CRDS`]) are served only while their CRD is installed
 //! ([`FakeCluster::install_crd`], [`FakeCluster::install_crd_version`],
 //! [`FakeCluster::uninstall_crd`]). Until then their group is absent from
@@ -95,9 +96,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use objects::{
-    GATEWAY_CONTROLLER, Listener, ParentRef, config_map, dns_endpoint, endpoint_slice, gateway,
-    grpc_route, http_route, ingress, istio_gateway, lb_service, lease, micro_time,
-    remove_route_parent_status, set_route_parent_status, tls_route, virtual_service,
+    GATEWAY_CONTROLLER, Listener, ParentRef, allow_listeners, config_map, dns_endpoint,
+    endpoint_slice, gateway, grpc_route, http_route, ingress, istio_gateway, lb_service, lease,
+    listener_set, micro_time, remove_route_parent_status, set_route_parent_status, tls_route,
+    virtual_service, x_listener_set,
 };
 use responses::*;
 use selectors::*;
@@ -138,6 +140,12 @@ pub enum Resource {
     IstioGateways,
     /// Istio `networking.istio.io/v1` VirtualServices (a CRD).
     VirtualServices,
+    /// Gateway API `gateway.networking.k8s.io/v1` ListenerSets (a CRD; GA
+    /// since Gateway API v1.5).
+    ListenerSets,
+    /// Gateway API experimental `gateway.networking.x-k8s.io/v1alpha1`
+    /// XListenerSets (a CRD; the name of ListenerSets before v1.5).
+    XListenerSets,
 }
 
 impl Resource {
@@ -150,7 +158,7 @@ impl Resource {
         Self::ConfigMaps,
     ];
     /// The custom resources, served only while their CRD is installed.
-    pub const CRDS: [Resource; 7] = [
+    pub const CRDS: [Resource; 9] = [
         Self::Gateways,
         Self::HttpRoutes,
         Self::GrpcRoutes,
@@ -158,9 +166,11 @@ impl Resource {
         Self::DnsEndpoints,
         Self::IstioGateways,
         Self::VirtualServices,
+        Self::ListenerSets,
+        Self::XListenerSets,
     ];
     /// [`Self::BUILTIN`] then [`Self::CRDS`], in declaration order.
-    pub const ALL: [Resource; 12] = [
+    pub const ALL: [Resource; 14] = [
         Self::Services,
         Self::Ingresses,
         Self::EndpointSlices,
@@ -173,6 +183,8 @@ impl Resource {
         Self::DnsEndpoints,
         Self::IstioGateways,
         Self::VirtualServices,
+        Self::ListenerSets,
+        Self::XListenerSets,
     ];
     /// Size of the per-resource arrays of the store.
     const COUNT: usize = Self::ALL.len();
@@ -198,6 +210,8 @@ impl Resource {
             "dnsendpoints",
             "gateways",
             "virtualservices",
+            "listenersets",
+            "xlistenersets",
         ][self.index()]
     }
     pub fn kind(self) -> &'static str {
@@ -214,6 +228,8 @@ impl Resource {
             "DNSEndpoint",
             "Gateway",
             "VirtualService",
+            "ListenerSet",
+            "XListenerSet",
         ][self.index()]
     }
     /// API group ("" is the legacy core group).
@@ -231,6 +247,8 @@ impl Resource {
             "externaldns.k8s.io",
             "networking.istio.io",
             "networking.istio.io",
+            "gateway.networking.k8s.io",
+            "gateway.networking.x-k8s.io",
         ][self.index()]
     }
     /// The version served by default: always for the built-in kinds, after
@@ -238,6 +256,7 @@ impl Resource {
     pub fn default_version(self) -> &'static str {
         [
             "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1alpha2", "v1alpha1", "v1", "v1",
+            "v1", "v1alpha1",
         ][self.index()]
     }
     /// `apiVersion` at [`Self::default_version`] (what the object builders
@@ -256,6 +275,8 @@ impl Resource {
             "externaldns.k8s.io/v1alpha1",
             "networking.istio.io/v1",
             "networking.istio.io/v1",
+            "gateway.networking.k8s.io/v1",
+            "gateway.networking.x-k8s.io/v1alpha1",
         ][self.index()]
     }
     /// The group-qualified resource the real server names in its messages

@@ -149,6 +149,8 @@ pub fn config_map(ns: &str, name: &str, data: &[(&str, &str)]) -> Value {
 const TRANSITION_TIME: &str = "2025-04-23T13:00:00Z";
 /// The Gateway API group, the default `group` of parentRefs and route kinds.
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// The Gateway API's experimental group (XListenerSets).
+const GATEWAY_X_GROUP: &str = "gateway.networking.x-k8s.io";
 /// `controllerName` of the route statuses the builders write.
 pub const GATEWAY_CONTROLLER: &str = "example.net/gateway-controller";
 
@@ -161,8 +163,9 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str, generation: 
     })
 }
 
-/// One listener of a [`gateway`]. Build with [`Listener::new`] and the
-/// chained setters; fields are public for anything else.
+/// One listener of a [`gateway`] or [`listener_set`]. Build with
+/// [`Listener::new`] and the chained setters; fields are public for anything
+/// else.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listener {
     pub name: String,
@@ -256,6 +259,24 @@ impl Listener {
         listener
     }
 
+    /// The `status.listeners` entry of a [`gateway`] or [`listener_set`]:
+    /// `attachedRoutes` 0, `supportedKinds`, conditions `Accepted` and
+    /// `ResolvedRefs` True, `Programmed` as given.
+    fn status(&self, programmed: bool) -> Value {
+        json!({
+            "name": self.name, "attachedRoutes": 0, "supportedKinds": self.route_kinds(),
+            "conditions": [
+                condition("Accepted", true, "Accepted", "Listener accepted", 1),
+                condition("ResolvedRefs", true, "ResolvedRefs", "References resolved", 1),
+                if programmed {
+                    condition("Programmed", true, "Programmed", "Programmed", 1)
+                } else {
+                    condition("Programmed", false, "Pending", "Pending", 1)
+                },
+            ],
+        })
+    }
+
     /// `{group, kind}` of the allowed kinds, or of the protocol's defaults.
     fn route_kinds(&self) -> Vec<Value> {
         let defaults: &[&str] = match self.protocol.as_str() {
@@ -307,23 +328,7 @@ pub fn gateway(
         let message = "Waiting for the load balancer";
         condition("Programmed", false, "Pending", message, 1)
     };
-    let listener_status: Vec<Value> = listeners
-        .iter()
-        .map(|l| {
-            json!({
-                "name": l.name, "attachedRoutes": 0, "supportedKinds": l.route_kinds(),
-                "conditions": [
-                    condition("Accepted", true, "Accepted", "Listener accepted", 1),
-                    condition("ResolvedRefs", true, "ResolvedRefs", "References resolved", 1),
-                    if programmed {
-                        condition("Programmed", true, "Programmed", "Programmed", 1)
-                    } else {
-                        condition("Programmed", false, "Pending", "Pending", 1)
-                    },
-                ],
-            })
-        })
-        .collect();
+    let listener_status: Vec<Value> = listeners.iter().map(|l| l.status(programmed)).collect();
     json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": name, "namespace": ns},
@@ -340,6 +345,13 @@ pub fn gateway(
             "listeners": listener_status,
         },
     })
+}
+
+/// Sets `spec.allowedListeners.namespaces.from` of a [`gateway`]: which
+/// namespaces' ListenerSets may attach (`Same`, `All`, `Selector` or `None`,
+/// the default when the field is absent).
+pub fn allow_listeners(gateway: &mut Value, from: &str) {
+    gateway["spec"]["allowedListeners"]["namespaces"]["from"] = json!(from);
 }
 
 /// A route's reference to its parent, by default a Gateway of the route's
@@ -382,7 +394,8 @@ impl ParentRef {
         self.port = Some(port);
         self
     }
-    /// Another kind of parent (such as a Service: `""`, `Service`).
+    /// Another kind of parent (such as a Service: `""`, `Service`; or a
+    /// ListenerSet: `gateway.networking.k8s.io`, `ListenerSet`).
     pub fn kind(mut self, group: &str, kind: &str) -> Self {
         self.group = group.to_owned();
         self.kind = kind.to_owned();
@@ -403,6 +416,95 @@ impl ParentRef {
         }
         parent
     }
+}
+
+/// A Gateway API ListenerSet (`gateway.networking.k8s.io/v1`) attaching these
+/// listeners (written as [`gateway`] writes them) to the Gateway `parent`
+/// (`spec.parentRef`: its `group`, `kind`, `name` and `namespace` when
+/// set; a ParentGatewayReference has no `sectionName` or `port`), as its
+/// controller reports it: conditions `Accepted` True and `Programmed` True
+/// or False (`observedGeneration` 1), and `status.listeners` as a Gateway's.
+pub fn listener_set(
+    ns: &str,
+    name: &str,
+    parent: &ParentRef,
+    listeners: &[Listener],
+    programmed: bool,
+) -> Value {
+    let api_version = format!("{GATEWAY_GROUP}/v1");
+    listener_set_of(
+        &api_version,
+        "ListenerSet",
+        ns,
+        name,
+        parent,
+        listeners,
+        programmed,
+    )
+}
+
+/// The experimental channel's XListenerSet
+/// (`gateway.networking.x-k8s.io/v1alpha1`, before Gateway API v1.5),
+/// shaped like [`listener_set`].
+pub fn x_listener_set(
+    ns: &str,
+    name: &str,
+    parent: &ParentRef,
+    listeners: &[Listener],
+    programmed: bool,
+) -> Value {
+    let api_version = format!("{GATEWAY_X_GROUP}/v1alpha1");
+    listener_set_of(
+        &api_version,
+        "XListenerSet",
+        ns,
+        name,
+        parent,
+        listeners,
+        programmed,
+    )
+}
+
+fn listener_set_of(
+    api_version: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    parent: &ParentRef,
+    listeners: &[Listener],
+    programmed: bool,
+) -> Value {
+    let mut parent_ref = json!({"name": parent.name});
+    if !parent.group.is_empty() {
+        parent_ref["group"] = json!(parent.group);
+    }
+    if !parent.kind.is_empty() {
+        parent_ref["kind"] = json!(parent.kind);
+    }
+    if let Some(namespace) = &parent.namespace {
+        parent_ref["namespace"] = json!(namespace);
+    }
+    let programmed_condition = if programmed {
+        condition("Programmed", true, "Programmed", "Programmed", 1)
+    } else {
+        let message = "Waiting for the parent Gateway";
+        condition("Programmed", false, "Pending", message, 1)
+    };
+    json!({
+        "apiVersion": api_version, "kind": kind,
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "parentRef": parent_ref,
+            "listeners": listeners.iter().map(Listener::spec).collect::<Vec<_>>(),
+        },
+        "status": {
+            "conditions": [
+                condition("Accepted", true, "Accepted", "ListenerSet accepted", 1),
+                programmed_condition,
+            ],
+            "listeners": listeners.iter().map(|l| l.status(programmed)).collect::<Vec<_>>(),
+        },
+    })
 }
 
 /// A `status.parents` entry of [`GATEWAY_CONTROLLER`] for `parent`.

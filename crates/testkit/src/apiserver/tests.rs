@@ -10,6 +10,10 @@ use super::*;
 
 const GATEWAY_API: &str = "/apis/gateway.networking.k8s.io";
 const GATEWAYS: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways";
+const LISTENER_SETS: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/listenersets";
+const X_GATEWAY_API: &str = "/apis/gateway.networking.x-k8s.io";
+const X_LISTENER_SETS: &str =
+    "/apis/gateway.networking.x-k8s.io/v1alpha1/namespaces/default/xlistenersets";
 /// How long a test waits for any answer or event.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -432,6 +436,194 @@ async fn uninstalling_a_crd_removes_it_and_its_objects() {
     let (status, list) = get(&cluster, GATEWAYS).await;
     assert_eq!(status, 200);
     assert_eq!(item_names(&list), Vec::<&str>::new());
+}
+
+#[tokio::test]
+async fn listener_sets_are_served_once_installed() {
+    let cluster = FakeCluster::start("crd-listenersets").await;
+    for path in [
+        LISTENER_SETS.to_owned(),
+        format!("{LISTENER_SETS}?watch=true"),
+        format!("{GATEWAY_API}/v1"),
+        X_GATEWAY_API.to_owned(),
+        format!("{X_GATEWAY_API}/v1alpha1"),
+        X_LISTENER_SETS.to_owned(),
+    ] {
+        assert_eq!(
+            get(&cluster, &path).await,
+            (404, not_found_status()),
+            "GET {path}"
+        );
+    }
+
+    cluster.install_crd(Resource::ListenerSets);
+    assert!(cluster.is_installed(Resource::ListenerSets));
+    assert!(!cluster.is_installed(Resource::XListenerSets));
+    let (_, apis) = get(&cluster, "/apis").await;
+    let groups = group_names(&apis);
+    assert_eq!(groups.last(), Some(&"gateway.networking.k8s.io"), "{apis}");
+    assert!(!groups.contains(&"gateway.networking.x-k8s.io"), "{apis}");
+    let (status, resources) = get(&cluster, &format!("{GATEWAY_API}/v1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        resource_names(&resources),
+        ["listenersets", "listenersets/status"]
+    );
+    assert_eq!(resources["resources"][0]["kind"], "ListenerSet");
+    assert_eq!(resources["resources"][0]["namespaced"], true);
+    assert_eq!(get(&cluster, X_GATEWAY_API).await.0, 404);
+    assert_eq!(get(&cluster, X_LISTENER_SETS).await.0, 404);
+
+    cluster.install_crd(Resource::XListenerSets);
+    let (_, apis) = get(&cluster, "/apis").await;
+    assert_eq!(
+        group_names(&apis).last(),
+        Some(&"gateway.networking.x-k8s.io"),
+        "{apis}"
+    );
+    let (status, group) = get(&cluster, X_GATEWAY_API).await;
+    assert_eq!(status, 200);
+    let alpha =
+        json!({"groupVersion": "gateway.networking.x-k8s.io/v1alpha1", "version": "v1alpha1"});
+    assert_eq!(group["versions"], json!([alpha]));
+    assert_eq!(group["preferredVersion"], alpha);
+    let (status, resources) = get(&cluster, &format!("{X_GATEWAY_API}/v1alpha1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        resource_names(&resources),
+        ["xlistenersets", "xlistenersets/status"]
+    );
+    assert_eq!(
+        resources["groupVersion"],
+        "gateway.networking.x-k8s.io/v1alpha1"
+    );
+    assert_eq!(resources["resources"][0]["kind"], "XListenerSet");
+
+    let parent = ParentRef::new("gw").namespace("infra");
+    let listeners = [Listener::http("extra", 8080).hostname("a.example.com")];
+    cluster.apply(
+        Resource::ListenerSets,
+        listener_set("default", "ls", &parent, &listeners, true),
+    );
+    cluster.apply(
+        Resource::XListenerSets,
+        x_listener_set("default", "xls", &parent, &listeners, true),
+    );
+    for (path, kind, api_version, name) in [
+        (
+            LISTENER_SETS,
+            "ListenerSet",
+            "gateway.networking.k8s.io/v1",
+            "ls",
+        ),
+        (
+            X_LISTENER_SETS,
+            "XListenerSet",
+            "gateway.networking.x-k8s.io/v1alpha1",
+            "xls",
+        ),
+    ] {
+        let (status, list) = get(&cluster, path).await;
+        assert_eq!(status, 200, "GET {path}");
+        assert_eq!(list["kind"], format!("{kind}List"));
+        assert_eq!(list["apiVersion"], api_version);
+        assert_eq!(item_names(&list), [name]);
+        let (status, object) = get(&cluster, &format!("{path}/{name}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(object["kind"], kind);
+        assert_eq!(object["apiVersion"], api_version);
+        assert_eq!(object["metadata"]["generation"], 1);
+        assert_eq!(object["spec"]["parentRef"]["name"], "gw");
+        assert_eq!(object["spec"]["listeners"][0]["port"], 8080);
+    }
+
+    cluster.uninstall_crd(Resource::XListenerSets);
+    let (_, apis) = get(&cluster, "/apis").await;
+    assert!(
+        !group_names(&apis).contains(&"gateway.networking.x-k8s.io"),
+        "{apis}"
+    );
+    assert_eq!(
+        get(&cluster, X_LISTENER_SETS).await,
+        (404, not_found_status())
+    );
+    assert_eq!(get(&cluster, LISTENER_SETS).await.0, 200);
+}
+
+#[test]
+fn builders_shape_listener_sets() {
+    let listeners = [
+        Listener::new("https", 443, "HTTPS").hostname("*.team.example"),
+        Listener::http("web", 8080).namespaces_from("All"),
+    ];
+    let ls = listener_set(
+        "team",
+        "ls",
+        &ParentRef::new("gw").namespace("infra"),
+        &listeners,
+        false,
+    );
+    assert_eq!(ls["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(ls["kind"], "ListenerSet");
+    assert_eq!(
+        ls["spec"]["parentRef"],
+        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "namespace": "infra"})
+    );
+    // The listeners exactly as the Gateway builder writes them.
+    let gw = gateway("infra", "gw", &listeners, &[], false);
+    assert_eq!(ls["spec"]["listeners"], gw["spec"]["listeners"]);
+    assert_eq!(ls["status"]["listeners"], gw["status"]["listeners"]);
+    assert_eq!(ls["spec"]["listeners"][0]["tls"]["mode"], "Terminate");
+    let conditions = &ls["status"]["conditions"];
+    assert_eq!(
+        (&conditions[0]["type"], &conditions[0]["status"]),
+        (&json!("Accepted"), &json!("True"))
+    );
+    assert_eq!(
+        (&conditions[1]["type"], &conditions[1]["status"]),
+        (&json!("Programmed"), &json!("False"))
+    );
+    assert_eq!(conditions[1]["observedGeneration"], 1);
+    let ls = listener_set("infra", "ls", &ParentRef::new("gw"), &listeners, true);
+    assert_eq!(ls["spec"]["parentRef"].get("namespace"), None);
+    assert_eq!(ls["status"]["conditions"][1]["status"], "True");
+
+    let xls = x_listener_set("infra", "xls", &ParentRef::new("gw"), &listeners, true);
+    assert_eq!(xls["apiVersion"], "gateway.networking.x-k8s.io/v1alpha1");
+    assert_eq!(xls["kind"], "XListenerSet");
+    assert_eq!(xls["spec"], ls["spec"]);
+    assert_eq!(xls["status"], ls["status"]);
+
+    let mut gw = web_gateway("gw");
+    assert_eq!(gw["spec"].get("allowedListeners"), None);
+    allow_listeners(&mut gw, "Same");
+    allow_listeners(&mut gw, "All");
+    assert_eq!(
+        gw["spec"]["allowedListeners"],
+        json!({"namespaces": {"from": "All"}})
+    );
+    assert_eq!(gw["spec"]["gatewayClassName"], "example");
+
+    for (group, kind) in [
+        ("gateway.networking.k8s.io", "ListenerSet"),
+        ("gateway.networking.x-k8s.io", "XListenerSet"),
+    ] {
+        let parent = ParentRef::new("ls").kind(group, kind).section_name("https");
+        let route = http_route(
+            "team",
+            "r",
+            &["a.team.example"],
+            std::slice::from_ref(&parent),
+            &["svc"],
+        );
+        let expected = json!({"group": group, "kind": kind, "name": "ls", "sectionName": "https"});
+        assert_eq!(route["spec"]["parentRefs"], json!([expected]));
+        assert_eq!(route["status"]["parents"][0]["parentRef"], expected);
+        assert_eq!(
+            route["status"]["parents"][0]["conditions"][0]["status"],
+            "True"
+        );
+    }
 }
 
 #[test]

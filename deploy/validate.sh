@@ -91,7 +91,7 @@ import sys, yaml
 READ = ["get", "list", "watch"]
 # Each role name and exactly what it may grant, and where.
 want = {
-    "fedns-reader": ({("", "services"): READ, ("networking.k8s.io", "ingresses"): READ, ("discovery.k8s.io", "endpointslices"): READ,
+    "fedns-reader": ({("", "services"): READ, ("", "namespaces"): READ, ("networking.k8s.io", "ingresses"): READ, ("discovery.k8s.io", "endpointslices"): READ,
                       **{("gateway.networking.k8s.io", r): READ for r in ("gateways", "httproutes", "grpcroutes", "tlsroutes", "listenersets")},
                       ("gateway.networking.x-k8s.io", "xlistenersets"): READ,
                       ("externaldns.k8s.io", "dnsendpoints"): READ,
@@ -122,6 +122,9 @@ for path, kinds in ((sys.argv[1], {"ClusterRole", "Role"}), (sys.argv[2], {"Role
                 for r in rule.get("resources", []):
                     granted.setdefault((g, r), set()).update(rule.get("verbs", []))
         expected = {k: set(v) for k, v in resources.items()}
+        if doc["kind"] == "Role":
+            # Namespaces are cluster-scoped: a Role cannot grant listing them.
+            expected.pop(("", "namespaces"), None)
         if granted != expected:
             sys.exit(f"{name}: grants {sorted((k, sorted(v)) for k, v in granted.items())}, want exactly {sorted((k, sorted(v)) for k, v in expected.items())}")
         seen.add(meta["name"])

@@ -7,7 +7,7 @@ use std::time::Duration;
 use fedns_testkit::apiserver::{
     FakeCluster, Fault, Listener, ParentRef, Resource, allow_listeners, dns_endpoint,
     endpoint_slice, gateway, http_route, ingress, istio_gateway, lb_service, listener_set,
-    virtual_service,
+    namespace, virtual_service,
 };
 use fedns_testkit::dns::{DnsClient, answer_data};
 use fedns_testkit::server::TestServer;
@@ -961,6 +961,91 @@ async fn a_route_on_a_listener_set_is_answered_once_its_gateway_allows_it() {
     assert_eq!(
         kinds["XListenerSet"], "missing (CRD not installed)",
         "{kinds}"
+    );
+    server.stop().await;
+}
+
+/// A listener that takes routes from namespaces selected by their labels: fedns watches
+/// the Namespaces, and a route's name comes and goes with its namespace's label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_selecting_namespaces_by_label_follows_the_labels() {
+    let us = FakeCluster::start("us-east").await;
+    for r in [Resource::Gateways, Resource::HttpRoutes] {
+        us.install_crd(r);
+    }
+    us.apply(Resource::Namespaces, namespace("shop", &[("team", "shop")]));
+    let mut web = Listener::http("web", 80).hostname("*.fed.example.com");
+    web = web.from_selector(&[("gateway-access", "granted")]);
+    us.apply(
+        Resource::Gateways,
+        gateway("infra", "gw", &[web], &["192.0.2.80"], true),
+    );
+    us.apply(
+        Resource::HttpRoutes,
+        http_route(
+            "shop",
+            "cart",
+            &["cart.fed.example.com"],
+            &[ParentRef::new("gw").namespace("infra")],
+            &["cart"],
+        ),
+    );
+    us.apply(
+        Resource::EndpointSlices,
+        endpoint_slice("shop", "cart", "cart-1", &[true]),
+    );
+    service(&us, "app", &["192.0.2.10"]);
+    let server = federation_discovering(&[&us]).await;
+    let client = server.client();
+    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    // The namespace lacks the label: no name.
+    let (rcode, _) = ask(&client, "cart.fed.example.com", NEW_YORK).await;
+    assert_eq!(rcode, ResponseCode::NXDomain);
+    us.apply(
+        Resource::Namespaces,
+        namespace("shop", &[("team", "shop"), ("gateway-access", "granted")]),
+    );
+    until(&client, "cart.fed.example.com", NEW_YORK, &["192.0.2.80"]).await;
+    us.apply(Resource::Namespaces, namespace("shop", &[("team", "shop")]));
+    until_rcode(&client, "cart.fed.example.com", ResponseCode::NXDomain).await;
+    server.stop().await;
+}
+
+/// Without the right to list Namespaces (the namespaced RBAC variant), a selector admits
+/// nothing and the cluster is neither stale nor held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_that_cannot_be_listed_do_not_make_the_cluster_stale() {
+    let us = FakeCluster::start("us-east").await;
+    for r in [Resource::Gateways, Resource::HttpRoutes] {
+        us.install_crd(r);
+    }
+    us.set_forbidden(Resource::Namespaces, true);
+    let web = Listener::http("web", 80)
+        .hostname("*.fed.example.com")
+        .from_selector(&[("team", "shop")]);
+    us.apply(
+        Resource::Gateways,
+        gateway("infra", "gw", &[web], &["192.0.2.80"], true),
+    );
+    service(&us, "app", &["192.0.2.10"]);
+    let server = federation_discovering(&[&us]).await;
+    let client = server.client();
+    until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
+    // Long enough for the Namespaces watch to have failed a few times.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, body) = fedns_testkit::http::get(server.admin, "/debug/records").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cluster = &v["clusters"][0];
+    assert_eq!(cluster["stale"], false, "{cluster}");
+    assert!(
+        us.requests()
+            .iter()
+            .any(|r| r.contains("/api/v1/namespaces?")),
+        "the Namespaces were never asked for"
+    );
+    assert_eq!(
+        fedns_testkit::http::get(server.admin, "/readyz").await.0,
+        200
     );
     server.stop().await;
 }

@@ -17,12 +17,12 @@
 //! The objects are read as dynamic objects: fedns reads only the fields below, the same
 //! in every version it knows.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde::Deserialize;
-use tracing::debug;
 
 use super::convert::{ConvertCtx, Key, annotations};
 use super::discovery::{GATEWAY_GROUP, X_GATEWAY_GROUP};
@@ -55,14 +55,56 @@ impl RouteKind {
     }
 }
 
-/// Where a listener takes routes from.
+/// Where a listener takes routes from (or a Gateway, ListenerSets).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum From {
     Same,
     All,
-    /// A label selector of namespaces: not read (fedns does not watch Namespaces), so it
-    /// admits no route.
-    Selector,
+    /// The namespaces whose labels a selector matches (read from the cluster's
+    /// Namespaces, which fedns watches once a Gateway has such a selector).
+    Selector(LabelSelector),
+}
+
+/// The labels of each namespace, by name.
+pub(super) type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
+
+/// A Kubernetes label selector: `matchLabels` and `matchExpressions` (`In`, `NotIn`,
+/// `Exists`, `DoesNotExist`), all of which must hold. An unknown operator matches nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct LabelSelector {
+    labels: BTreeMap<String, String>,
+    expressions: Vec<(String, String, Vec<String>)>,
+}
+
+impl LabelSelector {
+    pub(super) fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.expressions.iter().all(|(key, op, values)| {
+                let value = labels.get(key);
+                match op.as_str() {
+                    "In" => value.is_some_and(|v| values.contains(v)),
+                    "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => false,
+                }
+            })
+    }
+}
+
+impl From {
+    /// Whether an object in `ns` may attach to one in `owner_ns` that says this.
+    fn admits(&self, ns: &str, owner_ns: &str, namespaces: &NamespaceLabels) -> bool {
+        match self {
+            From::Same => ns == owner_ns,
+            From::All => true,
+            From::Selector(s) => namespaces.get(ns).is_some_and(|l| s.matches(l)),
+        }
+    }
+
+    fn is_selector(&self) -> bool {
+        matches!(self, From::Selector(_))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,12 +133,25 @@ impl Listener {
         }
     }
 
-    fn admits_namespace(&self, route_ns: &str, gateway_ns: &str) -> bool {
-        match self.from {
-            From::Same => route_ns == gateway_ns,
-            From::All => true,
-            From::Selector => false,
-        }
+    fn admits_namespace(&self, route_ns: &str, owner_ns: &str, ns: &NamespaceLabels) -> bool {
+        self.from.admits(route_ns, owner_ns, ns)
+    }
+}
+
+impl Gateway {
+    /// Whether it selects namespaces by their labels (so they must be watched).
+    pub(super) fn selects_namespaces(&self) -> bool {
+        self.listeners.iter().any(|l| l.from.is_selector())
+            || self
+                .allowed_listeners
+                .as_ref()
+                .is_some_and(From::is_selector)
+    }
+}
+
+impl ListenerSet {
+    pub(super) fn selects_namespaces(&self) -> bool {
+        self.listeners.iter().any(|l| l.from.is_selector())
     }
 }
 
@@ -228,6 +283,58 @@ struct AllowedRoutes {
 #[serde(default)]
 struct RouteNamespaces {
     from: Option<String>,
+    selector: Option<LabelSelectorDoc>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct LabelSelectorDoc {
+    match_labels: BTreeMap<String, String>,
+    match_expressions: Vec<ExpressionDoc>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ExpressionDoc {
+    key: String,
+    operator: String,
+    values: Vec<String>,
+}
+
+impl RouteNamespaces {
+    /// What `from` says; a missing `from` is `default`. A selector that cannot be read
+    /// (an unknown `from`) admits nothing.
+    fn read(self, default: Option<From>, what: &str, ctx: &ConvertCtx) -> Option<From> {
+        match self.from.as_deref() {
+            None => default,
+            Some("Same") => Some(From::Same),
+            Some("All") => Some(From::All),
+            Some("Selector") => {
+                let s = self.selector.unwrap_or_default();
+                Some(From::Selector(LabelSelector {
+                    labels: s.match_labels,
+                    expressions: s
+                        .match_expressions
+                        .into_iter()
+                        .map(|e| (e.key, e.operator, e.values))
+                        .collect(),
+                }))
+            }
+            Some("None") => None,
+            Some(other) => {
+                tracing::warn!(
+                    cluster = ctx.cluster,
+                    object = what,
+                    from = other,
+                    "unknown namespaces.from; nothing admitted"
+                );
+                Some(From::Selector(LabelSelector {
+                    labels: BTreeMap::new(),
+                    expressions: vec![(String::new(), other.to_owned(), Vec::new())],
+                }))
+            }
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -352,20 +459,14 @@ fn listeners(docs: Vec<ListenerDoc>, what: &str, ctx: &ConvertCtx) -> Vec<Listen
         .filter_map(|l| {
             let port = u16::try_from(l.port).ok()?;
             let allowed = l.allowed_routes.unwrap_or_default();
-            let from = match allowed.namespaces.and_then(|n| n.from).as_deref() {
-                None | Some("Same") => From::Same,
-                Some("All") => From::All,
-                Some(other) => {
-                    debug!(
-                        cluster = ctx.cluster,
-                        object = what,
-                        listener = l.name,
-                        from = other,
-                        "listener takes routes from selected namespaces: not read, no route admitted"
-                    );
-                    From::Selector
-                }
-            };
+            let from = allowed
+                .namespaces
+                .unwrap_or_default()
+                .read(Some(From::Same), what, ctx)
+                .unwrap_or(From::Selector(LabelSelector {
+                    labels: BTreeMap::new(),
+                    expressions: vec![(String::new(), "None".to_owned(), Vec::new())],
+                }));
             Some(Listener {
                 name: l.name,
                 hostname: l.hostname.as_deref().map(host),
@@ -374,12 +475,7 @@ fn listeners(docs: Vec<ListenerDoc>, what: &str, ctx: &ConvertCtx) -> Vec<Listen
                 from,
                 kinds: allowed.kinds.map(|ks| {
                     ks.into_iter()
-                        .map(|k| {
-                            (
-                                k.group.unwrap_or_else(|| GATEWAY_GROUP.to_owned()),
-                                k.kind,
-                            )
-                        })
+                        .map(|k| (k.group.unwrap_or_else(|| GATEWAY_GROUP.to_owned()), k.kind))
                         .collect()
                 }),
             })
@@ -400,18 +496,11 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
     if exclude {
         return None;
     }
-    let allowed_listeners = match doc
+    let allowed_listeners = doc
         .spec
         .allowed_listeners
         .and_then(|a| a.namespaces)
-        .and_then(|n| n.from)
-        .as_deref()
-    {
-        Some("Same") => Some(From::Same),
-        Some("All") => Some(From::All),
-        Some("Selector") => Some(From::Selector),
-        _ => None,
-    };
+        .and_then(|n| n.read(None, &what, ctx));
     let listeners = listeners(doc.spec.listeners, &what, ctx);
     let mut addresses = Vec::new();
     let mut hostname = None;
@@ -565,9 +654,17 @@ pub(super) fn attach<'g>(
     route: &Route,
     gateway_key: &Key,
     gateway: &'g Gateway,
+    namespaces: &NamespaceLabels,
 ) -> (Vec<String>, Option<&'g Listener>) {
     let parents = route.accepted.iter().filter(|p| p.is_gateway(gateway_key));
-    names_from(route_ns, route, parents, &gateway_key.0, &gateway.listeners)
+    names_from(
+        route_ns,
+        route,
+        parents,
+        &gateway_key.0,
+        &gateway.listeners,
+        namespaces,
+    )
 }
 
 /// What a route gets from one ListenerSet of `gateway` (its names and the first listener
@@ -581,17 +678,24 @@ pub(super) fn attach_to_set<'g>(
     set: &'g ListenerSet,
     gateway_key: &Key,
     gateway: &Gateway,
+    namespaces: &NamespaceLabels,
 ) -> (Vec<String>, Option<&'g Listener>) {
-    let allowed = match gateway.allowed_listeners {
-        Some(From::Same) => set_key.0 == gateway_key.0,
-        Some(From::All) => true,
-        Some(From::Selector) | None => false,
-    };
+    let allowed = gateway
+        .allowed_listeners
+        .as_ref()
+        .is_some_and(|f| f.admits(&set_key.0, &gateway_key.0, namespaces));
     if !allowed || set.parent != *gateway_key {
         return (Vec::new(), None);
     }
     let parents = route.accepted.iter().filter(|p| p.is_listener_set(set_key));
-    names_from(route_ns, route, parents, &set_key.0, &set.listeners)
+    names_from(
+        route_ns,
+        route,
+        parents,
+        &set_key.0,
+        &set.listeners,
+        namespaces,
+    )
 }
 
 /// The names `listeners` (of an object in `owner_ns`) give a route through `parents`.
@@ -601,6 +705,7 @@ fn names_from<'a, 'l>(
     parents: impl Iterator<Item = &'a ParentRef>,
     owner_ns: &str,
     listeners: &'l [Listener],
+    namespaces: &NamespaceLabels,
 ) -> (Vec<String>, Option<&'l Listener>) {
     let mut names = Vec::new();
     let mut first = None;
@@ -608,7 +713,7 @@ fn names_from<'a, 'l>(
         for l in listeners {
             if parent.section.as_ref().is_some_and(|s| *s != l.name)
                 || parent.port.is_some_and(|p| p != l.port)
-                || !l.admits_namespace(route_ns, owner_ns)
+                || !l.admits_namespace(route_ns, owner_ns, namespaces)
                 || !l.admits_kind(route.kind)
             {
                 continue;
@@ -643,6 +748,40 @@ pub(super) fn in_zone_only(names: Vec<String>, zone: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No namespace labels known.
+    static NONE: std::sync::LazyLock<NamespaceLabels> = std::sync::LazyLock::new(HashMap::new);
+
+    #[test]
+    fn label_selectors() {
+        let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let sel = |expressions: &[(&str, &str, &[&str])]| LabelSelector {
+            labels: l(&[("a", "1")]),
+            expressions: expressions
+                .iter()
+                .map(|(k, op, v)| {
+                    (
+                        (*k).to_owned(),
+                        (*op).to_owned(),
+                        v.iter().map(|x| (*x).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+        };
+        assert!(sel(&[]).matches(&l(&[("a", "1"), ("b", "2")])));
+        assert!(!sel(&[]).matches(&l(&[("a", "2")])));
+        assert!(sel(&[("b", "In", &["2", "3"])]).matches(&l(&[("a", "1"), ("b", "3")])));
+        assert!(!sel(&[("b", "In", &["2"])]).matches(&l(&[("a", "1")])));
+        assert!(sel(&[("b", "NotIn", &["2"])]).matches(&l(&[("a", "1")])));
+        assert!(sel(&[("b", "Exists", &[])]).matches(&l(&[("a", "1"), ("b", "")])));
+        assert!(!sel(&[("b", "DoesNotExist", &[])]).matches(&l(&[("a", "1"), ("b", "")])));
+        assert!(!sel(&[("b", "Gt", &["1"])]).matches(&l(&[("a", "1"), ("b", "2")])));
+    }
 
     fn listener(name: &str, hostname: Option<&str>, port: u16, protocol: &str) -> Listener {
         Listener {
@@ -744,7 +883,7 @@ mod tests {
             listener("tls", Some("*.fed.example.com"), 443, "TLS"),
             listener("other", Some("x.example.org"), 8080, "HTTP"),
         ]);
-        let names = |r: &Route, ns: &str| attach(ns, r, &key("gw"), &g).0;
+        let names = |r: &Route, ns: &str| attach(ns, r, &key("gw"), &g, &NONE).0;
         // Any listener that admits it.
         let r = route(
             RouteKind::Http,
@@ -752,7 +891,10 @@ mod tests {
             vec![parent("gw")],
         );
         assert_eq!(names(&r, "infra"), ["shop.fed.example.com"]);
-        assert_eq!(attach("infra", &r, &key("gw"), &g).1.unwrap().name, "web");
+        assert_eq!(
+            attach("infra", &r, &key("gw"), &g, &NONE).1.unwrap().name,
+            "web"
+        );
         // sectionName picks the listener; a TLS listener does not take an HTTPRoute.
         let mut p = parent("gw");
         p.section = Some("tls".into());
@@ -775,22 +917,43 @@ mod tests {
         let mut all = g.clone();
         all.listeners[0].from = From::All;
         assert_eq!(
-            attach("shop", &r, &key("gw"), &all).0,
+            attach("shop", &r, &key("gw"), &all, &NONE).0,
             ["shop.fed.example.com"]
         );
-        all.listeners[0].from = From::Selector;
-        assert!(attach("shop", &r, &key("gw"), &all).0.is_empty());
+        // A selector: the namespace's labels decide.
+        all.listeners[0].from = From::Selector(LabelSelector {
+            labels: BTreeMap::from([("team".into(), "shop".into())]),
+            expressions: vec![("env".into(), "NotIn".into(), vec!["dev".into()])],
+        });
+        assert!(attach("shop", &r, &key("gw"), &all, &NONE).0.is_empty());
+        let labelled = |pairs: &[(&str, &str)]| -> NamespaceLabels {
+            HashMap::from([(
+                "shop".to_owned(),
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )])
+        };
+        assert_eq!(
+            attach("shop", &r, &key("gw"), &all, &labelled(&[("team", "shop")])).0,
+            ["shop.fed.example.com"]
+        );
+        let dev = labelled(&[("team", "shop"), ("env", "dev")]);
+        assert!(attach("shop", &r, &key("gw"), &all, &dev).0.is_empty());
+        let web = labelled(&[("team", "web")]);
+        assert!(attach("shop", &r, &key("gw"), &all, &web).0.is_empty());
         // allowedRoutes.kinds: only GRPCRoute.
         let mut grpc = g.clone();
         grpc.listeners[0].kinds = Some(vec![(GATEWAY_GROUP.into(), "GRPCRoute".into())]);
-        assert!(attach("infra", &r, &key("gw"), &grpc).0.is_empty());
+        assert!(attach("infra", &r, &key("gw"), &grpc, &NONE).0.is_empty());
         let g2 = route(
             RouteKind::Grpc,
             &["shop.fed.example.com"],
             vec![parent("gw")],
         );
         assert_eq!(
-            attach("infra", &g2, &key("gw"), &grpc).0,
+            attach("infra", &g2, &key("gw"), &grpc, &NONE).0,
             ["shop.fed.example.com"]
         );
         // A route with no hostnames takes each admitting listener's, unless it is a
@@ -799,7 +962,7 @@ mod tests {
         exact.listeners[0].hostname = Some("www.fed.example.com".into());
         let r = route(RouteKind::Http, &[], vec![parent("gw")]);
         assert_eq!(
-            attach("infra", &r, &key("gw"), &exact).0,
+            attach("infra", &r, &key("gw"), &exact, &NONE).0,
             ["www.fed.example.com", "x.example.org"]
         );
         assert_eq!(names(&r, "infra"), ["x.example.org"]);
@@ -842,7 +1005,7 @@ mod tests {
             vec![to_set.clone()],
         );
         let names = |g: &Gateway, set: &ListenerSet| {
-            attach_to_set("team", &r, &set_key, set, &key("gw"), g).0
+            attach_to_set("team", &r, &set_key, set, &key("gw"), g, &NONE).0
         };
         // By default a Gateway takes no ListenerSet; `Same` not from another namespace.
         assert!(names(&g, &set).is_empty());
@@ -856,14 +1019,14 @@ mod tests {
         assert!(names(&g, &other).is_empty());
         // The route's parent is the ListenerSet, not the Gateway: the Gateway's own
         // listeners give it nothing.
-        assert!(attach("team", &r, &key("gw"), &g).0.is_empty());
+        assert!(attach("team", &r, &key("gw"), &g, &NONE).0.is_empty());
         // The experimental kind, in its own group.
         let mut x = to_set;
         x.kind = "XListenerSet".into();
         x.group = X_GATEWAY_GROUP.into();
         let rx = route(RouteKind::Http, &["api.team.fed.example.com"], vec![x]);
         assert_eq!(
-            attach_to_set("team", &rx, &set_key, &set, &key("gw"), &g).0,
+            attach_to_set("team", &rx, &set_key, &set, &key("gw"), &g, &NONE).0,
             ["api.team.fed.example.com"]
         );
     }

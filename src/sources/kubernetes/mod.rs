@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::DynamicObject;
@@ -152,6 +152,23 @@ impl Watches {
             ));
         }
         tasks
+    }
+
+    /// The cluster's Namespaces (cluster-scoped: one stream), for their labels.
+    fn namespaces(&mut self, objects: &mut ClusterObjects) -> JoinHandle<()> {
+        let id = self.id();
+        objects.add_stream(id, StreamKind::Namespaces);
+        // Every namespace: a selector may admit any, whatever the label selector of the
+        // objects fedns watches.
+        let wc = watcher::Config::default().timeout(self.wc.timeout.unwrap_or(290));
+        watch(
+            Api::<Namespace>::all(self.client.clone()),
+            wc,
+            id,
+            self.tx.clone(),
+            self.ctx.clone(),
+            slim::slim_namespace,
+        )
     }
 
     /// One optional kind at `version`, in every watched namespace.
@@ -302,7 +319,8 @@ async fn run_cluster(
     }
     let core = w.core(&mut objects);
     // Abort the watch tasks when this task is aborted.
-    let _guard = AbortOnDrop(core);
+    let mut guard = AbortOnDrop(core);
+    let mut namespaces_error: Option<String> = None;
     let mut rediscover = tokio::time::interval(k.discovery_interval);
     rediscover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rediscover.tick().await;
@@ -322,6 +340,24 @@ async fn run_cluster(
                 Ok(found) => follow_discovery(&cluster, found, &mut w, &mut optional, &mut kinds, &mut objects),
                 Err(e) => debug!(cluster, error = %e, "API discovery failed; keeping the kinds found before"),
             },
+        }
+        if objects.wants_namespaces() {
+            info!(
+                cluster,
+                "a Gateway selects namespaces by their labels: watching Namespaces"
+            );
+            guard.0.push(w.namespaces(&mut objects));
+        }
+        let ns_error = objects.namespaces_error().map(str::to_owned);
+        if ns_error != namespaces_error {
+            if let Some(e) = &ns_error {
+                warn!(
+                    cluster,
+                    error = e,
+                    "cannot watch Namespaces: namespace selectors admit nothing"
+                );
+            }
+            namespaces_error = ns_error;
         }
         let synced = objects.synced();
         let last_error = objects.first_error().map(str::to_owned);

@@ -46,6 +46,10 @@ pub(super) enum StreamKind {
     VirtualServices,
     /// ListenerSets and XListenerSets alike.
     ListenerSets,
+    /// Namespaces, for their labels: watched only once a Gateway selects namespaces by
+    /// them. Their watch failing (say, the namespaced RBAC cannot list them) does not
+    /// make the cluster stale or unsynced: such selectors then admit nothing.
+    Namespaces,
 }
 
 /// Everything one cluster's watches have seen, with what changed since the last store
@@ -70,12 +74,50 @@ pub(super) struct ClusterObjects {
 impl ClusterObjects {
     /// Every stream has listed once.
     pub(super) fn synced(&self) -> bool {
-        self.streams.values().all(|s| s.synced)
+        self.streams
+            .values()
+            .all(|s| s.synced || s.kind == StreamKind::Namespaces)
     }
 
     /// The error of the first failing stream: while one fails, the cluster is stale.
     pub(super) fn first_error(&self) -> Option<&str> {
-        self.streams.values().find_map(|s| s.error.as_deref())
+        self.streams
+            .values()
+            .filter(|s| s.kind != StreamKind::Namespaces)
+            .find_map(|s| s.error.as_deref())
+    }
+
+    /// The Namespaces watch's error, if it fails.
+    pub(super) fn namespaces_error(&self) -> Option<&str> {
+        self.of_kind(StreamKind::Namespaces)
+            .find_map(|s| s.error.as_deref())
+    }
+
+    /// A Gateway or ListenerSet selects namespaces by their labels: the Namespaces must
+    /// be watched (and are not yet).
+    pub(super) fn wants_namespaces(&self) -> bool {
+        self.of_kind(StreamKind::Namespaces).next().is_none()
+            && self
+                .streams
+                .values()
+                .filter(|s| matches!(s.kind, StreamKind::Gateways | StreamKind::ListenerSets))
+                .flat_map(|s| s.objects.values())
+                .any(|o| match o {
+                    Slim::Gateway(g) => g.selects_namespaces(),
+                    Slim::ListenerSet(l) => l.selects_namespaces(),
+                    _ => false,
+                })
+    }
+
+    /// Each namespace's labels, when Namespaces are watched.
+    fn namespace_labels(&self) -> gateway::NamespaceLabels {
+        self.of_kind(StreamKind::Namespaces)
+            .flat_map(|s| s.objects.iter())
+            .filter_map(|((_, name), o)| match o {
+                Slim::Namespace { labels } => Some((name.clone(), labels.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     pub(super) fn new(zone: &str) -> ClusterObjects {
@@ -153,8 +195,9 @@ impl ClusterObjects {
                 self.touch_service(svc);
             }
             (StreamKind::Slices, _) => {}
-            // Gateways and ListenerSets change rarely: every route is looked at again.
-            (StreamKind::Gateways | StreamKind::ListenerSets, _) => {
+            // Gateways, ListenerSets and Namespaces change rarely: every route is looked
+            // at again.
+            (StreamKind::Gateways | StreamKind::ListenerSets | StreamKind::Namespaces, _) => {
                 let all = self.all_routes();
                 self.touched_routes.extend(all);
             }
@@ -388,9 +431,14 @@ impl ClusterObjects {
                 .and_then(|o| self.endpoint(&key, o));
             out.push(((ObjectKind::Ingress, key.0, key.1), endpoint));
         }
+        let namespaces = if routes.is_empty() {
+            gateway::NamespaceLabels::new()
+        } else {
+            self.namespace_labels()
+        };
         for (rk, key) in routes {
             let endpoint = match self.object(StreamKind::Routes(rk), &key) {
-                Some(Slim::Route(r)) => self.route_endpoint(&key, r),
+                Some(Slim::Route(r)) => self.route_endpoint(&key, r, &namespaces),
                 _ => None,
             };
             out.push(((rk.object_kind(), key.0, key.1), endpoint));
@@ -611,7 +659,12 @@ impl ClusterObjects {
     /// the zone), their addresses, the first admitting listener's port (an HTTPS probe
     /// for an HTTPS listener, unless annotated otherwise); ready when a Gateway it is
     /// attached to is Programmed and a backend Service has a ready endpoint.
-    fn route_endpoint(&self, (ns, name): &Key, r: &gateway::Route) -> Option<Endpoint> {
+    fn route_endpoint(
+        &self,
+        (ns, name): &Key,
+        r: &gateway::Route,
+        namespaces: &gateway::NamespaceLabels,
+    ) -> Option<Endpoint> {
         let mut hosts = Vec::new();
         let mut addresses = Vec::new();
         let mut hostname = None;
@@ -635,13 +688,13 @@ impl ClusterObjects {
                     continue;
                 };
                 let (names, first) =
-                    gateway::attach_to_set(ns, r, &parent_key, set, &set.parent, gw);
+                    gateway::attach_to_set(ns, r, &parent_key, set, &set.parent, gw, namespaces);
                 (names, first, gw, set.programmed)
             } else {
                 let Some(Slim::Gateway(gw)) = self.object(StreamKind::Gateways, &parent_key) else {
                     continue;
                 };
-                let (names, first) = gateway::attach(ns, r, &parent_key, gw);
+                let (names, first) = gateway::attach(ns, r, &parent_key, gw, namespaces);
                 (names, first, gw, true)
             };
             let (names, first, gw, set_programmed) = attached;

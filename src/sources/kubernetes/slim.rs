@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
@@ -53,6 +53,10 @@ pub(super) enum Slim {
     IstioGateway(IstioGateway),
     VirtualService(VirtualService),
     ListenerSet(ListenerSet),
+    /// A namespace's labels (for Gateways that select namespaces by them).
+    Namespace {
+        labels: BTreeMap<String, String>,
+    },
 }
 
 /// Load-balancer addresses and the first hostname from `status.loadBalancer.ingress`.
@@ -217,4 +221,10 @@ pub(super) fn slim_virtual_service(o: &DynamicObject, ctx: &ConvertCtx) -> Optio
 
 pub(super) fn slim_listener_set(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Slim> {
     gateway::listener_set(o, ctx).map(Slim::ListenerSet)
+}
+
+pub(super) fn slim_namespace(ns: &Namespace, _ctx: &ConvertCtx) -> Option<Slim> {
+    Some(Slim::Namespace {
+        labels: ns.labels().clone(),
+    })
 }

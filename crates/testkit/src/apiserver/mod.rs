@@ -8,6 +8,16 @@
 //! re-lists, auth failures and injected network faults; and the write verbs
 //! (create, replace, JSON merge patch, delete) with optimistic concurrency.
 //!
+//! Every kind is namespaced (`/api/v1/namespaces/{ns}/{plural}[/{name}]`, the
+//! all-namespaces collection `/api/v1/{plural}`, and the same under
+//! `/apis/{group}/{version}`) except the built-in core Namespaces
+//! ([`Resource::Namespaces`]), cluster-scoped as in the real server:
+//! `/api/v1/namespaces` is their collection (list, watch, create) and
+//! `/api/v1/namespaces/{name}` one of them (get, update, patch, delete),
+//! while `/api/v1/namespaces/{ns}/{plural}...` stays the namespaced paths.
+//! They are stored by name alone (no `metadata.namespace`; a namespace sent
+//! in an object is dropped, as by the real `BeforeCreate`/`BeforeUpdate`).
+//!
 //! Custom resources (Gateway API, including ListenerSets and the experimental
 //! XListenerSets, external-dns DNSEndpoints, Istio; see
 //! [`Resource::CRDS`]) are served only while their CRD is installed
@@ -35,13 +45,18 @@
 //!   422 Invalid); a PUT of an absent Lease or Service creates it (201,
 //!   `AllowCreateOnUpdate`), of other kinds is 404; a POST carrying a
 //!   resourceVersion is the real 500; DELETE answers a `Success` Status
-//!   (the Service itself for Services) and honours DeleteOptions
+//!   (the object itself for Services and Namespaces) and honours DeleteOptions
 //!   preconditions; Service/Ingress status cannot be written through the
 //!   main resource; object names, Lease durations and ConfigMap keys, size
-//!   and immutability are validated (422).
+//!   and immutability are validated (422). A Namespace is created `Active`
+//!   with the `kubernetes` finalizer, keeps its status and finalizers on
+//!   update and always carries the label `kubernetes.io/metadata.name`.
 //! * RBAC is checked before routing: a request for a CRD's resource that is
 //!   not served (not installed, or at another version) is 403 when
-//!   [`FakeCluster::set_forbidden`] denies it, else 404.
+//!   [`FakeCluster::set_forbidden`] denies it, else 404. A denied list,
+//!   watch or create of Namespaces is "at the cluster scope"; for one
+//!   Namespace the real `RequestInfo` takes its name as the namespace, so
+//!   the message says `in the namespace "<name>"`.
 //!
 //! Known deviations: JSON and HTTP/1.1 only (no protobuf, no HTTP/2, no
 //! aggregated discovery); `--anonymous-auth=false` behaviour (no token is
@@ -60,7 +75,11 @@
 //! `dryRun` (400), no deletecollection or `/status` subresource, no
 //! finalizers or graceful deletion (a delete is immediate), no defaulting,
 //! no pruning of unknown fields, no admission; only the validation listed
-//! above.
+//! above. Namespaces: no `/status` or `/finalize` subresource, a delete
+//! removes the Namespace at once (no `Terminating` phase) and leaves the
+//! objects in it, objects may be written in a namespace that does not exist
+//! (no `NamespaceLifecycle` admission), and the `status.phase` field
+//! selector is not supported.
 //!
 //! Background tasks live on the runtime that called [`FakeCluster::start`]
 //! and end with it (one runtime per `#[tokio::test]`).
@@ -98,8 +117,8 @@ use tokio::task::JoinHandle;
 pub use objects::{
     GATEWAY_CONTROLLER, Listener, ParentRef, allow_listeners, config_map, dns_endpoint,
     endpoint_slice, gateway, grpc_route, http_route, ingress, istio_gateway, lb_service, lease,
-    listener_set, micro_time, remove_route_parent_status, set_route_parent_status, tls_route,
-    virtual_service, x_listener_set,
+    listener_set, micro_time, namespace, remove_route_parent_status, set_route_parent_status,
+    tls_route, virtual_service, x_listener_set,
 };
 use responses::*;
 use selectors::*;
@@ -116,8 +135,9 @@ const DEFAULT_WATCH_TIMEOUT_SECS: u64 = 30;
 /// Upper bound for `timeoutSeconds` (kube sends 290 by default).
 const MAX_WATCH_TIMEOUT_SECS: u64 = 3600;
 
-/// The resource types the fake serves: five built-in kinds, always served, then custom
+/// The resource types the fake serves: six built-in kinds, always served, then custom
 /// resources, served only once their CRD is installed ([`FakeCluster::install_crd`]).
+/// All are namespaced except [`Resource::Namespaces`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
     Services,
@@ -126,6 +146,9 @@ pub enum Resource {
     /// `coordination.k8s.io/v1` Leases.
     Leases,
     ConfigMaps,
+    /// Core `v1` Namespaces, the one cluster-scoped kind: served at
+    /// `/api/v1/namespaces[/{name}]`, stored without `metadata.namespace`.
+    Namespaces,
     /// Gateway API `gateway.networking.k8s.io/v1` Gateways (a CRD).
     Gateways,
     /// Gateway API `gateway.networking.k8s.io/v1` HTTPRoutes (a CRD).
@@ -150,12 +173,13 @@ pub enum Resource {
 
 impl Resource {
     /// The kinds every cluster serves.
-    pub const BUILTIN: [Resource; 5] = [
+    pub const BUILTIN: [Resource; 6] = [
         Self::Services,
         Self::Ingresses,
         Self::EndpointSlices,
         Self::Leases,
         Self::ConfigMaps,
+        Self::Namespaces,
     ];
     /// The custom resources, served only while their CRD is installed.
     pub const CRDS: [Resource; 9] = [
@@ -170,12 +194,13 @@ impl Resource {
         Self::XListenerSets,
     ];
     /// [`Self::BUILTIN`] then [`Self::CRDS`], in declaration order.
-    pub const ALL: [Resource; 14] = [
+    pub const ALL: [Resource; 15] = [
         Self::Services,
         Self::Ingresses,
         Self::EndpointSlices,
         Self::Leases,
         Self::ConfigMaps,
+        Self::Namespaces,
         Self::Gateways,
         Self::HttpRoutes,
         Self::GrpcRoutes,
@@ -203,6 +228,7 @@ impl Resource {
             "endpointslices",
             "leases",
             "configmaps",
+            "namespaces",
             "gateways",
             "httproutes",
             "grpcroutes",
@@ -221,6 +247,7 @@ impl Resource {
             "EndpointSlice",
             "Lease",
             "ConfigMap",
+            "Namespace",
             "Gateway",
             "HTTPRoute",
             "GRPCRoute",
@@ -240,6 +267,7 @@ impl Resource {
             "discovery.k8s.io",
             "coordination.k8s.io",
             "",
+            "",
             "gateway.networking.k8s.io",
             "gateway.networking.k8s.io",
             "gateway.networking.k8s.io",
@@ -255,8 +283,8 @@ impl Resource {
     /// [`FakeCluster::install_crd`] for the custom resources.
     pub fn default_version(self) -> &'static str {
         [
-            "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1alpha2", "v1alpha1", "v1", "v1",
-            "v1", "v1alpha1",
+            "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1", "v1alpha2", "v1alpha1", "v1",
+            "v1", "v1", "v1alpha1",
         ][self.index()]
     }
     /// `apiVersion` at [`Self::default_version`] (what the object builders
@@ -267,6 +295,7 @@ impl Resource {
             "networking.k8s.io/v1",
             "discovery.k8s.io/v1",
             "coordination.k8s.io/v1",
+            "v1",
             "v1",
             "gateway.networking.k8s.io/v1",
             "gateway.networking.k8s.io/v1",
@@ -301,19 +330,56 @@ impl Resource {
             Self::Services => &["svc"],
             Self::Ingresses => &["ing"],
             Self::ConfigMaps => &["cm"],
+            Self::Namespaces => &["ns"],
             _ => &[],
+        }
+    }
+    /// Whether objects live in a namespace (every kind but
+    /// [`Resource::Namespaces`]).
+    pub fn is_namespaced(self) -> bool {
+        self != Self::Namespaces
+    }
+    /// The store key of an object: `namespace/name`, or `/name` for a
+    /// cluster-scoped kind (whose `namespace` is ignored), so keys keep etcd's
+    /// order by name.
+    pub(super) fn key(self, namespace: &str, name: &str) -> String {
+        let namespace = if self.is_namespaced() { namespace } else { "" };
+        format!("{namespace}/{name}")
+    }
+    /// Whether a path's namespace and name fit the scope: a namespaced kind
+    /// is addressed as a collection in a namespace or across all of them, or
+    /// as an object in a namespace; a cluster-scoped kind never in a namespace.
+    pub(super) fn scope_fits(self, namespace: Option<&str>, name: Option<&str>) -> bool {
+        if self.is_namespaced() {
+            namespace.is_some() || name.is_none()
+        } else {
+            namespace.is_none()
+        }
+    }
+    /// The namespace RBAC sees for a request: the path's; for a Namespace
+    /// object its own name (the real `RequestInfo` special case, so a denied
+    /// GET of namespace `x` says `in the namespace "x"`).
+    pub(super) fn rbac_namespace<'a>(
+        self,
+        namespace: Option<&'a str>,
+        name: Option<&'a str>,
+    ) -> Option<&'a str> {
+        if self == Self::Namespaces {
+            name
+        } else {
+            namespace
         }
     }
     /// Whether the store keeps `metadata.generation` (set to 1 on create,
     /// bumped when anything outside metadata/status changes). The real
     /// Lease and ConfigMap strategies never set it.
     fn has_generation(self) -> bool {
-        !matches!(self, Self::Leases | Self::ConfigMaps)
+        !matches!(self, Self::Leases | Self::ConfigMaps | Self::Namespaces)
     }
     /// Kinds with a `/status` subresource: a create over HTTP drops the
     /// status, an update or patch keeps the stored one.
     fn has_status_subresource(self) -> bool {
-        matches!(self, Self::Services | Self::Ingresses) || self.is_crd()
+        matches!(self, Self::Services | Self::Ingresses | Self::Namespaces) || self.is_crd()
     }
     /// The strategy's `AllowCreateOnUpdate`: a PUT of an absent object
     /// creates it (201) instead of answering 404.
@@ -326,9 +392,10 @@ impl Resource {
         self != Self::Leases
     }
     /// The store's `ReturnDeletedObject`: DELETE answers with the object
-    /// instead of a `Success` Status.
+    /// instead of a `Success` Status (a Namespace's DELETE answers the
+    /// object too, as the real one does while it finalizes).
     fn returns_deleted_object(self) -> bool {
-        self == Self::Services
+        matches!(self, Self::Services | Self::Namespaces)
     }
     /// The custom resource of `group` named `plural`, whatever is installed.
     fn crd_named(group: &str, plural: &str) -> Option<Self> {
@@ -361,10 +428,26 @@ impl Resource {
                 }),
             ];
         }
+        // Namespaces have no deletecollection, as in the real server.
+        let verbs: &[&str] = if self.is_namespaced() {
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
+        } else {
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ]
+        };
         let mut entry = json!({
-            "name": self.plural(), "singularName": self.kind().to_lowercase(), "namespaced": true,
-            "kind": self.kind(),
-            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            "name": self.plural(), "singularName": self.kind().to_lowercase(),
+            "namespaced": self.is_namespaced(), "kind": self.kind(), "verbs": verbs,
         });
         if !self.short_names().is_empty() {
             entry["shortNames"] = json!(self.short_names());
@@ -418,6 +501,17 @@ pub struct FakeCluster {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test thread must not take the other tests' server down.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The label every Namespace gets from the real server (its defaulting and
+/// strategy): `kubernetes.io/metadata.name: <name>`, overwriting any other value.
+fn set_namespace_name_label(meta: &mut serde_json::Map<String, Value>) {
+    let name = meta.get("name").cloned().unwrap_or_default();
+    let labels = meta.entry("labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    labels["kubernetes.io/metadata.name"] = name;
 }
 
 impl FakeCluster {
@@ -509,13 +603,15 @@ impl FakeCluster {
     }
 
     /// Creates or replaces (PUT semantics) the object by namespace/name (namespace defaults to
-    /// `default`), like a controller would, with no check at all (no
-    /// preconditions, validation, faults or write counting: see the HTTP
-    /// verbs for those). Assigns uid/creationTimestamp on create, a new
+    /// `default`; a cluster-scoped kind such as [`Resource::Namespaces`] is
+    /// stored by name, without a namespace), like a controller would, with
+    /// no check at all (no preconditions, validation, faults or write
+    /// counting: see the HTTP verbs for those). Assigns uid/creationTimestamp on create, a new
     /// resourceVersion on every real change; for the kinds that keep one,
     /// generation 1 on create, bumped when anything outside metadata/status
     /// changes. A no-op update keeps the RV and emits nothing, like the real
-    /// server. Returns the object's RV.
+    /// server. A Namespace gets the real server's automatic
+    /// `kubernetes.io/metadata.name` label. Returns the object's RV.
     ///
     /// Panics (a test bug) when `resource` is a CRD that is not installed. The
     /// `apiVersion` may be the installed one or [`Resource::api_version`] (the
@@ -552,12 +648,20 @@ impl FakeCluster {
             meta.get("name").and_then(Value::as_str).is_some(),
             "apply(): metadata.name is required"
         );
-        let ns = meta
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_owned();
-        meta.insert("namespace".into(), ns.into());
+        if resource.is_namespaced() {
+            let ns = meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_owned();
+            meta.insert("namespace".into(), ns.into());
+        } else {
+            // The real server clears it (`rest.BeforeCreate`).
+            meta.remove("namespace");
+        }
+        if resource == Resource::Namespaces {
+            set_namespace_name_label(meta);
+        }
         let (stored, _) = st.put(resource, object);
         stored["metadata"]["resourceVersion"]
             .as_str()
@@ -566,9 +670,10 @@ impl FakeCluster {
     }
 
     /// Deletes the object (emitting DELETED); false if it did not exist.
+    /// `namespace` is ignored for a cluster-scoped kind (pass `""`).
     pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> bool {
         lock(&self.inner.state)
-            .remove(resource, &format!("{namespace}/{name}"))
+            .remove(resource, &resource.key(namespace, name))
             .is_some()
     }
 
@@ -608,9 +713,10 @@ impl FakeCluster {
     }
 
     /// The stored object, as a GET would return it (with kind/apiVersion).
+    /// `namespace` is ignored for a cluster-scoped kind (pass `""`).
     pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
         let st = lock(&self.inner.state);
-        st.current(resource, &format!("{namespace}/{name}"))
+        st.current(resource, &resource.key(namespace, name))
             .map(|object| with_type_meta(resource, &st.api_version(resource), object.clone()))
     }
 
@@ -869,14 +975,17 @@ impl Shared {
                 }
                 return json_response(200, &doc);
             }
-            [plural] => (*plural, None, None),
-            ["namespaces", ns, plural] => (*plural, Some(*ns), None),
-            ["namespaces", ns, plural, name] => (*plural, Some(*ns), Some(*name)),
-            _ => return not_found(),
+            rest => match resource_segments(rest) {
+                Some(segments) => segments,
+                None => return not_found(),
+            },
         };
         let Some(resource) = served.resource_at(group, version, plural) else {
             return self.unserved(&segs, |name| read_verb(name, query));
         };
+        if !resource.scope_fits(ns, name) {
+            return not_found();
+        }
         self.resource_request(resource, ns, name, query)
     }
 
@@ -896,7 +1005,8 @@ impl Shared {
             (None, true) => "watch",
             (None, false) => "list",
         };
-        if let Some(denied) = self.forbidden(resource, verb, ns, name) {
+        let rbac_ns = resource.rbac_namespace(ns, name);
+        if let Some(denied) = self.forbidden(resource, verb, rbac_ns, name) {
             return denied;
         }
         let selector = Selector {
@@ -904,9 +1014,9 @@ impl Shared {
             labels: params.labels.clone(),
             fields: params.fields.clone(),
         };
-        match (ns, name) {
-            (Some(ns), Some(name)) => self.get(resource, ns, name),
-            _ if params.watch => self.watch(resource, selector, &params),
+        match name {
+            Some(name) => self.get(resource, ns.unwrap_or_default(), name),
+            None if params.watch => self.watch(resource, selector, &params),
             _ => self.list(resource, &selector, &params),
         }
     }
@@ -923,6 +1033,7 @@ impl Shared {
         if let Some((group, _, rest)) = parse_api_path(segs)
             && let Some((plural, ns, name)) = resource_segments(rest)
             && let Some(resource) = Resource::crd_named(group, plural)
+            && resource.scope_fits(ns, name)
             && let Some(denied) = self.forbidden(resource, verb(name), ns, name)
         {
             return denied;
@@ -963,7 +1074,7 @@ impl Shared {
         if !st.served.is_installed(resource) {
             return not_found(); // uninstalled since the request was routed
         }
-        match st.current(resource, &format!("{ns}/{name}")) {
+        match st.current(resource, &resource.key(ns, name)) {
             Some(obj) => {
                 let api_version = st.api_version(resource);
                 json_response(200, &with_type_meta(resource, &api_version, obj.clone()))

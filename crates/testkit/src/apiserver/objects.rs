@@ -92,6 +92,21 @@ pub fn endpoint_slice(ns: &str, service: &str, slice_name: &str, ready: &[bool])
     })
 }
 
+/// A core `v1` Namespace (cluster-scoped: no `metadata.namespace`) with the
+/// given labels plus the one the real server adds to every Namespace,
+/// `kubernetes.io/metadata.name: <name>`; `Active`, with the `kubernetes`
+/// finalizer, as the server creates it.
+pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Value {
+    let mut labels = string_map(labels);
+    labels["kubernetes.io/metadata.name"] = json!(name);
+    json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    })
+}
+
 /// `time` as a `metav1.MicroTime` (`2025-04-23T13:00:00.123456Z`), the
 /// format of a Lease's `renewTime` and `acquireTime`.
 pub fn micro_time(time: SystemTime) -> String {

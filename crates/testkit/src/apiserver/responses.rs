@@ -104,10 +104,11 @@ impl Served {
     pub(super) fn written_resource(&self, path: &str) -> Option<Resource> {
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (group, version, rest) = parse_api_path(&segs)?;
-        let (plural, _, _) = resource_segments(rest)?;
+        let (plural, ns, name) = resource_segments(rest)?;
         self.split_group_path(&segs)
             .and_then(|_| self.resource_at(group, version, plural))
             .or_else(|| Resource::crd_named(group, plural))
+            .filter(|resource| resource.scope_fits(ns, name))
     }
 
     /// The APIGroup document of `group` (without kind/apiVersion, as in
@@ -166,12 +167,16 @@ pub(super) fn parse_api_path<'a, 'b>(
 }
 
 /// The plural, namespace and name of the segments after the version, when
-/// they address a collection or an object.
+/// they address a collection or an object, in a namespace or not (whether
+/// that fits the resource's scope is [`Resource::scope_fits`]). Note that
+/// `namespaces/{name}` is the Namespace object `name`, and
+/// `namespaces/{ns}/{plural}` the collection `plural` in namespace `ns`.
 pub(super) fn resource_segments<'a>(
     rest: &[&'a str],
 ) -> Option<(&'a str, Option<&'a str>, Option<&'a str>)> {
     match rest {
         [plural] => Some((plural, None, None)),
+        [plural, name] => Some((plural, None, Some(name))),
         ["namespaces", ns, plural] => Some((plural, Some(ns), None)),
         ["namespaces", ns, plural, name] => Some((plural, Some(ns), Some(name))),
         _ => None,

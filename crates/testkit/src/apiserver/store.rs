@@ -18,7 +18,8 @@ pub(super) struct Event {
     pub(super) rv: u64,
     pub(super) resource: Resource,
     pub(super) kind: EventType,
-    /// `namespace/name`, the store key.
+    /// The store key ([`Resource::key`]: `namespace/name`, `/name` when
+    /// cluster-scoped).
     pub(super) key: String,
     /// The object after the change (for DELETED: its last state, with the
     /// deletion's resourceVersion).
@@ -38,7 +39,8 @@ pub(super) struct State {
     pub(super) rv: u64,
     /// Watches / exact lists from an RV below this get 410.
     pub(super) compacted: u64,
-    /// Current objects per resource, keyed `namespace/name` (etcd key order).
+    /// Current objects per resource, keyed `namespace/name` (`/name` for a
+    /// cluster-scoped kind; see [`Resource::key`]), in etcd key order.
     pub(super) objects: [BTreeMap<String, Value>; Resource::COUNT],
     /// Every event since start; compaction only moves `compacted`.
     pub(super) history: Vec<Arc<Event>>,
@@ -78,12 +80,13 @@ impl State {
         self.served.api_version(resource)
     }
 
-    /// The stored object at `namespace/name`.
+    /// The stored object at `key` ([`Resource::key`]).
     pub(super) fn current(&self, resource: Resource, key: &str) -> Option<&Value> {
         self.objects[resource.index()].get(key)
     }
 
-    /// Writes `object` (no type meta; `metadata.name` and `.namespace` set) as
+    /// Writes `object` (no type meta; `metadata.name` and, for a namespaced
+    /// kind, `.namespace` set) as
     /// the new state of its key, as the generic registry and etcd would: on
     /// create it assigns uid, creationTimestamp and (for kinds that keep one)
     /// generation 1; on update it carries them over from the stored object and
@@ -92,10 +95,9 @@ impl State {
     /// no-op update keeps the RV and emits nothing. Returns the stored object
     /// and whether it was created.
     pub(super) fn put(&mut self, resource: Resource, mut object: Value) -> (Value, bool) {
-        let key = format!(
-            "{}/{}",
+        let key = resource.key(
             object["metadata"]["namespace"].as_str().unwrap_or_default(),
-            object["metadata"]["name"].as_str().unwrap_or_default()
+            object["metadata"]["name"].as_str().unwrap_or_default(),
         );
         let prev = self.current(resource, &key).cloned();
         let kind = match &prev {
@@ -139,7 +141,7 @@ impl State {
         (object, kind == EventType::Added)
     }
 
-    /// Deletes the object at `namespace/name`, emitting DELETED (whose object
+    /// Deletes the object at `key` ([`Resource::key`]), emitting DELETED (whose object
     /// carries the deletion's resourceVersion). Returns the object as it was
     /// stored, with its last resourceVersion, as etcd's delete does.
     pub(super) fn remove(&mut self, resource: Resource, key: &str) -> Option<Value> {

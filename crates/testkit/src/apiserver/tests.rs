@@ -712,3 +712,423 @@ fn builders_shape_gateway_api_objects() {
     let vs = virtual_service("app", "vs", &["a.example.com"], &["istio-system/gw"]);
     assert_eq!(vs["spec"]["gateways"][0], "istio-system/gw");
 }
+
+const NAMESPACES: &str = "/api/v1/namespaces";
+
+/// The `metadata.name` of every Namespace in a list, and whether any item
+/// carries a namespace.
+fn namespace_items(list: &Value) -> (Vec<&str>, bool) {
+    let items = list["items"].as_array().expect("items");
+    let with_namespace = items
+        .iter()
+        .any(|o| o["metadata"].get("namespace").is_some());
+    (item_names(list), with_namespace)
+}
+
+#[test]
+fn the_resource_tables_agree() {
+    for (i, resource) in Resource::ALL.into_iter().enumerate() {
+        assert_eq!(resource.index(), i, "{resource:?}");
+        assert_eq!(
+            resource.is_crd(),
+            i >= Resource::BUILTIN.len(),
+            "{resource:?}"
+        );
+        assert!(!resource.plural().is_empty() && !resource.kind().is_empty());
+        let version = resource.default_version();
+        assert!(resource.api_version().ends_with(version), "{resource:?}");
+        assert!(
+            resource.api_version().starts_with(resource.group()),
+            "{resource:?}"
+        );
+    }
+    assert_eq!(Resource::ALL[..Resource::BUILTIN.len()], Resource::BUILTIN);
+    assert_eq!(Resource::ALL[Resource::BUILTIN.len()..], Resource::CRDS);
+    let cluster_scoped: Vec<Resource> = Resource::ALL
+        .into_iter()
+        .filter(|r| !r.is_namespaced())
+        .collect();
+    assert_eq!(cluster_scoped, [Resource::Namespaces]);
+    assert_eq!(Resource::Namespaces.key("ignored", "prod"), "/prod");
+    assert_eq!(Resource::Services.key("prod", "web"), "prod/web");
+}
+
+#[test]
+fn builders_shape_namespaces() {
+    let ns = namespace("prod", &[("team", "a")]);
+    assert_eq!(ns["apiVersion"], "v1");
+    assert_eq!(ns["kind"], "Namespace");
+    assert_eq!(
+        ns["metadata"],
+        json!({"name": "prod", "labels": {"team": "a", "kubernetes.io/metadata.name": "prod"}})
+    );
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+}
+
+#[tokio::test]
+async fn namespaces_are_cluster_scoped() {
+    let cluster = FakeCluster::start("namespaces").await;
+    assert!(cluster.is_installed(Resource::Namespaces));
+    cluster.apply(Resource::Namespaces, namespace("prod", &[("team", "a")]));
+    cluster.apply(Resource::Namespaces, namespace("dev", &[("team", "b")]));
+    // A namespace in the object is dropped, the name label added.
+    cluster.apply(
+        Resource::Namespaces,
+        json!({"metadata": {"name": "bare", "namespace": "default"}}),
+    );
+    cluster.apply(
+        Resource::Services,
+        lb_service("prod", "web", &[], None, &[80]),
+    );
+
+    let (status, list) = get(&cluster, NAMESPACES).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["kind"], "NamespaceList");
+    assert_eq!(list["apiVersion"], "v1");
+    assert_eq!(namespace_items(&list), (vec!["bare", "dev", "prod"], false));
+    assert_eq!(list["items"][0].get("kind"), None);
+    assert_eq!(
+        list["items"][0]["metadata"]["labels"],
+        json!({"kubernetes.io/metadata.name": "bare"})
+    );
+
+    // Get by name.
+    let (status, prod) = get(&cluster, &format!("{NAMESPACES}/prod")).await;
+    assert_eq!(status, 200, "{prod}");
+    assert_eq!(
+        (&prod["kind"], &prod["apiVersion"]),
+        (&json!("Namespace"), &json!("v1"))
+    );
+    assert_eq!(prod["metadata"].get("namespace"), None);
+    assert_eq!(prod["metadata"].get("generation"), None);
+    assert_eq!(prod["metadata"]["labels"]["team"], "a");
+    assert_eq!(prod["status"]["phase"], "Active");
+    let (status, missing) = get(&cluster, &format!("{NAMESPACES}/nope")).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["message"], "namespaces \"nope\" not found");
+    assert_eq!(
+        missing["details"],
+        json!({"kind": "namespaces", "name": "nope"})
+    );
+    let stored = cluster
+        .get(Resource::Namespaces, "", "prod")
+        .expect("stored");
+    assert_eq!(stored["metadata"].get("namespace"), None);
+
+    // Label and field selectors, paging.
+    for (query, names) in [
+        ("labelSelector=team%3Da", vec!["prod"]),
+        ("labelSelector=team", vec!["dev", "prod"]),
+        (
+            "labelSelector=kubernetes.io%2Fmetadata.name%3Ddev",
+            vec!["dev"],
+        ),
+        ("labelSelector=team%20notin%20(a)", vec!["bare", "dev"]),
+        ("fieldSelector=metadata.name%3Dprod", vec!["prod"]),
+        ("fieldSelector=metadata.name!%3Dprod", vec!["bare", "dev"]),
+    ] {
+        let (status, list) = get(&cluster, &format!("{NAMESPACES}?{query}")).await;
+        assert_eq!(status, 200, "{query}: {list}");
+        assert_eq!(item_names(&list), names, "{query}");
+    }
+    let (_, page) = get(&cluster, &format!("{NAMESPACES}?limit=2")).await;
+    assert_eq!(item_names(&page), ["bare", "dev"]);
+    assert_eq!(page["metadata"]["remainingItemCount"], 1);
+    let token = page["metadata"]["continue"].as_str().expect("continue");
+    let (_, rest) = get(&cluster, &format!("{NAMESPACES}?limit=2&continue={token}")).await;
+    assert_eq!(item_names(&rest), ["prod"]);
+
+    // The namespaced paths are unchanged.
+    let (status, services) = get(&cluster, "/api/v1/namespaces/prod/services").await;
+    assert_eq!(status, 200, "{services}");
+    assert_eq!(services["kind"], "ServiceList");
+    assert_eq!(item_names(&services), ["web"]);
+    let (status, web) = get(&cluster, "/api/v1/namespaces/prod/services/web").await;
+    assert_eq!(
+        (status, &web["metadata"]["namespace"]),
+        (200, &json!("prod"))
+    );
+    assert_eq!(
+        item_names(&get(&cluster, "/api/v1/services").await.1),
+        ["web"]
+    );
+    assert_eq!(
+        get(&cluster, "/api/v1/namespaces/dev/services").await.1["items"],
+        json!([])
+    );
+    for path in [
+        "/api/v1/namespaces/prod/namespaces",
+        "/api/v1/namespaces/prod/namespaces/prod",
+        "/api/v1/services/web",
+        "/api/v1/namespaces/prod/status",
+    ] {
+        assert_eq!(
+            get(&cluster, path).await,
+            (404, not_found_status()),
+            "GET {path}"
+        );
+    }
+
+    // Deleted by name alone.
+    assert!(cluster.delete(Resource::Namespaces, "", "dev"));
+    assert!(!cluster.delete(Resource::Namespaces, "", "dev"));
+    let (_, list) = get(&cluster, NAMESPACES).await;
+    assert_eq!(item_names(&list), ["bare", "prod"]);
+}
+
+#[tokio::test]
+async fn namespaces_are_watched() {
+    let cluster = FakeCluster::start("namespaces-watch").await;
+    cluster.apply(Resource::Namespaces, namespace("old", &[]));
+    let (_, list) = get(&cluster, NAMESPACES).await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, mut all) = Exchange::start(
+        &cluster,
+        "GET",
+        &format!("{NAMESPACES}?watch=true&resourceVersion={rv}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, mut selected) = Exchange::start(
+        &cluster,
+        "GET",
+        &format!("{NAMESPACES}?watch=1&labelSelector=team%3Da"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    cluster.apply(Resource::Namespaces, namespace("team", &[("team", "b")]));
+    let event = all.next_line().await.expect("ADDED");
+    assert_eq!(event["type"], "ADDED");
+    let object = &event["object"];
+    assert_eq!(
+        (&object["kind"], &object["apiVersion"]),
+        (&json!("Namespace"), &json!("v1"))
+    );
+    assert_eq!(object["metadata"]["name"], "team");
+    assert_eq!(object["metadata"].get("namespace"), None);
+
+    // A label change: MODIFIED for all, "started matching" for the selector.
+    let rv = cluster.apply(Resource::Namespaces, namespace("team", &[("team", "a")]));
+    let event = all.next_line().await.expect("MODIFIED");
+    assert_eq!(event["type"], "MODIFIED");
+    assert_eq!(event["object"]["metadata"]["labels"]["team"], "a");
+    assert_eq!(event["object"]["metadata"]["resourceVersion"], rv.as_str());
+    assert_eq!(event["object"]["metadata"].get("namespace"), None);
+    let event = selected.next_line().await.expect("ADDED on the selector");
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "team");
+
+    // Other kinds do not show up; deletion by name does.
+    cluster.apply(Resource::ConfigMaps, config_map("team", "cm", &[]));
+    assert!(cluster.delete(Resource::Namespaces, "", "team"));
+    let event = all.next_line().await.expect("DELETED");
+    assert_eq!(
+        (&event["type"], &event["object"]["metadata"]["name"]),
+        (&json!("DELETED"), &json!("team"))
+    );
+
+    // Compacted history: 410, as for the other kinds.
+    cluster.compact();
+    let (status, mut expired) = Exchange::start(
+        &cluster,
+        "GET",
+        &format!("{NAMESPACES}?watch=true&resourceVersion=1001"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let event = expired.next_line().await.expect("ERROR");
+    assert_eq!(
+        (&event["type"], &event["object"]["code"]),
+        (&json!("ERROR"), &json!(410))
+    );
+}
+
+#[tokio::test]
+async fn discovery_lists_namespaces_as_cluster_scoped() {
+    let cluster = FakeCluster::start("namespaces-discovery").await;
+    let (status, core) = get(&cluster, "/api/v1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        resource_names(&core),
+        ["services", "configmaps", "namespaces"]
+    );
+    let resources = core["resources"].as_array().unwrap();
+    let ns = resources
+        .iter()
+        .find(|r| r["name"] == "namespaces")
+        .unwrap();
+    assert_eq!(
+        *ns,
+        json!({
+            "name": "namespaces", "singularName": "namespace", "namespaced": false,
+            "kind": "Namespace", "shortNames": ["ns"],
+            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+        })
+    );
+    let services = resources.iter().find(|r| r["name"] == "services").unwrap();
+    assert_eq!(services["namespaced"], true);
+}
+
+#[tokio::test]
+async fn namespaces_forbidden_at_the_cluster_scope() {
+    let cluster = FakeCluster::start("namespaces-rbac").await;
+    cluster.apply(Resource::Namespaces, namespace("prod", &[]));
+    cluster.set_forbidden(Resource::Namespaces, true);
+    let user = "User \"system:serviceaccount:fedns:fedns\"";
+    for (path, message) in [
+        (
+            NAMESPACES.to_owned(),
+            format!(
+                "namespaces is forbidden: {user} cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+            ),
+        ),
+        (
+            format!("{NAMESPACES}?watch=true"),
+            format!(
+                "namespaces is forbidden: {user} cannot watch resource \"namespaces\" in API group \"\" at the cluster scope"
+            ),
+        ),
+        (
+            format!("{NAMESPACES}/prod"),
+            format!(
+                "namespaces \"prod\" is forbidden: {user} cannot get resource \"namespaces\" in API group \"\" in the namespace \"prod\""
+            ),
+        ),
+    ] {
+        let (status, body) = get(&cluster, &path).await;
+        assert_eq!(status, 403, "GET {path}: {body}");
+        assert_eq!(body["reason"], "Forbidden");
+        assert_eq!(body["message"], message, "GET {path}");
+    }
+    let (status, body) = call(&cluster, "POST", NAMESPACES, Some(&namespace("new", &[]))).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["message"],
+        format!(
+            "namespaces is forbidden: {user} cannot create resource \"namespaces\" in API group \"\" at the cluster scope"
+        )
+    );
+    // Other resources, in a namespace or across all, are not affected.
+    assert_eq!(
+        get(&cluster, "/api/v1/namespaces/prod/services").await.0,
+        200
+    );
+    assert_eq!(get(&cluster, "/api/v1/services").await.0, 200);
+
+    cluster.set_forbidden(Resource::Namespaces, false);
+    assert_eq!(get(&cluster, NAMESPACES).await.0, 200);
+    cluster.set_forbidden_writes(Resource::Namespaces, true);
+    let (status, body) = call(&cluster, "DELETE", &format!("{NAMESPACES}/prod"), None).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["message"],
+        format!(
+            "namespaces \"prod\" is forbidden: {user} cannot delete resource \"namespaces\" in API group \"\" in the namespace \"prod\""
+        )
+    );
+}
+
+#[tokio::test]
+async fn namespaces_are_written_over_http() {
+    let cluster = FakeCluster::start("namespaces-writes").await;
+    let body = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "team", "namespace": "elsewhere", "labels": {"team": "a"}},
+        "status": {"phase": "Terminating"},
+    });
+    let (status, created) = call(&cluster, "POST", NAMESPACES, Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["kind"], "Namespace");
+    assert_eq!(created["metadata"].get("namespace"), None);
+    assert_eq!(
+        created["metadata"]["labels"],
+        json!({"team": "a", "kubernetes.io/metadata.name": "team"})
+    );
+    assert_eq!(created["status"], json!({"phase": "Active"}));
+    assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
+    let (status, again) = call(&cluster, "POST", NAMESPACES, Some(&body)).await;
+    assert_eq!((status, &again["reason"]), (409, &json!("AlreadyExists")));
+    let bad = json!({"metadata": {"name": "Team_1"}});
+    let (status, invalid) = call(&cluster, "POST", NAMESPACES, Some(&bad)).await;
+    assert_eq!(status, 422, "{invalid}");
+    assert!(
+        invalid["message"]
+            .as_str()
+            .unwrap()
+            .contains("RFC 1123 label"),
+        "{invalid}"
+    );
+
+    // A merge patch of the labels; status, finalizers and the name label stay.
+    let patch = json!({"metadata": {"labels": {"team": "b", "kubernetes.io/metadata.name": null}},
+                       "status": {"phase": "Terminating"}, "spec": {"finalizers": []}});
+    let (status, patched) = call(
+        &cluster,
+        "PATCH",
+        &format!("{NAMESPACES}/team"),
+        Some(&patch),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        patched["metadata"]["labels"],
+        json!({"team": "b", "kubernetes.io/metadata.name": "team"})
+    );
+    assert_eq!(patched["status"]["phase"], "Active");
+    assert_eq!(patched["spec"]["finalizers"], json!(["kubernetes"]));
+    // A PUT with a stale resourceVersion conflicts.
+    let mut stale = created.clone();
+    stale["metadata"]["labels"]["team"] = json!("c");
+    let (status, _) = call(&cluster, "PUT", &format!("{NAMESPACES}/team"), Some(&stale)).await;
+    assert_eq!(status, 409);
+    let (status, _) = call(
+        &cluster,
+        "PUT",
+        &format!("{NAMESPACES}/nope"),
+        Some(&namespace("nope", &[])),
+    )
+    .await;
+    assert_eq!(status, 404, "no create on update");
+
+    for (method, path) in [
+        ("POST", format!("{NAMESPACES}/team")),
+        ("PUT", NAMESPACES.to_owned()),
+        ("DELETE", NAMESPACES.to_owned()),
+    ] {
+        let (status, _) = call(&cluster, method, &path, Some(&body)).await;
+        assert_eq!(status, 405, "{method} {path}");
+    }
+    // Namespaced writes are still routed to their kinds.
+    let map = config_map("team", "cm", &[("k", "v")]);
+    let (status, made) = call(
+        &cluster,
+        "POST",
+        "/api/v1/namespaces/team/configmaps",
+        Some(&map),
+    )
+    .await;
+    assert_eq!(
+        (status, &made["metadata"]["namespace"]),
+        (201, &json!("team"))
+    );
+
+    let (status, deleted) = call(&cluster, "DELETE", &format!("{NAMESPACES}/team"), None).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(
+        (&deleted["kind"], &deleted["metadata"]["name"]),
+        (&json!("Namespace"), &json!("team"))
+    );
+    assert_eq!(cluster.get(Resource::Namespaces, "", "team"), None);
+    let (status, _) = call(&cluster, "DELETE", &format!("{NAMESPACES}/team"), None).await;
+    assert_eq!(status, 404);
+    assert_eq!(cluster.write_count(Resource::Namespaces), 11);
+}

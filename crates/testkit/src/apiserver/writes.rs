@@ -99,28 +99,35 @@ impl Shared {
         };
         let (plural, ns, name) = match rest {
             [] => return method_not_allowed(),
-            [plural] => (*plural, None, None),
-            ["namespaces", ns, plural] => (*plural, Some(*ns), None),
-            ["namespaces", ns, plural, name] => (*plural, Some(*ns), Some(*name)),
-            _ => return not_found(),
+            rest => match resource_segments(rest) {
+                Some(segments) => segments,
+                None => return not_found(),
+            },
         };
         let Some(resource) = served.resource_at(group, version, plural) else {
             return self.unserved(&segs, write_verb);
         };
+        if !resource.scope_fits(ns, name) {
+            return not_found();
+        }
         let api_version = served.api_version(resource);
-        // Namespaced kinds only: no create at the cluster scope, no
-        // deletecollection (not imitated), no update of a collection.
-        let (verb, ns, name) = match (&parts.method, ns, name) {
-            (&Method::POST, Some(ns), None) => (Verb::Create, ns, ""),
-            (&Method::PUT, Some(ns), Some(name)) => (Verb::Update, ns, name),
-            (&Method::PATCH, Some(ns), Some(name)) => (Verb::Patch, ns, name),
-            (&Method::DELETE, Some(ns), Some(name)) => (Verb::Delete, ns, name),
+        // No create in the all-namespaces collection of a namespaced kind,
+        // no deletecollection (not imitated), no update of a collection. A
+        // cluster-scoped kind has no namespace ("" below).
+        let creatable = ns.is_some() || !resource.is_namespaced();
+        let (verb, name) = match (&parts.method, name) {
+            (&Method::POST, None) if creatable => (Verb::Create, ""),
+            (&Method::PUT, Some(name)) => (Verb::Update, name),
+            (&Method::PATCH, Some(name)) => (Verb::Patch, name),
+            (&Method::DELETE, Some(name)) => (Verb::Delete, name),
             _ => return method_not_allowed(),
         };
         let named = Some(name).filter(|n| !n.is_empty());
-        if let Some(denied) = self.forbidden(resource, verb.name(), Some(ns), named) {
+        let rbac_ns = resource.rbac_namespace(ns, named);
+        if let Some(denied) = self.forbidden(resource, verb.name(), rbac_ns, named) {
             return denied;
         }
+        let ns = ns.unwrap_or_default();
         let query = parts.uri.query().unwrap_or("");
         if form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "dryRun" && !v.is_empty()) {
             return bad_request("fake apiserver: dryRun is not imitated");
@@ -173,6 +180,10 @@ impl Shared {
         let mut object = decode_object(resource, api_version, body)?;
         let meta = metadata(&mut object)?;
         match meta.get("namespace").and_then(Value::as_str) {
+            // `rest.BeforeCreate` clears it for a cluster-scoped kind.
+            _ if !resource.is_namespaced() => {
+                meta.remove("namespace");
+            }
             None | Some("") => {
                 meta.insert("namespace".into(), ns.into());
             }
@@ -200,7 +211,7 @@ impl Shared {
             return Err(Box::new(status_response(500, "InternalError", msg, None)));
         }
         let mut st = self.lock_served(resource)?;
-        if st.current(resource, &format!("{ns}/{name}")).is_some() {
+        if st.current(resource, &resource.key(ns, &name)).is_some() {
             let msg = format!("{} \"{name}\" already exists", resource.qualified());
             let details = status_details(resource, &name);
             return Err(Box::new(status_response(
@@ -237,7 +248,7 @@ impl Shared {
         body: &[u8],
     ) -> Answer {
         let mut object = decode_object(resource, api_version, body)?;
-        check_name(&mut object, ns, name)?;
+        check_name(resource, &mut object, ns, name)?;
         let mut st = self.lock_served(resource)?;
         update(&mut st, resource, ns, name, object)
     }
@@ -258,7 +269,7 @@ impl Shared {
         // Under one lock from read to write, as the real patcher retries
         // until it applies to the latest version.
         let mut st = self.lock_served(resource)?;
-        let Some(current) = st.current(resource, &format!("{ns}/{name}")) else {
+        let Some(current) = st.current(resource, &resource.key(ns, name)) else {
             return Err(Box::new(object_not_found(resource, name)));
         };
         let mut patched = with_type_meta(resource, api_version, current.clone());
@@ -269,7 +280,7 @@ impl Shared {
             )));
         };
         check_type_meta(resource, api_version, &mut object)?;
-        check_name(&mut object, ns, name)?;
+        check_name(resource, &mut object, ns, name)?;
         update(&mut st, resource, ns, name, object)
     }
 
@@ -287,7 +298,7 @@ impl Shared {
                 "fake apiserver: dryRun is not imitated",
             )));
         }
-        let key = format!("{ns}/{name}");
+        let key = resource.key(ns, name);
         let mut st = self.lock_served(resource)?;
         let Some(current) = st.current(resource, &key) else {
             return Err(Box::new(object_not_found(resource, name)));
@@ -402,8 +413,14 @@ fn metadata(object: &mut Object) -> Result<&mut Object, Rejected> {
         .ok_or_else(|| Box::new(bad_request("metadata must be a JSON object")))
 }
 
-/// The update handler's `checkName`; fills in an absent namespace.
-fn check_name(object: &mut Object, ns: &str, name: &str) -> Result<(), Rejected> {
+/// The update handler's `checkName`; fills in an absent namespace (clears
+/// it for a cluster-scoped kind, as `rest.BeforeUpdate` does).
+fn check_name(
+    resource: Resource,
+    object: &mut Object,
+    ns: &str,
+    name: &str,
+) -> Result<(), Rejected> {
     let meta = metadata(object)?;
     let got = meta.get("name").and_then(Value::as_str).unwrap_or_default();
     if got != name {
@@ -412,6 +429,9 @@ fn check_name(object: &mut Object, ns: &str, name: &str) -> Result<(), Rejected>
         ))));
     }
     match meta.get("namespace").and_then(Value::as_str) {
+        _ if !resource.is_namespaced() => {
+            meta.remove("namespace");
+        }
         None | Some("") => {
             meta.insert("namespace".into(), ns.into());
         }
@@ -428,7 +448,7 @@ fn check_name(object: &mut Object, ns: &str, name: &str) -> Result<(), Rejected>
 /// `Store.Update` on a checked object: UID precondition, create-on-update,
 /// injected conflicts, the resourceVersion check, the strategy, the write.
 fn update(st: &mut State, resource: Resource, ns: &str, name: &str, mut object: Object) -> Answer {
-    let current = st.current(resource, &format!("{ns}/{name}")).cloned();
+    let current = st.current(resource, &resource.key(ns, name)).cloned();
     let meta_field = |field: &str| {
         object["metadata"][field]
             .as_str()
@@ -489,6 +509,29 @@ fn update(st: &mut State, resource: Resource, ns: &str, name: &str, mut object: 
             None => object.remove("status"),
         };
     }
+    if resource == Resource::Namespaces {
+        // The strategy's `PrepareForUpdate`: finalizers change only through
+        // `/finalize`; and the automatic name label.
+        let finalizers = current.get("spec").and_then(|s| s.get("finalizers"));
+        match (
+            finalizers,
+            object.get_mut("spec").and_then(Value::as_object_mut),
+        ) {
+            (Some(finalizers), Some(spec)) => {
+                spec.insert("finalizers".into(), finalizers.clone());
+            }
+            (Some(finalizers), None) => {
+                object.insert("spec".into(), json!({"finalizers": finalizers}));
+            }
+            (None, Some(spec)) => {
+                spec.remove("finalizers");
+            }
+            (None, None) => {}
+        }
+        if let Ok(meta) = metadata(&mut object) {
+            set_namespace_name_label(meta);
+        }
+    }
     validate(resource, name, &object, Some(&current))?;
     let (stored, _) = st.put(resource, Value::Object(object));
     let api_version = st.api_version(resource);
@@ -508,10 +551,28 @@ fn take_injected_conflict(st: &mut State, resource: Resource, name: &str) -> Res
 }
 
 /// The strategies' `PrepareForCreate`: kinds with a status subresource
-/// start with an empty status (custom resources with none at all).
+/// start with an empty status (custom resources with none at all; a
+/// Namespace `Active`, with the `kubernetes` finalizer and its name label).
 fn prepare_for_create(resource: Resource, object: &mut Object) {
     if resource.is_crd() {
         object.remove("status");
+    } else if resource == Resource::Namespaces {
+        object.insert("status".into(), json!({"phase": "Active"}));
+        let spec = object.entry("spec").or_insert_with(|| json!({}));
+        if !spec.is_object() {
+            *spec = json!({});
+        }
+        if !spec["finalizers"].is_array() {
+            spec["finalizers"] = json!([]);
+        }
+        if let Some(finalizers) = spec["finalizers"].as_array_mut()
+            && !finalizers.iter().any(|f| f == "kubernetes")
+        {
+            finalizers.push(json!("kubernetes"));
+        }
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            set_namespace_name_label(meta);
+        }
     } else if resource.has_status_subresource() {
         object.insert("status".into(), json!({"loadBalancer": {}}));
     }
@@ -640,7 +701,8 @@ fn is_config_map_key(key: &str) -> bool {
 }
 
 /// Why `name` is not a valid object name of `resource`, if it is not: a
-/// DNS-1035 label for Services, a DNS-1123 subdomain for the others.
+/// DNS-1035 label for Services, a DNS-1123 label for Namespaces, a DNS-1123
+/// subdomain for the others.
 fn name_problem(resource: Resource, name: &str) -> Option<String> {
     let label_ok = |label: &str, first_alpha: bool| {
         let bytes = label.as_bytes();
@@ -664,6 +726,20 @@ fn name_problem(resource: Resource, name: &str) -> Option<String> {
                 "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an \
                  alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', \
                  regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+                    .into(),
+            );
+        }
+        return None;
+    }
+    if resource == Resource::Namespaces {
+        if name.len() > 63 {
+            return Some("must be no more than 63 characters".into());
+        }
+        if !label_ok(name, false) {
+            return Some(
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and \
+                 must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex \
+                 used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
                     .into(),
             );
         }

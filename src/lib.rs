@@ -5,10 +5,14 @@
 pub mod answer;
 /// Wiring: the loaded config, the sources' lifecycle, publishing, reload, readiness.
 pub mod app;
+/// Civil dates from Unix days and back.
+pub mod civil;
 /// The YAML config: its shape, its values, its validation, and the zone file it names.
 pub mod config;
 /// The query path: raw query to raw reply (fast path, general path, cache, RRL).
 pub mod dns;
+/// DNSSEC: the zone's keys, in the files BIND and Knot export (signing is not built yet).
+pub mod dnssec;
 /// dnstap: queries, replies and fedns's decisions to a Frame Streams collector; knows
 /// nothing of DNS answers or snapshots, only bytes, addresses, times and text.
 pub mod dnstap;

@@ -17,6 +17,8 @@ use fedns::store::Store;
 const EX_USAGE: u8 = 64;
 /// EX_UNAVAILABLE: a port could not be bound, or the server failed.
 const EX_UNAVAILABLE: u8 = 69;
+/// EX_CANTCREAT: an output file could not be written.
+const EX_CANTCREAT: u8 = 73;
 /// A second SIGINT or SIGTERM cut the drain short (128 + SIGINT, as shells report Ctrl-C).
 const EX_SIGNALLED: i32 = 130;
 
@@ -87,6 +89,9 @@ enum Command {
         #[arg(long)]
         service: Option<String>,
     },
+    /// DNSSEC keys: make one, or print the DS records to give the parent zone.
+    #[command(subcommand)]
+    Dnssec(DnssecCommand),
     /// Show where a client is, each candidate cluster, and the answer it would get.
     Explain {
         /// Config file; the embedded demo when absent.
@@ -99,6 +104,91 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+}
+
+#[derive(Subcommand)]
+enum DnssecCommand {
+    /// Write a new key for the zone as `K<zone>.+<alg>+<tag>.key` and `.private` (the
+    /// files BIND's dnssec-keygen and Knot's keymgr write), and print the `.key` file's path.
+    Keygen {
+        /// The zone, e.g. fed.example.com.
+        #[arg(long)]
+        zone: String,
+        /// 13 (ecdsap256sha256, the default) or 15 (ed25519).
+        #[arg(long, default_value = "13")]
+        algorithm: String,
+        /// A zone-signing key (flags 256) instead of a key-signing or combined one (257).
+        #[arg(long)]
+        zsk: bool,
+        /// Where to write the files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS record (SHA-256) of each key-signing or combined key given, for the
+    /// parent zone.
+    Ds {
+        /// Key files (`.key` or `.private`; the other half must be beside it).
+        #[arg(required = true)]
+        keys: Vec<PathBuf>,
+    },
+}
+
+fn dnssec_command(command: DnssecCommand) -> ExitCode {
+    use fedns::dnssec::{Algorithm, Key};
+    let usage = |m: String| {
+        eprintln!("fedns dnssec: {m}");
+        ExitCode::from(EX_USAGE)
+    };
+    match command {
+        DnssecCommand::Keygen {
+            zone,
+            algorithm,
+            zsk,
+            dir,
+        } => {
+            let Some(algorithm) = Algorithm::parse(&algorithm) else {
+                return usage(format!(
+                    "--algorithm {algorithm}: expected 13 (ecdsap256sha256) or 15 (ed25519)"
+                ));
+            };
+            if zone.trim_end_matches('.').is_empty()
+                || hickory_proto::rr::Name::from_ascii(&zone).is_err()
+            {
+                return usage(format!("--zone {zone}: not a domain name"));
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let key = Key::generate(&zone, algorithm, !zsk, now);
+            match key.write(&dir) {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fedns: cannot write the key into {}: {e}", dir.display());
+                    ExitCode::from(EX_CANTCREAT)
+                }
+            }
+        }
+        DnssecCommand::Ds { keys } => {
+            let mut status = ExitCode::SUCCESS;
+            for path in keys {
+                match Key::read(&path) {
+                    Ok(k) if k.is_ksk() => println!("{}", k.ds()),
+                    Ok(_) => eprintln!(
+                        "fedns: {}: a zone-signing key (flags 256): the parent holds the DS of the key-signing key",
+                        path.display()
+                    ),
+                    Err(e) => {
+                        eprintln!("fedns: {e}");
+                        status = ExitCode::from(EX_USAGE);
+                    }
+                }
+            }
+            status
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -315,6 +405,7 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Command::Dnssec(command) => dnssec_command(command),
         Command::Explain {
             config,
             client,

@@ -676,10 +676,14 @@ async fn gateway_api_routes_are_answered_by_geo_and_backend_readiness() {
         &["198.51.100.20"],
     )
     .await;
-    assert_eq!(
-        fedns_testkit::http::get(server.admin, "/readyz").await.0,
-        200
-    );
+    // Every cluster synced, the one without the CRDs too: ready.
+    until_eq(
+        PATIENCE,
+        "/readyz",
+        || async { fedns_testkit::http::get(server.admin, "/readyz").await.0 },
+        200,
+    )
+    .await;
     // us-east's backend has no ready endpoint any more: New York goes to eu-west.
     us.apply(
         Resource::EndpointSlices,
@@ -1043,9 +1047,12 @@ async fn namespaces_that_cannot_be_listed_do_not_make_the_cluster_stale() {
             .any(|r| r.contains("/api/v1/namespaces?")),
         "the Namespaces were never asked for"
     );
-    assert_eq!(
-        fedns_testkit::http::get(server.admin, "/readyz").await.0,
-        200
-    );
+    until_eq(
+        PATIENCE,
+        "/readyz",
+        || async { fedns_testkit::http::get(server.admin, "/readyz").await.0 },
+        200,
+    )
+    .await;
     server.stop().await;
 }

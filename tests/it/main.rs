@@ -11,6 +11,7 @@ mod apiserver;
 mod cli;
 mod demo_geoip;
 mod dns;
+mod dnssec;
 mod dnstap;
 mod fleet;
 mod health;

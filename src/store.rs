@@ -22,6 +22,8 @@ pub enum ObjectKind {
     Service,
     /// An Ingress.
     Ingress,
+    /// A Gateway API Gateway's own annotated names.
+    Gateway,
     /// Gateway API routes: the names they get from the Gateways they attach to.
     HttpRoute,
     GrpcRoute,

@@ -745,7 +745,7 @@ async fn gateway_api_routes_are_answered_by_geo_and_backend_readiness() {
 }
 
 /// A Gateway whose address is a host name (a cloud load balancer) answers its routes'
-/// names with a CNAME.
+/// names with a CNAME, and a name of its own from ExternalDNS's annotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_hostname_address_answers_a_cname() {
     let us = FakeCluster::start("us-east").await;
@@ -763,6 +763,20 @@ async fn a_gateway_hostname_address_answers_a_cname() {
         .ask("tickets.fed.example.com", RecordType::A, Some(NEW_YORK))
         .await;
     assert_eq!(r.answers[0].record_type(), RecordType::CNAME);
+    // ExternalDNS's hostname annotation on the Gateway: a name of its own.
+    let mut gw = us
+        .get(Resource::Gateways, "infra", "gw")
+        .expect("the Gateway");
+    gw["metadata"]["annotations"] =
+        serde_json::json!({"external-dns.alpha.kubernetes.io/hostname": "edge.fed.example.com"});
+    us.apply(Resource::Gateways, gw);
+    until(
+        &client,
+        "edge.fed.example.com",
+        NEW_YORK,
+        &["gw-1234.elb.us-east-1.amazonaws.com."],
+    )
+    .await;
     server.stop().await;
 }
 

@@ -168,6 +168,10 @@ pub(super) struct Gateway {
     /// Where ListenerSets may attach from (`spec.allowedListeners.namespaces.from`);
     /// None: they may not (the default, and `None`).
     pub(super) allowed_listeners: Option<From>,
+    /// Names of its own, from ExternalDNS's `hostname` annotation or `fedns.io/hosts`,
+    /// answered with its addresses, and the settings of its annotations.
+    pub(super) extra_hosts: Vec<String>,
+    pub(super) settings: Settings,
 }
 
 /// A parent reference, with its defaults filled in.
@@ -492,7 +496,7 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
             return None;
         }
     };
-    let (_, _, exclude, ext) = annotations(o.annotations(), &what, ctx);
+    let (settings, extra_hosts, exclude, ext) = annotations(o.annotations(), &what, ctx);
     if exclude {
         return None;
     }
@@ -533,6 +537,8 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
         hostname,
         programmed,
         allowed_listeners,
+        extra_hosts,
+        settings,
     })
 }
 
@@ -801,6 +807,8 @@ mod tests {
             hostname: None,
             programmed: true,
             allowed_listeners: None,
+            extra_hosts: vec![],
+            settings: Settings::default(),
         }
     }
 

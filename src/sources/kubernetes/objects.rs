@@ -65,6 +65,7 @@ pub(super) struct ClusterObjects {
     touched_dns: HashSet<Key>,
     touched_istio: HashSet<Key>,
     touched_virtual_services: HashSet<Key>,
+    touched_gateways: HashSet<Key>,
     /// The routes that name each Service as a backend: a slice's change touches them.
     route_backends: HashMap<Key, HashSet<(RouteKind, Key)>>,
     /// The names each DNSEndpoint gave the store, so that a name it drops is removed.
@@ -131,6 +132,7 @@ impl ClusterObjects {
             touched_dns: HashSet::new(),
             touched_istio: HashSet::new(),
             touched_virtual_services: HashSet::new(),
+            touched_gateways: HashSet::new(),
             route_backends: HashMap::new(),
             dns_names: HashMap::new(),
         }
@@ -196,8 +198,11 @@ impl ClusterObjects {
             }
             (StreamKind::Slices, _) => {}
             // Gateways, ListenerSets and Namespaces change rarely: every route is looked
-            // at again.
+            // at again (and a Gateway's own annotated names).
             (StreamKind::Gateways | StreamKind::ListenerSets | StreamKind::Namespaces, _) => {
+                if kind == StreamKind::Gateways {
+                    self.touched_gateways.insert(key.clone());
+                }
                 let all = self.all_routes();
                 self.touched_routes.extend(all);
             }
@@ -387,10 +392,16 @@ impl ClusterObjects {
                     .collect(),
             )
         };
-        if all {
+        let gateways: Vec<Key> = if all {
             self.touched_istio.clear();
             self.touched_virtual_services.clear();
-        }
+            self.touched_gateways.clear();
+            self.keys_of(StreamKind::Gateways)
+        } else {
+            std::mem::take(&mut self.touched_gateways)
+                .into_iter()
+                .collect()
+        };
         let keys = |kind| -> Vec<Key> {
             self.of_kind(kind)
                 .flat_map(|s| s.objects.keys().cloned())
@@ -446,6 +457,13 @@ impl ClusterObjects {
         for key in dns {
             self.dns_changes(&key, &mut out);
         }
+        for key in gateways {
+            let endpoint = match self.object(StreamKind::Gateways, &key) {
+                Some(Slim::Gateway(g)) => self.gateway_endpoint(&key, g),
+                _ => None,
+            };
+            out.push(((ObjectKind::Gateway, key.0, key.1), endpoint));
+        }
         // Each Istio Gateway's targets, found once for this update.
         let mut targets: HashMap<Key, Option<Targets>> = HashMap::new();
         for key in istio_gateways {
@@ -468,6 +486,33 @@ impl ClusterObjects {
             out.push(((ObjectKind::VirtualService, key.0, key.1), endpoint));
         }
         out
+    }
+
+    /// A Gateway's own names (from its annotations), with its addresses; ready when it is
+    /// Programmed; probed at its first listener's port.
+    fn gateway_endpoint(&self, (ns, name): &Key, g: &gateway::Gateway) -> Option<Endpoint> {
+        let mut hosts = gateway::in_zone_only(g.extra_hosts.clone(), &self.zone);
+        hosts.sort();
+        hosts.dedup();
+        if hosts.is_empty() || (g.addresses.is_empty() && g.hostname.is_none()) {
+            return None;
+        }
+        let first = g.listeners.first();
+        let mut settings = g.settings.clone();
+        settings.probe_tls = first.is_some_and(|l| l.protocol == "HTTPS");
+        Some(Endpoint {
+            kind: ObjectKind::Gateway,
+            namespace: ns.clone(),
+            name: name.clone(),
+            federated_name: false,
+            hosts,
+            addresses: g.addresses.clone(),
+            hostname: g.hostname.clone(),
+            port: first.map(|l| l.port),
+            ready: g.programmed,
+            ready_endpoints: None,
+            settings,
+        })
     }
 
     /// The addresses of an Istio Gateway: those of the Services that select its pods.
@@ -926,6 +971,8 @@ mod tests {
             hostname: None,
             programmed,
             allowed_listeners: None,
+            extra_hosts: vec![],
+            settings: Settings::default(),
         })
     }
 
@@ -1148,5 +1195,46 @@ mod tests {
         w.apply(Msg::Delete(6, sys("gw")));
         let c = w.changes(false);
         assert!(c.iter().all(|(_, e)| e.is_none()), "{c:?}");
+    }
+
+    #[test]
+    fn a_gateway_with_names_of_its_own_is_an_endpoint() {
+        let mut w = core();
+        gateway_stream(&mut w);
+        for id in 0..6 {
+            w.apply(Msg::InitDone(id));
+        }
+        w.changes(true);
+        let key = ("infra".to_owned(), "gw".to_owned());
+        let named = |programmed: bool, hosts: &[&str]| {
+            let Slim::Gateway(mut g) = gw(programmed, "192.0.2.10") else {
+                unreachable!()
+            };
+            g.extra_hosts = hosts.iter().map(|h| (*h).to_owned()).collect();
+            Slim::Gateway(g)
+        };
+        let gateway_change = |c: Vec<(ObjectKey, Option<Endpoint>)>| {
+            c.into_iter()
+                .find(|(k, _)| k.0 == ObjectKind::Gateway)
+                .expect("the Gateway looked at")
+                .1
+        };
+        w.apply(Msg::Apply(
+            3,
+            key.clone(),
+            Some(named(true, &["edge.fed.example.com", "x.example.org"])),
+        ));
+        let ep = gateway_change(w.changes(false)).expect("named");
+        assert_eq!(ep.hosts, ["edge.fed.example.com"]);
+        assert!(ep.ready && ep.settings.probe_tls);
+        w.apply(Msg::Apply(
+            3,
+            key.clone(),
+            Some(named(false, &["edge.fed.example.com"])),
+        ));
+        assert!(!gateway_change(w.changes(false)).unwrap().ready);
+        // No name of its own: no endpoint.
+        w.apply(Msg::Apply(3, key, Some(named(true, &[]))));
+        assert!(gateway_change(w.changes(false)).is_none());
     }
 }

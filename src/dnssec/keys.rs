@@ -220,14 +220,13 @@ impl Key {
     }
 
     /// The zone's name in canonical wire form (lowercase labels, the root last).
-    fn owner_wire(&self) -> Vec<u8> {
-        let mut w = Vec::new();
-        for label in self.zone.split('.').filter(|l| !l.is_empty()) {
-            w.push(label.len() as u8);
-            w.extend_from_slice(label.as_bytes());
-        }
-        w.push(0);
-        w
+    pub fn owner_wire(&self) -> Vec<u8> {
+        name_wire(&self.zone)
+    }
+
+    /// The private key: P-256's scalar or Ed25519's seed.
+    pub(super) fn private(&self) -> &[u8] {
+        &self.private
     }
 
     /// The DS record for the parent, with a SHA-256 digest (digest type 2), as zone-file
@@ -351,6 +350,21 @@ impl Key {
     }
 }
 
+/// A name in canonical wire form: lowercase labels, the root last.
+pub fn name_wire(name: &str) -> Vec<u8> {
+    let mut w = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        w.push(label.len() as u8);
+        w.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    w.push(0);
+    w
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
@@ -364,8 +378,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write_all(bytes)
 }
 
-/// `YYYYMMDDHHMMSS` of Unix seconds, UTC.
-fn stamp(t: i64) -> String {
+/// `YYYYMMDDHHMMSS` of Unix seconds, UTC: the times of key files and of RRSIG text.
+pub fn stamp(t: i64) -> String {
     let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     let (y, m, d) = crate::civil::from_days(days);
     format!(

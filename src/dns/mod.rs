@@ -146,7 +146,7 @@ impl Handler {
         if w.cache.sync(&snap) {
             w.memo.clear();
         }
-        let Some(tap) = self.dnstap.as_deref().filter(|t| t.wanted()) else {
+        let Some(tap) = self.dnstap.as_deref() else {
             return self.answer(w, &snap, packet, src, proto, out);
         };
         let query_time = Stamp::now();

@@ -286,11 +286,6 @@ impl Tap {
         Ok(tap)
     }
 
-    /// Whether events are wanted at all (the config asks for some message type).
-    pub fn wanted(&self) -> bool {
-        self.queries || self.responses
-    }
-
     /// Encodes an event's frames, with `decision` in `extra`, into the worker's buffer.
     pub fn record(&self, buf: &mut Buffer, e: &Event<'_>, decision: &Decision) {
         let len = if decision.is_empty() {

@@ -131,14 +131,13 @@ async fn connection(
             return;
         }
         let received = Instant::now();
-        if !handler.respond(&mut worker, &query, peer, Transport::Tcp, &mut reply) {
-            handler.flush(&mut worker, received);
-            handler.idle(&mut worker);
+        let sent = handler.respond(&mut worker, &query, peer, Transport::Tcp, &mut reply);
+        handler.flush(&mut worker, received);
+        // A connection may wait long for its next query: its dnstap frames go now.
+        handler.idle(&mut worker);
+        if !sent {
             continue;
         }
-        handler.flush(&mut worker, received);
-        // A connection may wait long for its next query: its frames go now.
-        handler.idle(&mut worker);
         framed.clear();
         framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         framed.extend_from_slice(&reply);

@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use crate::config::{GeoKey, PolicyKind, ProbeKind, in_zone};
@@ -17,6 +20,36 @@ use crate::store::Settings;
 /// `fedns.io/probe` (tcp, http, https, none), `fedns.io/probe-path`, `fedns.io/probe-port`,
 /// `fedns.io/probe-status`, `fedns.io/min-ready`, `fedns.io/min-healthy-addresses`.
 pub const ANNOTATION_PREFIX: &str = "fedns.io/";
+
+/// An object as logs name it: `gateway infra/gw`.
+pub(super) fn what(kind: &str, o: &impl ResourceExt) -> String {
+    format!(
+        "{kind} {}/{}",
+        o.namespace().unwrap_or_default(),
+        o.name_any()
+    )
+}
+
+/// A host name as fedns keeps it: lowercase, no final dot.
+pub(super) fn host_name(h: &str) -> String {
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The fields of a dynamic object (a CRD's) that fedns reads, or None when they cannot be
+/// read as `T`: logged with the cluster and object, which is then not served.
+pub(super) fn fields<T: DeserializeOwned>(
+    o: &DynamicObject,
+    what: &str,
+    ctx: &ConvertCtx,
+) -> Option<T> {
+    match T::deserialize(&o.data) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            warn!(cluster = ctx.cluster, object = what, error = %e, "object not readable; ignored");
+            None
+        }
+    }
+}
 
 /// namespace/name
 pub(super) type Key = (String, String);
@@ -87,7 +120,7 @@ fn external_dns(
     if let Some((k, v)) = get("hostname") {
         for h in v
             .split(',')
-            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .map(|h| host_name(h.trim()))
             .filter(|h| !h.is_empty())
         {
             if in_zone(&h, &ctx.zone) {
@@ -109,7 +142,7 @@ fn external_dns(
                 Ok(ip) => ext.targets.push(ip),
                 Err(_) if hickory_proto::rr::Name::from_ascii(t).is_ok() => {
                     if ext.target_host.is_none() {
-                        ext.target_host = Some(t.trim_end_matches('.').to_ascii_lowercase());
+                        ext.target_host = Some(host_name(t));
                     }
                 }
                 Err(_) => bad(&k, t, "not an address or a host name"),
@@ -211,10 +244,7 @@ fn fedns_annotations(
                 _ => bad("expected a whole number above 0"),
             },
             "hosts" => {
-                for h in v
-                    .split(',')
-                    .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
-                {
+                for h in v.split(',').map(|h| host_name(h.trim())) {
                     if h.is_empty() {
                         continue;
                     }

@@ -12,7 +12,7 @@ use kube::api::DynamicObject;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use super::convert::{ConvertCtx, annotations};
+use super::convert::{ConvertCtx, annotations, fields, host_name, what};
 use crate::config::in_zone;
 use crate::store::Settings;
 
@@ -51,25 +51,15 @@ struct EntryDoc {
 /// The names of a DNSEndpoint, and the settings its annotations give; None when it has
 /// no name fedns serves.
 pub(super) fn names(o: &DynamicObject, ctx: &ConvertCtx) -> Option<(Vec<DnsName>, Settings)> {
-    let what = format!(
-        "dnsendpoint {}/{}",
-        o.namespace().unwrap_or_default(),
-        o.name_any()
-    );
-    let doc = match Doc::deserialize(&o.data) {
-        Ok(d) => d,
-        Err(e) => {
-            warn!(cluster = ctx.cluster, object = what, error = %e, "DNSEndpoint not readable; ignored");
-            return None;
-        }
-    };
+    let what = what("dnsendpoint", o);
+    let doc: Doc = fields(o, &what, ctx)?;
     let (settings, _, exclude, _) = annotations(o.annotations(), &what, ctx);
     if exclude {
         return None;
     }
     let mut names: Vec<DnsName> = Vec::new();
     for (i, e) in doc.spec.endpoints.iter().enumerate() {
-        let name = e.dns_name.trim_end_matches('.').to_ascii_lowercase();
+        let name = host_name(&e.dns_name);
         let skip = |why: &str| {
             debug!(
                 cluster = ctx.cluster,
@@ -121,10 +111,7 @@ pub(super) fn names(o: &DynamicObject, ctx: &ConvertCtx) -> Option<(Vec<DnsName>
             }
             "CNAME" => {
                 if entry.hostname.is_none() {
-                    entry.hostname = e
-                        .targets
-                        .first()
-                        .map(|t| t.trim_end_matches('.').to_ascii_lowercase());
+                    entry.hostname = e.targets.first().map(|t| host_name(t));
                 }
             }
             _ => {

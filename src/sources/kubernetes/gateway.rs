@@ -24,7 +24,7 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde::Deserialize;
 
-use super::convert::{ConvertCtx, Key, annotations};
+use super::convert::{ConvertCtx, Key, annotations, fields, host_name, what};
 use super::discovery::{GATEWAY_GROUP, X_GATEWAY_GROUP};
 use crate::config::in_zone;
 use crate::store::{ObjectKind, Settings};
@@ -63,6 +63,9 @@ pub(super) enum From {
     /// The namespaces whose labels a selector matches (read from the cluster's
     /// Namespaces, which fedns watches once a Gateway has such a selector).
     Selector(LabelSelector),
+    /// No namespace: `None` (a Gateway's default for ListenerSets), or a `from` that
+    /// cannot be read.
+    Nothing,
 }
 
 /// The labels of each namespace, by name.
@@ -99,6 +102,7 @@ impl From {
             From::Same => ns == owner_ns,
             From::All => true,
             From::Selector(s) => namespaces.get(ns).is_some_and(|l| s.matches(l)),
+            From::Nothing => false,
         }
     }
 
@@ -141,11 +145,7 @@ impl Listener {
 impl Gateway {
     /// Whether it selects namespaces by their labels (so they must be watched).
     pub(super) fn selects_namespaces(&self) -> bool {
-        self.listeners.iter().any(|l| l.from.is_selector())
-            || self
-                .allowed_listeners
-                .as_ref()
-                .is_some_and(From::is_selector)
+        self.listeners.iter().any(|l| l.from.is_selector()) || self.allowed_listeners.is_selector()
     }
 }
 
@@ -165,9 +165,9 @@ pub(super) struct Gateway {
     pub(super) hostname: Option<String>,
     /// `status.conditions` has `Programmed` True.
     pub(super) programmed: bool,
-    /// Where ListenerSets may attach from (`spec.allowedListeners.namespaces.from`);
-    /// None: they may not (the default, and `None`).
-    pub(super) allowed_listeners: Option<From>,
+    /// Where ListenerSets may attach from (`spec.allowedListeners.namespaces.from`;
+    /// by default, none).
+    pub(super) allowed_listeners: From,
     /// Names of its own, from ExternalDNS's `hostname` annotation or `fedns.io/hosts`,
     /// answered with its addresses, and the settings of its annotations.
     pub(super) extra_hosts: Vec<String>,
@@ -306,25 +306,24 @@ struct ExpressionDoc {
 }
 
 impl RouteNamespaces {
-    /// What `from` says; a missing `from` is `default`. A selector that cannot be read
-    /// (an unknown `from`) admits nothing.
-    fn read(self, default: Option<From>, what: &str, ctx: &ConvertCtx) -> Option<From> {
+    /// What `from` says; a missing `from` is `default`. An unknown `from` admits nothing.
+    fn read(self, default: From, what: &str, ctx: &ConvertCtx) -> From {
         match self.from.as_deref() {
             None => default,
-            Some("Same") => Some(From::Same),
-            Some("All") => Some(From::All),
+            Some("Same") => From::Same,
+            Some("All") => From::All,
             Some("Selector") => {
                 let s = self.selector.unwrap_or_default();
-                Some(From::Selector(LabelSelector {
+                From::Selector(LabelSelector {
                     labels: s.match_labels,
                     expressions: s
                         .match_expressions
                         .into_iter()
                         .map(|e| (e.key, e.operator, e.values))
                         .collect(),
-                }))
+                })
             }
-            Some("None") => None,
+            Some("None") => From::Nothing,
             Some(other) => {
                 tracing::warn!(
                     cluster = ctx.cluster,
@@ -332,10 +331,7 @@ impl RouteNamespaces {
                     from = other,
                     "unknown namespaces.from; nothing admitted"
                 );
-                Some(From::Selector(LabelSelector {
-                    labels: BTreeMap::new(),
-                    expressions: vec![(String::new(), other.to_owned(), Vec::new())],
-                }))
+                From::Nothing
             }
         }
     }
@@ -445,18 +441,6 @@ impl ParentRefDoc {
     }
 }
 
-fn what(kind: &str, o: &DynamicObject) -> String {
-    format!(
-        "{kind} {}/{}",
-        o.namespace().unwrap_or_default(),
-        o.name_any()
-    )
-}
-
-fn host(h: &str) -> String {
-    h.trim_end_matches('.').to_ascii_lowercase()
-}
-
 /// Listeners as the API has them, cut down (a port out of range drops the listener).
 fn listeners(docs: Vec<ListenerDoc>, what: &str, ctx: &ConvertCtx) -> Vec<Listener> {
     docs.into_iter()
@@ -466,14 +450,10 @@ fn listeners(docs: Vec<ListenerDoc>, what: &str, ctx: &ConvertCtx) -> Vec<Listen
             let from = allowed
                 .namespaces
                 .unwrap_or_default()
-                .read(Some(From::Same), what, ctx)
-                .unwrap_or(From::Selector(LabelSelector {
-                    labels: BTreeMap::new(),
-                    expressions: vec![(String::new(), "None".to_owned(), Vec::new())],
-                }));
+                .read(From::Same, what, ctx);
             Some(Listener {
                 name: l.name,
-                hostname: l.hostname.as_deref().map(host),
+                hostname: l.hostname.as_deref().map(host_name),
                 port,
                 protocol: l.protocol,
                 from,
@@ -489,13 +469,7 @@ fn listeners(docs: Vec<ListenerDoc>, what: &str, ctx: &ConvertCtx) -> Vec<Listen
 
 pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
     let what = what("gateway", o);
-    let doc = match GatewayDoc::deserialize(&o.data) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(cluster = ctx.cluster, object = what, error = %e, "Gateway not readable; ignored");
-            return None;
-        }
-    };
+    let doc: GatewayDoc = fields(o, &what, ctx)?;
     let (settings, extra_hosts, exclude, ext) = annotations(o.annotations(), &what, ctx);
     if exclude {
         return None;
@@ -504,7 +478,7 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
         .spec
         .allowed_listeners
         .and_then(|a| a.namespaces)
-        .and_then(|n| n.read(None, &what, ctx));
+        .map_or(From::Nothing, |n| n.read(From::Nothing, &what, ctx));
     let listeners = listeners(doc.spec.listeners, &what, ctx);
     let mut addresses = Vec::new();
     let mut hostname = None;
@@ -520,7 +494,7 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
                 ),
             },
             Some("Hostname") => {
-                hostname = hostname.or_else(|| Some(host(&a.value)));
+                hostname = hostname.or_else(|| Some(host_name(&a.value)));
             }
             Some(_) => {}
         }
@@ -544,13 +518,7 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Gateway> {
 
 pub(super) fn listener_set(o: &DynamicObject, ctx: &ConvertCtx) -> Option<ListenerSet> {
     let what = what("listenerset", o);
-    let doc = match ListenerSetDoc::deserialize(&o.data) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(cluster = ctx.cluster, object = what, error = %e, "ListenerSet not readable; ignored");
-            return None;
-        }
-    };
+    let doc: ListenerSetDoc = fields(o, &what, ctx)?;
     let ns = o.namespace().unwrap_or_default();
     let parent = doc.spec.parent_ref.resolve(&ns);
     if !parent.is_gateway(&(parent.namespace.clone(), parent.name.clone())) {
@@ -569,13 +537,7 @@ pub(super) fn listener_set(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Listen
 
 pub(super) fn route(kind: RouteKind, o: &DynamicObject, ctx: &ConvertCtx) -> Option<Route> {
     let what = what(kind.kind(), o);
-    let doc = match RouteDoc::deserialize(&o.data) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(cluster = ctx.cluster, object = what, error = %e, "route not readable; ignored");
-            return None;
-        }
-    };
+    let doc: RouteDoc = fields(o, &what, ctx)?;
     let (settings, extra_hosts, exclude, _) = annotations(o.annotations(), &what, ctx);
     if exclude {
         return None;
@@ -622,11 +584,19 @@ pub(super) fn route(kind: RouteKind, o: &DynamicObject, ctx: &ConvertCtx) -> Opt
     backends.dedup();
     Some(Route {
         kind,
-        hostnames: doc.spec.hostnames.iter().map(|h| host(h)).collect(),
+        hostnames: doc.spec.hostnames.iter().map(|h| host_name(h)).collect(),
         accepted,
         backends,
         extra_hosts,
         settings,
+    })
+}
+
+/// Whether `name` is under `wildcard` (`*.example.com`: one or more labels above
+/// `example.com`).
+pub(super) fn under(name: &str, wildcard: &str) -> bool {
+    wildcard.strip_prefix('*').is_some_and(|suffix| {
+        suffix.starts_with('.') && name.ends_with(suffix) && name.len() > suffix.len()
     })
 }
 
@@ -639,11 +609,6 @@ pub(super) fn intersect(route: &str, listener: Option<&str>) -> Option<String> {
     if route == listener {
         return Some(route.to_owned());
     }
-    let under = |name: &str, wildcard: &str| {
-        wildcard.strip_prefix('*').is_some_and(|suffix| {
-            suffix.starts_with('.') && name.ends_with(suffix) && name.len() > suffix.len()
-        })
-    };
     if under(route, listener) {
         Some(route.to_owned())
     } else if under(listener, route) {
@@ -688,8 +653,7 @@ pub(super) fn attach_to_set<'g>(
 ) -> (Vec<String>, Option<&'g Listener>) {
     let allowed = gateway
         .allowed_listeners
-        .as_ref()
-        .is_some_and(|f| f.admits(&set_key.0, &gateway_key.0, namespaces));
+        .admits(&set_key.0, &gateway_key.0, namespaces);
     if !allowed || set.parent != *gateway_key {
         return (Vec::new(), None);
     }
@@ -806,7 +770,7 @@ mod tests {
             addresses: vec!["192.0.2.1".parse().unwrap()],
             hostname: None,
             programmed: true,
-            allowed_listeners: None,
+            allowed_listeners: From::Nothing,
             extra_hosts: vec![],
             settings: Settings::default(),
         }
@@ -1017,9 +981,9 @@ mod tests {
         };
         // By default a Gateway takes no ListenerSet; `Same` not from another namespace.
         assert!(names(&g, &set).is_empty());
-        g.allowed_listeners = Some(From::Same);
+        g.allowed_listeners = From::Same;
         assert!(names(&g, &set).is_empty());
-        g.allowed_listeners = Some(From::All);
+        g.allowed_listeners = From::All;
         assert_eq!(names(&g, &set), ["api.team.fed.example.com"]);
         // A ListenerSet of another Gateway.
         let mut other = set.clone();

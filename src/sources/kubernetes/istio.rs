@@ -18,9 +18,8 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde::Deserialize;
-use tracing::warn;
 
-use super::convert::{ConvertCtx, Key, annotations};
+use super::convert::{ConvertCtx, Key, annotations, fields, host_name, what};
 use crate::store::Settings;
 
 /// An Istio Gateway cut down to what DNS needs.
@@ -88,27 +87,9 @@ struct VirtualServiceSpec {
     gateways: Vec<String>,
 }
 
-fn lower(h: &str) -> String {
-    h.trim_end_matches('.').to_ascii_lowercase()
-}
-
-fn what(kind: &str, o: &DynamicObject) -> String {
-    format!(
-        "{kind} {}/{}",
-        o.namespace().unwrap_or_default(),
-        o.name_any()
-    )
-}
-
 pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<IstioGateway> {
     let what = what("istio gateway", o);
-    let doc = match GatewayDoc::deserialize(&o.data) {
-        Ok(d) => d,
-        Err(e) => {
-            warn!(cluster = ctx.cluster, object = what, error = %e, "Istio Gateway not readable; ignored");
-            return None;
-        }
-    };
+    let doc: GatewayDoc = fields(o, &what, ctx)?;
     let (settings, extra_hosts, exclude, _) = annotations(o.annotations(), &what, ctx);
     if exclude {
         return None;
@@ -119,8 +100,8 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<IstioGatewa
         .iter()
         .flat_map(|s| &s.hosts)
         .map(|h| match h.split_once('/') {
-            Some((ns, host)) => (ns.to_owned(), lower(host)),
-            None => ("*".to_owned(), lower(h)),
+            Some((ns, host)) => (ns.to_owned(), host_name(host)),
+            None => ("*".to_owned(), host_name(h)),
         })
         .collect();
     let port = doc
@@ -147,13 +128,7 @@ pub(super) fn gateway(o: &DynamicObject, ctx: &ConvertCtx) -> Option<IstioGatewa
 
 pub(super) fn virtual_service(o: &DynamicObject, ctx: &ConvertCtx) -> Option<VirtualService> {
     let what = what("virtualservice", o);
-    let doc = match VirtualServiceDoc::deserialize(&o.data) {
-        Ok(d) => d,
-        Err(e) => {
-            warn!(cluster = ctx.cluster, object = what, error = %e, "VirtualService not readable; ignored");
-            return None;
-        }
-    };
+    let doc: VirtualServiceDoc = fields(o, &what, ctx)?;
     let (settings, extra_hosts, exclude, _) = annotations(o.annotations(), &what, ctx);
     if exclude {
         return None;
@@ -170,7 +145,7 @@ pub(super) fn virtual_service(o: &DynamicObject, ctx: &ConvertCtx) -> Option<Vir
         })
         .collect();
     Some(VirtualService {
-        hosts: doc.spec.hosts.iter().map(|h| lower(h)).collect(),
+        hosts: doc.spec.hosts.iter().map(|h| host_name(h)).collect(),
         gateways,
         extra_hosts,
         settings,
@@ -194,10 +169,7 @@ pub(super) fn selects(
 pub(super) fn admits(gw: &IstioGateway, gateway_ns: &str, vs_ns: &str, host: &str) -> bool {
     gw.hosts.iter().any(|(ns, h)| {
         let ns_ok = ns == "*" || (ns == "." && vs_ns == gateway_ns) || ns == vs_ns;
-        let host_ok = h == "*"
-            || h == host
-            || h.strip_prefix('*')
-                .is_some_and(|s| s.starts_with('.') && host.ends_with(s) && host.len() > s.len());
+        let host_ok = h == "*" || h == host || super::gateway::under(host, h);
         ns_ok && host_ok
     })
 }

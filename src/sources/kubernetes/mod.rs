@@ -116,59 +116,75 @@ impl Watches {
         self.next_id - 1
     }
 
+    /// A new stream of `kind`: its id is registered in `objects`, and its watch started.
+    fn stream<K>(
+        &mut self,
+        objects: &mut ClusterObjects,
+        kind: StreamKind,
+        api: Api<K>,
+        wc: watcher::Config,
+        convert: Convert<K>,
+    ) -> (usize, JoinHandle<()>)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Send + Sync + 'static,
+    {
+        let id = self.id();
+        objects.add_stream(id, kind);
+        let task = watch(api, wc, id, self.tx.clone(), self.ctx.clone(), convert);
+        (id, task)
+    }
+
     /// Services, Ingresses and EndpointSlices, in every watched namespace.
     fn core(&mut self, objects: &mut ClusterObjects) -> Vec<JoinHandle<()>> {
         let mut tasks = Vec::new();
         for ns in self.namespaces.clone() {
-            let id = self.id();
-            objects.add_stream(id, StreamKind::Services);
-            tasks.push(watch(
-                api::<Service>(&self.client, &ns),
-                self.wc.clone(),
-                id,
-                self.tx.clone(),
-                self.ctx.clone(),
-                slim_service,
-            ));
-            let id = self.id();
-            objects.add_stream(id, StreamKind::Ingresses);
-            tasks.push(watch(
-                api::<Ingress>(&self.client, &ns),
-                self.wc.clone(),
-                id,
-                self.tx.clone(),
-                self.ctx.clone(),
-                slim_ingress,
-            ));
-            let id = self.id();
-            objects.add_stream(id, StreamKind::Slices);
-            tasks.push(watch(
-                api::<EndpointSlice>(&self.client, &ns),
-                self.wc.clone(),
-                id,
-                self.tx.clone(),
-                self.ctx.clone(),
-                slim_slice,
-            ));
+            let (c, wc) = (self.client.clone(), self.wc.clone());
+            let services = api::<Service>(&c, &ns);
+            tasks.push(
+                self.stream(
+                    objects,
+                    StreamKind::Services,
+                    services,
+                    wc.clone(),
+                    slim_service,
+                )
+                .1,
+            );
+            let ingresses = api::<Ingress>(&c, &ns);
+            tasks.push(
+                self.stream(
+                    objects,
+                    StreamKind::Ingresses,
+                    ingresses,
+                    wc.clone(),
+                    slim_ingress,
+                )
+                .1,
+            );
+            let slices = api::<EndpointSlice>(&c, &ns);
+            tasks.push(
+                self.stream(objects, StreamKind::Slices, slices, wc, slim_slice)
+                    .1,
+            );
         }
         tasks
     }
 
     /// The cluster's Namespaces (cluster-scoped: one stream), for their labels.
     fn namespaces(&mut self, objects: &mut ClusterObjects) -> JoinHandle<()> {
-        let id = self.id();
-        objects.add_stream(id, StreamKind::Namespaces);
         // Every namespace: a selector may admit any, whatever the label selector of the
         // objects fedns watches.
         let wc = watcher::Config::default().timeout(self.wc.timeout.unwrap_or(290));
-        watch(
-            Api::<Namespace>::all(self.client.clone()),
+        let api = Api::<Namespace>::all(self.client.clone());
+        self.stream(
+            objects,
+            StreamKind::Namespaces,
+            api,
             wc,
-            id,
-            self.tx.clone(),
-            self.ctx.clone(),
             slim::slim_namespace,
         )
+        .1
     }
 
     /// One optional kind at `version`, in every watched namespace.
@@ -202,21 +218,12 @@ impl Watches {
         };
         let mut streams = Vec::new();
         for ns in self.namespaces.clone() {
-            let id = self.id();
-            objects.add_stream(id, stream);
             let api = match &ns {
                 Some(ns) => Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &ar),
                 None => Api::<DynamicObject>::all_with(self.client.clone(), &ar),
             };
-            let task = watch(
-                api,
-                self.wc.clone(),
-                id,
-                self.tx.clone(),
-                self.ctx.clone(),
-                convert,
-            );
-            streams.push((id, task));
+            let wc = self.wc.clone();
+            streams.push(self.stream(objects, stream, api, wc, convert));
         }
         OptionalWatch {
             version: version.to_owned(),

@@ -52,6 +52,18 @@ pub(super) enum StreamKind {
     Namespaces,
 }
 
+/// The objects whose store endpoints may have changed, by kind.
+#[derive(Default)]
+struct Touched {
+    services: HashSet<Key>,
+    ingresses: HashSet<Key>,
+    routes: HashSet<(RouteKind, Key)>,
+    dns: HashSet<Key>,
+    gateways: HashSet<Key>,
+    istio: HashSet<Key>,
+    virtual_services: HashSet<Key>,
+}
+
 /// Everything one cluster's watches have seen, with what changed since the last store
 /// update, so that one event costs the objects it touches and not the whole cluster.
 pub(super) struct ClusterObjects {
@@ -59,13 +71,8 @@ pub(super) struct ClusterObjects {
     streams: BTreeMap<usize, StreamState>,
     /// Ready endpoints per Service, per EndpointSlice: readiness without a scan of slices.
     ready: HashMap<Key, HashMap<Key, usize>>,
-    touched_services: HashSet<Key>,
-    touched_ingresses: HashSet<Key>,
-    touched_routes: HashSet<(RouteKind, Key)>,
-    touched_dns: HashSet<Key>,
-    touched_istio: HashSet<Key>,
-    touched_virtual_services: HashSet<Key>,
-    touched_gateways: HashSet<Key>,
+    /// The objects to look at again at the next store update.
+    touched: Touched,
     /// The routes that name each Service as a backend: a slice's change touches them.
     route_backends: HashMap<Key, HashSet<(RouteKind, Key)>>,
     /// The names each DNSEndpoint gave the store, so that a name it drops is removed.
@@ -126,13 +133,7 @@ impl ClusterObjects {
             zone: zone.to_owned(),
             streams: BTreeMap::new(),
             ready: HashMap::new(),
-            touched_services: HashSet::new(),
-            touched_ingresses: HashSet::new(),
-            touched_routes: HashSet::new(),
-            touched_dns: HashSet::new(),
-            touched_istio: HashSet::new(),
-            touched_virtual_services: HashSet::new(),
-            touched_gateways: HashSet::new(),
+            touched: Touched::default(),
             route_backends: HashMap::new(),
             dns_names: HashMap::new(),
         }
@@ -183,10 +184,10 @@ impl ClusterObjects {
     fn touch(&mut self, kind: StreamKind, key: &Key, object: Option<&Slim>) {
         match (kind, object) {
             (StreamKind::Services, _) => {
-                self.touched_services.insert(key.clone());
+                self.touched.services.insert(key.clone());
             }
             (StreamKind::Ingresses, _) => {
-                self.touched_ingresses.insert(key.clone());
+                self.touched.ingresses.insert(key.clone());
             }
             (StreamKind::Slices, Some(Slim::Slice { service, ready })) => {
                 let svc = (key.0.clone(), service.clone());
@@ -201,10 +202,10 @@ impl ClusterObjects {
             // at again (and a Gateway's own annotated names).
             (StreamKind::Gateways | StreamKind::ListenerSets | StreamKind::Namespaces, _) => {
                 if kind == StreamKind::Gateways {
-                    self.touched_gateways.insert(key.clone());
+                    self.touched.gateways.insert(key.clone());
                 }
                 let all = self.all_routes();
-                self.touched_routes.extend(all);
+                self.touched.routes.extend(all);
             }
             (StreamKind::Routes(rk), o) => {
                 if let Some(Slim::Route(r)) = o {
@@ -215,19 +216,19 @@ impl ClusterObjects {
                             .insert((rk, key.clone()));
                     }
                 }
-                self.touched_routes.insert((rk, key.clone()));
+                self.touched.routes.insert((rk, key.clone()));
             }
             (StreamKind::DnsEndpoints, _) => {
-                self.touched_dns.insert(key.clone());
+                self.touched.dns.insert(key.clone());
             }
             // A Gateway's addresses are its VirtualServices' too.
             (StreamKind::IstioGateways, _) => {
-                self.touched_istio.insert(key.clone());
+                self.touched.istio.insert(key.clone());
                 let all = self.keys_of(StreamKind::VirtualServices);
-                self.touched_virtual_services.extend(all);
+                self.touched.virtual_services.extend(all);
             }
             (StreamKind::VirtualServices, _) => {
-                self.touched_virtual_services.insert(key.clone());
+                self.touched.virtual_services.insert(key.clone());
             }
         }
         if kind == StreamKind::Services {
@@ -264,14 +265,21 @@ impl ClusterObjects {
         if fronts {
             let gateways = self.keys_of(StreamKind::IstioGateways);
             let services = self.keys_of(StreamKind::VirtualServices);
-            self.touched_istio.extend(gateways);
-            self.touched_virtual_services.extend(services);
+            self.touched.istio.extend(gateways);
+            self.touched.virtual_services.extend(services);
         }
     }
 
-    /// Marks what an object that was `old` no longer brings: a slice's readiness, a
-    /// route's backends; and what that changes.
+    /// Marks an object gone: what it brought (a slice's readiness, a route's backends) is
+    /// taken back, and what that changes is looked at again.
     fn forget(&mut self, kind: StreamKind, key: &Key, old: Option<&Slim>) {
+        self.unlink(kind, key, old);
+        self.touch(kind, key, None);
+    }
+
+    /// Takes back what an object that was `old` brought to others: a slice's ready count
+    /// (its Service is looked at again), a route's backends.
+    fn unlink(&mut self, kind: StreamKind, key: &Key, old: Option<&Slim>) {
         match (kind, old) {
             (StreamKind::Slices, Some(Slim::Slice { service, .. })) => {
                 let svc = (key.0.clone(), service.clone());
@@ -283,7 +291,6 @@ impl ClusterObjects {
                 }
                 self.touch_service(svc);
             }
-            (StreamKind::Slices, _) => {}
             (StreamKind::Routes(rk), Some(Slim::Route(r))) => {
                 for b in &r.backends {
                     if let Some(set) = self.route_backends.get_mut(b) {
@@ -293,19 +300,18 @@ impl ClusterObjects {
                         }
                     }
                 }
-                self.touched_routes.insert((rk, key.clone()));
             }
-            _ => self.touch(kind, key, None),
+            _ => {}
         }
     }
 
     /// A Service's readiness changed: it, and the routes it backs, are looked at again.
     fn touch_service(&mut self, svc: Key) {
         if let Some(routes) = self.route_backends.get(&svc) {
-            self.touched_routes.extend(routes.iter().cloned());
+            self.touched.routes.extend(routes.iter().cloned());
         }
         self.touch_istio_for(&svc);
-        self.touched_services.insert(svc);
+        self.touched.services.insert(svc);
     }
 
     pub(super) fn apply(&mut self, msg: Msg) {
@@ -353,9 +359,7 @@ impl ClusterObjects {
             }
             Msg::Apply(_, k, Some(o)) => {
                 let old = s.objects.insert(k.clone(), o.clone());
-                if let Some(old) = &old {
-                    self.forget(kind, &k, Some(old));
-                }
+                self.unlink(kind, &k, old.as_ref());
                 self.touch(kind, &k, Some(&o));
             }
             Msg::Apply(_, k, None) | Msg::Delete(_, k) => {
@@ -373,62 +377,16 @@ impl ClusterObjects {
 
     /// The store changes since the last call: every object when `all`, else those touched.
     pub(super) fn changes(&mut self, all: bool) -> Vec<(ObjectKey, Option<Endpoint>)> {
-        let services = std::mem::take(&mut self.touched_services);
-        let ingresses = std::mem::take(&mut self.touched_ingresses);
-        let routes = std::mem::take(&mut self.touched_routes);
-        let dns = std::mem::take(&mut self.touched_dns);
-        let (istio_gateways, virtual_services): (Vec<Key>, Vec<Key>) = if all {
-            (
-                self.keys_of(StreamKind::IstioGateways),
-                self.keys_of(StreamKind::VirtualServices),
-            )
-        } else {
-            (
-                std::mem::take(&mut self.touched_istio)
-                    .into_iter()
-                    .collect(),
-                std::mem::take(&mut self.touched_virtual_services)
-                    .into_iter()
-                    .collect(),
-            )
-        };
-        let gateways: Vec<Key> = if all {
-            self.touched_istio.clear();
-            self.touched_virtual_services.clear();
-            self.touched_gateways.clear();
-            self.keys_of(StreamKind::Gateways)
-        } else {
-            std::mem::take(&mut self.touched_gateways)
-                .into_iter()
-                .collect()
-        };
-        let keys = |kind| -> Vec<Key> {
-            self.of_kind(kind)
-                .flat_map(|s| s.objects.keys().cloned())
-                .collect()
-        };
-        let (services, ingresses, routes, mut dns): (Vec<Key>, Vec<Key>, Vec<_>, Vec<Key>) = if all
-        {
-            (
-                keys(StreamKind::Services),
-                keys(StreamKind::Ingresses),
-                self.all_routes(),
-                keys(StreamKind::DnsEndpoints),
-            )
-        } else {
-            (
-                services.into_iter().collect(),
-                ingresses.into_iter().collect(),
-                routes.into_iter().collect(),
-                dns.into_iter().collect(),
-            )
-        };
-        if all {
-            // Names given before and whose object is gone.
-            dns.extend(self.dns_names.keys().cloned());
-            dns.sort();
-            dns.dedup();
-        }
+        let touched = std::mem::take(&mut self.touched);
+        let Touched {
+            services,
+            ingresses,
+            routes,
+            dns,
+            gateways,
+            istio: istio_gateways,
+            virtual_services,
+        } = if all { self.everything() } else { touched };
         let mut out = Vec::with_capacity(services.len() + ingresses.len() + routes.len());
         for key in services {
             let endpoint = self
@@ -646,6 +604,30 @@ impl ClusterObjects {
         all.addresses.sort();
         all.addresses.dedup();
         self.istio_endpoint(ObjectKind::VirtualService, key, hosts, all, &vs.settings)
+    }
+
+    /// Every object, as touched: the first full sync.
+    fn everything(&self) -> Touched {
+        Touched {
+            services: self.keys_of(StreamKind::Services).into_iter().collect(),
+            ingresses: self.keys_of(StreamKind::Ingresses).into_iter().collect(),
+            routes: self.all_routes().into_iter().collect(),
+            // And the names given before whose object is gone.
+            dns: self
+                .keys_of(StreamKind::DnsEndpoints)
+                .into_iter()
+                .chain(self.dns_names.keys().cloned())
+                .collect(),
+            gateways: self.keys_of(StreamKind::Gateways).into_iter().collect(),
+            istio: self
+                .keys_of(StreamKind::IstioGateways)
+                .into_iter()
+                .collect(),
+            virtual_services: self
+                .keys_of(StreamKind::VirtualServices)
+                .into_iter()
+                .collect(),
+        }
     }
 
     /// The store's endpoints of one DNSEndpoint (one per name), and the removal of the
@@ -970,7 +952,7 @@ mod tests {
             addresses: vec![ip.parse().unwrap()],
             hostname: None,
             programmed,
-            allowed_listeners: None,
+            allowed_listeners: gateway::From::Nothing,
             extra_hosts: vec![],
             settings: Settings::default(),
         })

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use tracing::{debug, warn};
 
-use super::convert::{ConvertCtx, annotations};
+use super::convert::{ConvertCtx, annotations, host_name, what};
 use super::dns_endpoint::{self, DnsName};
 use super::gateway::{self, Gateway, ListenerSet, Route, RouteKind};
 use super::istio::{self, IstioGateway, VirtualService};
@@ -82,7 +82,7 @@ pub(super) fn lb_targets(
         if hostname.is_none()
             && let Some(h) = &i.hostname
         {
-            hostname = Some(h.trim_end_matches('.').to_ascii_lowercase());
+            hostname = Some(host_name(h));
         }
     }
     (addrs, hostname)
@@ -93,11 +93,7 @@ pub(super) fn slim_service(svc: &Service, ctx: &ConvertCtx) -> Option<Slim> {
     if spec.type_.as_deref() != Some("LoadBalancer") {
         return None;
     }
-    let what = format!(
-        "service {}/{}",
-        svc.namespace().unwrap_or_default(),
-        svc.name_any()
-    );
+    let what = what("service", svc);
     let (settings, hosts, exclude, ext) = annotations(svc.annotations(), &what, ctx);
     if exclude {
         return None;
@@ -128,11 +124,7 @@ pub(super) fn slim_service(svc: &Service, ctx: &ConvertCtx) -> Option<Slim> {
 }
 
 pub(super) fn slim_ingress(ing: &Ingress, ctx: &ConvertCtx) -> Option<Slim> {
-    let what = format!(
-        "ingress {}/{}",
-        ing.namespace().unwrap_or_default(),
-        ing.name_any()
-    );
+    let what = what("ingress", ing);
     let (settings, mut hosts, exclude, ext) = annotations(ing.annotations(), &what, ctx);
     if exclude {
         return None;
@@ -140,7 +132,7 @@ pub(super) fn slim_ingress(ing: &Ingress, ctx: &ConvertCtx) -> Option<Slim> {
     let spec = ing.spec.as_ref()?;
     for rule in spec.rules.iter().flatten() {
         if let Some(h) = &rule.host {
-            let h = h.trim_end_matches('.').to_ascii_lowercase();
+            let h = host_name(h);
             if h.starts_with("*.") {
                 debug!(
                     cluster = ctx.cluster,

@@ -232,16 +232,30 @@ impl Key {
     /// The DS record for the parent, with a SHA-256 digest (digest type 2), as zone-file
     /// text: `fed.example.com. IN DS 12345 13 2 ABCD...`.
     pub fn ds(&self) -> String {
-        let mut data = self.owner_wire();
-        data.extend_from_slice(&self.dnskey_rdata());
-        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+        let hex: String = self.ds_rdata()[4..]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
         format!(
             "{}. IN DS {} {} 2 {hex}",
             self.zone,
             self.tag(),
             self.algorithm.number()
         )
+    }
+
+    /// The DS (or CDS) RDATA: key tag, algorithm, digest type 2 and the SHA-256 digest of
+    /// owner and DNSKEY RDATA (RFC 4509).
+    pub fn ds_rdata(&self) -> Vec<u8> {
+        let mut data = self.owner_wire();
+        data.extend_from_slice(&self.dnskey_rdata());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+        let mut r = Vec::with_capacity(36);
+        r.extend_from_slice(&self.tag().to_be_bytes());
+        r.push(self.algorithm.number());
+        r.push(2);
+        r.extend_from_slice(digest.as_ref());
+        r
     }
 
     /// The DNSKEY record as zone-file text.

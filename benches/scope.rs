@@ -107,6 +107,7 @@ fn names_100k(loaded: &LoadedConfig) {
             &loaded.config,
             &loaded.zone,
             loaded.geoip.clone(),
+            loaded.dnssec.clone(),
             &contents,
             &healthy,
         )

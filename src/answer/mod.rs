@@ -14,6 +14,7 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use crate::config::{AllUnhealthy, GeoKey, PolicyKind};
+use crate::dnssec::Denial;
 use crate::health::Health;
 use crate::snapshot::scope::ScopeMap;
 use crate::snapshot::{ClusterId, FedName, Located, LocationSource, Member, Snapshot};
@@ -89,6 +90,9 @@ pub struct Answer {
     pub scope_maps: Vec<Option<Arc<ScopeMap>>>,
     /// The ECS scope is wider than the network that placed the client (for metrics).
     pub widened: bool,
+    /// What a negative answer (or a delegation without DS) denies, for the NSEC of a
+    /// signed reply.
+    pub denial: Option<Denial>,
 }
 
 /// Steering rules that decided an answer (counted per answer).
@@ -237,9 +241,9 @@ impl Resolution<'_> {
             return;
         }
         if snap.is_empty_non_terminal(&lower) {
-            self.negative(ResponseCode::NoError);
+            self.negative(ResponseCode::NoError, owner, Vec::new());
         } else {
-            self.negative(ResponseCode::NXDomain);
+            self.negative(ResponseCode::NXDomain, owner, Vec::new());
         }
     }
 
@@ -265,6 +269,10 @@ impl Resolution<'_> {
         let Some(cut) = cut else {
             return false;
         };
+        // DS belongs to the parent side of a cut: answered here, not referred.
+        if self.qtype == RecordType::DS && LowerName::new(&cut) == *lower {
+            return false;
+        }
         let ns: Vec<Record> = snap.statics[&LowerName::new(&cut)]
             .iter()
             .filter(|r| r.record_type() == RecordType::NS)
@@ -273,6 +281,12 @@ impl Resolution<'_> {
         self.ans.authoritative = false;
         self.glue(&ns);
         self.ans.authority.extend(ns);
+        // No DS at the cut: a signed reply proves it (the delegation is insecure).
+        self.ans.denial = Some(Denial {
+            owner: cut,
+            types: vec![RecordType::NS],
+            nxname: false,
+        });
         true
     }
 
@@ -320,7 +334,9 @@ impl Resolution<'_> {
             }
             return;
         }
-        self.negative(ResponseCode::NoError);
+        let mut types: Vec<RecordType> = records.iter().map(|r| r.record_type()).collect();
+        types.dedup();
+        self.negative(ResponseCode::NoError, owner, types);
     }
 
     /// Follows a CNAME target if it is inside the zone.
@@ -335,9 +351,15 @@ impl Resolution<'_> {
     }
 
     /// SOA in the authority section, for NXDOMAIN and NODATA (RFC 2308). In a CNAME chain
-    /// the RCODE is the last name's (RFC 6604).
-    fn negative(&mut self, rcode: ResponseCode) {
+    /// the RCODE is the last name's (RFC 6604). `types` exist at `owner` (for a NODATA),
+    /// what a signed reply's NSEC says.
+    fn negative(&mut self, rcode: ResponseCode, owner: Name, types: Vec<RecordType>) {
         self.ans.rcode = rcode;
+        self.ans.denial = Some(Denial {
+            owner,
+            types,
+            nxname: rcode == ResponseCode::NXDomain,
+        });
         let mut soa = self.snap.soa.clone();
         soa.ttl = self.snap.negative_ttl;
         self.ans.authority.push(soa);
@@ -426,7 +448,19 @@ impl Resolution<'_> {
         );
         match hostname {
             Some(h) if wants_target => self.record_ttl(owner, ttl, RData::CNAME(CNAME(h))),
-            _ => self.negative(ResponseCode::NoError),
+            _ => {
+                // What some cluster could answer here, but not the type asked (which this
+                // client gets no answer of): a validator then accepts the NODATA.
+                let mut types = Vec::new();
+                if fed.members.iter().any(|m| !m.v4.is_empty()) {
+                    types.push(RecordType::A);
+                }
+                if fed.members.iter().any(|m| !m.v6.is_empty()) {
+                    types.push(RecordType::AAAA);
+                }
+                types.retain(|t| *t != self.qtype);
+                self.negative(ResponseCode::NoError, owner, types)
+            }
         }
     }
 

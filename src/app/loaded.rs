@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::Name;
 
 use crate::answer::scope;
 use crate::config::zonefile::{ZoneData, ZoneError};
-use crate::config::{Config, ConfigError, DnstapMessage};
+use crate::config::{Config, ConfigError, DnstapMessage, KeyStateConfig, field_line};
 use crate::demo;
+use crate::dnssec::{Key, KeyError, KeySpec, KeyState, Policy, Zone};
 use crate::dnstap;
 use crate::fleet::{self, Fleet};
 use crate::geo::{GeoDb, GeoError};
@@ -33,6 +35,8 @@ pub enum LoadError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Kube(#[from] KubeError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 /// The hint on a file a config names that cannot be read.
@@ -45,6 +49,8 @@ pub struct LoadedConfig {
     pub path: Option<PathBuf>,
     pub zone: ZoneData,
     pub geoip: Option<Arc<GeoDb>>,
+    /// The zone's keys at the moment the config loaded, when `dnssec:` is set.
+    pub dnssec: Option<Arc<Zone>>,
     /// API access of every watched member cluster, kubeconfigs read and checked.
     pub clusters: Vec<ClusterAccess>,
     /// Digests that replicas of a fleet compare: of what makes the answers in the config
@@ -106,11 +112,13 @@ impl LoadedConfig {
             })?;
             clusters.extend(access);
         }
+        let dnssec = zone_keys(&config, &text, path, &apex)?;
         let config_digest = answers_digest(&text, zone_text(&config).as_deref());
         Ok(LoadedConfig {
             config,
             path: Some(path.to_owned()),
             zone,
+            dnssec,
             geoip_digest: geoip_digest(geoip.as_deref()),
             geoip,
             clusters,
@@ -140,6 +148,7 @@ impl LoadedConfig {
             zone,
             geoip_digest: geoip_digest(Some(&geoip)),
             geoip: Some(Arc::new(geoip)),
+            dnssec: None,
             clusters: Vec::new(),
             config_digest: answers_digest(demo::CONFIG, Some(demo::ZONE)),
             places: Mutex::default(),
@@ -169,6 +178,7 @@ impl LoadedConfig {
             &self.config,
             &self.zone,
             self.geoip.clone(),
+            self.dnssec.clone(),
             &store.contents(),
             verdicts,
         )?;
@@ -208,6 +218,61 @@ impl LoadedConfig {
         scope::prepare(snap, places.as_ref(), old, None);
         places.clone_from(&snap.places);
     }
+}
+
+/// The keys `dnssec.keys` names, read and checked, in their states of now. Every error
+/// names the config file, the line of the key's entry and the key file.
+fn zone_keys(
+    config: &Config,
+    text: &str,
+    path: &Path,
+    apex: &Name,
+) -> Result<Option<Arc<Zone>>, LoadError> {
+    let Some(d) = &config.dnssec else {
+        return Ok(None);
+    };
+    let invalid = |line: u64, field: String, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line,
+        field,
+        message,
+    };
+    let mut specs = Vec::new();
+    for (i, k) in d.keys.iter().enumerate() {
+        let file = k.value.file();
+        let key = Key::read(file).map_err(|e| {
+            invalid(
+                k.referenced.line(),
+                format!("dnssec.keys[{i}]"),
+                format!("{e}{}", if e.line == 0 { RELATIVE } else { "" }),
+            )
+        })?;
+        specs.push(KeySpec {
+            key,
+            path: file.to_owned(),
+            forced: k.value.state().map(|s| match s {
+                KeyStateConfig::Published => KeyState::Published,
+                KeyStateConfig::Active => KeyState::Active,
+                KeyStateConfig::Retired => KeyState::Retired,
+            }),
+        });
+    }
+    let policy = Policy {
+        validity: d.signature_validity.as_secs() as u32,
+        dnskey_ttl: d.dnskey_ttl,
+        cds: d.cds,
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let zone = Zone::new(apex, specs, policy, now).map_err(|e| {
+        invalid(
+            field_line(text, "dnssec.keys"),
+            "dnssec.keys".into(),
+            e.to_string(),
+        )
+    })?;
+    Ok(Some(Arc::new(zone)))
 }
 
 fn apex(config: &Config) -> Result<Name, BuildError> {

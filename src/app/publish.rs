@@ -37,6 +37,7 @@ impl App {
                 &loaded.config,
                 &loaded.zone,
                 loaded.geoip.clone(),
+                loaded.dnssec.clone(),
                 &contents,
                 &health,
             ) {

@@ -130,3 +130,13 @@ pub fn dnstap_messages() -> Vec<super::DnstapMessage> {
 pub fn dnstap_queue() -> usize {
     16_384
 }
+
+/// A week: long enough to ride out an outage of every replica for days, short enough that
+/// a retired key's signatures are gone from the world soon (PowerDNS signs for a week too).
+pub fn signature_validity() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+pub fn dnskey_ttl() -> u32 {
+    3600
+}

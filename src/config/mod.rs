@@ -17,6 +17,7 @@ use serde_saphyr::Spanned;
 
 mod defaults;
 mod validate;
+pub use validate::field_line;
 pub mod values;
 pub mod zonefile;
 
@@ -129,6 +130,9 @@ pub struct Config {
     /// collector; off when absent.
     #[serde(default)]
     pub dnstap: Option<DnstapConfig>,
+    /// Online DNSSEC signing of every answer to a query with DO; off when absent.
+    #[serde(default)]
+    pub dnssec: Option<DnssecConfig>,
     /// After SIGTERM, how long fedns keeps answering while /readyz says 503, so that load
     /// balancers and forwarders move away before the listeners close.
     #[serde(default = "defaults::drain", deserialize_with = "values::duration")]
@@ -344,6 +348,76 @@ impl DnstapConfig {
             identity: None,
         }
     }
+}
+
+/// `dnssec:`: the zone's keys (BIND or Knot key files) and how signatures are made.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecConfig {
+    /// Key files (`K<zone>.+<alg>+<tag>.private`, the `.key` beside it), relative to the
+    /// config file; each a path, or `{ file: path, state: published|active|retired }` to
+    /// override the timing fields in the file.
+    pub keys: Vec<Spanned<DnssecKey>>,
+    /// How long a signature is valid; renewed when half of it has passed.
+    #[serde(
+        default = "defaults::signature_validity",
+        deserialize_with = "values::duration"
+    )]
+    pub signature_validity: Duration,
+    /// The TTL of the DNSKEY, CDS and CDNSKEY sets.
+    #[serde(default = "defaults::dnskey_ttl")]
+    pub dnskey_ttl: u32,
+    /// Publish CDS and CDNSKEY for the key-signing keys (RFC 7344, RFC 8078), so that a
+    /// parent that automates DS updates follows rollovers.
+    #[serde(default = "defaults::yes")]
+    pub cds: bool,
+}
+
+/// One key of `dnssec.keys`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum DnssecKey {
+    Path(PathBuf),
+    Entry {
+        file: PathBuf,
+        #[serde(default)]
+        state: Option<KeyStateConfig>,
+    },
+}
+
+impl DnssecKey {
+    pub fn file(&self) -> &Path {
+        match self {
+            DnssecKey::Path(p) | DnssecKey::Entry { file: p, .. } => p,
+        }
+    }
+
+    pub fn file_mut(&mut self) -> &mut PathBuf {
+        match self {
+            DnssecKey::Path(p) | DnssecKey::Entry { file: p, .. } => p,
+        }
+    }
+
+    /// The state the config gives it, overriding the file's timing fields.
+    pub fn state(&self) -> Option<KeyStateConfig> {
+        match self {
+            DnssecKey::Path(_) => None,
+            DnssecKey::Entry { state, .. } => *state,
+        }
+    }
+}
+
+/// A key's state as the config can force it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStateConfig {
+    /// In the DNSKEY set, signing nothing (before it becomes active).
+    Published,
+    /// In the DNSKEY set and signing.
+    Active,
+    /// Still in the DNSKEY set, no longer signing (until the signatures it made expire
+    /// from caches).
+    Retired,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -727,6 +801,11 @@ impl Config {
         }
         if let Some(s) = &mut self.state_file {
             join(s);
+        }
+        if let Some(d) = &mut self.dnssec {
+            for k in &mut d.keys {
+                join(k.value.file_mut());
+            }
         }
         for c in &mut self.clusters {
             if let Some(k) = &mut c.value.kubeconfig {

@@ -22,6 +22,7 @@ pub fn validate(config: &Config, text: &str, path: &Path) -> Result<(), ConfigEr
     v.fallback(config, &names)?;
     v.services(config, &names)?;
     v.dnstap(config)?;
+    v.dnssec(config)?;
     v.fleet(config, &names)
 }
 
@@ -457,6 +458,31 @@ impl Checker<'_> {
         }
         if d.queue == 0 {
             return Err(self.at("dnstap.queue", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// `dnssec`: at least one key; signatures valid long enough to outlive the records
+    /// they cover in caches, and not beyond what an RRSIG's 32-bit times hold.
+    fn dnssec(&self, c: &Config) -> Result<(), ConfigError> {
+        let Some(d) = &c.dnssec else {
+            return Ok(());
+        };
+        if d.keys.is_empty() {
+            return Err(self.at(
+                "dnssec.keys",
+                "name at least one key file (`fedns dnssec keygen` makes one)",
+            ));
+        }
+        let validity = d.signature_validity.as_secs();
+        if !(2 * 3600..=365 * 86_400).contains(&validity) {
+            return Err(self.at("dnssec.signature_validity", "must be between 2h and 365d"));
+        }
+        if d.dnskey_ttl == 0 || u64::from(d.dnskey_ttl) * 2 > validity {
+            return Err(self.at(
+                "dnssec.dnskey_ttl",
+                "must be at least 1 and at most half of `signature_validity`",
+            ));
         }
         Ok(())
     }

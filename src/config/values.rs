@@ -69,6 +69,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         _ => return None,
     };
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
@@ -85,7 +86,7 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Raw::Secs(n) => Ok(Duration::from_secs(n)),
         Raw::Text(s) => parse_duration(&s).ok_or_else(|| {
             de::Error::custom(format!(
-                "`{s}` is not a duration (expected e.g. 500ms, 2s, 1m)"
+                "`{s}` is not a duration (expected e.g. 500ms, 2s, 1m, 7d)"
             ))
         }),
     }

@@ -54,6 +54,8 @@ pub struct Cached {
     /// The scope map of each decision that depended on the client's location (None: the
     /// locating network's prefix), so that a hit gives each client its own scope.
     pub scope_maps: Box<[Option<Arc<ScopeMap>>]>,
+    /// When its signatures should be made again (Unix seconds; `u32::MAX`: unsigned).
+    pub renew_at: u32,
 }
 
 impl Cached {

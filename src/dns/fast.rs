@@ -15,8 +15,9 @@ use ipnet::IpNet;
 use super::cache::{Cached, Keep, Lookup};
 use super::rrl::Verdict;
 use super::wire::{self, Ecs, Template};
-use super::{Handler, MAX_UDP_PAYLOAD, Outcome, Worker};
+use super::{Handler, MAX_UDP_PAYLOAD, Outcome, Worker, signed};
 use crate::answer::{self, Client, Question};
+use crate::dnssec::SigCache;
 use crate::dnstap::Decision;
 use crate::metrics::{LocalStats, Transport};
 use crate::snapshot::{LocationKey, NetworkKey, Snapshot};
@@ -36,7 +37,11 @@ impl Handler {
         proto: Transport,
         out: &mut Vec<u8>,
     ) -> Option<bool> {
+        let mut signed = false;
         if let Some(e) = q.edns.as_mut() {
+            // Compact Answers OK means something only in a signed reply.
+            signed = e.dnssec_ok && snap.dnssec.is_some();
+            e.compact_ok &= signed;
             if !snap.use_ecs {
                 // ECS off: neither used nor echoed, and not even checked.
                 e.ecs = Ecs::None;
@@ -61,27 +66,39 @@ impl Handler {
             .filter(|e| e.source_prefix > 0)
             .and_then(|e| IpNet::new(e.addr, e.source_prefix).ok());
         let locating = ecs_net.map_or(src.ip(), |n| n.addr());
-        let key = &w.key[..n + 2];
+        w.key[n + 2] = match q.edns {
+            Some(e) if signed => {
+                wire::KEY_SIGNED | if e.compact_ok { wire::KEY_COMPACT } else { 0 }
+            }
+            _ => 0,
+        };
+        let key = &w.key[..n + 3];
         let name = &w.key[..n];
+        let now = w.now;
         let mut location = None;
         // `never`: known to vary, so answered afresh each time and not remembered.
         let mut never = false;
         let hit = match w.cache.get(key) {
-            Lookup::Hit(c) => Some((c, 0, false)),
+            Lookup::Hit(c) if c.renew_at > now => Some((c, 0, false)),
+            Lookup::Hit(_) => None,
             Lookup::ByLocation(m) => {
                 let l = w.memo.locate(&snap.locator, locating);
                 location = Some(l);
-                m.get(&l.0, || NetworkKey::of(locating, l.1)).map(|c| {
-                    // The ECS scope: the widest block with this answer, within the
-                    // source prefix.
-                    let scope = match (c.client_dependent, ecs_net) {
-                        (true, Some(net)) => w.memo.widest(c, locating, l.1).min(net.prefix_len()),
-                        _ => 0,
-                    };
-                    let widened = c.client_dependent
-                        && ecs_net.is_some_and(|n| scope < l.1.min(n.prefix_len()));
-                    (c, scope, widened)
-                })
+                m.get(&l.0, || NetworkKey::of(locating, l.1))
+                    .filter(|c| c.renew_at > now)
+                    .map(|c| {
+                        // The ECS scope: the widest block with this answer, within the
+                        // source prefix.
+                        let scope = match (c.client_dependent, ecs_net) {
+                            (true, Some(net)) => {
+                                w.memo.widest(c, locating, l.1).min(net.prefix_len())
+                            }
+                            _ => 0,
+                        };
+                        let widened = c.client_dependent
+                            && ecs_net.is_some_and(|n| scope < l.1.min(n.prefix_len()));
+                        (c, scope, widened)
+                    })
             }
             Lookup::Miss => None,
             Lookup::Uncacheable => {
@@ -104,7 +121,11 @@ impl Handler {
                 out,
             ));
         }
-        let (cached, reply, store) = template_for(snap, name, q.qtype, src, ecs_net)?;
+        let sign = match q.edns {
+            Some(e) if signed => Some((e.compact_ok, &mut w.sigs)),
+            _ => None,
+        };
+        let (cached, reply, store) = template_for(snap, name, q.qtype, src, ecs_net, sign)?;
         let sent = self.emit(
             &mut w.stats,
             &mut w.tap,
@@ -206,14 +227,16 @@ struct Reply {
 }
 
 /// The answer to a question the fast path read, as a template for its cache, the ECS
-/// scope of this answer, and where the cache may keep it. None when the answer needs
-/// what a template cannot carry (an extended RCODE).
+/// scope of this answer, and where the cache may keep it; signed when `sign` says so
+/// (Compact Answers OK, and the worker's signatures). None when the answer needs what a
+/// template cannot carry (an extended RCODE).
 fn template_for(
     snap: &Snapshot,
     lower: &[u8],
     qtype: u16,
     src: SocketAddr,
     ecs: Option<IpNet>,
+    sign: Option<(bool, &mut SigCache)>,
 ) -> Option<(Cached, Reply, Keep)> {
     let name = Name::read(&mut BinDecoder::new(lower)).ok()?;
     let rtype = RecordType::from(qtype);
@@ -226,10 +249,17 @@ fn template_for(
         source: src.ip(),
         ecs,
     };
-    let a = answer::answer(snap, &question, &client, false);
+    let mut a = answer::answer(snap, &question, &client, false);
     if a.rcode.high() != 0 {
         return None;
     }
+    let answers = a.answers.len() as u16;
+    let renew_at = match sign {
+        Some((compact_ok, sigs)) => {
+            signed::sign(snap, &mut a, compact_ok, signed::unix_now(), sigs)
+        }
+        None => u32::MAX,
+    };
     let mut m = Message::new(0, MessageType::Response, OpCode::Query);
     m.metadata.authoritative = a.authoritative;
     m.metadata.response_code = a.rcode;
@@ -255,10 +285,11 @@ fn template_for(
         first_policy: a.first_policy,
         located_by: a.located_by,
         fail_open: a.fail_open,
-        answers: m.answers.len() as u16,
+        answers,
         per_network: a.per_network,
         steered: a.steered,
         scope_maps: a.scope_maps.into_boxed_slice(),
+        renew_at,
     };
     let reply = Reply {
         scope: a.scope,

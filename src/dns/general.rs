@@ -17,11 +17,15 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Quer
 use tracing::debug;
 
 use super::rrl::Verdict;
-use super::{Handler, MAX_UDP_PAYLOAD, Outcome, ecs};
+use super::{Handler, MAX_UDP_PAYLOAD, Outcome, ecs, signed};
 use crate::answer::{self, Answer, Client, Question};
+use crate::dnssec::SigCache;
 use crate::dnstap::Decision;
 use crate::metrics::{LocalStats, Transport};
 use crate::snapshot::Snapshot;
+
+/// Compact Answers OK among the EDNS flags below DO (RFC 9824 section 4).
+const EDNS_CO: u16 = 0x4000;
 
 impl Handler {
     /// The general path, for everything the fast path leaves: hickory parses the message
@@ -31,6 +35,7 @@ impl Handler {
         &self,
         stats: &mut LocalStats,
         tap: &mut Option<Decision>,
+        sigs: &mut SigCache,
         snap: &Snapshot,
         packet: &[u8],
         src: SocketAddr,
@@ -53,6 +58,22 @@ impl Handler {
             }
         };
         let mut reply = self.reply(snap, &request);
+        if let Some(e) = &request.edns
+            && e.flags().dnssec_ok
+            && snap.dnssec.is_some()
+        {
+            let compact_ok = e.flags().z & EDNS_CO != 0;
+            signed::sign(
+                snap,
+                &mut reply.answer,
+                compact_ok,
+                signed::unix_now(),
+                sigs,
+            );
+            if let (true, Some(e)) = (compact_ok, reply.edns.as_mut()) {
+                e.flags_mut().z |= EDNS_CO;
+            }
+        }
         if self.rrl.is_some() && proto == Transport::Udp {
             let name = request
                 .queries

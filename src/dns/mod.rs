@@ -25,6 +25,7 @@ pub mod ecs;
 mod fast;
 mod general;
 pub mod rrl;
+mod signed;
 pub mod wire;
 
 use self::cache::{AnswerCache, LocationMemo};
@@ -32,6 +33,7 @@ use self::rrl::{Limiter, Verdict};
 use self::wire::{MAX_NAME, QuestionKey};
 use crate::answer::Steered;
 use crate::config::PolicyKind;
+use crate::dnssec::SigCache;
 use crate::dnstap::{self, Decision, Event, Stamp, Tap};
 use crate::geo::Precision;
 use crate::metrics::{LocalStats, Metrics, Transport};
@@ -71,6 +73,10 @@ pub struct Worker {
     tap: Option<Decision>,
     /// Its dnstap frames not yet handed to the writer.
     tap_buf: dnstap::Buffer,
+    /// The signatures it made, by RRset (a signed zone).
+    sigs: SigCache,
+    /// Unix seconds at its last flush: when a cached signed reply is due for renewal.
+    now: u32,
 }
 
 impl Default for Worker {
@@ -79,10 +85,12 @@ impl Default for Worker {
             cache: AnswerCache::default(),
             memo: LocationMemo::default(),
             stats: LocalStats::default(),
-            key: [0; MAX_NAME + 2],
+            key: [0; MAX_NAME + 3],
             local: SocketAddr::from(([0, 0, 0, 0], 0)),
             tap: None,
             tap_buf: dnstap::Buffer::default(),
+            sigs: SigCache::default(),
+            now: signed::unix_now(),
         }
     }
 }
@@ -184,7 +192,16 @@ impl Handler {
         {
             return sent;
         }
-        self.general(&mut w.stats, &mut w.tap, snap, packet, src, proto, out)
+        self.general(
+            &mut w.stats,
+            &mut w.tap,
+            &mut w.sigs,
+            snap,
+            packet,
+            src,
+            proto,
+            out,
+        )
     }
 
     /// Adds the worker's counts to the shared metrics and hands over its dnstap frames
@@ -194,6 +211,10 @@ impl Handler {
         let now = Instant::now();
         self.metrics
             .flush(&mut w.stats, now.saturating_duration_since(received));
+        if !w.sigs.is_empty() {
+            // A worker that signs checks its cached replies' renewal against this clock.
+            w.now = signed::unix_now();
+        }
         if let Some(tap) = &self.dnstap {
             tap.hand_over_due(&mut w.tap_buf, now);
         }

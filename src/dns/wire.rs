@@ -26,6 +26,10 @@ const RD: u16 = 0x0100;
 const Z: u16 = 0x0040;
 const CD: u16 = 0x0010;
 
+/// EDNS header flags: DNSSEC OK (RFC 3225), Compact Answers OK (RFC 9824).
+const EDNS_DO: u16 = 0x8000;
+const EDNS_CO: u16 = 0x4000;
+
 /// What the first 12 bytes say, enough to drop a packet without reading further.
 pub fn is_response(packet: &[u8]) -> bool {
     packet.get(2).is_some_and(|b| b & 0x80 != 0)
@@ -51,6 +55,10 @@ pub struct Edns {
     pub payload: u16,
     /// DNSSEC OK, copied into the reply's OPT (RFC 3225 section 3).
     pub dnssec_ok: bool,
+    /// Compact Answers OK (RFC 9824 section 4): a nonexistent name in a signed reply keeps
+    /// its NXDOMAIN. Echoed in the reply's OPT when honoured (the query path clears it
+    /// when the zone is not signed).
+    pub compact_ok: bool,
     pub ecs: Ecs,
 }
 
@@ -109,11 +117,19 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The question key of a query: its name in lowercase wire form, then its QTYPE.
-pub type QuestionKey = [u8; MAX_NAME + 2];
+/// The question key of a query: its name in lowercase wire form, its QTYPE, and a byte
+/// for what else changes the reply (`KEY_SIGNED`, `KEY_COMPACT`), which the query path
+/// fills in.
+pub type QuestionKey = [u8; MAX_NAME + 3];
 
-/// Reads a query the fast path answers, writing its question key into `key` and returning
-/// the name's length there (the key is `key[..n + 2]`). `None`: not for the fast path
+/// The reply is signed (DO, in a signed zone).
+pub const KEY_SIGNED: u8 = 1;
+/// The reply keeps NXDOMAIN for a nonexistent name (CO, signed).
+pub const KEY_COMPACT: u8 = 2;
+
+/// Reads a query the fast path answers, writing its question name and type into `key` and
+/// returning the name's length there (the key is `key[..n + 3]` once the caller sets its
+/// last byte). `None`: not for the fast path
 /// (not necessarily malformed).
 pub fn parse_query<'a>(packet: &'a [u8], key: &mut QuestionKey) -> Option<(Query<'a>, usize)> {
     let mut c = Cursor {
@@ -215,7 +231,8 @@ fn parse_opt(c: &mut Cursor<'_>) -> Option<Edns> {
     }
     Some(Edns {
         payload,
-        dnssec_ok: flags & 0x8000 != 0,
+        dnssec_ok: flags & EDNS_DO != 0,
+        compact_ok: flags & EDNS_CO != 0,
         ecs,
     })
 }
@@ -338,7 +355,8 @@ fn push_opt(out: &mut Vec<u8>, e: &Edns, payload: u16, scope: u8) {
     let mut opt = [0u8; 11 + 8 + 16];
     opt[1..3].copy_from_slice(&TYPE_OPT.to_be_bytes());
     opt[3..5].copy_from_slice(&payload.to_be_bytes());
-    opt[7..9].copy_from_slice(&(u16::from(e.dnssec_ok) << 15).to_be_bytes());
+    let flags = if e.dnssec_ok { EDNS_DO } else { 0 } | if e.compact_ok { EDNS_CO } else { 0 };
+    opt[7..9].copy_from_slice(&flags.to_be_bytes());
     let len = match e.ecs.valid() {
         Some(ecs) => {
             let n = ecs.addr_len();
@@ -411,7 +429,7 @@ mod tests {
     #[test]
     fn reads_a_plain_query_and_lowercases_the_name() {
         let p = query(RD, NAME, 1, None);
-        let mut lower = [0; MAX_NAME + 2];
+        let mut lower = [0; MAX_NAME + 3];
         let (q, n) = parse_query(&p, &mut lower).unwrap();
         assert_eq!(&lower[..n + 2], b"\x03app\x03fed\x00\x00\x01");
         assert_eq!(q.qname, NAME);
@@ -423,7 +441,7 @@ mod tests {
     fn reads_edns_and_ecs() {
         let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
         let p = query(0, NAME, 28, Some(&opt(&ecs)));
-        let mut lower = [0; MAX_NAME + 2];
+        let mut lower = [0; MAX_NAME + 3];
         let (q, _) = parse_query(&p, &mut lower).unwrap();
         let e = q.edns.unwrap();
         assert_eq!(e.payload, 1232);
@@ -435,7 +453,7 @@ mod tests {
 
     #[test]
     fn leaves_the_unusual_to_the_general_path() {
-        let mut lower = [0; MAX_NAME + 2];
+        let mut lower = [0; MAX_NAME + 3];
         let cases: Vec<Vec<u8>> = vec![
             query(QR, NAME, 1, None),
             query(0x2800, NAME, 1, None), // opcode UPDATE
@@ -457,7 +475,7 @@ mod tests {
 
     #[test]
     fn malformed_or_repeated_ecs_is_flagged() {
-        let mut lower = [0; MAX_NAME + 2];
+        let mut lower = [0; MAX_NAME + 3];
         let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
         let twice: Vec<u8> = ecs.iter().chain(&ecs).copied().collect();
         for options in [&[0, 8, 0, 4, 0, 1, 24, 0][..], &twice] {
@@ -478,7 +496,7 @@ mod tests {
 
     #[test]
     fn never_panics_on_garbage() {
-        let mut lower = [0; MAX_NAME + 2];
+        let mut lower = [0; MAX_NAME + 3];
         let mut seed = 0x9e37_79b9_u64;
         let base = query(0, NAME, 1, Some(&opt(&[0, 8, 0, 7, 0, 1, 24, 0, 1, 2, 3])));
         for i in 0..20_000 {
@@ -509,7 +527,7 @@ mod tests {
         let t = Template::new(t, b"\x03app\x03fed\x00").unwrap();
         let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100];
         let p = query(RD | CD, NAME, 1, Some(&opt(&ecs)));
-        let mut lower = [0; MAX_NAME + 2];
+        let mut lower = [0; MAX_NAME + 3];
         let (q, _) = parse_query(&p, &mut lower).unwrap();
         let mut out = Vec::new();
         assert!(t.reply(&q, 1232, 16, false, 1232, &mut out));

@@ -13,6 +13,7 @@ use super::locate::{ClusterId, Locator, Override, OverrideTarget};
 use super::types::{BuildError, Cluster, FedName, Member, Policies, Policy, Snapshot, Weight};
 use crate::config::zonefile::ZoneData;
 use crate::config::{Config, GeoKey, Weights};
+use crate::dnssec::Zone;
 use crate::fleet::overrides::Action;
 use crate::geo::{GeoDb, LatLon, places};
 use crate::health::Health;
@@ -25,6 +26,7 @@ impl Snapshot {
         config: &Config,
         zone: &ZoneData,
         geoip: Option<Arc<GeoDb>>,
+        dnssec: Option<Arc<Zone>>,
         endpoints: &BTreeMap<String, ClusterEndpoints>,
         health: &dyn Verdicts,
     ) -> Result<Snapshot, BuildError> {
@@ -191,6 +193,13 @@ impl Snapshot {
                     .iter()
                     .any(|r| r.record_type() == hickory_proto::rr::RecordType::NS)
         });
+        let mut statics = zone.records.clone();
+        if let Some(z) = &dnssec {
+            statics
+                .entry(apex_lower.clone())
+                .or_default()
+                .extend(z.records().iter().cloned());
+        }
         let mut snap = Snapshot {
             apex,
             apex_lower,
@@ -199,7 +208,7 @@ impl Snapshot {
             negative_ttl: zone.negative_ttl(),
             soa: zone.soa.clone(),
             has_delegations,
-            statics: Arc::new(zone.records.clone()),
+            statics: Arc::new(statics),
             static_ents: Arc::new(static_ents),
             host_ancestors: imbl::HashMap::new(),
             namespaces: imbl::HashMap::new(),
@@ -217,6 +226,7 @@ impl Snapshot {
             min_healthy: config.health.min_healthy_addresses,
             places: None,
             scopes: imbl::HashMap::new(),
+            dnssec,
         };
         let names: BTreeSet<NameKey> = endpoints
             .values()

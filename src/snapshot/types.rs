@@ -10,6 +10,7 @@ use hickory_proto::rr::{LowerName, Name, Record};
 use super::locate::{ClusterId, Located, Locator};
 use super::scope::{PlaceMap, ScopeMap};
 use crate::config::{AllUnhealthy, GeoKey, PolicyKind};
+use crate::dnssec::Zone;
 use crate::geo::{self, LatLon};
 use crate::health::Health;
 
@@ -226,6 +227,9 @@ pub struct Snapshot {
     /// The widest blocks with one answer, per decision (`scope::ScopeMap`). A decision
     /// with none here answers with the locating network's prefix as its ECS scope.
     pub scopes: imbl::HashMap<DecisionKey, Arc<ScopeMap>>,
+    /// The zone's keys, when it is signed: answers to queries with DO carry RRSIGs and
+    /// compact denial. Its DNSKEY, CDS and CDNSKEY records are among `statics`.
+    pub dnssec: Option<Arc<Zone>>,
 }
 
 impl Snapshot {

@@ -22,6 +22,7 @@ mod protocol;
 mod replies;
 mod rfc;
 mod server;
+mod signed;
 mod snapshot;
 mod status;
 mod steering;

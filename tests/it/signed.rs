@@ -1,0 +1,713 @@
+//! Signed answers, proven by validators that are not fedns's code: BIND's `delv` with the
+//! zone's key as its trust anchor, and Unbound as a validating resolver below a parent
+//! zone that NSD serves, signed by BIND's `dnssec-signzone` and holding fedns's DS.
+//!
+//! The server is the usual test federation (`fedns_testkit::server::CONFIG`) with a
+//! `dnssec:` section naming keys that `fedns dnssec keygen` wrote, and three loopback
+//! sources placed in New York, London and Tokyo, so that `delv` (which sends no ECS) gets
+//! three different geo answers.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fedns_testkit::process::Process;
+use fedns_testkit::server::{CONFIG, TestServer, write_config};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedns");
+const ZONE: &str = "fed.example.com";
+const APP: &str = "app.default.myfed.svc.fed.example.com";
+
+/// Sources `delv -b` can use, placed by `networks` overrides.
+const NEW_YORK: &str = "127.0.1.1";
+const LONDON: &str = "127.0.1.2";
+const TOKYO: &str = "127.0.1.3";
+
+/// A tool the test needs, or a failure that says which package has it.
+fn tool(name: &str, package: &str) -> String {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(name).is_file();
+    assert!(
+        found,
+        "{name} is missing: install Debian's {package} (.ci/run does: apt-get install {package})"
+    );
+    if Path::new("/usr/sbin").join(name).is_file() {
+        format!("/usr/sbin/{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().expect("run");
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Writes a key with `fedns dnssec keygen` into `dir`; returns its `.private` file's name.
+fn keygen(dir: &Path, args: &[&str]) -> String {
+    let key = run(Command::new(BIN)
+        .args(["dnssec", "keygen", "--zone", ZONE, "--dir"])
+        .arg(dir)
+        .args(args));
+    let key = PathBuf::from(key.trim());
+    key.file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".key", ".private")
+}
+
+/// The test federation with three placed loopback sources and `dnssec` set to `keys`
+/// (YAML list items, one per line).
+fn signed_config(keys: &str, extra: &str) -> String {
+    let placed = format!(
+        "networks:\n  - {{ cidr: {NEW_YORK}/32, location: {{ lat: 40.71, lon: -74.01 }} }}\n  \
+         - {{ cidr: {LONDON}/32, location: {{ lat: 51.51, lon: -0.13 }} }}\n  \
+         - {{ cidr: {TOKYO}/32, location: {{ lat: 35.68, lon: 139.69 }} }}\n"
+    );
+    format!(
+        "{}dnssec:\n  keys:\n{keys}{extra}",
+        CONFIG.replacen("networks:\n", &placed, 1)
+    )
+}
+
+/// The key-signing key's DNSKEY from its `.key` file, as zone-file text.
+fn dnskey_line(dir: &Path, private: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(private.replace(".private", ".key"))).unwrap();
+    text.lines()
+        .find(|l| l.contains(" DNSKEY "))
+        .unwrap()
+        .to_owned()
+}
+
+/// A delv trust anchor file for the zone's key-signing key.
+fn anchor(dir: &Path, ksk: &str) -> PathBuf {
+    let f: Vec<String> = dnskey_line(dir, ksk)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    // owner IN DNSKEY flags protocol algorithm key...
+    let path = dir.join("anchor.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "trust-anchors {{ {} static-key {} {} {} \"{}\"; }};\n",
+            f[0],
+            f[3],
+            f[4],
+            f[5],
+            f[6..].concat()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `delv` of `name`/`qtype` from `source` at `server`, validating from `anchor`.
+fn delv(server: SocketAddr, anchor: &Path, source: &str, name: &str, qtype: &str) -> String {
+    let o = Command::new(tool("delv", "bind9-dnsutils"))
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "-b", source, "-a"])
+        .arg(anchor)
+        .args([&format!("+root={ZONE}"), "+nomtrace", name, qtype])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The record lines of delv's output (no comments).
+fn records(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Starts the signed test server: a KSK and a ZSK (P-256), or one Ed25519 combined key.
+async fn signed_server(tag: &str, split: bool) -> (TestServer, PathBuf, String) {
+    let path = write_config(tag, "");
+    let dir = path.parent().unwrap().to_owned();
+    let (keys, ksk) = if split {
+        let ksk = keygen(&dir, &[]);
+        let zsk = keygen(&dir, &["--zsk"]);
+        (format!("    - {ksk}\n    - {zsk}\n"), ksk)
+    } else {
+        let csk = keygen(&dir, &["--algorithm", "ed25519"]);
+        (format!("    - {csk}\n"), csk)
+    };
+    std::fs::write(&path, signed_config(&keys, "")).unwrap();
+    (TestServer::start_at(path).await, dir, ksk)
+}
+
+/// Every kind of answer the issue lists, validated by `delv` from the zone's key: geo
+/// answers for three continents, an AAAA, a region name's CNAME fallback, a hostname load
+/// balancer's CNAME, a static TXT behind a static CNAME, the SOA, DNSKEY and CDS, and the
+/// compact denials of a nonexistent name, a NODATA at a static and at a federated name,
+/// and an empty non-terminal. Both key layouts: KSK and ZSK (P-256), and one Ed25519 key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delv_fully_validates_every_kind_of_answer() {
+    for split in [true, false] {
+        let (server, dir, ksk) = signed_server("signed-delv", split).await;
+        let anchor = anchor(&dir, &ksk);
+        let at = server.addr;
+        let d = |source: &str, name: &str, qtype: &str| {
+            let out = delv(at, &anchor, source, name, qtype);
+            assert!(
+                out.contains("; fully validated"),
+                "{name} {qtype} from {source} (split keys: {split}):\n{out}"
+            );
+            records(&out)
+        };
+        for (source, want) in [
+            (NEW_YORK, "192.0.2.10"),
+            (LONDON, "198.51.100.10"),
+            (TOKYO, "203.0.113.10"),
+        ] {
+            let r = d(source, APP, "A");
+            assert!(r[0].ends_with(&format!("IN A {want}")), "{source}: {r:?}");
+            assert!(r[1].contains("IN RRSIG A "), "{r:?}");
+        }
+        let r = d(LONDON, APP, "AAAA");
+        assert!(r[0].ends_with("IN AAAA 2001:db8:20::10"), "{r:?}");
+        // No `web` in ap-northeast-1: the region name points up to the global one.
+        let r = d(
+            TOKYO,
+            "web.default.myfed.svc.ap-northeast-1.fed.example.com",
+            "A",
+        );
+        assert!(
+            r[0].ends_with("IN CNAME web.default.myfed.svc.fed.example.com."),
+            "{r:?}"
+        );
+        // Tokyo's nearest `api` is a hostname load balancer: a CNAME out of the zone
+        // (which delv then cannot follow here; the CNAME itself is validated).
+        let out = delv(
+            at,
+            &anchor,
+            TOKYO,
+            "api.default.myfed.svc.fed.example.com",
+            "A",
+        );
+        assert!(out.contains("; fully validated"), "{out}");
+        assert!(
+            out.contains("CNAME\tapi-lb-1234.elb.ap-northeast-1.amazonaws.com.")
+                || out.contains("CNAME api-lb-1234.elb.ap-northeast-1.amazonaws.com."),
+            "{out}"
+        );
+        let r = d(LONDON, "shop.fed.example.com", "A");
+        assert!(r[0].contains("IN CNAME checkout.shop.myfed.svc.fed.example.com."));
+        let r = d(LONDON, "status.fed.example.com", "TXT");
+        assert!(r[0].ends_with("IN TXT \"fedns demo federation\""), "{r:?}");
+        let r = d(LONDON, ZONE, "SOA");
+        assert!(r[0].contains("IN SOA "), "{r:?}");
+        let r = d(LONDON, ZONE, "DNSKEY");
+        let keys = r.iter().filter(|l| l.contains("IN DNSKEY ")).count();
+        assert_eq!(keys, if split { 2 } else { 1 }, "{r:?}");
+        let r = d(LONDON, ZONE, "CDS");
+        assert!(r[0].contains("IN CDS "), "{r:?}");
+        // Compact denial: every negative answer is a NODATA at the name asked.
+        for (name, qtype) in [
+            ("nothing.fed.example.com", "A"),
+            ("status.fed.example.com", "A"),
+            (APP, "TXT"),
+            ("myfed.svc.fed.example.com", "A"),
+        ] {
+            let out = delv(at, &anchor, LONDON, name, qtype);
+            assert!(
+                out.contains("; negative response, fully validated"),
+                "{name} {qtype}:\n{out}"
+            );
+        }
+        server.stop().await;
+    }
+}
+
+/// A raw query with EDNS flags `flags` (DO 0x8000, CO 0x4000): the reply's RCODE, its OPT
+/// flags, and the NSEC type bitmap of its authority section, as dig prints it.
+fn dig(server: SocketAddr, name: &str, qtype: &str, flags: &[&str]) -> String {
+    let mut cmd = Command::new(tool("dig", "bind9-dnsutils"));
+    cmd.arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+norec", "+nocookie"])
+        .args(flags)
+        .args([name, qtype]);
+    // One space between fields: dig aligns short owners with tabs and long ones not.
+    run(&mut cmd)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What a signed server sends besides what validators check: no DNSSEC records without
+/// DO; with DO, NOERROR and NXNAME for a nonexistent name, or NXDOMAIN when the query says
+/// Compact Answers OK (echoed); a delegation's NSEC proving it has no DS; and a DS query
+/// at the delegation answered by the parent side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_follow_do_and_compact_answers_ok() {
+    let (server, _dir, _) = signed_server("signed-flags", true).await;
+    let at = server.addr;
+    let plain = dig(at, "nothing.fed.example.com", "A", &[]);
+    assert!(plain.contains("status: NXDOMAIN"), "{plain}");
+    assert!(
+        !plain.contains("RRSIG") && !plain.contains("NSEC"),
+        "{plain}"
+    );
+    let signed = dig(at, "nothing.fed.example.com", "A", &["+dnssec"]);
+    assert!(signed.contains("status: NOERROR"), "{signed}");
+    assert!(
+        signed.contains("NSEC \\000.nothing.fed.example.com. RRSIG NSEC TYPE128"),
+        "{signed}"
+    );
+    // dig 9.18 has no option for the CO bit: raw bytes.
+    let co = raw_query(at, "nothing.fed.example.com", 0xC000);
+    assert_eq!((co.rcode, co.opt_flags), (3, 0xC000));
+    let no_do = raw_query(at, "nothing.fed.example.com", 0x4000);
+    assert_eq!((no_do.rcode, no_do.opt_flags), (3, 0));
+    // A NODATA's NSEC lists what is there, not what was asked.
+    let nodata = dig(at, "status.fed.example.com", "A", &["+dnssec"]);
+    assert!(
+        nodata.contains("NSEC \\000.status.fed.example.com. TXT RRSIG NSEC"),
+        "{nodata}"
+    );
+    let federated = dig(at, APP, "TXT", &["+dnssec"]);
+    assert!(
+        federated.contains(&format!("NSEC \\000.{APP}. A AAAA RRSIG NSEC\n")),
+        "{federated}"
+    );
+    // ... and never the type asked: AAAA from a network pinned to sa-east, which has
+    // none while other clusters do, would otherwise deny what the bitmap claims.
+    let sa = dig(at, APP, "AAAA", &["+dnssec", "+subnet=198.18.200.0/24"]);
+    assert!(
+        sa.contains(&format!("NSEC \\000.{APP}. A RRSIG NSEC\n")),
+        "{sa}"
+    );
+    // The test zone delegates `sub`: the referral is not signed, but its NSEC is.
+    let referral = dig(at, "host.sub.fed.example.com", "A", &["+dnssec"]);
+    assert!(referral.contains("flags: qr;"), "{referral}");
+    assert!(
+        referral.contains("NSEC \\000.sub.fed.example.com. NS RRSIG NSEC"),
+        "{referral}"
+    );
+    assert!(referral.contains("RRSIG NSEC "), "{referral}");
+    assert!(!referral.contains("RRSIG NS "), "{referral}");
+    let ds = dig(at, "sub.fed.example.com", "DS", &["+dnssec"]);
+    assert!(ds.contains("flags: qr aa;"), "{ds}");
+    assert!(ds.contains("status: NOERROR"), "{ds}");
+    assert!(
+        ds.contains("NSEC \\000.sub.fed.example.com. NS RRSIG NSEC"),
+        "{ds}"
+    );
+    server.stop().await;
+}
+
+struct RawReply {
+    rcode: u8,
+    opt_flags: u16,
+}
+
+/// An A query with an OPT whose flags are `flags`, over UDP; the reply's RCODE and OPT
+/// flags (the OPT is the reply's last record and has no options here).
+fn raw_query(server: SocketAddr, name: &str, flags: u16) -> RawReply {
+    let mut p = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in name.split('.') {
+        p.push(label.len() as u8);
+        p.extend(label.bytes());
+    }
+    p.extend([0, 0, 1, 0, 1]);
+    p.extend([0, 0, 41, 0x04, 0xd0, 0, 0]);
+    p.extend(flags.to_be_bytes());
+    p.extend([0, 0]);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.send_to(&p, server).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.recv(&mut buf).unwrap();
+    let r = &buf[..n];
+    RawReply {
+        rcode: r[3] & 0x0F,
+        opt_flags: u16::from_be_bytes([r[n - 4], r[n - 3]]),
+    }
+}
+
+/// A port nothing listens on now, for a server that takes its port from its config.
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a UDP server at `at` answers a query for `name`.
+fn until_answering(at: SocketAddr, name: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        let o = Command::new("dig")
+            .arg(format!("@{}", at.ip()))
+            .args([
+                "-p",
+                &at.port().to_string(),
+                "+time=1",
+                "+tries=1",
+                name,
+                "SOA",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        if o.success() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} at {at} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A signed parent zone `example.com` served by NSD, delegating `fed.example.com` to fedns
+/// with the DS of its key-signing key, and Unbound validating from the parent's key, with
+/// ECS passed on to fedns.
+struct Lab {
+    nsd: Process,
+    unbound: Option<Process>,
+    dir: PathBuf,
+    /// Unbound's address.
+    resolver: SocketAddr,
+    fedns: SocketAddr,
+    nsd_at: SocketAddr,
+    anchor: String,
+    /// Unbound's `cache-max-ttl`.
+    max_ttl: u32,
+}
+
+impl Lab {
+    fn start(dir: &Path, fedns: SocketAddr, fed_ksk: &str, max_ttl: u32) -> Lab {
+        let keygen = |flags: &[&str]| {
+            run(Command::new(tool("dnssec-keygen", "bind9-utils"))
+                .args(["-q", "-K"])
+                .arg(dir)
+                .args(["-a", "ECDSAP256SHA256"])
+                .args(flags)
+                .arg("example.com"))
+            .trim()
+            .to_owned()
+        };
+        let parent_ksk = keygen(&["-f", "KSK"]);
+        keygen(&[]);
+        let ds = run(Command::new(BIN)
+            .args(["dnssec", "ds"])
+            .arg(dir.join(fed_ksk.replace(".private", ".key"))));
+        let zone = format!(
+            "$TTL 300\nexample.com. IN SOA ns.example.com. hostmaster.example.com. 1 3600 600 86400 60\n\
+             example.com. IN NS ns.example.com.\nns.example.com. IN A 127.0.0.1\n\
+             fed.example.com. IN NS ns1.fed.example.com.\nns1.fed.example.com. IN A 127.0.0.1\n{ds}"
+        );
+        std::fs::write(dir.join("parent.zone"), zone).unwrap();
+        run(Command::new(tool("dnssec-signzone", "bind9-utils"))
+            .current_dir(dir)
+            .args([
+                "-q",
+                "-S",
+                "-K",
+                ".",
+                "-o",
+                "example.com",
+                "-f",
+                "parent.signed",
+            ])
+            .arg("parent.zone"));
+        let nsd_port = free_port();
+        let nsd_conf = format!(
+            "server:\n  ip-address: 127.0.0.1@{nsd_port}\n  port: {nsd_port}\n  do-ip6: no\n  \
+             username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  \
+             pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  \
+             zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  server-count: 1\n\
+             remote-control:\n  control-enable: no\nzone:\n  name: example.com\n  zonefile: parent.signed\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nsd.conf"), nsd_conf).unwrap();
+        let nsd = Process::spawn(
+            Command::new(tool("nsd", "nsd"))
+                .args(["-d", "-c"])
+                .arg(dir.join("nsd.conf"))
+                .stderr(Stdio::null()),
+        )
+        .expect("start nsd");
+        let nsd_at = SocketAddr::from(([127, 0, 0, 1], nsd_port));
+        until_answering(nsd_at, "example.com", "nsd");
+        let anchor = dnskey_line(dir, &format!("{parent_ksk}.private"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut lab = Lab {
+            nsd,
+            unbound: None,
+            dir: dir.to_owned(),
+            resolver: SocketAddr::from(([127, 0, 0, 1], 0)),
+            fedns,
+            nsd_at,
+            anchor,
+            max_ttl,
+        };
+        lab.restart_resolver();
+        lab
+    }
+
+    /// Starts Unbound afresh (an empty cache).
+    fn restart_resolver(&mut self) {
+        if let Some(mut u) = self.unbound.take() {
+            u.terminate();
+        }
+        let port = free_port();
+        let conf = format!(
+            "server:\n  verbosity: 1\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-ip6: no\n  \
+             do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
+             pidfile: \"\"\n  use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  \
+             access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n  \
+             module-config: \"subnetcache validator iterator\"\n  send-client-subnet: 127.0.0.1\n  \
+             max-client-subnet-ipv4: 24\n  trust-anchor: \"{anchor}\"\n  val-log-level: 2\n  \
+             qname-minimisation: no\n  target-fetch-policy: \"0 0 0 0 0\"\n  \
+             cache-max-ttl: {max}\n  cache-max-negative-ttl: {max}\n\
+             stub-zone:\n  name: \"example.com\"\n  stub-addr: 127.0.0.1@{nsd}\n\
+             stub-zone:\n  name: \"fed.example.com\"\n  stub-addr: 127.0.0.1@{fedns}\n",
+            d = self.dir.display(),
+            anchor = self.anchor,
+            max = self.max_ttl,
+            nsd = self.nsd_at.port(),
+            fedns = self.fedns.port(),
+        );
+        let path = self.dir.join("unbound.conf");
+        std::fs::write(&path, conf).unwrap();
+        run(Command::new(tool("unbound-checkconf", "unbound")).arg(&path));
+        let u = Process::spawn(
+            Command::new(tool("unbound", "unbound"))
+                .args(["-d", "-c"])
+                .arg(&path)
+                .stderr(Stdio::null()),
+        )
+        .expect("start unbound");
+        self.resolver = SocketAddr::from(([127, 0, 0, 1], port));
+        self.unbound = Some(u);
+        until_answering(self.resolver, "example.com", "unbound");
+    }
+
+    /// Asks Unbound; the reply as dig prints it, one space between fields.
+    fn ask(&self, name: &str, qtype: &str, subnet: Option<&str>) -> String {
+        let mut flags = vec!["+dnssec".to_owned(), "+time=3".to_owned()];
+        flags.extend(subnet.map(|s| format!("+subnet={s}")));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut cmd = Command::new(tool("dig", "bind9-dnsutils"));
+        cmd.arg(format!("@{}", self.resolver.ip()))
+            .args(["-p", &self.resolver.port().to_string()])
+            .args(&flags)
+            .args([name, qtype]);
+        run(&mut cmd)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Unbound's log, for failures.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("unbound.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut u) = self.unbound.take() {
+            u.terminate();
+        }
+        self.nsd.terminate();
+    }
+}
+
+/// Whether a reply is a validated NOERROR (the AD flag).
+fn validated(reply: &str) -> bool {
+    let flags = reply
+        .lines()
+        .find_map(|l| l.strip_prefix(";; flags:"))
+        .and_then(|l| l.split(';').next())
+        .unwrap_or("");
+    reply.contains("status: NOERROR") && flags.split_whitespace().any(|f| f == "ad")
+}
+
+/// Unbound, validating from the parent zone's key down through the DS that `fedns
+/// dnssec ds` printed, sets AD on geo answers for ECS subnets of three continents (the
+/// demo GeoIP database places them), and on the other kinds of answer. With a key the
+/// parent has no DS of swapped into fedns, the same questions fail validation: SERVFAIL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbound_validates_through_a_signed_parent_and_fails_a_swapped_key() {
+    let (server, dir, ksk) = signed_server("signed-unbound", true).await;
+    let mut lab = Lab::start(&dir, server.addr, &ksk, 300);
+    for (subnet, want) in [
+        ("198.18.0.0/24", "192.0.2.10"),
+        ("198.18.1.0/24", "198.51.100.10"),
+        ("198.18.2.0/24", "203.0.113.10"),
+    ] {
+        let r = lab.ask(APP, "A", Some(subnet));
+        assert!(validated(&r), "{subnet}:\n{r}\n{}", lab.log());
+        assert!(r.contains(&format!("IN A {want}")), "{subnet}:\n{r}");
+    }
+    for (name, qtype, has) in [
+        (APP, "AAAA", "IN AAAA "),
+        (
+            "web.default.myfed.svc.ap-northeast-1.fed.example.com",
+            "A",
+            "IN CNAME web.default.myfed.svc.fed.example.com.",
+        ),
+        ("status.fed.example.com", "TXT", "IN TXT "),
+        (ZONE, "SOA", "IN SOA "),
+        ("nothing.fed.example.com", "A", "IN NSEC \\000.nothing"),
+        ("status.fed.example.com", "A", "IN NSEC \\000.status"),
+        ("myfed.svc.fed.example.com", "A", "IN NSEC \\000.myfed"),
+    ] {
+        let r = lab.ask(name, qtype, Some("198.18.1.0/24"));
+        assert!(validated(&r), "{name} {qtype}:\n{r}\n{}", lab.log());
+        assert!(r.contains(has), "{name} {qtype}:\n{r}");
+    }
+
+    // Another key pair, whose DS the parent does not hold, swapped in by a reload.
+    let other_ksk = keygen(&dir, &[]);
+    let other_zsk = keygen(&dir, &["--zsk"]);
+    std::fs::write(
+        &server.path,
+        signed_config(&format!("    - {other_ksk}\n    - {other_zsk}\n"), ""),
+    )
+    .unwrap();
+    let app = server.running.app.clone();
+    tokio::task::spawn_blocking(move || app.reload().unwrap())
+        .await
+        .unwrap();
+    lab.restart_resolver();
+    for (name, subnet) in [
+        (APP, Some("198.18.1.0/24")),
+        ("status.fed.example.com", None),
+    ] {
+        let r = lab.ask(name, if subnet.is_some() { "A" } else { "TXT" }, subnet);
+        assert!(r.contains("status: SERVFAIL"), "{name}:\n{r}");
+    }
+    drop(lab);
+    server.stop().await;
+}
+
+/// The key tags of the RRSIGs over `rtype` and of the DNSKEYs in a reply as dig prints it.
+fn tags(reply: &str, rtype: &str) -> (Vec<u16>, Vec<u16>) {
+    let mut sigs = Vec::new();
+    let mut keys = Vec::new();
+    for l in reply.lines().filter(|l| !l.starts_with(';')) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // owner TTL IN RRSIG type alg labels ttl expiration inception tag signer sig
+        if f.len() > 10 && f[3] == "RRSIG" && f[4] == rtype {
+            sigs.extend(f[10].parse::<u16>());
+        }
+        if let Some(id) = l.split("key id = ").nth(1) {
+            keys.extend(id.trim().parse::<u16>());
+        }
+    }
+    (sigs, keys)
+}
+
+/// A ZSK rollover the documented way (README.md, "DNSSEC"), pre-publication, each step a
+/// reload: the new ZSK is published, then signs while the old one is retired, then the
+/// old one goes. Throughout, Unbound asks (its cache capped at 2 s, so that it fetches and
+/// validates again all the time) and every answer must be validated; and fedns itself is
+/// asked for its DNSKEY set and a geo answer's RRSIG, which must never carry a key that a
+/// DNSKEY set served within the DNSKEY TTL before lacked (a cache holding that set could
+/// not validate it), nor a DNSKEY set lack a key whose signatures were served within the
+/// answer's TTL. Checked to fail when the new key signs without being published first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zsk_rollover_keeps_every_answer_validated() {
+    let path = write_config("signed-rollover", "");
+    let dir = path.parent().unwrap().to_owned();
+    let ksk = keygen(&dir, &[]);
+    let old = keygen(&dir, &["--zsk"]);
+    let new = keygen(&dir, &["--zsk"]);
+    // Short TTLs, so that each step may follow the one before after 3 s.
+    let ttl = Duration::from_secs(2);
+    let extra = "  dnskey_ttl: 2\n";
+    let config = |keys: &str| signed_config(keys, extra).replacen("ttl: 30\n", "ttl: 2\n", 1);
+    let steps = [
+        format!("    - {ksk}\n    - {old}\n"),
+        format!("    - {ksk}\n    - {old}\n    - {{ file: {new}, state: published }}\n"),
+        format!("    - {ksk}\n    - {{ file: {old}, state: retired }}\n    - {new}\n"),
+        format!("    - {ksk}\n    - {new}\n"),
+    ];
+    std::fs::write(&path, config(&steps[0])).unwrap();
+    let server = TestServer::start_at(path.clone()).await;
+    let lab = Lab::start(&dir, server.addr, &ksk, 2);
+    let subnets = ["198.18.0.0/24", "198.18.1.0/24", "198.18.2.0/24"];
+    let mut asked = 0;
+    // What fedns served, and when: DNSKEY sets, and the key tags signing the geo answer.
+    let mut key_sets: Vec<(Instant, Vec<u16>)> = Vec::new();
+    let mut signed_by: Vec<(Instant, Vec<u16>)> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if i > 0 {
+            std::fs::write(&path, config(step)).unwrap();
+            let app = server.running.app.clone();
+            tokio::task::spawn_blocking(move || app.reload().unwrap())
+                .await
+                .unwrap();
+        }
+        let until = Instant::now() + ttl + Duration::from_secs(1);
+        while Instant::now() < until {
+            for (name, qtype) in [
+                (APP, "A"),
+                ("status.fed.example.com", "TXT"),
+                (ZONE, "DNSKEY"),
+            ] {
+                let r = lab.ask(name, qtype, Some(subnets[asked % 3]));
+                asked += 1;
+                assert!(
+                    validated(&r),
+                    "step {i}, {name} {qtype}:\n{r}\n{}",
+                    lab.log()
+                );
+            }
+            let keys = dig(server.addr, ZONE, "DNSKEY", &["+dnssec", "+rrcomments"]);
+            key_sets.push((Instant::now(), tags(&keys, "DNSKEY").1));
+            let subnet = format!("+subnet={}", subnets[asked % 3]);
+            let a = dig(server.addr, APP, "A", &["+dnssec", &subnet]);
+            signed_by.push((Instant::now(), tags(&a, "A").0));
+        }
+    }
+    assert!(asked >= 30, "only {asked} questions asked");
+    for (t, sigs) in &signed_by {
+        for (s, keys) in &key_sets {
+            let close = |a: &Instant, b: &Instant| a.saturating_duration_since(*b) <= ttl;
+            for tag in sigs {
+                assert!(
+                    !close(t, s) || s > t || keys.contains(tag),
+                    "key {tag} signed {:?} after a DNSKEY set without it ({keys:?})",
+                    t.duration_since(*s)
+                );
+                assert!(
+                    !close(s, t) || t > s || keys.contains(tag),
+                    "a DNSKEY set without key {tag} ({keys:?}) {:?} after its signatures",
+                    s.duration_since(*t)
+                );
+            }
+        }
+    }
+    // The DNSKEY set ends with the KSK and the new ZSK only.
+    let r = lab.ask(ZONE, "DNSKEY", None);
+    assert_eq!(r.matches("IN DNSKEY ").count(), 2, "{r}");
+    drop(lab);
+    server.stop().await;
+}

@@ -383,8 +383,18 @@ fn main() -> ExitCode {
         Command::Check { config } => match load(Some(&config)) {
             Ok(loaded) => match loaded.snapshot(&Store::default(), &Default::default(), None) {
                 Ok(snap) => {
+                    let signed = loaded.dnssec.as_ref().map_or("unsigned".to_owned(), |z| {
+                        let keys: Vec<String> = z
+                            .keys()
+                            .map(|(k, state)| {
+                                let role = if k.key.is_ksk() { "KSK" } else { "ZSK" };
+                                format!("{role} {} {}", k.key.tag(), state.as_str())
+                            })
+                            .collect();
+                        format!("signed ({})", keys.join(", "))
+                    });
                     println!(
-                        "{}: ok: zone {}, {}, {} watched through Kubernetes, {}, GeoIP {}",
+                        "{}: ok: zone {}, {}, {} watched through Kubernetes, {}, GeoIP {}, {signed}",
                         config.display(),
                         snap.apex,
                         count(snap.clusters.len(), "cluster"),

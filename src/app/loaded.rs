@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::Name;
+use tracing::info;
 
 use crate::answer::scope;
 use crate::config::zonefile::{ZoneData, ZoneError};
@@ -272,6 +273,15 @@ fn zone_keys(
             e.to_string(),
         )
     })?;
+    for (spec, state) in zone.keys() {
+        info!(
+            key = %spec.path.display(),
+            tag = spec.key.tag(),
+            ksk = spec.key.is_ksk(),
+            state = state.as_str(),
+            "dnssec key"
+        );
+    }
     Ok(Some(Arc::new(zone)))
 }
 

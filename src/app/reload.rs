@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -70,7 +70,26 @@ impl App {
         files.extend(loaded.config.zone_file.clone());
         files.extend(loaded.config.geoip.as_ref().map(|g| g.database.clone()));
         files.extend(loaded.clusters.iter().filter_map(|a| a.kubeconfig_path()));
+        if let Some(d) = &loaded.config.dnssec {
+            for k in &d.keys {
+                let private = k.value.file();
+                let public = private.to_string_lossy().replace(".private", ".key");
+                files.push(private.to_owned());
+                files.push(PathBuf::from(public));
+            }
+        }
         files
+    }
+
+    /// The key timing (Publish, Activate, Inactive, Delete) that has passed since the keys
+    /// were loaded, if any: a reload then puts the keys in their new states.
+    fn key_event_due(&self) -> Option<i64> {
+        let loaded = self.loaded.load();
+        let next = loaded.dnssec.as_ref().and_then(|z| z.next_event());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        next.filter(|at| *at <= now)
     }
 }
 
@@ -80,6 +99,8 @@ const RELOAD_POLL: Duration = Duration::from_secs(1);
 /// Reloads on SIGHUP and when a watched file changes. Files are polled (size, mtime,
 /// inode), which also catches a GeoIP database replaced by rename as geoipupdate does.
 async fn reload_loop(app: Arc<App>, mut seen: Vec<Stamp>) {
+    // The key timing a reload was last tried for: a failed one is not retried every poll.
+    let mut tried_event = None;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let by_signal = tokio::select! {
@@ -87,8 +108,11 @@ async fn reload_loop(app: Arc<App>, mut seen: Vec<Stamp>) {
             _ = tokio::time::sleep(RELOAD_POLL) => false,
         };
         let now = file_stamps(&app.watched_files());
-        if by_signal || now != seen {
-            info!(signal = by_signal, "reloading");
+        let due = app.key_event_due();
+        let keys_due = due.is_some() && due != tried_event;
+        if by_signal || now != seen || keys_due {
+            tried_event = due;
+            info!(signal = by_signal, key_timing = keys_due, "reloading");
             // Reading tens of MB of GeoIP data is blocking work: keep it off the runtime's
             // worker threads (the query path runs there).
             let s = app.clone();

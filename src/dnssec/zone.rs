@@ -130,6 +130,8 @@ pub enum ZoneError {
         key_zone: String,
         zone: String,
     },
+    #[error("{0} and {1} are the same key")]
+    Twice(String, String),
     #[error("no key is active now ({0}): nothing could sign the zone")]
     NoneActive(String),
 }
@@ -150,6 +152,14 @@ impl Zone {
                     key_zone: s.key.zone.clone(),
                     zone: zone_text,
                 });
+            }
+        }
+        for (i, a) in specs.iter().enumerate() {
+            if let Some(b) = specs[..i].iter().find(|b| b.key.public == a.key.public) {
+                return Err(ZoneError::Twice(
+                    b.path.display().to_string(),
+                    a.path.display().to_string(),
+                ));
             }
         }
         let next_event = specs.iter().filter_map(|s| s.next_event(now)).min();

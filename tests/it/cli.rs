@@ -394,6 +394,30 @@ fn the_readme_reference_config_passes_check_as_shown() {
         );
         std::fs::write(dir.join(format!("{name}.kubeconfig")), text).unwrap();
     }
+    // The two DNSSEC keys it names, made by `fedns dnssec keygen` and put at those names
+    // (the file name's tag is the reader's business only for the pairing of the two files).
+    let keys = path.parent().unwrap().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for (tag, zsk) in [("09620", false), ("65319", true)] {
+        let mut args = vec!["dnssec", "keygen", "--zone", "fed.example.com", "--dir"];
+        let made = keys.join("made");
+        std::fs::create_dir_all(&made).unwrap();
+        args.push(made.to_str().unwrap());
+        if zsk {
+            args.push("--zsk");
+        }
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let public = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        // Not `with_extension`: the base name has dots of its own.
+        let base = keys.join(format!("Kfed.example.com.+013+{tag}"));
+        std::fs::rename(&public, format!("{}.key", base.display())).unwrap();
+        std::fs::rename(
+            public.replace(".key", ".private"),
+            format!("{}.private", base.display()),
+        )
+        .unwrap();
+    }
     let o = run(&["check", "--config", path.to_str().unwrap()]);
     assert!(o.status.success(), "{}\n{full}", stderr(&o));
 }

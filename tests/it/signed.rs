@@ -303,6 +303,17 @@ async fn replies_follow_do_and_compact_answers_ok() {
     );
     assert!(referral.contains("RRSIG NSEC "), "{referral}");
     assert!(!referral.contains("RRSIG NS "), "{referral}");
+    // Signed replies too big for the client's buffer truncate whole; TCP has them all.
+    let big = "big.default.myfed.svc.fed.example.com";
+    let udp = dig(at, big, "AAAA", &["+dnssec", "+bufsize=512", "+ignore"]);
+    assert!(udp.contains("flags: qr aa tc;"), "{udp}");
+    assert!(udp.contains("ANSWER: 0, AUTHORITY: 0"), "{udp}");
+    let tcp = dig(at, big, "AAAA", &["+dnssec", "+tcp"]);
+    assert!(tcp.contains("ANSWER: 31,"), "{tcp}");
+    assert!(tcp.contains("IN RRSIG AAAA "), "{tcp}");
+    // An explicit query for NXNAME is a format error (RFC 9824 section 3.5).
+    let nxname = dig(at, "nothing.fed.example.com", "TYPE128", &["+dnssec"]);
+    assert!(nxname.contains("status: FORMERR"), "{nxname}");
     let ds = dig(at, "sub.fed.example.com", "DS", &["+dnssec"]);
     assert!(ds.contains("flags: qr aa;"), "{ds}");
     assert!(ds.contains("status: NOERROR"), "{ds}");
@@ -710,4 +721,105 @@ async fn a_zsk_rollover_keeps_every_answer_validated() {
     assert_eq!(r.matches("IN DNSKEY ").count(), 2, "{r}");
     drop(lab);
     server.stop().await;
+}
+
+/// Keys whose files say when they become active and inactive (BIND's `dnssec-keygen -A
+/// -I`) change roles at those moments with no reload asked for: the ZSK that signs the
+/// geo answer changes, the retired one stays in the DNSKEY set, and delv still validates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_timing_in_the_files_moves_signing_to_the_next_key() {
+    let path = write_config("signed-timing", "");
+    let dir = path.parent().unwrap().to_owned();
+    let ksk = keygen(&dir, &[]);
+    let bind_zsk = |timing: &[&str]| {
+        let name = run(Command::new(tool("dnssec-keygen", "bind9-utils"))
+            .args(["-q", "-K"])
+            .arg(&dir)
+            .args(["-a", "ECDSAP256SHA256"])
+            .args(timing)
+            .arg(ZONE));
+        let name = name.trim().to_owned();
+        let tag: u16 = name.rsplit('+').next().unwrap().parse().unwrap();
+        (format!("{name}.private"), tag)
+    };
+    let (old, old_tag) = bind_zsk(&["-A", "now", "-I", "+4"]);
+    let (new, new_tag) = bind_zsk(&["-P", "now", "-A", "+4"]);
+    std::fs::write(
+        &path,
+        signed_config(&format!("    - {ksk}\n    - {old}\n    - {new}\n"), ""),
+    )
+    .unwrap();
+    let server = TestServer::start_at(path).await;
+    let signer = || tags(&dig(server.addr, APP, "A", &["+dnssec"]), "A").0;
+    assert_eq!(signer(), [old_tag]);
+    let start = Instant::now();
+    while signer() != [new_tag] {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still signed by {:?}",
+            signer()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let keys = tags(
+        &dig(server.addr, ZONE, "DNSKEY", &["+dnssec", "+rrcomments"]),
+        "DNSKEY",
+    )
+    .1;
+    assert!(
+        keys.contains(&old_tag) && keys.contains(&new_tag),
+        "{keys:?}"
+    );
+    let anchor = anchor(&dir, &ksk);
+    let out = delv(server.addr, &anchor, LONDON, APP, "A");
+    assert!(out.contains("; fully validated"), "{out}");
+    server.stop().await;
+}
+
+/// A key that cannot be used stops the config with an error that names the config file,
+/// the line and the key: a missing file, a key of another zone, none active now.
+#[test]
+fn bad_keys_are_errors_that_name_the_file_and_line() {
+    let path = write_config("signed-bad", "");
+    let dir = path.parent().unwrap().to_owned();
+    let other = run(Command::new(BIN)
+        .args(["dnssec", "keygen", "--zone", "other.example", "--dir"])
+        .arg(&dir));
+    let other = PathBuf::from(other.trim())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".key", ".private");
+    let ours = keygen(&dir, &[]);
+    for (keys, want) in [
+        (
+            "    - Kfed.example.com.+013+00001.private\n".to_owned(),
+            "dnssec.keys[0]: ",
+        ),
+        (
+            format!("    - {ours}\n    - {other}\n"),
+            "is for `other.example`",
+        ),
+        (
+            format!("    - {{ file: {ours}, state: retired }}\n"),
+            "no key is active now",
+        ),
+        (
+            format!("    - {ours}\n    - {{ file: {ours}, state: retired }}\n"),
+            "are the same key",
+        ),
+    ] {
+        std::fs::write(&path, signed_config(&keys, "")).unwrap();
+        let o = Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(64), "{e}");
+        assert!(e.contains("fedns.yaml:") && e.contains(want), "{keys}: {e}");
+    }
+    std::fs::write(&path, signed_config(&format!("    - {ours}\n"), "")).unwrap();
+    let ok = run(Command::new(BIN).args(["check", "-c"]).arg(&path));
+    assert!(ok.contains("signed (KSK "), "{ok}");
 }

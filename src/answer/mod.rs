@@ -15,6 +15,7 @@ use ipnet::IpNet;
 
 use crate::config::{AllUnhealthy, GeoKey, PolicyKind};
 use crate::dnssec::Denial;
+use crate::dnssec::online::NXNAME;
 use crate::health::Health;
 use crate::snapshot::scope::ScopeMap;
 use crate::snapshot::{ClusterId, FedName, Located, LocationSource, Member, Snapshot};
@@ -179,6 +180,11 @@ fn answer_with(
     if q.qclass != DNSClass::IN && q.qclass != DNSClass::ANY {
         ans.rcode = ResponseCode::Refused;
         ans.authoritative = false;
+        return ans;
+    }
+    if u16::from(q.qtype) == NXNAME {
+        // A meta-type that exists only in compact denial's NSEC (RFC 9824 section 3.5).
+        ans.rcode = ResponseCode::FormErr;
         return ans;
     }
     let lower = LowerName::new(q.name);

@@ -176,6 +176,11 @@ for c in cfg["clusters"]:
     kc = c.get("kubeconfig")
     if kc and kc not in files:
         sys.exit(f"cluster {c['name']}: kubeconfig {kc} is not mounted (add an item to the projected Secret)")
+for k in (cfg.get("dnssec") or {}).get("keys", []):
+    private = k if isinstance(k, str) else k["file"]
+    for f in (private, private.removesuffix(".private") + ".key"):
+        if f not in files:
+            sys.exit(f"dnssec key {f} is not mounted (add an item to the projected Secret)")
 zf = cfg.get("zone_file")
 if zf and f"{cfg_file.rsplit('/', 1)[0]}/{zf}" not in files and zf not in files:
     sys.exit(f"zone_file {zf} is not mounted")
@@ -229,6 +234,22 @@ run_fedns_check() {
     mkdir -p "$(dirname "$db")"
     cp geoip/demo.mmdb "$db"
   fi
+  # Throwaway DNSSEC keys (the committed ones are placeholders) where the config names
+  # them: a KSK for the first, ZSKs after it.
+  local key n=0 zone made
+  zone=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["zone"])' "$dir/fedns.yaml")
+  while read -r key; do
+    [ -n "$key" ] || continue
+    mkdir -p "$dir/keygen"
+    made=$("$fedns" dnssec keygen --zone "$zone" --dir "$dir/keygen" $([ $n -gt 0 ] && echo --zsk))
+    mkdir -p "$(dirname "$key")"
+    cp "$made" "${key%.private}.key"
+    cp "${made%.key}.private" "$key"
+    n=$((n + 1))
+  done < <(python3 -c '
+import sys, yaml
+for k in (yaml.safe_load(open(sys.argv[1])).get("dnssec") or {}).get("keys", []):
+    print(k if isinstance(k, str) else k["file"])' "$dir/fedns.yaml")
   # Pipe: strip the temp dir from the output; pipefail keeps fedns's exit status.
   "$fedns" check --config "$dir/fedns.yaml" 2>&1 | sed "s#$dir/##g"
 }

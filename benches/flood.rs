@@ -6,18 +6,44 @@
 //! starts over at `cache::MAX_TEMPLATES`, its location memo has fixed slots, and RRL's
 //! table is fixed-size.
 //!
+//! With `FEDNS_FLOOD_DNSSEC=13` (or `15`) the zone is signed (a KSK and a ZSK of that
+//! algorithm) and every query sets DO: each random name is then a compact denial whose NSEC
+//! must be signed afresh, the worst case of online signing.
+//!
 //! Run: `cargo bench --bench flood` (`FEDNS_FLOOD_SECONDS`, default 20; add
 //! `FEDNS_FLOOD_RRL=1` to turn RRL on). Only under `cargo bench` (which passes `--bench`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedns::app::{self, LoadedConfig};
+use fedns::dnssec::{Algorithm, Key, KeySpec, Policy, Zone};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 
 use fedns_testkit::random::Xorshift;
+
+/// The demo zone's keys: a fresh KSK and ZSK of `algorithm`, active now.
+fn signed_zone(algorithm: Algorithm) -> Arc<Zone> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let spec = |ksk| KeySpec {
+        key: Key::generate("fed.example.com", algorithm, ksk, now),
+        path: if ksk { "ksk" } else { "zsk" }.into(),
+        forced: None,
+    };
+    let policy = Policy {
+        validity: 7 * 86_400,
+        dnskey_ttl: 3600,
+        cds: true,
+    };
+    let apex = Name::from_ascii("fed.example.com.").unwrap();
+    Arc::new(Zone::new(&apex, vec![spec(true), spec(false)], policy, now).unwrap())
+}
 
 fn rss_kib() -> u64 {
     fedns_testkit::sys::rss_kib("self")
@@ -33,6 +59,9 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let rrl = std::env::var_os("FEDNS_FLOOD_RRL").is_some();
+    let dnssec = std::env::var("FEDNS_FLOOD_DNSSEC")
+        .ok()
+        .map(|a| Algorithm::parse(&a).expect("FEDNS_FLOOD_DNSSEC: 13 or 15"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -42,6 +71,9 @@ fn main() {
         let mut loaded = LoadedConfig::demo().unwrap();
         if rrl {
             loaded.config.rrl = Some(Default::default());
+        }
+        if let Some(algorithm) = dnssec {
+            loaded.dnssec = Some(signed_zone(algorithm));
         }
         let options = app::Options {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
@@ -86,6 +118,7 @@ fn main() {
                     };
                     m.add_query(Query::query(qname, RecordType::A));
                     let mut e = Edns::new();
+                    e.set_dnssec_ok(dnssec.is_some());
                     e.options_mut()
                         .insert(EdnsOption::Subnet(ClientSubnet::from(subnet)));
                     m.set_edns(e);
@@ -119,8 +152,12 @@ fn main() {
         let elapsed = start.elapsed().as_secs_f64();
         running.shutdown(Duration::ZERO).await;
         println!(
-            "flood: {seconds} s of random ECS subnets (/24 and /56), every other query a random name, rrl {}",
-            if rrl { "on" } else { "off" }
+            "flood: {seconds} s of random ECS subnets (/24 and /56), every other query a random name, rrl {}, {}",
+            if rrl { "on" } else { "off" },
+            match dnssec {
+                Some(a) => format!("signed ({}), DO set", a.mnemonic()),
+                None => "unsigned".to_owned(),
+            }
         );
         println!("| queries sent | full answers | full answers/s | truncated (RRL slips) | no reply | RSS before | RSS after |");
         println!("|---|---|---|---|---|---|---|");

@@ -42,6 +42,8 @@
 #   PEERS_ECS       ECS subnet of the ECS mixes               (default 198.18.2.0/24, Tokyo)
 #   PEERS_PORT      first UDP port; servers take PORT..PORT+5 (default 15360)
 #   PEERS_PIN       1: server on CPU 1, dnsperf on CPU 0 (needs 2+ CPUs) (default 1)
+#   PEERS_DO        1: every query sets DNSSEC OK (signed replies where the zone is
+#                   signed: give fedns a config with `dnssec:` in PEERS_FEDNS_ARGS)
 #   PEERS_WARMUP    seconds of load on each server before measuring     (default 2)
 #   PEERS_NICE      nice value of the servers and dnsperf, as root (default -19; 0: none)
 #   PEERS_OUT       directory for configs, raw output and results (default: a new
@@ -74,6 +76,7 @@ CLIENTS=${PEERS_CLIENTS:-4}
 ECS_SUBNET=${PEERS_ECS:-198.18.2.0/24}
 PORT_BASE=${PEERS_PORT:-15360}
 PIN=${PEERS_PIN:-1}
+DO=${PEERS_DO:-0}
 WARMUP=${PEERS_WARMUP:-2}
 NICE=${PEERS_NICE:--19}
 
@@ -320,6 +323,7 @@ mix_file() {
 ECS_OPT=(-E "8:$(ecs_hex "$ECS_SUBNET")")
 mix_edns() { # sets EDNS to the dnsperf flags of a mix
     case $1 in geo_ecs | mix) EDNS=("${ECS_OPT[@]}") ;; *) EDNS=(-e) ;; esac
+    if [ "$DO" = 1 ]; then EDNS+=(-D); fi
 }
 
 # One dnsperf run. Appends a line to $OUT/runs.tsv:

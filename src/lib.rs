@@ -11,7 +11,8 @@ pub mod civil;
 pub mod config;
 /// The query path: raw query to raw reply (fast path, general path, cache, RRL).
 pub mod dns;
-/// DNSSEC: the zone's keys, in the files BIND and Knot export (signing is not built yet).
+/// DNSSEC: the zone's keys (the files BIND and Knot export), their states, and online signing
+/// of replies with compact denial.
 pub mod dnssec;
 /// dnstap: queries, replies and fedns's decisions to a Frame Streams collector; knows
 /// nothing of DNS answers or snapshots, only bytes, addresses, times and text.

@@ -187,6 +187,23 @@ impl LoadedConfig {
         Ok(snap)
     }
 
+    /// The zone's keys for the `fedns_dnssec_keys` metric.
+    pub fn dnssec_key_labels(&self) -> Vec<(String, &'static str, &'static str, &'static str)> {
+        self.dnssec.as_ref().map_or_else(Vec::new, |z| {
+            z.keys()
+                .map(|(k, state)| {
+                    let role = if k.key.is_ksk() { "ksk" } else { "zsk" };
+                    (
+                        k.key.tag().to_string(),
+                        role,
+                        k.key.algorithm.mnemonic(),
+                        state.as_str(),
+                    )
+                })
+                .collect()
+        })
+    }
+
     /// The dnstap settings of this config (None: off). A relative socket path is taken
     /// from the config file's folder.
     pub fn dnstap_settings(&self) -> Option<dnstap::Settings> {

@@ -179,6 +179,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
     let snapshot = loaded.snapshot(&store, &health, fleet.as_deref())?;
     let names: Vec<&str> = snapshot.clusters.iter().map(|c| c.name.as_str()).collect();
     metrics.set_clusters(&names);
+    metrics.set_dnssec_keys(&loaded.dnssec_key_labels());
     let dns_addrs = if options.listen.is_empty() {
         loaded.config.listen.dns.clone()
     } else {

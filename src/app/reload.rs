@@ -49,6 +49,7 @@ impl App {
                         new.config.health.quorum(true),
                     );
                 }
+                self.metrics.set_dnssec_keys(&new.dnssec_key_labels());
                 self.sync_sources(&new);
                 self.loaded.store(Arc::new(new));
                 self.store.rebuild_all();

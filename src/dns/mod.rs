@@ -208,6 +208,10 @@ impl Handler {
     /// when they are due; `received` is when the queries since the last flush arrived
     /// (their time to reply is measured from it).
     pub fn flush(&self, w: &mut Worker, received: Instant) {
+        let made = w.sigs.take_made();
+        if made > 0 {
+            w.stats.signed(made);
+        }
         let now = Instant::now();
         self.metrics
             .flush(&mut w.stats, now.saturating_duration_since(received));

@@ -111,6 +111,8 @@ fn canonical_rdata(r: &Record) -> Option<Vec<u8>> {
 pub struct SigCache {
     zone: Option<Arc<Zone>>,
     sigs: HashMap<Box<[u8]>, Sigs, RandomState>,
+    /// RRSIGs made since `take_made` last asked.
+    made: u32,
 }
 
 /// How many RRsets one worker keeps signatures of before it starts over.
@@ -142,6 +144,11 @@ impl SigCache {
 
     pub fn is_empty(&self) -> bool {
         self.sigs.is_empty()
+    }
+
+    /// The RRSIGs made since the last call (for the metrics).
+    pub fn take_made(&mut self) -> u32 {
+        std::mem::take(&mut self.made)
     }
 }
 
@@ -233,6 +240,7 @@ fn sign_section(
                     .map(Vec::into_boxed_slice)
                     .collect();
                 let renew_at = zone.renew_at(validity);
+                cache.made = cache.made.saturating_add(made.len() as u32);
                 renew = renew.min(renew_at);
                 if cache.sigs.len() >= MAX_SIGNED {
                     cache.sigs.clear();

@@ -74,6 +74,7 @@ pub struct LocalStats {
     ecs: [u32; 2],
     geo: [u32; GEO.len()],
     fail_open: u32,
+    signatures: u32,
     steering: [u32; STEERING.len()],
     answers: Vec<u32>,
     pending: bool,
@@ -89,6 +90,7 @@ impl Default for LocalStats {
             ecs: [0; 2],
             geo: [0; GEO.len()],
             fail_open: 0,
+            signatures: 0,
             steering: [0; STEERING.len()],
             answers: Vec::new(),
             pending: false,
@@ -125,6 +127,12 @@ impl LocalStats {
     /// Counts the steering rules that decided an answer: a per-geography failover order,
     /// a client sent on by spillover, an ECS scope wider than the locating network.
     #[inline]
+    /// RRSIGs made (`fedns_dnssec_signatures_total`).
+    pub fn signed(&mut self, n: u32) {
+        self.signatures = self.signatures.saturating_add(n);
+        self.pending = true;
+    }
+
     pub fn steered(&mut self, geo_order: bool, spilled: bool, widened: bool) {
         if geo_order | spilled | widened {
             self.steering[0] += u32::from(geo_order);
@@ -178,6 +186,8 @@ pub struct Metrics {
     pub cluster_kind: IntGaugeVec,
     pub cluster_last_sync: IntGaugeVec,
     pub cluster_endpoints: IntGaugeVec,
+    /// The zone's DNSSEC keys: 1 per key, by tag, role, algorithm and state.
+    dnssec_keys: IntGaugeVec,
     pub snapshot_builds: IntCounter,
     pub snapshot_build_duration: Histogram,
     reloads_ok: IntCounter,
@@ -298,6 +308,12 @@ impl Metrics {
                 "Load-balanced objects known in the cluster.",
                 &["cluster"],
             ),
+            dnssec_keys: gauge_vec(
+                &r,
+                "fedns_dnssec_keys",
+                "The zone's DNSSEC keys (1 each) by key tag, role (ksk, zsk), algorithm and state (published, active, retired).",
+                &["tag", "role", "algorithm", "state"],
+            ),
             snapshot_builds,
             snapshot_build_duration,
             reloads_ok: reloads.with_label_values(&["ok"]),
@@ -343,6 +359,9 @@ impl Metrics {
         }
         if s.fail_open > 0 {
             shard.add_fail_open(u64::from(std::mem::take(&mut s.fail_open)));
+        }
+        if s.signatures > 0 {
+            shard.add_signatures(u64::from(std::mem::take(&mut s.signatures)));
         }
         if s.steering != [0; STEERING.len()] {
             for (i, n) in s.steering.iter_mut().enumerate() {
@@ -409,6 +428,16 @@ impl Metrics {
 
     pub fn tcp(&self, event: TcpEvent) {
         self.tcp[event as usize].inc();
+    }
+
+    /// The zone's keys as loaded: (tag, role, algorithm, state) each; none when unsigned.
+    pub fn set_dnssec_keys(&self, keys: &[(String, &str, &str, &str)]) {
+        self.dnssec_keys.reset();
+        for (tag, role, algorithm, state) in keys {
+            self.dnssec_keys
+                .with_label_values(&[tag.as_str(), role, algorithm, state])
+                .set(1);
+        }
     }
 
     pub fn reload(&self, ok: bool) {

@@ -49,6 +49,7 @@ pub struct Shard {
     ecs: [AtomicU64; 2],
     geo: [AtomicU64; GEO.len()],
     fail_open: AtomicU64,
+    signatures: AtomicU64,
     steering: [AtomicU64; STEERING.len()],
     /// Geo answers by the first cluster's stable index (see `Shards::names`). A worker
     /// that meets an index past the end takes a new, longer shard.
@@ -73,6 +74,7 @@ impl Shard {
             ecs: zeros(),
             geo: zeros(),
             fail_open: AtomicU64::new(0),
+            signatures: AtomicU64::new(0),
             steering: zeros(),
             answers: (0..clusters.div_ceil(16)).map(|_| Slots(zeros())).collect(),
         }
@@ -105,6 +107,10 @@ impl Shard {
         self.fail_open.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub fn add_signatures(&self, n: u64) {
+        self.signatures.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn add_steering(&self, i: usize, n: u64) {
         self.steering[i].fetch_add(n, Ordering::Relaxed);
     }
@@ -132,6 +138,7 @@ struct Totals {
     ecs: [u64; 2],
     geo: [u64; GEO.len()],
     fail_open: u64,
+    signatures: u64,
     steering: [u64; STEERING.len()],
     answers: Vec<u64>,
 }
@@ -145,6 +152,7 @@ impl Default for Totals {
             ecs: [0; 2],
             geo: [0; GEO.len()],
             fail_open: 0,
+            signatures: 0,
             steering: [0; STEERING.len()],
             answers: Vec::new(),
         }
@@ -169,6 +177,9 @@ impl Totals {
         self.fail_open = self
             .fail_open
             .wrapping_add(s.fail_open.load(Ordering::Relaxed));
+        self.signatures = self
+            .signatures
+            .wrapping_add(s.signatures.load(Ordering::Relaxed));
         add_all(&mut self.steering, &s.steering);
         if self.answers.len() < s.answers.len() * 16 {
             self.answers.resize(s.answers.len() * 16, 0);
@@ -302,6 +313,10 @@ const FAIL_OPEN: (&str, &str) = (
     "fedns_fail_open_total",
     "Answers given as if all clusters were healthy because none was.",
 );
+const SIGNATURES: (&str, &str) = (
+    "fedns_dnssec_signatures_total",
+    "RRSIGs made for signed replies (a cached reply or a worker's signature cache makes none).",
+);
 const STEERED: (&str, &str) = (
     "fedns_steered_answers_total",
     "Geo answers decided by a steering rule: a per-geography failover order (geo-order), capacity spillover sending the client on (spillover), an ECS scope wider than the locating network (widened-scope).",
@@ -321,6 +336,7 @@ impl QueryCollector {
                 desc(ECS, &["ecs"]),
                 desc(GEOIP, &["outcome"]),
                 desc(FAIL_OPEN, &[]),
+                desc(SIGNATURES, &[]),
                 desc(STEERED, &["rule"]),
                 desc(ANSWERS, &["cluster"]),
             ],
@@ -401,6 +417,11 @@ impl Collector for QueryCollector {
                 FAIL_OPEN,
                 MetricType::COUNTER,
                 vec![counter(&[], t.fail_open)],
+            ),
+            family(
+                SIGNATURES,
+                MetricType::COUNTER,
+                vec![counter(&[], t.signatures)],
             ),
             family(
                 STEERED,

@@ -773,6 +773,20 @@ async fn key_timing_in_the_files_moves_signing_to_the_next_key() {
     let anchor = anchor(&dir, &ksk);
     let out = delv(server.addr, &anchor, LONDON, APP, "A");
     assert!(out.contains("; fully validated"), "{out}");
+    // The metrics follow: the keys' states, and signatures made.
+    let (_, metrics) = fedns_testkit::http::get(server.admin, "/metrics").await;
+    for (tag, state) in [(old_tag, "retired"), (new_tag, "active")] {
+        let line = format!(
+            "fedns_dnssec_keys{{algorithm=\"ECDSAP256SHA256\",role=\"zsk\",state=\"{state}\",tag=\"{tag}\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    let signatures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fedns_dnssec_signatures_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(signatures >= 2.0, "{metrics}");
     server.stop().await;
 }
 

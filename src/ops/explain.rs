@@ -67,7 +67,49 @@ pub fn explain_country(
         "anywhere in {} (its centroid)",
         country.to_ascii_uppercase()
     );
-    Ok(render(snap, name, qtype, &said, false, true, &a, why))
+    let mut out = render(snap, name, qtype, &said, false, true, &a, why);
+    out.push_str(&country_scope(snap, &q, located.country));
+    Ok(out)
+}
+
+/// The ECS scope a client of the country gets: the real answer (not the centroid's) for
+/// the first network the GeoIP database places in it, asked with ECS /24 (/56), and the
+/// widest block with that answer. A line for the explain of a country.
+fn country_scope(snap: &Snapshot, q: &answer::Question<'_>, country: Option<[u8; 2]>) -> String {
+    let sample = snap.places.as_deref().and_then(|p| {
+        p.classes
+            .iter()
+            .find(|c| {
+                c.located.country == country && matches!(c.located.source, LocationSource::GeoIp(_))
+            })
+            .map(|c| c.address)
+    });
+    let cc = country.map_or_else(String::new, |c| String::from_utf8_lossy(&c).into_owned());
+    let Some(ip) = sample else {
+        return format!(
+            "scope:    no network of the GeoIP database is in {cc}, so no ECS scope to show\n"
+        );
+    };
+    let ecs = IpNet::new(ip, if ip.is_ipv4() { 24 } else { 56 })
+        .map(|n| n.trunc())
+        .ok();
+    let client = Client { source: ip, ecs };
+    let a = answer::answer(snap, q, &client, true);
+    let net = ecs.map_or_else(|| ip.to_string(), |n| n.to_string());
+    match a.decisions.iter().find_map(|d| d.widest) {
+        Some((block, true)) => format!(
+            "scope:    a client in {net} ({cc}) gets ECS scope /{}: {block} is the widest block with its answer\n",
+            a.scope
+        ),
+        Some((block, false)) => format!(
+            "scope:    a client in {net} ({cc}) gets ECS scope /{}: the network that placed it ({block}); no wider block is known to share its answer\n",
+            a.scope
+        ),
+        None => format!(
+            "scope:    a client in {net} ({cc}) gets ECS scope /{}: the answer does not depend on where it is\n",
+            a.scope
+        ),
+    }
 }
 
 /// A client of country `code`, placed at its centroid (and in its continent).

@@ -204,6 +204,29 @@ async fn the_status_page_shows_where_the_world_goes_and_follows_a_failure() {
         );
     }
     assert_eq!(shaded(&dom, "US"), "us-east");
+    // A country's explain (the hover) ends with the ECS scope a client of it gets: the
+    // same block `/debug/explain` gives for that client's network.
+    for (country, client) in [("US", "198.18.0.0/24"), ("GB", "198.18.1.0/24")] {
+        let (_, hover) = fedns_testkit::http::get(
+            server.admin,
+            &format!("/status/explain?name={APP}&type=A&country={country}"),
+        )
+        .await;
+        let (_, direct) = fedns_testkit::http::get(
+            server.admin,
+            &format!("/debug/explain?name={APP}&client={client}"),
+        )
+        .await;
+        let block = direct
+            .lines()
+            .find_map(|l| l.strip_prefix("scope:    "))
+            .and_then(|l| l.split(':').next())
+            .unwrap_or_else(|| panic!("no scope in {direct}"));
+        let want = format!(
+            "scope:    a client in {client} ({country}) gets ECS scope /24: {block} is the widest block with its answer"
+        );
+        assert!(hover.contains(&want), "{want}\n{hover}");
+    }
     let shots = artifacts();
     for (width, height) in [(1280, 900), (375, 800)] {
         let file = shots.join(format!("status-{width}.png"));

@@ -54,8 +54,8 @@ pub struct LoadedConfig {
     pub dnssec: Option<Arc<Zone>>,
     /// API access of every watched member cluster, kubeconfigs read and checked.
     pub clusters: Vec<ClusterAccess>,
-    /// Digests that replicas of a fleet compare: of what makes the answers in the config
-    /// and zone file ([`answers_digest`]), and of the GeoIP database's identity (type,
+    /// Digests that replicas of a fleet compare: of what makes the answers in the config,
+    /// zone file and DNSSEC keys ([`answers_digest`]), and of the GeoIP database's identity (type,
     /// build time, tree size); empty without one.
     pub config_digest: String,
     pub geoip_digest: String,
@@ -114,7 +114,15 @@ impl LoadedConfig {
             clusters.extend(access);
         }
         let dnssec = zone_keys(&config, &text, path, &apex)?;
-        let config_digest = answers_digest(&text, zone_text(&config).as_deref());
+        // The keys' DNSKEYs and states count too: replicas that sign with other keys
+        // (the same paths, other files) do not answer alike.
+        let mut answers_from = zone_text(&config).unwrap_or_default();
+        if let Some(z) = &dnssec {
+            for (k, state) in z.keys() {
+                answers_from.push_str(&format!("\n; {} {}", k.key.dnskey(), state.as_str()));
+            }
+        }
+        let config_digest = answers_digest(&text, Some(&answers_from));
         Ok(LoadedConfig {
             config,
             path: Some(path.to_owned()),

@@ -110,7 +110,12 @@ impl Handler {
             transport: proto,
             qtype: reply.qtype,
             rcode: a.rcode,
-            answers: a.answers.len(),
+            // The records answered, not the signatures over them.
+            answers: a
+                .answers
+                .iter()
+                .filter(|r| r.record_type() != RecordType::RRSIG)
+                .count(),
             first_cluster: a.first_cluster,
             policy: a.first_policy,
             located_by: a.located_by.as_ref(),

@@ -837,3 +837,33 @@ fn bad_keys_are_errors_that_name_the_file_and_line() {
     let ok = run(Command::new(BIN).args(["check", "-c"]).arg(&path));
     assert!(ok.contains("signed (KSK "), "{ok}");
 }
+
+/// Replicas compare config digests (README.md, "Fleet"): one whose key files differ, at
+/// the same paths, has another digest, so the fleet says it does not answer alike.
+#[test]
+fn other_keys_at_the_same_paths_change_the_config_digest() {
+    let path = write_config("signed-digest", "");
+    let dir = path.parent().unwrap().to_owned();
+    let ksk = keygen(&dir, &[]);
+    std::fs::write(&path, signed_config(&format!("    - {ksk}\n"), "")).unwrap();
+    let first = fedns::app::LoadedConfig::from_file(&path)
+        .unwrap()
+        .config_digest;
+    let again = fedns::app::LoadedConfig::from_file(&path)
+        .unwrap()
+        .config_digest;
+    assert_eq!(first, again);
+    // Another key written over the same two files.
+    let other = keygen(&dir, &[]);
+    for ext in ["key", "private"] {
+        std::fs::copy(
+            dir.join(other.replace(".private", &format!(".{ext}"))),
+            dir.join(ksk.replace(".private", &format!(".{ext}"))),
+        )
+        .unwrap();
+    }
+    let swapped = fedns::app::LoadedConfig::from_file(&path)
+        .unwrap()
+        .config_digest;
+    assert_ne!(first, swapped);
+}

@@ -235,15 +235,21 @@ async fn delv_fully_validates_every_kind_of_answer() {
     }
 }
 
-/// A raw query with EDNS flags `flags` (DO 0x8000, CO 0x4000): the reply's RCODE, its OPT
-/// flags, and the NSEC type bitmap of its authority section, as dig prints it.
+/// dig of `name`/`qtype` at fedns (no recursion desired, no cookie) with more `flags`.
 fn dig(server: SocketAddr, name: &str, qtype: &str, flags: &[&str]) -> String {
+    let mut all = vec!["+norec", "+nocookie"];
+    all.extend(flags);
+    dig_at(server, &all, name, qtype)
+}
+
+/// dig's reply to `name`/`qtype` from `server` with `flags`, one space between fields
+/// (dig aligns short owners with tabs and long ones not).
+fn dig_at(server: SocketAddr, flags: &[&str], name: &str, qtype: &str) -> String {
     let mut cmd = Command::new(tool("dig", "bind9-dnsutils"));
     cmd.arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+norec", "+nocookie"])
+        .args(["-p", &server.port().to_string()])
         .args(flags)
         .args([name, qtype]);
-    // One space between fields: dig aligns short owners with tabs and long ones not.
     run(&mut cmd)
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -366,7 +372,7 @@ fn free_port() -> u16 {
 fn until_answering(at: SocketAddr, name: &str, what: &str) {
     let start = Instant::now();
     loop {
-        let o = Command::new("dig")
+        let o = Command::new(tool("dig", "bind9-dnsutils"))
             .arg(format!("@{}", at.ip()))
             .args([
                 "-p",
@@ -524,16 +530,7 @@ impl Lab {
         let mut flags = vec!["+dnssec".to_owned(), "+time=3".to_owned()];
         flags.extend(subnet.map(|s| format!("+subnet={s}")));
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let mut cmd = Command::new(tool("dig", "bind9-dnsutils"));
-        cmd.arg(format!("@{}", self.resolver.ip()))
-            .args(["-p", &self.resolver.port().to_string()])
-            .args(&flags)
-            .args([name, qtype]);
-        run(&mut cmd)
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect::<Vec<_>>()
-            .join("\n")
+        dig_at(self.resolver, &flags, name, qtype)
     }
 
     /// Unbound's log, for failures.

@@ -108,6 +108,12 @@ impl Worker {
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
+
+    /// Trades this worker's signatures for `other` (TCP connections of one thread share
+    /// theirs this way).
+    pub fn swap_signatures(&mut self, other: &mut SigCache) {
+        std::mem::swap(&mut self.sigs, other);
+    }
 }
 
 impl Handler {

@@ -16,6 +16,13 @@ use tokio::time::timeout;
 use tracing::debug;
 
 use crate::dns::{Handler, Worker};
+use crate::dnssec::SigCache;
+
+thread_local! {
+    /// The signatures TCP connections made on this runtime thread (each connection's
+    /// worker borrows them while it answers; the query path never awaits meanwhile).
+    static THREAD_SIGNATURES: std::cell::RefCell<SigCache> = std::cell::RefCell::default();
+}
 use crate::metrics::{Metrics, TcpEvent, Transport};
 
 /// The TCP limits of a listener.
@@ -131,8 +138,12 @@ async fn connection(
             return;
         }
         let received = Instant::now();
+        // The signatures of this thread's connections, lent for the query: a connection
+        // is often one query (a retry after TC), and each would otherwise sign afresh.
+        THREAD_SIGNATURES.with_borrow_mut(|s| worker.swap_signatures(s));
         let sent = handler.respond(&mut worker, &query, peer, Transport::Tcp, &mut reply);
         handler.flush(&mut worker, received);
+        THREAD_SIGNATURES.with_borrow_mut(|s| worker.swap_signatures(s));
         // A connection may wait long for its next query: its dnstap frames go now.
         handler.idle(&mut worker);
         if !sent {

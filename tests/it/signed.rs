@@ -317,6 +317,26 @@ async fn replies_follow_do_and_compact_answers_ok() {
     let tcp = dig(at, big, "AAAA", &["+dnssec", "+tcp"]);
     assert!(tcp.contains("ANSWER: 31,"), "{tcp}");
     assert!(tcp.contains("IN RRSIG AAAA "), "{tcp}");
+    // TCP connections of one runtime thread share their signatures: six connections
+    // asking one new question sign it once per thread (the test runtime has two).
+    let made = || async {
+        let (_, m) = fedns_testkit::http::get(server.admin, "/metrics").await;
+        m.lines()
+            .find_map(|l| l.strip_prefix("fedns_dnssec_signatures_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = made().await;
+    let web = "web.default.myfed.svc.fed.example.com";
+    for _ in 0..6 {
+        let r = dig(at, web, "A", &["+dnssec", "+tcp"]);
+        assert!(r.contains("IN RRSIG A "), "{r}");
+    }
+    let signed = made().await - before;
+    assert!(
+        (1.0..=2.0).contains(&signed),
+        "{signed} signatures for one RRset"
+    );
     // An explicit query for NXNAME is a format error (RFC 9824 section 3.5).
     let nxname = dig(at, "nothing.fed.example.com", "TYPE128", &["+dnssec"]);
     assert!(nxname.contains("status: FORMERR"), "{nxname}");

@@ -122,6 +122,24 @@ impl Decision {
         self.cluster.is_none() && self.policy.is_none() && self.located.is_none() && !self.ecs
     }
 
+    /// Whether `other` has the same text: the same cluster (one label, shared), policy,
+    /// placement and scope. Not for an empty decision (it has no text).
+    #[inline(always)]
+    fn same(&self, other: &Decision) -> bool {
+        let cluster = match (&self.cluster, &other.cluster) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        cluster
+            && !self.is_empty()
+            && self.policy.map(|p| (p.as_ptr(), p.len()))
+                == other.policy.map(|p| (p.as_ptr(), p.len()))
+            && self.located.map(|l| (l.as_ptr(), l.len()))
+                == other.located.map(|l| (l.as_ptr(), l.len()))
+            && (self.scope, self.ecs, self.fail_open) == (other.scope, other.ecs, other.fail_open)
+    }
+
     /// Writes the compact text at the start of `out` and returns its length (0 when
     /// nothing was decided). Written by hand: the formatting machinery cost more than a
     /// frame.
@@ -204,6 +222,11 @@ pub struct Buffer {
     since: Option<Instant>,
     /// Where the `extra` text is written (kept, so not cleared per query).
     text: [u8; EXTRA_MAX],
+    /// The varint of the last second its frames carried.
+    seconds: proto::Seconds,
+    /// The decision whose text `text` holds, and its length.
+    text_of: Decision,
+    text_len: usize,
 }
 
 impl Default for Buffer {
@@ -214,6 +237,9 @@ impl Default for Buffer {
             frames: 0,
             since: None,
             text: [0; EXTRA_MAX],
+            seconds: proto::Seconds::default(),
+            text_of: Decision::default(),
+            text_len: 0,
         }
     }
 }
@@ -290,8 +316,14 @@ impl Tap {
     pub fn record(&self, buf: &mut Buffer, e: &Event<'_>, decision: &Decision) {
         let len = if decision.is_empty() {
             0
+        } else if buf.text_of.same(decision) {
+            // The text of the last decision is still in the buffer: a resolver's queries
+            // mostly repeat one.
+            buf.text_len
         } else {
-            decision.write(&mut buf.text)
+            buf.text_len = decision.write(&mut buf.text);
+            buf.text_of.clone_from(decision);
+            buf.text_len
         };
         let n = proto::frames(
             &self.head,
@@ -299,6 +331,7 @@ impl Tap {
             self.responses,
             e,
             (&buf.text, len),
+            &mut buf.seconds,
             &mut buf.bytes,
             &mut buf.used,
         );
@@ -510,5 +543,66 @@ fn writer(
     if let Some(mut c) = conn {
         let _ = frames::stop(c.writer()).and_then(|()| c.writer().flush());
         let _ = frames::expect_finish(c.reader());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_is_the_same_only_when_its_text_is() {
+        let us: Arc<str> = Arc::from("us-east");
+        let d = Decision {
+            cluster: Some(us.clone()),
+            policy: Some("nearest"),
+            scope: 24,
+            ecs: true,
+            located: Some("city"),
+            fail_open: false,
+        };
+        let mut text = [0; EXTRA_MAX];
+        let n = d.write(&mut text);
+        assert_eq!(
+            &text[..n],
+            b"cluster=us-east policy=nearest located=city scope=24 fail_open=0"
+        );
+        assert!(d.same(&d.clone()));
+        // The same name in another allocation is another cluster label: written again.
+        let other = Decision {
+            cluster: Some(Arc::from("us-east")),
+            ..d.clone()
+        };
+        assert!(!d.same(&other));
+        for changed in [
+            Decision {
+                scope: 16,
+                ..d.clone()
+            },
+            Decision {
+                ecs: false,
+                ..d.clone()
+            },
+            Decision {
+                fail_open: true,
+                ..d.clone()
+            },
+            Decision {
+                located: Some("country"),
+                ..d.clone()
+            },
+            Decision {
+                policy: None,
+                ..d.clone()
+            },
+            Decision {
+                cluster: None,
+                ..d.clone()
+            },
+        ] {
+            assert!(!d.same(&changed), "{changed:?}");
+        }
+        // Nothing decided has no text to share.
+        assert!(!Decision::default().same(&Decision::default()));
     }
 }

@@ -21,7 +21,7 @@
 //! (identity, version, type) in one copy. As in BIND's and Knot's dnstap, an
 //! `AUTH_RESPONSE` carries the response message and not the query again.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use super::{Event, Stamp, Transport};
 
@@ -130,7 +130,7 @@ impl Put<'_> {
 
 /// `v` (below 2^56) as a varint in the low bytes of a word, and its length: its 7-bit
 /// groups spread one to a byte, with the continuation bit on all but the last. No loop:
-/// lengths and ports take the first two branches, times the last.
+/// lengths and ports take the first three branches, times the last.
 #[inline(always)]
 fn varint_word(v: u64) -> (u64, usize) {
     if v < 0x80 {
@@ -138,6 +138,13 @@ fn varint_word(v: u64) -> (u64, usize) {
     }
     if v < 0x4000 {
         return ((v & 0x7F) | 0x80 | (v >> 7) << 8, 2);
+    }
+    // Ports above 16,383 (every ephemeral one).
+    if v < 0x20_0000 {
+        return (
+            (v & 0x7F) | 0x80 | ((v >> 7 & 0x7F) | 0x80) << 8 | (v >> 14) << 16,
+            3,
+        );
     }
     let spread = (v & 0x7F)
         | (v << 1 & 0x7F00)
@@ -177,16 +184,45 @@ fn address(p: &mut Put<'_>, key: u8, ip: IpAddr) {
     }
 }
 
+/// The varint of the last second a time field carried: it changes once a second, and
+/// spreading a 5-byte varint costs more than the rest of the field.
+#[derive(Debug, Default)]
+pub struct Seconds {
+    sec: u64,
+    word: u64,
+    len: usize,
+}
+
+impl Seconds {
+    /// `sec` as a varint word and its length (below 2^49; else 0, 0).
+    #[inline(always)]
+    fn of(&mut self, sec: u64) -> (u64, usize) {
+        if sec != self.sec || self.len == 0 {
+            (self.word, self.len) = if sec < 1 << 49 {
+                varint_word(sec)
+            } else {
+                (0, 0)
+            };
+            self.sec = sec;
+        }
+        (self.word, self.len)
+    }
+}
+
 #[inline(always)]
-fn time(p: &mut Put<'_>, sec_field: u8, t: Stamp) {
-    p.uint(key(sec_field, VARINT), t.sec);
+fn time(p: &mut Put<'_>, seconds: &mut Seconds, sec_field: u8, t: Stamp) {
+    match seconds.of(t.sec) {
+        (x, len) if len > 0 => p.word((x << 8) | u64::from(key(sec_field, VARINT)), len + 1),
+        _ => p.uint(key(sec_field, VARINT), t.sec),
+    }
     p.word(
         u64::from(key(sec_field + 1, FIXED32)) | u64::from(t.nsec) << 8,
         5,
     );
 }
 
-fn shared(client: SocketAddr, server: SocketAddr, transport: Transport, at: Stamp) -> Shared {
+fn shared(e: &Event<'_>, seconds: &mut Seconds) -> Shared {
+    let (client, server) = (&e.client, &e.server);
     let mut b = [0; SHARED_BLOCK];
     let mut p = Put { b: &mut b, at: 0 };
     let family: u64 = if client.ip().to_canonical().is_ipv4() {
@@ -194,7 +230,7 @@ fn shared(client: SocketAddr, server: SocketAddr, transport: Transport, at: Stam
     } else {
         2
     };
-    let protocol: u64 = match transport {
+    let protocol: u64 = match e.transport {
         Transport::Udp => 1,
         Transport::Tcp => 2,
     };
@@ -206,7 +242,7 @@ fn shared(client: SocketAddr, server: SocketAddr, transport: Transport, at: Stam
     address(&mut p, key(5, BYTES), server.ip());
     p.uint(key(6, VARINT), u64::from(client.port()));
     p.uint(key(7, VARINT), u64::from(server.port()));
-    time(&mut p, 8, at);
+    time(&mut p, seconds, 8, e.query_time);
     let len = p.at;
     Shared { b, len }
 }
@@ -267,6 +303,7 @@ pub fn frames(
     responses: bool,
     e: &Event<'_>,
     extra: (&[u8; EXTRA_BLOCK], usize),
+    seconds: &mut Seconds,
     out: &mut Vec<u8>,
     used: &mut usize,
 ) -> u64 {
@@ -274,7 +311,7 @@ pub fn frames(
     if !queries && reply.is_none() {
         return 0;
     }
-    let shared = shared(e.client, e.server, e.transport, e.query_time);
+    let shared = shared(e, seconds);
     // The most a frame takes around its DNS message: its length, the constant fields,
     // `extra` (key and length, 3), the message's key and length (4), its type (2), the
     // shared fields, the response time (11), the DNS message's key and length (4).
@@ -297,7 +334,7 @@ pub fn frames(
     if let Some(reply) = reply {
         let message = 2 + shared.len + 11 + 1 + varint_len(reply.len() as u64) + reply.len();
         frame(&mut p, head, extra, Kind::AuthResponse, &shared, message);
-        time(&mut p, 12, e.response_time);
+        time(&mut p, seconds, 12, e.response_time);
         p.bytes(key(14, BYTES), reply);
         n += 1;
     }
@@ -327,7 +364,11 @@ fn frame(
     head.put(p);
     if extra.1 > 0 {
         p.uint(key(3, BYTES), extra.1 as u64);
-        p.block(extra.0, extra.1);
+        // Most texts fit the first third of the block: a third of the copy.
+        match extra.0.first_chunk::<64>() {
+            Some(short) if extra.1 <= 64 => p.block(short, extra.1),
+            _ => p.block(extra.0, extra.1),
+        }
     }
     p.uint(key(14, BYTES), message as u64);
     p.word(u64::from(key(1, VARINT)) | (kind as u64) << 8, 2);
@@ -446,7 +487,16 @@ mod tests {
         let mut used = 1;
         let big = vec![7u8; 300];
         let e = event(b"QQ", Some(&big), "[2001:db8::1]:5353");
-        let n = frames(&head, true, true, &e, (&x.0, x.1), &mut out, &mut used);
+        let n = frames(
+            &head,
+            true,
+            true,
+            &e,
+            (&x.0, x.1),
+            &mut Seconds::default(),
+            &mut out,
+            &mut used,
+        );
         assert_eq!(n, 2);
         assert_eq!(out[0], 0xEE, "bytes before `used` are kept");
         let frames_ = split(&out[1..used]);
@@ -485,7 +535,16 @@ mod tests {
         let before = used;
         let e = event(b"Q", None, "192.0.2.1:1");
         assert_eq!(
-            frames(&head, true, true, &e, (&none.0, 0), &mut out, &mut used),
+            frames(
+                &head,
+                true,
+                true,
+                &e,
+                (&none.0, 0),
+                &mut Seconds::default(),
+                &mut out,
+                &mut used
+            ),
             1
         );
         let f = split(&out[before..used]);
@@ -496,7 +555,16 @@ mod tests {
         assert_eq!(get(&m, 4), Some(&[192, 0, 2, 1][..]));
         // Only responses wanted, and none: nothing written.
         assert_eq!(
-            frames(&head, false, true, &e, (&none.0, 0), &mut out, &mut used),
+            frames(
+                &head,
+                false,
+                true,
+                &e,
+                (&none.0, 0),
+                &mut Seconds::default(),
+                &mut out,
+                &mut used
+            ),
             0
         );
     }
@@ -509,7 +577,16 @@ mod tests {
         let e = event(b"Q", Some(&reply), "192.0.2.1:1");
         let (mut out, mut used) = (Vec::new(), 0);
         assert_eq!(
-            frames(&head, false, true, &e, (&none.0, 0), &mut out, &mut used),
+            frames(
+                &head,
+                false,
+                true,
+                &e,
+                (&none.0, 0),
+                &mut Seconds::default(),
+                &mut out,
+                &mut used
+            ),
             1
         );
         let f = split(&out[..used]);

@@ -218,12 +218,14 @@ pub struct Buffer {
     bytes: Vec<u8>,
     used: usize,
     frames: u64,
-    /// The end of the first batch of queries whose frames are not yet handed over.
-    since: Option<Instant>,
+    /// When its frames are due: `HAND_OVER_AFTER` after the end of the first batch of
+    /// queries whose frames are not yet handed over (a deadline, so that each batch
+    /// compares two instants rather than subtracts them).
+    due: Option<Instant>,
     /// Where the `extra` text is written (kept, so not cleared per query).
     text: [u8; EXTRA_MAX],
-    /// The varint of the last second its frames carried.
-    seconds: proto::Seconds,
+    /// What its frames keep from one event to the next.
+    scratch: proto::Scratch,
     /// The decision whose text `text` holds, and its length.
     text_of: Decision,
     text_len: usize,
@@ -235,9 +237,9 @@ impl Default for Buffer {
             bytes: Vec::new(),
             used: 0,
             frames: 0,
-            since: None,
+            due: None,
             text: [0; EXTRA_MAX],
-            seconds: proto::Seconds::default(),
+            scratch: proto::Scratch::default(),
             text_of: Decision::default(),
             text_len: 0,
         }
@@ -331,7 +333,7 @@ impl Tap {
             self.responses,
             e,
             (&buf.text, len),
-            &mut buf.seconds,
+            &mut buf.scratch,
             &mut buf.bytes,
             &mut buf.used,
         );
@@ -349,9 +351,9 @@ impl Tap {
         if buf.frames == 0 {
             return;
         }
-        match buf.since {
-            None => buf.since = Some(now),
-            Some(t) if now.saturating_duration_since(t) >= HAND_OVER_AFTER => self.hand_over(buf),
+        match buf.due {
+            None => buf.due = Some(now.checked_add(HAND_OVER_AFTER).unwrap_or(now)),
+            Some(t) if now >= t => self.hand_over(buf),
             Some(_) => {}
         }
     }
@@ -364,7 +366,7 @@ impl Tap {
         }
         let frames = std::mem::take(&mut buf.frames);
         let used = std::mem::take(&mut buf.used);
-        buf.since = None;
+        buf.due = None;
         if self.queued.fetch_add(used, Ordering::Relaxed) + used > self.budget {
             self.queued.fetch_sub(used, Ordering::Relaxed);
             self.dropped.inc_by(frames);

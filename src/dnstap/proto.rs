@@ -163,10 +163,22 @@ fn varint_word(v: u64) -> (u64, usize) {
 /// 16 bytes, two ports and the query time: 59), and room for the last fixed-width write.
 const SHARED_BLOCK: usize = 64 + 16;
 
-/// The fields both messages of an event share, written once.
-struct Shared {
-    b: [u8; SHARED_BLOCK],
-    len: usize,
+/// What a worker's frames keep from one event to the next: the varint of the last second,
+/// and the block the fields both messages of an event share are written into, once per
+/// event (kept, so neither cleared nor moved per event).
+#[derive(Debug)]
+pub struct Scratch {
+    seconds: Seconds,
+    shared: [u8; SHARED_BLOCK],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            seconds: Seconds::default(),
+            shared: [0; SHARED_BLOCK],
+        }
+    }
 }
 
 /// An address field: its key, its length and its bytes.
@@ -187,7 +199,7 @@ fn address(p: &mut Put<'_>, key: u8, ip: IpAddr) {
 /// The varint of the last second a time field carried: it changes once a second, and
 /// spreading a 5-byte varint costs more than the rest of the field.
 #[derive(Debug, Default)]
-pub struct Seconds {
+struct Seconds {
     sec: u64,
     word: u64,
     len: usize,
@@ -221,10 +233,13 @@ fn time(p: &mut Put<'_>, seconds: &mut Seconds, sec_field: u8, t: Stamp) {
     );
 }
 
-fn shared(e: &Event<'_>, seconds: &mut Seconds) -> Shared {
+/// Writes the fields both messages of `e` share into `scratch.shared`; returns their length.
+fn shared(e: &Event<'_>, scratch: &mut Scratch) -> usize {
     let (client, server) = (&e.client, &e.server);
-    let mut b = [0; SHARED_BLOCK];
-    let mut p = Put { b: &mut b, at: 0 };
+    let mut p = Put {
+        b: &mut scratch.shared,
+        at: 0,
+    };
     let family: u64 = if client.ip().to_canonical().is_ipv4() {
         1
     } else {
@@ -242,9 +257,8 @@ fn shared(e: &Event<'_>, seconds: &mut Seconds) -> Shared {
     address(&mut p, key(5, BYTES), server.ip());
     p.uint(key(6, VARINT), u64::from(client.port()));
     p.uint(key(7, VARINT), u64::from(server.port()));
-    time(&mut p, seconds, 8, e.query_time);
-    let len = p.at;
-    Shared { b, len }
+    time(&mut p, &mut scratch.seconds, 8, e.query_time);
+    p.at
 }
 
 /// The frame's constant fields: identity, version and type MESSAGE, kept in a block of
@@ -303,7 +317,7 @@ pub fn frames(
     responses: bool,
     e: &Event<'_>,
     extra: (&[u8; EXTRA_BLOCK], usize),
-    seconds: &mut Seconds,
+    scratch: &mut Scratch,
     out: &mut Vec<u8>,
     used: &mut usize,
 ) -> u64 {
@@ -311,11 +325,11 @@ pub fn frames(
     if !queries && reply.is_none() {
         return 0;
     }
-    let shared = shared(e, seconds);
+    let shared_len = shared(e, scratch);
     // The most a frame takes around its DNS message: its length, the constant fields,
     // `extra` (key and length, 3), the message's key and length (4), its type (2), the
     // shared fields, the response time (11), the DNS message's key and length (4).
-    let most = 4 + head.bytes.len() + 3 + extra.1 + 4 + 2 + shared.len + 11 + 4;
+    let most = 4 + head.bytes.len() + 3 + extra.1 + 4 + 2 + shared_len + 11 + 4;
     let need = 2 * most + e.query.len() + reply.map_or(0, <[u8]>::len) + SLACK;
     if out.len() < *used + need {
         out.resize((*used + need).max(out.len() * 2).max(4096), 0);
@@ -326,15 +340,17 @@ pub fn frames(
     };
     let mut n = 0;
     if queries {
-        let message = 2 + shared.len + 1 + varint_len(e.query.len() as u64) + e.query.len();
-        frame(&mut p, head, extra, Kind::AuthQuery, &shared, message);
+        let message = 2 + shared_len + 1 + varint_len(e.query.len() as u64) + e.query.len();
+        let shared = (&scratch.shared, shared_len);
+        frame(&mut p, head, extra, Kind::AuthQuery, shared, message);
         p.bytes(key(10, BYTES), e.query);
         n += 1;
     }
     if let Some(reply) = reply {
-        let message = 2 + shared.len + 11 + 1 + varint_len(reply.len() as u64) + reply.len();
-        frame(&mut p, head, extra, Kind::AuthResponse, &shared, message);
-        time(&mut p, seconds, 12, e.response_time);
+        let message = 2 + shared_len + 11 + 1 + varint_len(reply.len() as u64) + reply.len();
+        let shared = (&scratch.shared, shared_len);
+        frame(&mut p, head, extra, Kind::AuthResponse, shared, message);
+        time(&mut p, &mut scratch.seconds, 12, e.response_time);
         p.bytes(key(14, BYTES), reply);
         n += 1;
     }
@@ -353,7 +369,7 @@ fn frame(
     head: &Head,
     extra: (&[u8; EXTRA_BLOCK], usize),
     kind: Kind,
-    shared: &Shared,
+    shared: (&[u8; SHARED_BLOCK], usize),
     message: usize,
 ) {
     let mut body = head.bytes.len() + 1 + varint_len(message as u64) + message;
@@ -372,7 +388,7 @@ fn frame(
     }
     p.uint(key(14, BYTES), message as u64);
     p.word(u64::from(key(1, VARINT)) | (kind as u64) << 8, 2);
-    p.block(&shared.b, shared.len);
+    p.block(shared.0, shared.1);
 }
 
 #[cfg(test)]
@@ -493,7 +509,7 @@ mod tests {
             true,
             &e,
             (&x.0, x.1),
-            &mut Seconds::default(),
+            &mut Scratch::default(),
             &mut out,
             &mut used,
         );
@@ -541,7 +557,7 @@ mod tests {
                 true,
                 &e,
                 (&none.0, 0),
-                &mut Seconds::default(),
+                &mut Scratch::default(),
                 &mut out,
                 &mut used
             ),
@@ -561,7 +577,7 @@ mod tests {
                 true,
                 &e,
                 (&none.0, 0),
-                &mut Seconds::default(),
+                &mut Scratch::default(),
                 &mut out,
                 &mut used
             ),
@@ -583,7 +599,7 @@ mod tests {
                 true,
                 &e,
                 (&none.0, 0),
-                &mut Seconds::default(),
+                &mut Scratch::default(),
                 &mut out,
                 &mut used
             ),

@@ -469,6 +469,28 @@ mod tests {
         out
     }
 
+    /// A worker's buffer and scratch, as `frames` is given them.
+    #[derive(Default)]
+    struct Sink {
+        out: Vec<u8>,
+        used: usize,
+        scratch: Scratch,
+    }
+
+    impl Sink {
+        fn write(
+            &mut self,
+            head: &Head,
+            queries: bool,
+            responses: bool,
+            e: &Event<'_>,
+            extra: (&[u8; EXTRA_BLOCK], usize),
+        ) -> u64 {
+            let (out, used, scratch) = (&mut self.out, &mut self.used, &mut self.scratch);
+            frames(head, queries, responses, e, extra, scratch, out, used)
+        }
+    }
+
     #[test]
     fn varint_lengths() {
         let mut values = vec![0u64, 1, 127, 128, 300, 16_383, 16_384, u64::MAX];
@@ -499,23 +521,17 @@ mod tests {
         let head = Head::new(b"id", b"v1");
         let x = extra(b"policy=x");
         let none = extra(b"");
-        let mut out = vec![0xEE; 3];
-        let mut used = 1;
+        let mut sink = Sink {
+            out: vec![0xEE; 3],
+            used: 1,
+            scratch: Scratch::default(),
+        };
         let big = vec![7u8; 300];
         let e = event(b"QQ", Some(&big), "[2001:db8::1]:5353");
-        let n = frames(
-            &head,
-            true,
-            true,
-            &e,
-            (&x.0, x.1),
-            &mut Scratch::default(),
-            &mut out,
-            &mut used,
-        );
+        let n = sink.write(&head, true, true, &e, (&x.0, x.1));
         assert_eq!(n, 2);
-        assert_eq!(out[0], 0xEE, "bytes before `used` are kept");
-        let frames_ = split(&out[1..used]);
+        assert_eq!(sink.out[0], 0xEE, "bytes before `used` are kept");
+        let frames_ = split(&sink.out[1..sink.used]);
         assert_eq!(frames_.len(), 2);
         for (i, f) in frames_.iter().enumerate() {
             let top = fields(f);
@@ -548,41 +564,17 @@ mod tests {
             }
         }
         // More frames append; no reply: no response frame; no extra: no field 3.
-        let before = used;
+        let before = sink.used;
         let e = event(b"Q", None, "192.0.2.1:1");
-        assert_eq!(
-            frames(
-                &head,
-                true,
-                true,
-                &e,
-                (&none.0, 0),
-                &mut Scratch::default(),
-                &mut out,
-                &mut used
-            ),
-            1
-        );
-        let f = split(&out[before..used]);
+        assert_eq!(sink.write(&head, true, true, &e, (&none.0, 0)), 1);
+        let f = split(&sink.out[before..sink.used]);
         let top = fields(f[0]);
         assert_eq!(get(&top, 3), None);
         let m = fields(get(&top, 14).unwrap());
         assert_eq!(get(&m, 2).map(|v| v[0]), Some(1), "INET");
         assert_eq!(get(&m, 4), Some(&[192, 0, 2, 1][..]));
         // Only responses wanted, and none: nothing written.
-        assert_eq!(
-            frames(
-                &head,
-                false,
-                true,
-                &e,
-                (&none.0, 0),
-                &mut Scratch::default(),
-                &mut out,
-                &mut used
-            ),
-            0
-        );
+        assert_eq!(sink.write(&head, false, true, &e, (&none.0, 0)), 0);
     }
 
     #[test]
@@ -591,21 +583,9 @@ mod tests {
         let none = extra(b"");
         let reply = vec![1u8; 65_535];
         let e = event(b"Q", Some(&reply), "192.0.2.1:1");
-        let (mut out, mut used) = (Vec::new(), 0);
-        assert_eq!(
-            frames(
-                &head,
-                false,
-                true,
-                &e,
-                (&none.0, 0),
-                &mut Scratch::default(),
-                &mut out,
-                &mut used
-            ),
-            1
-        );
-        let f = split(&out[..used]);
+        let mut sink = Sink::default();
+        assert_eq!(sink.write(&head, false, true, &e, (&none.0, 0)), 1);
+        let f = split(&sink.out[..sink.used]);
         let m = fields(get(&fields(f[0]), 14).unwrap());
         assert_eq!(get(&m, 14).map(<[u8]>::len), Some(65_535));
     }

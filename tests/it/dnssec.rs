@@ -4,33 +4,12 @@
 //! small zone signed by fedns's signer passes `dnssec-verify`. Both algorithms.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use fedns_testkit::sys::{run, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fedns");
 const ZONE: &str = "fed.example.com";
-
-/// A tool the test needs, or a failure that says how to get it.
-fn tool(name: &str) -> String {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{name} is missing: install Debian's bind9-utils (.ci/run does: apt-get install bind9-utils)"
-    );
-    name.to_owned()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let o: Output = cmd.output().expect("run");
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 /// A DS line with its spacing and the digest's case made plain.
 fn ds(text: &str) -> String {
@@ -42,7 +21,7 @@ fn ds(text: &str) -> String {
 }
 
 fn bind_ds(key: &Path) -> String {
-    ds(&run(Command::new(tool("dnssec-dsfromkey"))
+    ds(&run(Command::new(tool("dnssec-dsfromkey", "bind9-utils"))
         .args(["-2"])
         .arg(key)))
 }
@@ -87,7 +66,7 @@ fn fedns_keys_give_bind_the_same_ds() {
 fn bind_keys_are_read_by_fedns() {
     let dir = work();
     for algorithm in ["ECDSAP256SHA256", "ED25519"] {
-        let name = run(Command::new(tool("dnssec-keygen"))
+        let name = run(Command::new(tool("dnssec-keygen", "bind9-utils"))
             .args(["-q", "-K"])
             .arg(&dir)
             .args(["-a", algorithm, "-f", "KSK", ZONE]));
@@ -95,7 +74,7 @@ fn bind_keys_are_read_by_fedns() {
         assert_eq!(fedns_ds(&key), bind_ds(&key), "{algorithm}");
     }
     // A zone-signing key has no DS; a key file that is not one says which.
-    let zsk = run(Command::new(tool("dnssec-keygen"))
+    let zsk = run(Command::new(tool("dnssec-keygen", "bind9-utils"))
         .args(["-q", "-K"])
         .arg(&dir)
         .args(["-a", "ECDSAP256SHA256", ZONE]));
@@ -175,7 +154,7 @@ fn a_zone_signed_by_fedns_passes_bind_s_dnssec_verify() {
         let zone = dir.join(format!("zone-{}.db", algorithm.number()));
         std::fs::write(&zone, &text).unwrap();
         // -z: the key is a combined one (flags 257) that signs everything.
-        let o = Command::new(tool("dnssec-verify"))
+        let o = Command::new(tool("dnssec-verify", "bind9-utils"))
             .args(["-z", "-o", ZONE])
             .arg(&zone)
             .output()
@@ -193,7 +172,7 @@ fn a_zone_signed_by_fedns_passes_bind_s_dnssec_verify() {
             &format!("{ZONE}. 3600 IN SOA ns1.example.net. hostmaster.example.net. 2 "),
         );
         std::fs::write(&zone, &broken).unwrap();
-        let o = Command::new(tool("dnssec-verify"))
+        let o = Command::new(tool("dnssec-verify", "bind9-utils"))
             .args(["-z", "-o", ZONE])
             .arg(&zone)
             .output()

@@ -10,22 +10,11 @@ use std::time::Duration;
 use fedns_testkit::dns::{Transport, answer_data, query};
 use fedns_testkit::process::Process;
 use fedns_testkit::server::{CONFIG, TestServer};
+use fedns_testkit::sys::tool;
 use hickory_proto::rr::RecordType;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 const APP: &str = "app.default.myfed.svc.fed.example.com";
-
-/// A tool the test needs, or a failure that says how to get it.
-fn tool(name: &str, package: &str) -> String {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{name} is missing: install Debian's {package} (.ci/run does: apt-get install {package})"
-    );
-    name.to_owned()
-}
 
 /// fstrm_capture on a Unix socket, writing to `file`; waits for the socket.
 fn capture(socket: &Path, file: &Path) -> Process {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use fedns_testkit::process::Process;
 use fedns_testkit::server::{CONFIG, TestServer, write_config};
+use fedns_testkit::sys::{run, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fedns");
 const ZONE: &str = "fed.example.com";
@@ -23,35 +24,6 @@ const APP: &str = "app.default.myfed.svc.fed.example.com";
 const NEW_YORK: &str = "127.0.1.1";
 const LONDON: &str = "127.0.1.2";
 const TOKYO: &str = "127.0.1.3";
-
-/// A tool the test needs, or a failure that says which package has it.
-fn tool(name: &str, package: &str) -> String {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(name).is_file();
-    assert!(
-        found,
-        "{name} is missing: install Debian's {package} (.ci/run does: apt-get install {package})"
-    );
-    if Path::new("/usr/sbin").join(name).is_file() {
-        format!("/usr/sbin/{name}")
-    } else {
-        name.to_owned()
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let o = cmd.output().expect("run");
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}\n{}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 /// Writes a key with `fedns dnssec keygen` into `dir`; returns its `.private` file's name.
 fn keygen(dir: &Path, args: &[&str]) -> String {

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fedns_testkit::server::TestServer;
+use fedns_testkit::sys::tool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -62,18 +63,6 @@ fn config(port: u16) -> String {
     )
 }
 
-/// Debian's chromium, or a failure that says how to get it.
-fn chromium() -> &'static str {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("chromium").is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "chromium is missing: install Debian's chromium (.ci/run does: apt-get install chromium)"
-    );
-    "chromium"
-}
-
 fn artifacts() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&dir).expect("target/test-artifacts");
@@ -84,7 +73,7 @@ fn artifacts() -> PathBuf {
 /// `--dump-dom`) and its log (console messages included).
 fn browse(url: &str, extra: &[&str]) -> (String, String) {
     let profile = fedns_testkit::sys::temp_dir("chromium");
-    let out = Command::new(chromium())
+    let out = Command::new(tool("chromium", "chromium"))
         .args([
             "--headless",
             "--no-sandbox",

@@ -189,3 +189,34 @@ pub fn bench_filters() -> Option<Vec<String>> {
 pub fn wanted(filters: &[String], part: &str) -> bool {
     filters.is_empty() || filters.iter().any(|f| part.contains(f.as_str()))
 }
+
+/// A program the tests need, as a path to run it by: found on `PATH` or in `/usr/sbin`
+/// (where Debian puts daemons such as nsd and unbound), or a failure that says which Debian
+/// package has it. Tests never skip for a missing tool: `.ci/run` installs them.
+pub fn tool(name: &str, package: &str) -> String {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    let sbin = Path::new("/usr/sbin").join(name);
+    if !on_path && sbin.is_file() {
+        return sbin.display().to_string();
+    }
+    assert!(
+        on_path,
+        "{name} is missing: install Debian's {package} (.ci/run does: apt-get install {package})"
+    );
+    name.to_owned()
+}
+
+/// Runs `cmd` to its end; its standard output, or a failure with its status and output.
+pub fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("UTF-8 output")
+}

@@ -1,6 +1,13 @@
 //! Civil dates in UTC from Unix days and back (Howard Hinnant's algorithms), shared by
 //! what writes times for people and files: RFC 3339 (`ops::time`) and the
-//! `YYYYMMDDHHMMSS` of DNSSEC key files (`dnssec::keys`).
+//! `YYYYMMDDHHMMSS` of DNSSEC key files (`dnssec::keys`); and Unix seconds now.
+
+/// Unix seconds now (0 on a clock before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// (year, month, day) of `days` since 1970-01-01.
 pub fn from_days(days: i64) -> (i64, u32, u32) {

@@ -156,10 +156,7 @@ fn dnssec_command(command: DnssecCommand) -> ExitCode {
             {
                 return usage(format!("--zone {zone}: not a domain name"));
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            let key = Key::generate(&zone, algorithm, !zsk, now);
+            let key = Key::generate(&zone, algorithm, !zsk, fedns::civil::unix_now());
             match key.write(&dir) {
                 Ok(path) => {
                     println!("{}", path.display());

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::Name;
 use tracing::info;
@@ -288,10 +287,7 @@ fn zone_keys(
         dnskey_ttl: d.dnskey_ttl,
         cds: d.cds,
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let zone = Zone::new(apex, specs, policy, now).map_err(|e| {
+    let zone = Zone::new(apex, specs, policy, crate::civil::unix_now()).map_err(|e| {
         invalid(
             field_line(text, "dnssec.keys"),
             "dnssec.keys".into(),

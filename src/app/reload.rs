@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -87,10 +87,7 @@ impl App {
     fn key_event_due(&self) -> Option<i64> {
         let loaded = self.loaded.load();
         let next = loaded.dnssec.as_ref().and_then(|z| z.next_event());
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        next.filter(|at| *at <= now)
+        next.filter(|at| *at <= crate::civil::unix_now())
     }
 }
 

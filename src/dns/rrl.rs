@@ -13,7 +13,6 @@
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -71,9 +70,7 @@ impl Limiter {
         qtype: RecordType,
         rcode: ResponseCode,
     ) -> Verdict {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()) as u32;
+        let now = crate::civil::unix_now() as u32;
         let mut h = self.hasher.build_hasher();
         network(client.to_canonical(), self.v4_prefix, self.v6_prefix).hash(&mut h);
         // Errors and NXDOMAIN are one class per client network, as in BIND: a flood of

@@ -3,8 +3,6 @@
 //! Answers OK), then an RRSIG for every RRset, from the worker's signature cache when it
 //! has them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use hickory_proto::op::ResponseCode;
 
 use crate::answer::Answer;
@@ -36,9 +34,7 @@ pub(super) fn sign(
     dnssec::sign_reply(zone, &mut a.answers, &mut a.authority, now, sigs)
 }
 
-/// Unix seconds now, as RRSIGs count them.
+/// Unix seconds now, as RRSIGs count them (serial number arithmetic past 2106).
 pub(super) fn unix_now() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32)
+    crate::civil::unix_now() as u32
 }

@@ -408,7 +408,6 @@ fn scale(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
     let n = at_dns.len().max(1) as f64;
     let builds = after.builds - before.builds;
     let build_sum = after.build_sum - before.build_sum;
-    let mib = |kib: u64| format!("{:.0} MiB", kib as f64 / 1024.0);
     println!();
     println!(
         "| Scale: {} clusters x {} Services | value |",
@@ -474,17 +473,7 @@ fn scale(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
         mib(rss_loaded),
         mib(rss_bench)
     );
-    println!();
-    println!(
-        "| One Service LB IP change once synced ({} changes) | p50 | p90 | p99 | max | mean |",
-        at_dns.len()
-    );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| change -> served in DNS (poll every {} µs) | {} |",
-        s.poll.as_micros(),
-        Stats::of(&mut at_dns).row()
-    );
+    change_table("One Service LB IP change", s.poll, &mut at_dns);
     println!();
     println!(
         "per change: {:.2} snapshot builds, mean build {:.3} ms \
@@ -629,7 +618,6 @@ fn gateway_api(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
     let rss_end = rss_kib(&pid);
     let names = count_names(server.admin);
     drop(server);
-    let mib = |kib: u64| format!("{:.0} MiB", kib as f64 / 1024.0);
     println!();
     println!(
         "| Gateway API: {} clusters x {} Gateways x {} HTTPRoutes | value |",
@@ -663,17 +651,7 @@ fn gateway_api(rt: &tokio::runtime::Runtime, s: &Settings, dir: &Path) {
         mib(hwm_synced),
         mib(rss_end)
     );
-    println!();
-    println!(
-        "| One HTTPRoute hostname change once synced ({} changes) | p50 | p90 | p99 | max | mean |",
-        at_dns.len()
-    );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| change -> served in DNS (poll every {} µs) | {} |",
-        s.poll.as_micros(),
-        Stats::of(&mut at_dns).row()
-    );
+    change_table("One HTTPRoute hostname change", s.poll, &mut at_dns);
     println!(
         "fedns CPU per change {:.1} ms",
         (cpu1 - cpu0) * 1e3 / at_dns.len().max(1) as f64
@@ -914,6 +892,25 @@ impl Stats {
             .map(|d| format!("{:.2} ms", ms(d)))
             .join(" | ")
     }
+}
+
+/// The table of one kind of change once synced: from the change to the name served in DNS.
+fn change_table(what: &str, poll: Duration, at_dns: &mut [Duration]) {
+    println!();
+    println!(
+        "| {what} once synced ({} changes) | p50 | p90 | p99 | max | mean |",
+        at_dns.len()
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| change -> served in DNS (poll every {} µs) | {} |",
+        poll.as_micros(),
+        Stats::of(at_dns).row()
+    );
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
 fn ms(d: Duration) -> f64 {

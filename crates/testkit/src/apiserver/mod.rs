@@ -194,23 +194,19 @@ impl Resource {
         Self::XListenerSets,
     ];
     /// [`Self::BUILTIN`] then [`Self::CRDS`], in declaration order.
-    pub const ALL: [Resource; 15] = [
-        Self::Services,
-        Self::Ingresses,
-        Self::EndpointSlices,
-        Self::Leases,
-        Self::ConfigMaps,
-        Self::Namespaces,
-        Self::Gateways,
-        Self::HttpRoutes,
-        Self::GrpcRoutes,
-        Self::TlsRoutes,
-        Self::DnsEndpoints,
-        Self::IstioGateways,
-        Self::VirtualServices,
-        Self::ListenerSets,
-        Self::XListenerSets,
-    ];
+    pub const ALL: [Resource; Self::BUILTIN.len() + Self::CRDS.len()] = {
+        let mut all = [Self::Services; Self::BUILTIN.len() + Self::CRDS.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = if i < Self::BUILTIN.len() {
+                Self::BUILTIN[i]
+            } else {
+                Self::CRDS[i - Self::BUILTIN.len()]
+            };
+            i += 1;
+        }
+        all
+    };
     /// Size of the per-resource arrays of the store.
     const COUNT: usize = Self::ALL.len();
 

@@ -34,7 +34,7 @@ fn record(c: &mut Criterion) {
     .unwrap();
     let query = [0x5au8; 66];
     let reply = [0xa5u8; 110];
-    let mut buf = Buffer::default();
+    let mut buf = Buffer::serving("127.0.0.1:53".parse().unwrap());
     let geo = Decision {
         cluster: Some(Arc::from("us-east")),
         policy: Some("nearest"),
@@ -44,7 +44,6 @@ fn record(c: &mut Criterion) {
         fail_open: false,
     };
     let client = "198.51.100.7:40123".parse().unwrap();
-    let server = "127.0.0.1:53".parse().unwrap();
     let now = Stamp::now();
     let mut group = c.benchmark_group("dnstap_record");
     for (name, decision) in [("static", Decision::default()), ("geo_ecs", geo)] {
@@ -52,7 +51,6 @@ fn record(c: &mut Criterion) {
             b.iter(|| {
                 let e = Event {
                     client: black_box(client),
-                    server,
                     transport: Transport::Udp,
                     query_time: black_box(now),
                     response_time: black_box(now),

@@ -67,11 +67,10 @@ pub struct Worker {
     stats: LocalStats,
     /// The question key of the query at hand (`wire::parse_query` writes it).
     key: QuestionKey,
-    /// The address queries arrive at (dnstap's response address).
-    local: SocketAddr,
     /// What was decided for the query at hand, when dnstap is on.
     tap: Option<Decision>,
-    /// Its dnstap frames not yet handed to the writer.
+    /// Its dnstap frames not yet handed to the writer (and the address queries arrive
+    /// at, dnstap's response address).
     tap_buf: dnstap::Buffer,
     /// The signatures it made, by RRset (a signed zone).
     sigs: SigCache,
@@ -86,7 +85,6 @@ impl Default for Worker {
             memo: LocationMemo::default(),
             stats: LocalStats::default(),
             key: [0; MAX_NAME + 3],
-            local: SocketAddr::from(([0, 0, 0, 0], 0)),
             tap: None,
             tap_buf: dnstap::Buffer::default(),
             sigs: SigCache::default(),
@@ -99,7 +97,7 @@ impl Worker {
     /// The worker of a socket bound to `local`.
     pub fn serving(local: SocketAddr) -> Worker {
         Worker {
-            local,
+            tap_buf: dnstap::Buffer::serving(local),
             ..Worker::default()
         }
     }
@@ -169,7 +167,6 @@ impl Handler {
         let decision = w.tap.take().unwrap_or_default();
         let event = Event {
             client: src,
-            server: w.local,
             transport: match proto {
                 Transport::Udp => dnstap::Transport::Udp,
                 Transport::Tcp => dnstap::Transport::Tcp,

@@ -87,7 +87,6 @@ impl Stamp {
 #[derive(Debug)]
 pub struct Event<'a> {
     pub client: SocketAddr,
-    pub server: SocketAddr,
     pub transport: Transport,
     pub query_time: Stamp,
     pub response_time: Stamp,
@@ -233,13 +232,21 @@ pub struct Buffer {
 
 impl Default for Buffer {
     fn default() -> Self {
+        Buffer::serving(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+}
+
+impl Buffer {
+    /// The buffer of a worker whose socket is bound to `server` (dnstap's response
+    /// address and port).
+    pub fn serving(server: SocketAddr) -> Buffer {
         Buffer {
             bytes: Vec::new(),
             used: 0,
             frames: 0,
             due: None,
             text: [0; EXTRA_MAX],
-            scratch: proto::Scratch::default(),
+            scratch: proto::Scratch::serving(server),
             text_of: Decision::default(),
             text_len: 0,
         }

@@ -5,7 +5,7 @@
 # executes (callgrind's measure, which benches/peers.sh reports per query), not by time.
 #
 #   benches/instructions.sh BENCH FUNCTION [BENCH-FILTER]
-#   benches/instructions.sh dnstap 'fedns::dnstap::proto::frames' dnstap_record/static
+#   benches/instructions.sh dnstap 'dnstap::record_one' dnstap_record/static
 #
 # Prints the calls and the instructions per call (the function's own, not its callees');
 # writes the annotated disassembly to $OUT (default /tmp/instructions.asm). Needs valgrind

@@ -157,6 +157,7 @@ impl Handler {
         let snap = self.published.load();
         if w.cache.sync(&snap) {
             w.memo.clear();
+            w.tap_buf.renamed();
         }
         let Some(tap) = self.dnstap.as_deref() else {
             return self.answer(w, &snap, packet, src, proto, out);
@@ -164,7 +165,7 @@ impl Handler {
         let query_time = Stamp::now();
         w.tap = Some(Decision::default());
         let sent = self.answer(w, &snap, packet, src, proto, out);
-        let decision = w.tap.take().unwrap_or_default();
+        let decision = w.tap.unwrap_or_default();
         let event = Event {
             client: src,
             transport: match proto {
@@ -176,7 +177,8 @@ impl Handler {
             query: packet,
             reply: sent.then_some(out.as_slice()),
         };
-        tap.record(&mut w.tap_buf, &event, &decision);
+        let names = |i: u16| snap.clusters.get(usize::from(i)).map(|c| c.name.as_str());
+        tap.record(&mut w.tap_buf, &event, &decision, names);
         sent
     }
 
@@ -288,12 +290,12 @@ impl Handler {
             stats.geo_answer(o.ecs, o.located_by, o.fail_open, o.first_cluster);
             stats.steered(o.steered.geo_order, o.steered.spilled, o.widened);
         }
-        if let Some(d) = tap {
+        // A static answer without ECS decides nothing: the decision stays empty.
+        if let Some(d) = tap
+            && (o.first_cluster.is_some() || o.located_by.is_some() || o.policy.is_some() || o.ecs)
+        {
             *d = Decision {
-                cluster: o
-                    .first_cluster
-                    .and_then(|id| snap.clusters.get(usize::from(id)))
-                    .map(|c| c.label.clone()),
+                cluster: o.first_cluster,
                 policy: o.policy.map(PolicyKind::as_str),
                 scope: o.scope,
                 ecs: o.ecs,

@@ -97,10 +97,12 @@ pub struct Event<'a> {
 
 /// What fedns decided for a query, for dnstap's `extra` field:
 /// `cluster=eu-west policy=nearest scope=24 located=city fail_open=0` (only what applies:
-/// a static answer has none of it and no `extra`).
-#[derive(Clone, Debug, Default)]
+/// a static answer has none of it and no `extra`). Plain values, set per query without
+/// touching a shared count: the cluster is its index, named when the text is written.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Decision {
-    pub cluster: Option<std::sync::Arc<str>>,
+    /// The chosen cluster, by its index in the snapshot the query was answered from.
+    pub cluster: Option<u16>,
     pub policy: Option<&'static str>,
     /// The ECS scope sent (with `ecs`: the query had an ECS option).
     pub scope: u8,
@@ -121,28 +123,22 @@ impl Decision {
         self.cluster.is_none() && self.policy.is_none() && self.located.is_none() && !self.ecs
     }
 
-    /// Whether `other` has the same text: the same cluster (one label, shared), policy,
-    /// placement and scope. Not for an empty decision (it has no text).
+    /// Whether `other` has the same text, given the same cluster names: the same cluster,
+    /// policy, placement and scope. Not for an empty decision (it has no text).
     #[inline(always)]
     fn same(&self, other: &Decision) -> bool {
-        let cluster = match (&self.cluster, &other.cluster) {
-            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        cluster
-            && !self.is_empty()
-            && self.policy.map(|p| (p.as_ptr(), p.len()))
-                == other.policy.map(|p| (p.as_ptr(), p.len()))
-            && self.located.map(|l| (l.as_ptr(), l.len()))
-                == other.located.map(|l| (l.as_ptr(), l.len()))
+        let word = |w: Option<&'static str>| w.map(|w| (w.as_ptr(), w.len()));
+        !self.is_empty()
+            && self.cluster == other.cluster
+            && word(self.policy) == word(other.policy)
+            && word(self.located) == word(other.located)
             && (self.scope, self.ecs, self.fail_open) == (other.scope, other.ecs, other.fail_open)
     }
 
-    /// Writes the compact text at the start of `out` and returns its length (0 when
-    /// nothing was decided). Written by hand: the formatting machinery cost more than a
-    /// frame.
-    pub fn write(&self, out: &mut [u8; EXTRA_MAX]) -> usize {
+    /// Writes the compact text at the start of `out`, with `cluster` the chosen cluster's
+    /// name, and returns its length (0 when nothing was decided). Written by hand: the
+    /// formatting machinery cost more than a frame.
+    pub fn write(&self, cluster: Option<&str>, out: &mut [u8; EXTRA_MAX]) -> usize {
         let mut at = 0;
         // A field: its key (after a space, but for the first) and its value.
         let mut field = |key: &[u8], value: &[u8]| {
@@ -153,7 +149,7 @@ impl Decision {
                 at += n;
             }
         };
-        if let Some(c) = &self.cluster {
+        if let Some(c) = cluster.filter(|_| self.cluster.is_some()) {
             field(b" cluster=", c.as_bytes());
         }
         if let Some(p) = self.policy {
@@ -253,6 +249,14 @@ impl Buffer {
     }
 }
 
+impl Buffer {
+    /// Cluster indices now name other clusters (a new snapshot): the text kept for the
+    /// last decision is written again.
+    pub fn renamed(&mut self) {
+        self.text_of = Decision::default();
+    }
+}
+
 /// Framed bytes on their way to the writer: `bytes[..used]`.
 struct Batch {
     bytes: Vec<u8>,
@@ -321,8 +325,17 @@ impl Tap {
         Ok(tap)
     }
 
-    /// Encodes an event's frames, with `decision` in `extra`, into the worker's buffer.
-    pub fn record(&self, buf: &mut Buffer, e: &Event<'_>, decision: &Decision) {
+    /// Encodes an event's frames, with `decision` in `extra`, into the worker's buffer;
+    /// `name` gives a cluster's name by its index (asked only when the text is written).
+    /// The buffer's caller tells it when cluster indices change (`Buffer::renamed`).
+    #[inline(always)]
+    pub fn record<'a>(
+        &self,
+        buf: &mut Buffer,
+        e: &Event<'_>,
+        decision: &Decision,
+        name: impl FnOnce(u16) -> Option<&'a str>,
+    ) {
         let len = if decision.is_empty() {
             0
         } else if buf.text_of.same(decision) {
@@ -330,8 +343,8 @@ impl Tap {
             // mostly repeat one.
             buf.text_len
         } else {
-            buf.text_len = decision.write(&mut buf.text);
-            buf.text_of.clone_from(decision);
+            buf.text_len = decision.write(decision.cluster.and_then(name), &mut buf.text);
+            buf.text_of = *decision;
             buf.text_len
         };
         let n = proto::frames(
@@ -561,9 +574,8 @@ mod tests {
 
     #[test]
     fn a_decision_is_the_same_only_when_its_text_is() {
-        let us: Arc<str> = Arc::from("us-east");
         let d = Decision {
-            cluster: Some(us.clone()),
+            cluster: Some(3),
             policy: Some("nearest"),
             scope: 24,
             ecs: true,
@@ -571,47 +583,77 @@ mod tests {
             fail_open: false,
         };
         let mut text = [0; EXTRA_MAX];
-        let n = d.write(&mut text);
+        let n = d.write(Some("us-east"), &mut text);
         assert_eq!(
             &text[..n],
             b"cluster=us-east policy=nearest located=city scope=24 fail_open=0"
         );
-        assert!(d.same(&d.clone()));
-        // The same name in another allocation is another cluster label: written again.
-        let other = Decision {
-            cluster: Some(Arc::from("us-east")),
-            ..d.clone()
-        };
-        assert!(!d.same(&other));
+        assert!(d.same(&{ d }));
         for changed in [
-            Decision {
-                scope: 16,
-                ..d.clone()
-            },
-            Decision {
-                ecs: false,
-                ..d.clone()
-            },
+            Decision { scope: 16, ..d },
+            Decision { ecs: false, ..d },
             Decision {
                 fail_open: true,
-                ..d.clone()
+                ..d
             },
             Decision {
                 located: Some("country"),
-                ..d.clone()
+                ..d
             },
+            Decision { policy: None, ..d },
+            Decision { cluster: None, ..d },
             Decision {
-                policy: None,
-                ..d.clone()
-            },
-            Decision {
-                cluster: None,
-                ..d.clone()
+                cluster: Some(4),
+                ..d
             },
         ] {
             assert!(!d.same(&changed), "{changed:?}");
         }
         // Nothing decided has no text to share.
         assert!(!Decision::default().same(&Decision::default()));
+    }
+
+    /// The text follows the cluster's name: kept while the decision repeats, written
+    /// again once the buffer is told the indices name other clusters.
+    #[test]
+    fn a_new_snapshot_writes_the_text_again() {
+        let counter = |n: &str| IntCounter::new(n, n).unwrap();
+        let tap = Tap::start(
+            Settings {
+                endpoint: Endpoint::Unix("/nonexistent/fedns-test-dnstap.sock".into()),
+                identity: Vec::new(),
+                version: Vec::new(),
+                queries: false,
+                responses: true,
+                queue: 16,
+            },
+            Counters {
+                sent: counter("sent"),
+                dropped: counter("dropped"),
+                lost: counter("lost"),
+            },
+        )
+        .unwrap();
+        let mut buf = Buffer::default();
+        let e = Event {
+            client: "192.0.2.1:1".parse().unwrap(),
+            transport: Transport::Udp,
+            query_time: Stamp::default(),
+            response_time: Stamp::default(),
+            query: b"q",
+            reply: Some(b"r"),
+        };
+        let d = Decision {
+            cluster: Some(0),
+            located: Some("city"),
+            ..Decision::default()
+        };
+        let text = |buf: &Buffer| String::from_utf8_lossy(&buf.text[..buf.text_len]).into_owned();
+        tap.record(&mut buf, &e, &d, |_| Some("eu-west"));
+        assert_eq!(text(&buf), "cluster=eu-west located=city fail_open=0");
+        tap.record(&mut buf, &e, &d, |_| panic!("the kept text is used"));
+        buf.renamed();
+        tap.record(&mut buf, &e, &d, |_| Some("us-east"));
+        assert_eq!(text(&buf), "cluster=us-east located=city fail_open=0");
     }
 }

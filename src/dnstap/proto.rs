@@ -166,6 +166,13 @@ impl<'a> Put<'a> {
         }
     }
 
+    /// A field's key, its length and its bytes, within the last room checked.
+    #[inline(always)]
+    fn message(&mut self, key: u8, s: &[u8]) {
+        self.uint(key, s.len() as u64);
+        self.block_of(s);
+    }
+
     /// A field's key, its length (`uint`) and its bytes (`slice`).
     #[inline(always)]
     fn bytes(&mut self, key: u8, s: &[u8]) {
@@ -415,10 +422,11 @@ impl Prefix {
     }
 }
 
-/// What a frame takes besides its prefix and DNS message, at most, stores included: its
-/// length (4), the client's fields (`COMMON_BLOCK`), the response time (16, and 8 stored
-/// past it), the DNS message's key and length (4, 8 stored), and `extra`'s key and
-/// length (3, 8 stored) and block.
+/// What a frame stores besides its prefix and DNS message, at most: its length (4), the
+/// client's fields (40, `COMMON_BLOCK` stored), the response time (16, and 8 stored past
+/// it), the DNS message's key and length (4, 8 stored), and `extra`'s key and length (3,
+/// 8 stored) and block. (Each store past a field's end lies within what the fields after
+/// it may take.)
 const FRAME_ROOM: usize = 4 + COMMON_BLOCK + 24 + 8 + 8 + EXTRA_BLOCK;
 
 /// Appends the data frames of `e` (an `AUTH_QUERY` when `queries`, an `AUTH_RESPONSE`
@@ -447,23 +455,25 @@ pub fn frames(
     }
     scratch.prefix.make(head, e.transport);
     let common_len = common(e, scratch);
+    // Each frame stores at most its prefix's room, its DNS message and `FRAME_ROOM`.
     let need = 2 * (scratch.prefix.room + FRAME_ROOM) + e.query.len() + reply_len;
     if out.len() < *used + need {
         out.resize((*used + need).max(out.len() * 2).max(4096), 0);
     }
     let mut p = Put::new(&mut out[*used..]);
+    p.room(need);
     let common = (&scratch.common, common_len);
     let mut n = 0;
     if queries {
         let f = frame(&mut p, &scratch.prefix, Kind::AuthQuery, common);
-        p.bytes(key(10, BYTES), e.query);
+        p.message(key(10, BYTES), e.query);
         end(&mut p, f, &scratch.prefix, extra);
         n += 1;
     }
     if let Some(reply) = reply {
         let f = frame(&mut p, &scratch.prefix, Kind::AuthResponse, common);
         time(&mut p, &mut scratch.seconds, 12, e.response_time);
-        p.bytes(key(14, BYTES), reply);
+        p.message(key(14, BYTES), reply);
         end(&mut p, f, &scratch.prefix, extra);
         n += 1;
     }
@@ -474,9 +484,8 @@ pub fn frames(
 /// The size of the block `extra` comes in.
 pub const EXTRA_BLOCK: usize = 192;
 
-/// Starts a frame: room for its length, the prefix (with `kind`), the client's fields,
-/// and then a response time and the DNS message's key and length. Returns where it
-/// starts.
+/// Starts a frame: room for its length, then the prefix (with `kind`) and the client's
+/// fields. Returns where it starts.
 #[inline(always)]
 fn frame(
     p: &mut Put<'_>,
@@ -485,12 +494,16 @@ fn frame(
     common: (&[u8; COMMON_BLOCK], usize),
 ) -> usize {
     let f = p.at;
-    // The length (4), the prefix's room, the client's block, a time (16, 8 stored past
-    // it) and the message's key and length (4, 8 stored).
-    p.room(4 + prefix.room + COMMON_BLOCK + 24 + 8);
     p.at += 4;
     if prefix.room == PREFIX_BLOCK {
-        p.block(&prefix.block, prefix.bytes.len());
+        // Most prefixes (a host name up to about 25 bytes) fit half the block: half the
+        // copy.
+        match prefix.block.first_chunk::<{ PREFIX_BLOCK / 2 }>() {
+            Some(short) if prefix.bytes.len() <= PREFIX_BLOCK / 2 => {
+                p.block(short, prefix.bytes.len())
+            }
+            _ => p.block(&prefix.block, prefix.bytes.len()),
+        }
     } else {
         p.block_of(&prefix.bytes);
     }
@@ -515,8 +528,6 @@ fn end(p: &mut Put<'_>, f: usize, prefix: &Prefix, extra: (&[u8; EXTRA_BLOCK], u
     let len = (len & 0x7F) | 0x80 | ((len >> 7 & 0x7F) | 0x80) << 8 | (len >> 14) << 16;
     p.store(message - MESSAGE_LEN, &len.to_le_bytes()[..MESSAGE_LEN]);
     if extra.1 > 0 {
-        // Its key and length (3, 8 stored) and its block.
-        p.room(8 + EXTRA_BLOCK);
         p.uint(key(3, BYTES), extra.1 as u64);
         // Most texts fit the first third of the block: a third of the copy.
         match extra.0.first_chunk::<64>() {

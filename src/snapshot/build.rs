@@ -53,7 +53,6 @@ impl Snapshot {
                     .unwrap_or(LatLon { lat: 0.0, lon: 0.0 });
                 Cluster {
                     name: c.name.clone(),
-                    label: c.name.as_str().into(),
                     region: c.region.as_ref().map(|r| r.to_ascii_lowercase()),
                     zone: c.zone.as_ref().map(|z| z.to_ascii_lowercase()),
                     location,

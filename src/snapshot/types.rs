@@ -25,8 +25,6 @@ pub enum BuildError {
 #[derive(Clone, Debug)]
 pub struct Cluster {
     pub name: String,
-    /// The name again, shared: what a dnstap event carries without copying it.
-    pub label: Arc<str>,
     pub region: Option<String>,
     pub zone: Option<String>,
     pub location: LatLon,

@@ -76,6 +76,8 @@ pub struct Worker {
     sigs: SigCache,
     /// Unix seconds at its last flush: when a cached signed reply is due for renewal.
     now: u32,
+    /// When its batch of queries arrived, with dnstap on (`Handler::arrival`).
+    arrived: Stamp,
 }
 
 impl Default for Worker {
@@ -89,6 +91,7 @@ impl Default for Worker {
             tap_buf: dnstap::Buffer::default(),
             sigs: SigCache::default(),
             now: signed::unix_now(),
+            arrived: Stamp::default(),
         }
     }
 }
@@ -111,6 +114,22 @@ impl Worker {
     /// theirs this way).
     pub fn swap_signatures(&mut self, other: &mut SigCache) {
         std::mem::swap(&mut self.sigs, other);
+    }
+}
+
+/// When a batch of queries arrived, by the clock its time to reply is measured with: the
+/// monotonic clock; with dnstap on, the wall clock, which dnstap's message times need,
+/// so that one read as a batch arrives and one as it ends serve both. (A step of the
+/// wall clock then skews the time to reply of the one batch it falls in.)
+#[derive(Clone, Copy, Debug)]
+pub enum Arrival {
+    Monotonic(Instant),
+    Wall(Stamp),
+}
+
+impl From<Instant> for Arrival {
+    fn from(t: Instant) -> Arrival {
+        Arrival::Monotonic(t)
     }
 }
 
@@ -137,10 +156,22 @@ impl Handler {
         self
     }
 
+    /// Reads the clock as a batch of queries arrives, for `flush`: dnstap gives the
+    /// batch's queries this time.
+    pub fn arrival(&self, w: &mut Worker) -> Arrival {
+        if self.dnstap.is_some() {
+            w.arrived = Stamp::now();
+            Arrival::Wall(w.arrived)
+        } else {
+            Arrival::Monotonic(Instant::now())
+        }
+    }
+
     /// Answers one DNS message received over `proto` from `src`: the reply goes in `out`
     /// and the result says whether to send it (false: drop the packet, e.g. a response or
     /// an RRL drop). Never panics and never waits on anything. Counts go to the worker;
-    /// `flush` hands them to the shared metrics.
+    /// `flush` hands them to the shared metrics. The message arrived in the batch the
+    /// worker's last `arrival` began.
     pub fn respond(
         &self,
         w: &mut Worker,
@@ -162,7 +193,6 @@ impl Handler {
         let Some(tap) = self.dnstap.as_deref() else {
             return self.answer(w, &snap, packet, src, proto, out);
         };
-        let query_time = Stamp::now();
         w.tap = Some(Decision::default());
         let sent = self.answer(w, &snap, packet, src, proto, out);
         let decision = w.tap.unwrap_or_default();
@@ -172,8 +202,7 @@ impl Handler {
                 Transport::Udp => dnstap::Transport::Udp,
                 Transport::Tcp => dnstap::Transport::Tcp,
             },
-            query_time,
-            response_time: Stamp::now(),
+            query_time: w.arrived,
             query: packet,
             reply: sent.then_some(out.as_slice()),
         };
@@ -209,23 +238,34 @@ impl Handler {
         )
     }
 
-    /// Adds the worker's counts to the shared metrics and hands over its dnstap frames
-    /// when they are due; `received` is when the queries since the last flush arrived
-    /// (their time to reply is measured from it).
-    pub fn flush(&self, w: &mut Worker, received: Instant) {
+    /// Ends a batch of queries, before its replies are sent: adds the worker's counts to
+    /// the shared metrics, with the batch's time to reply from `arrival`, gives its
+    /// replies' dnstap frames this time, and hands them over when they are due.
+    pub fn flush(&self, w: &mut Worker, arrival: impl Into<Arrival>) {
         let made = w.sigs.take_made();
         if made > 0 {
             w.stats.signed(made);
         }
-        let now = Instant::now();
-        self.metrics
-            .flush(&mut w.stats, now.saturating_duration_since(received));
+        let elapsed = match arrival.into() {
+            Arrival::Wall(then) => {
+                let now = Stamp::now();
+                if let Some(tap) = &self.dnstap {
+                    tap.stamp(&mut w.tap_buf, now);
+                }
+                now.since(then)
+            }
+            Arrival::Monotonic(then) => {
+                let elapsed = then.elapsed();
+                if let Some(tap) = &self.dnstap {
+                    tap.stamp(&mut w.tap_buf, Stamp::now());
+                }
+                elapsed
+            }
+        };
+        self.metrics.flush(&mut w.stats, elapsed);
         if !w.sigs.is_empty() {
             // A worker that signs checks its cached replies' renewal against this clock.
             w.now = signed::unix_now();
-        }
-        if let Some(tap) = &self.dnstap {
-            tap.hand_over_due(&mut w.tap_buf, now);
         }
     }
 
@@ -247,9 +287,9 @@ impl Handler {
     ) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         let mut w = Worker::default();
-        let received = Instant::now();
+        let arrival = self.arrival(&mut w);
         let sent = self.respond(&mut w, packet, src, proto, &mut out);
-        self.flush(&mut w, received);
+        self.flush(&mut w, arrival);
         self.idle(&mut w);
         sent.then_some(out)
     }

@@ -67,7 +67,7 @@ pub struct Stamp {
 
 impl Stamp {
     /// Now, from `CLOCK_REALTIME`: read directly, it costs a third of `SystemTime::now`
-    /// and its conversion to the epoch, which the query path pays twice per query.
+    /// and its conversion to the epoch, which the query path pays twice per batch.
     pub fn now() -> Stamp {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -81,15 +81,28 @@ impl Stamp {
             nsec: u32::try_from(ts.tv_nsec).unwrap_or(0),
         }
     }
+
+    /// Nanoseconds since the epoch (they fit until 2554).
+    pub fn nanos(self) -> u64 {
+        self.sec
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(self.nsec))
+    }
+
+    /// The time from `earlier` to this, or zero when `earlier` is later (the clock was set
+    /// back in between).
+    pub fn since(self, earlier: Stamp) -> Duration {
+        Duration::from_nanos(self.nanos().saturating_sub(earlier.nanos()))
+    }
 }
 
-/// One query and its reply, as the query path saw them.
+/// One query and its reply, as the query path saw them. The reply's time comes after,
+/// for every reply of the batch at once (`Tap::stamp`).
 #[derive(Debug)]
 pub struct Event<'a> {
     pub client: SocketAddr,
     pub transport: Transport,
     pub query_time: Stamp,
-    pub response_time: Stamp,
     pub query: &'a [u8],
     /// None: nothing was sent.
     pub reply: Option<&'a [u8]>,
@@ -213,10 +226,13 @@ pub struct Buffer {
     bytes: Vec<u8>,
     used: usize,
     frames: u64,
-    /// When its frames are due: `HAND_OVER_AFTER` after the end of the first batch of
-    /// queries whose frames are not yet handed over (a deadline, so that each batch
-    /// compares two instants rather than subtracts them).
-    due: Option<Instant>,
+    /// When its frames are due, in nanoseconds since the epoch: from the end of the first
+    /// batch of queries whose frames are not yet handed over (or earlier: the clock was
+    /// set back), to `HAND_OVER_AFTER` after it (a deadline, so that each batch compares
+    /// rather than subtracts).
+    due: Option<(u64, u64)>,
+    /// The response times its latest frames wait for (`Tap::stamp`).
+    times: Vec<proto::Placed>,
     /// Where the `extra` text is written (kept, so not cleared per query).
     text: [u8; EXTRA_MAX],
     /// What its frames keep from one event to the next.
@@ -241,6 +257,7 @@ impl Buffer {
             used: 0,
             frames: 0,
             due: None,
+            times: Vec::new(),
             text: [0; EXTRA_MAX],
             scratch: proto::Scratch::serving(server),
             text_of: Decision::default(),
@@ -356,25 +373,33 @@ impl Tap {
             &mut buf.scratch,
             &mut buf.bytes,
             &mut buf.used,
+            &mut buf.times,
         );
         buf.frames += n;
-        if buf.used >= self.hand_over_at {
-            self.hand_over(buf);
-        }
     }
 
-    /// Hands the worker's frames over when they are due: they have waited
-    /// `HAND_OVER_AFTER` since the first batch of queries that made them ended (`now`, the
-    /// worker's clock at the end of a batch). A worker calls this after each batch of
-    /// queries, and `hand_over` when it goes idle.
-    pub fn hand_over_due(&self, buf: &mut Buffer, now: Instant) {
+    /// Ends a batch of queries: writes `now` as the time of the replies recorded since
+    /// the last batch (they go to the kernel together, right after), and hands the
+    /// worker's frames over when they are due: at a quarter of the queue's budget, or
+    /// once they have waited `HAND_OVER_AFTER` since the first batch that made them ended
+    /// (or the clock was set back past it). A worker calls this after each batch, and
+    /// `hand_over` when it goes idle.
+    #[inline(always)]
+    pub fn stamp(&self, buf: &mut Buffer, now: Stamp) {
+        for &placed in &buf.times {
+            proto::stamp(&mut buf.bytes, placed, &mut buf.scratch, now);
+        }
+        buf.times.clear();
         if buf.frames == 0 {
             return;
         }
+        let at = now.nanos();
         match buf.due {
-            None => buf.due = Some(now.checked_add(HAND_OVER_AFTER).unwrap_or(now)),
-            Some(t) if now >= t => self.hand_over(buf),
-            Some(_) => {}
+            Some((from, to)) if from <= at && at < to && buf.used < self.hand_over_at => {}
+            None if buf.used < self.hand_over_at => {
+                buf.due = Some((at, at.saturating_add(HAND_OVER_AFTER.as_nanos() as u64)));
+            }
+            _ => self.hand_over(buf),
         }
     }
 
@@ -387,6 +412,8 @@ impl Tap {
         let frames = std::mem::take(&mut buf.frames);
         let used = std::mem::take(&mut buf.used);
         buf.due = None;
+        // Replies not yet stamped (a worker that ends mid-batch) keep the query's time.
+        buf.times.clear();
         if self.queued.fetch_add(used, Ordering::Relaxed) + used > self.budget {
             self.queued.fetch_sub(used, Ordering::Relaxed);
             self.dropped.inc_by(frames);
@@ -639,7 +666,6 @@ mod tests {
             client: "192.0.2.1:1".parse().unwrap(),
             transport: Transport::Udp,
             query_time: Stamp::default(),
-            response_time: Stamp::default(),
             query: b"q",
             reply: Some(b"r"),
         };

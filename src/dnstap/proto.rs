@@ -270,14 +270,22 @@ impl Seconds {
     #[inline(always)]
     fn of(&mut self, sec: u64) -> (u64, usize) {
         if sec != self.sec || self.len == 0 {
-            (self.word, self.len) = if sec < 1 << 49 {
-                varint_word(sec)
-            } else {
-                (0, 0)
-            };
-            self.sec = sec;
+            self.set(sec);
         }
         (self.word, self.len)
+    }
+
+    /// Once a second: out of line, so that the compiler does not spread every second's
+    /// varint in case it changed.
+    #[cold]
+    #[inline(never)]
+    fn set(&mut self, sec: u64) {
+        (self.word, self.len) = if sec < 1 << 49 {
+            varint_word(sec)
+        } else {
+            (0, 0)
+        };
+        self.sec = sec;
     }
 }
 
@@ -433,7 +441,8 @@ const FRAME_ROOM: usize = 4 + COMMON_BLOCK + 24 + 8 + 8 + EXTRA_BLOCK;
 /// when `responses` and there was a reply) at `out[*used..]`, each its length then its
 /// protobuf, growing `out` (whose bytes are all initialized; only `*used` of them count)
 /// when they would not fit; returns how many frames. `extra` is at most `EXTRA_BLOCK`
-/// bytes, in a block of that size.
+/// bytes, in a block of that size. A response's time is the query's until `stamp` writes
+/// it: where it is goes in `times`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn frames(
@@ -445,6 +454,7 @@ pub fn frames(
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
     used: &mut usize,
+    times: &mut Vec<Placed>,
 ) -> u64 {
     let reply = e.reply.filter(|_| responses);
     let reply_len = reply.map_or(0, <[u8]>::len);
@@ -472,13 +482,51 @@ pub fn frames(
     }
     if let Some(reply) = reply {
         let f = frame(&mut p, &scratch.prefix, Kind::AuthResponse, common);
-        time(&mut p, &mut scratch.seconds, 12, e.response_time);
+        let at = p.at;
+        time(&mut p, &mut scratch.seconds, 12, e.query_time);
+        times.push(Placed {
+            at: *used + at,
+            len: p.at - at,
+        });
         p.message(key(14, BYTES), reply);
         end(&mut p, f, &scratch.prefix, extra);
         n += 1;
     }
     *used += p.at;
     n
+}
+
+/// Where a response's time fields are in a worker's buffer, and how long they are.
+#[derive(Clone, Copy, Debug)]
+pub struct Placed {
+    at: usize,
+    len: usize,
+}
+
+/// Writes `t` over the response time fields at `placed` in `bytes`, when it takes as
+/// many bytes as the time there (a second's varint grows a byte every 2^7 times as many
+/// seconds: in 3058 next); else they keep the query's time.
+#[inline(always)]
+pub fn stamp(bytes: &mut [u8], placed: Placed, scratch: &mut Scratch, t: Stamp) {
+    let (word, len) = scratch.seconds.of(t.sec);
+    // The seconds' key, their varint, the nanoseconds' key and value.
+    if len == 0 || 1 + len + 1 + 4 != placed.len {
+        return;
+    }
+    let Some(field) = bytes.get_mut(placed.at..placed.at + placed.len) else {
+        return;
+    };
+    match field.first_chunk_mut::<11>() {
+        // Every second from 1978 to 3058: five bytes, so stores of known sizes.
+        Some(f) if len == 5 => {
+            f[1..6].copy_from_slice(&word.to_le_bytes()[..5]);
+            f[7..].copy_from_slice(&t.nsec.to_le_bytes());
+        }
+        _ => {
+            field[1..1 + len].copy_from_slice(&word.to_le_bytes()[..len]);
+            field[2 + len..].copy_from_slice(&t.nsec.to_le_bytes());
+        }
+    }
 }
 
 /// The size of the block `extra` comes in.
@@ -591,15 +639,20 @@ mod tests {
         (b, s.len())
     }
 
+    const QUERY_TIME: Stamp = Stamp {
+        sec: 1_699_999_999,
+        nsec: 2,
+    };
+    const REPLY_TIME: Stamp = Stamp {
+        sec: 1_700_000_000,
+        nsec: 5,
+    };
+
     fn event<'a>(query: &'a [u8], reply: Option<&'a [u8]>, client: &str) -> Event<'a> {
         Event {
             client: client.parse().unwrap(),
             transport: Transport::Udp,
-            query_time: Stamp { sec: 1, nsec: 2 },
-            response_time: Stamp {
-                sec: 1_700_000_000,
-                nsec: 5,
-            },
+            query_time: QUERY_TIME,
             query,
             reply,
         }
@@ -621,6 +674,7 @@ mod tests {
         out: Vec<u8>,
         used: usize,
         scratch: Scratch,
+        times: Vec<Placed>,
     }
 
     impl Default for Sink {
@@ -629,6 +683,7 @@ mod tests {
                 out: Vec::new(),
                 used: 0,
                 scratch: Scratch::serving("127.0.0.1:53".parse().unwrap()),
+                times: Vec::new(),
             }
         }
     }
@@ -642,8 +697,38 @@ mod tests {
             e: &Event<'_>,
             extra: (&[u8; EXTRA_BLOCK], usize),
         ) -> u64 {
+            let n = self.frames(head, queries, responses, e, extra);
+            self.stamp(REPLY_TIME);
+            n
+        }
+
+        /// `write` without the reply's time.
+        fn frames(
+            &mut self,
+            head: &Head,
+            queries: bool,
+            responses: bool,
+            e: &Event<'_>,
+            extra: (&[u8; EXTRA_BLOCK], usize),
+        ) -> u64 {
             let (out, used, scratch) = (&mut self.out, &mut self.used, &mut self.scratch);
-            frames(head, queries, responses, e, extra, scratch, out, used)
+            frames(
+                head,
+                queries,
+                responses,
+                e,
+                extra,
+                scratch,
+                out,
+                used,
+                &mut self.times,
+            )
+        }
+
+        fn stamp(&mut self, t: Stamp) {
+            for placed in self.times.drain(..) {
+                stamp(&mut self.out, placed, &mut self.scratch, t);
+            }
         }
     }
 
@@ -709,7 +794,7 @@ mod tests {
                 get(&m, 6).map(|v| v[..2].to_vec()),
                 Some(5353u16.to_le_bytes().to_vec())
             );
-            assert_eq!(get(&m, 8).map(|v| v[0]), Some(1));
+            assert_eq!(number(&m, 8), QUERY_TIME.sec);
             assert_eq!(get(&m, 9), Some(&2u32.to_le_bytes()[..]));
             if i == 0 {
                 assert_eq!(get(&m, 10), Some(&b"QQ"[..]));
@@ -813,7 +898,7 @@ mod tests {
                         } else {
                             Transport::Tcp
                         };
-                        e.query_time.sec = 1_700_000_000 + j as u64;
+                        e.query_time.sec = QUERY_TIME.sec - j as u64;
                         let x = extra(text);
                         let (queries, responses) =
                             [(true, true), (true, false), (false, true)][j % 3];
@@ -871,8 +956,8 @@ mod tests {
                     } else {
                         assert_eq!(get(&m, 10), None);
                         assert_eq!(get(&m, 14).unwrap(), reply);
-                        assert_eq!(number(&m, 12), 1_700_000_000);
-                        assert_eq!(get(&m, 13).unwrap(), 5u32.to_le_bytes());
+                        assert_eq!(number(&m, 12), REPLY_TIME.sec);
+                        assert_eq!(get(&m, 13).unwrap(), REPLY_TIME.nsec.to_le_bytes());
                     }
                 }
             }
@@ -889,5 +974,38 @@ mod tests {
         let e = event(b"Q", Some(&reply), "192.0.2.1:1");
         assert_eq!(sink.write(&head, true, true, &e, (&none.0, 0)), 0);
         assert_eq!(sink.used, 0);
+    }
+
+    /// A reply's time is the query's until the batch ends; a time whose seconds take
+    /// another number of bytes is not written over it.
+    #[test]
+    fn a_reply_is_stamped_when_its_batch_ends() {
+        let head = Head::new(b"h", b"v");
+        let none = extra(b"");
+        let mut sink = Sink::default();
+        let e = event(b"Q", Some(b"R"), "192.0.2.1:1");
+        sink.frames(&head, false, true, &e, (&none.0, 0));
+        let reply_time = |sink: &Sink| {
+            let m = fields(get(&fields(split(&sink.out[..sink.used])[0]), 14).unwrap());
+            (number(&m, 12), get(&m, 13).unwrap().to_vec())
+        };
+        assert_eq!(
+            reply_time(&sink),
+            (QUERY_TIME.sec, 2u32.to_le_bytes().to_vec())
+        );
+        sink.stamp(Stamp { sec: 1, nsec: 9 });
+        assert_eq!(
+            reply_time(&sink),
+            (QUERY_TIME.sec, 2u32.to_le_bytes().to_vec())
+        );
+        sink.used = 0;
+        sink.out.clear();
+        sink.times.clear();
+        sink.frames(&head, false, true, &e, (&none.0, 0));
+        sink.stamp(REPLY_TIME);
+        assert_eq!(
+            reply_time(&sink),
+            (REPLY_TIME.sec, 5u32.to_le_bytes().to_vec())
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -137,12 +137,12 @@ async fn connection(
         if len == 0 {
             return;
         }
-        let received = Instant::now();
+        let arrival = handler.arrival(&mut worker);
         // The signatures of this thread's connections, lent for the query: a connection
         // is often one query (a retry after TC), and each would otherwise sign afresh.
         THREAD_SIGNATURES.with_borrow_mut(|s| worker.swap_signatures(s));
         let sent = handler.respond(&mut worker, &query, peer, Transport::Tcp, &mut reply);
-        handler.flush(&mut worker, received);
+        handler.flush(&mut worker, arrival);
         THREAD_SIGNATURES.with_borrow_mut(|s| worker.swap_signatures(s));
         // A connection may wait long for its next query: its dnstap frames go now.
         handler.idle(&mut worker);

@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{debug, warn};
 
@@ -206,7 +206,7 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
             }
         }
         used = n as usize;
-        let received = Instant::now();
+        let arrival = handler.arrival(&mut worker);
         let mut out = 0;
         for i in 0..n as usize {
             let h = &b.hdr_in[i];
@@ -241,7 +241,7 @@ fn serve(socket: &UdpSocket, handler: &Handler, stop: &AtomicBool) -> io::Result
         }
         // Counted before the replies go, so that a client that has its reply sees it
         // counted.
-        handler.flush(&mut worker, received);
+        handler.flush(&mut worker, arrival);
         send_all(fd, &mut b.hdr_out[..out]);
     }
     handler.idle(&mut worker);

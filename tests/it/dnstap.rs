@@ -132,6 +132,34 @@ fn dnstap_read(file: &Path, yaml: bool) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Milliseconds since the epoch, now.
+fn unix_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    i64::try_from(d.as_millis()).expect("ms fit")
+}
+
+/// The time at the start of a dnstap-read line (`05-Dec-2026 01:43:22.233 AQ ...`, UTC),
+/// in milliseconds since the epoch.
+fn line_ms(line: &str) -> i64 {
+    let bad = format!("no time at the start of {line:?}");
+    let (date, rest) = line.split_once(' ').expect(&bad);
+    let clock = rest.split(' ').next().expect(&bad);
+    let d: Vec<&str> = date.split('-').collect();
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| Some(m) == d.get(1))
+    .expect(&bad) as u32
+        + 1;
+    let (day, year): (u32, i64) = (d[0].parse().unwrap(), d[2].parse().unwrap());
+    let c: Vec<f64> = clock.split(':').map(|x| x.parse().unwrap()).collect();
+    let days = fedns::civil::to_days(year, month, day);
+    days * 86_400_000 + ((c[0] * 3600.0 + c[1] * 60.0 + c[2]) * 1000.0).round() as i64
+}
+
 fn work() -> PathBuf {
     fedns_testkit::sys::temp_dir("dnstap")
 }
@@ -147,6 +175,7 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
     let mut cap = capture(&socket, &first);
     let server = TestServer::start(&server_config(&socket, "")).await;
     let client = server.client();
+    let began = unix_ms();
     let geo = client.ask(APP, RecordType::A, Some("198.18.0.0/24")).await;
     assert_eq!(answer_data(&geo), ["192.0.2.10"]);
     let txt = client
@@ -159,12 +188,30 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
     client
         .ask("nothing.fed.example.com", RecordType::A, None)
         .await;
+    let ended = unix_ms();
     until_metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ", 6.0).await;
     cap.terminate();
 
     let text = dnstap_read(&first, false);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "{text}");
+    // Each message's time (a query's arrival, a reply's sending) lies within the test's
+    // queries, to dnstap-read's millisecond; a reply's is not before its query's.
+    let times: Vec<i64> = lines.iter().map(|l| line_ms(l)).collect();
+    for (l, t) in lines.iter().zip(&times) {
+        assert!(
+            (began - 1..=ended + 1).contains(t),
+            "{l}: not within {began}..{ended} ms"
+        );
+    }
+    for pair in times.chunks(2).zip(lines.chunks(2)) {
+        if let ([q, r], [lq, lr]) = pair
+            && lq.contains(" AQ ")
+            && lr.contains(" AR ")
+        {
+            assert!(r >= q, "a reply before its query:\n{lq}\n{lr}");
+        }
+    }
     // Each worker hands its frames over on its own (UDP and TCP are different workers),
     // so the file keeps each worker's order, not the queries'. The frames of `extra`
     // are in the file's order, as dnstap-read's lines are.

@@ -299,6 +299,14 @@ pub enum PolicyKind {
 }
 
 impl PolicyKind {
+    /// Every kind, in declaration order: `ALL[k as usize] == k`.
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::Nearest,
+        PolicyKind::Failover,
+        PolicyKind::Weighted,
+        PolicyKind::All,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PolicyKind::Nearest => "nearest",
@@ -818,6 +826,13 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_kinds_are_numbered_in_order() {
+        for (i, k) in PolicyKind::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i, "{k}");
+        }
+    }
 
     const MINIMAL: &str = "zone: fed.example.com\nfederation: myfed\nclusters:\n  - name: us-east\n    region: us-east-1\n";
 

@@ -67,7 +67,7 @@ pub struct Worker {
     stats: LocalStats,
     /// The question key of the query at hand (`wire::parse_query` writes it).
     key: QuestionKey,
-    /// What was decided for the query at hand, when dnstap is on.
+    /// What was decided for the query at hand, when dnstap is on and anything was.
     tap: Option<Decision>,
     /// Its dnstap frames not yet handed to the writer (and the address queries arrive
     /// at, dnstap's response address).
@@ -193,9 +193,8 @@ impl Handler {
         let Some(tap) = self.dnstap.as_deref() else {
             return self.answer(w, &snap, packet, src, proto, out);
         };
-        w.tap = Some(Decision::default());
+        w.tap = None;
         let sent = self.answer(w, &snap, packet, src, proto, out);
-        let decision = w.tap.unwrap_or_default();
         let event = Event {
             client: src,
             transport: match proto {
@@ -206,8 +205,18 @@ impl Handler {
             query: packet,
             reply: sent.then_some(out.as_slice()),
         };
-        let names = |i: u16| snap.clusters.get(usize::from(i)).map(|c| c.name.as_str());
-        tap.record(&mut w.tap_buf, &event, &decision, names);
+        let words = |d: &Decision| dnstap::Words {
+            cluster: d
+                .cluster
+                .and_then(|i| snap.clusters.get(usize::from(i)))
+                .map(|c| c.name.as_str()),
+            policy: d
+                .policy
+                .and_then(|p| PolicyKind::ALL.get(usize::from(p)))
+                .map(|p| p.as_str()),
+            located: d.located.and_then(|l| LOCATED.get(usize::from(l))).copied(),
+        };
+        tap.record(&mut w.tap_buf, &event, w.tap.as_ref(), words);
         sent
     }
 
@@ -252,10 +261,11 @@ impl Handler {
                 if let Some(tap) = &self.dnstap {
                     tap.stamp(&mut w.tap_buf, now);
                 }
-                now.since(then)
+                // Zero when the clock was set back in between.
+                now.nanos().saturating_sub(then.nanos())
             }
             Arrival::Monotonic(then) => {
-                let elapsed = then.elapsed();
+                let elapsed = u64::try_from(then.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 if let Some(tap) = &self.dnstap {
                     tap.stamp(&mut w.tap_buf, Stamp::now());
                 }
@@ -330,18 +340,18 @@ impl Handler {
             stats.geo_answer(o.ecs, o.located_by, o.fail_open, o.first_cluster);
             stats.steered(o.steered.geo_order, o.steered.spilled, o.widened);
         }
-        // A static answer without ECS decides nothing: the decision stays empty.
-        if let Some(d) = tap
+        // A static answer without ECS decides nothing: no decision.
+        if self.dnstap.is_some()
             && (o.first_cluster.is_some() || o.located_by.is_some() || o.policy.is_some() || o.ecs)
         {
-            *d = Decision {
+            *tap = Some(Decision {
                 cluster: o.first_cluster,
-                policy: o.policy.map(PolicyKind::as_str),
+                policy: o.policy.map(|p| p as u8),
                 scope: o.scope,
                 ecs: o.ecs,
-                located: o.located_by.map(located_word),
+                located: o.located_by.map(located_code),
                 fail_open: o.fail_open,
-            };
+            });
         }
         if self.query_log {
             let cluster = o
@@ -385,12 +395,15 @@ struct Outcome<'a> {
 }
 
 /// What placed a client, as one word (dnstap's `located=`).
-fn located_word(l: &LocationSource) -> &'static str {
+/// What placed a client, in dnstap's `extra`, by `located_code`.
+const LOCATED: [&str; 5] = ["override", "city", "country", "continent", "unknown"];
+
+fn located_code(l: &LocationSource) -> u8 {
     match l {
-        LocationSource::Override(_) => "override",
-        LocationSource::GeoIp(Precision::City) => "city",
-        LocationSource::GeoIp(Precision::Country(_)) => "country",
-        LocationSource::GeoIp(Precision::Continent(_)) => "continent",
-        LocationSource::Unknown => "unknown",
+        LocationSource::Override(_) => 0,
+        LocationSource::GeoIp(Precision::City) => 1,
+        LocationSource::GeoIp(Precision::Country(_)) => 2,
+        LocationSource::GeoIp(Precision::Continent(_)) => 3,
+        LocationSource::Unknown => 4,
     }
 }

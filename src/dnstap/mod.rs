@@ -3,8 +3,9 @@
 //! Unbound and CoreDNS, to a collector (fstrm_capture, dnstap-read, Vector, go-dnstap).
 //!
 //! Each query worker encodes its queries' frames (`proto.rs`) in place into a buffer of
-//! its own, and hands the buffer to a bounded queue without waiting, taking a recycled
-//! one back: once its oldest frames have waited 50 ms, once it holds a quarter of the
+//! its own; as a batch of queries ends it writes the replies' time into them
+//! (`Tap::stamp`), and hands the buffer to a bounded queue without waiting, taking a
+//! recycled one back: once its oldest frames have waited 50 ms, once it holds a quarter of the
 //! queue's byte budget (64 KiB at most), and whenever the worker goes idle (a UDP worker
 //! wakes every 100 ms without queries; a TCP connection hands over after each reply).
 //! Handing over less often than per batch of queries keeps a lightly loaded server's cost
@@ -15,7 +16,7 @@
 //! reconnects with backoff when the collector goes away.
 //!
 //! Knows nothing of the answer function or the snapshot: an event carries bytes,
-//! addresses, times and the decision's text.
+//! addresses, a time and the decision's numbers, which the caller names.
 
 mod frames;
 mod proto;
@@ -82,17 +83,11 @@ impl Stamp {
         }
     }
 
-    /// Nanoseconds since the epoch (they fit until 2554).
+    /// Nanoseconds since the epoch (they fit in 64 bits until 2554; past it they wrap).
     pub fn nanos(self) -> u64 {
         self.sec
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(self.nsec))
-    }
-
-    /// The time from `earlier` to this, or zero when `earlier` is later (the clock was set
-    /// back in between).
-    pub fn since(self, earlier: Stamp) -> Duration {
-        Duration::from_nanos(self.nanos().saturating_sub(earlier.nanos()))
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(u64::from(self.nsec))
     }
 }
 
@@ -110,19 +105,28 @@ pub struct Event<'a> {
 
 /// What fedns decided for a query, for dnstap's `extra` field:
 /// `cluster=eu-west policy=nearest scope=24 located=city fail_open=0` (only what applies:
-/// a static answer has none of it and no `extra`). Plain values, set per query without
-/// touching a shared count: the cluster is its index, named when the text is written.
-#[derive(Clone, Copy, Debug, Default)]
+/// a static answer has none of it and no `extra`). Plain small values, set per query
+/// without touching a shared count: the cluster, the policy and what placed the client
+/// are numbers the caller names (`Words`) when the text is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
     /// The chosen cluster, by its index in the snapshot the query was answered from.
     pub cluster: Option<u16>,
-    pub policy: Option<&'static str>,
+    pub policy: Option<u8>,
     /// The ECS scope sent (with `ecs`: the query had an ECS option).
     pub scope: u8,
     pub ecs: bool,
-    /// What placed the client: override, city, country, continent or unknown.
-    pub located: Option<&'static str>,
+    /// What placed the client (override, city, country, continent or unknown).
+    pub located: Option<u8>,
     pub fail_open: bool,
+}
+
+/// The names of a decision's numbers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Words<'a> {
+    pub cluster: Option<&'a str>,
+    pub policy: Option<&'a str>,
+    pub located: Option<&'a str>,
 }
 
 /// The longest `extra` text: a cluster label is a DNS label (63 bytes at most), the other
@@ -136,22 +140,10 @@ impl Decision {
         self.cluster.is_none() && self.policy.is_none() && self.located.is_none() && !self.ecs
     }
 
-    /// Whether `other` has the same text, given the same cluster names: the same cluster,
-    /// policy, placement and scope. Not for an empty decision (it has no text).
-    #[inline(always)]
-    fn same(&self, other: &Decision) -> bool {
-        let word = |w: Option<&'static str>| w.map(|w| (w.as_ptr(), w.len()));
-        !self.is_empty()
-            && self.cluster == other.cluster
-            && word(self.policy) == word(other.policy)
-            && word(self.located) == word(other.located)
-            && (self.scope, self.ecs, self.fail_open) == (other.scope, other.ecs, other.fail_open)
-    }
-
-    /// Writes the compact text at the start of `out`, with `cluster` the chosen cluster's
-    /// name, and returns its length (0 when nothing was decided). Written by hand: the
-    /// formatting machinery cost more than a frame.
-    pub fn write(&self, cluster: Option<&str>, out: &mut [u8; EXTRA_MAX]) -> usize {
+    /// Writes the compact text at the start of `out`, its numbers named by `words`, and
+    /// returns its length (0 when nothing was decided). Written by hand: the formatting
+    /// machinery cost more than a frame.
+    pub fn write(&self, words: &Words<'_>, out: &mut [u8; EXTRA_MAX]) -> usize {
         let mut at = 0;
         // A field: its key (after a space, but for the first) and its value.
         let mut field = |key: &[u8], value: &[u8]| {
@@ -162,13 +154,13 @@ impl Decision {
                 at += n;
             }
         };
-        if let Some(c) = cluster.filter(|_| self.cluster.is_some()) {
+        if let Some(c) = words.cluster.filter(|_| self.cluster.is_some()) {
             field(b" cluster=", c.as_bytes());
         }
-        if let Some(p) = self.policy {
+        if let Some(p) = words.policy.filter(|_| self.policy.is_some()) {
             field(b" policy=", p.as_bytes());
         }
-        if let Some(l) = self.located {
+        if let Some(l) = words.located.filter(|_| self.located.is_some()) {
             field(b" located=", l.as_bytes());
         }
         if self.ecs {
@@ -232,14 +224,52 @@ pub struct Buffer {
     /// rather than subtracts).
     due: Option<(u64, u64)>,
     /// The response times its latest frames wait for (`Tap::stamp`).
-    times: Vec<proto::Placed>,
-    /// Where the `extra` text is written (kept, so not cleared per query).
-    text: [u8; EXTRA_MAX],
+    times: proto::Times,
+    /// The `extra` texts of recent decisions (kept, so not cleared per query).
+    texts: Box<[Text; TEXTS]>,
+    /// The slot of the last decision's text: a resolver's queries mostly repeat one, and
+    /// a mix of names a few.
+    last: usize,
     /// What its frames keep from one event to the next.
     scratch: proto::Scratch,
-    /// The decision whose text `text` holds, and its length.
-    text_of: Decision,
-    text_len: usize,
+}
+
+/// A decision's `extra` text (an empty decision's is empty).
+#[derive(Clone, Copy, Debug)]
+struct Text {
+    of: Decision,
+    len: usize,
+    bytes: [u8; EXTRA_MAX],
+}
+
+/// Texts a worker keeps, by a hash of their decision.
+const TEXTS: usize = 8;
+
+impl Text {
+    const EMPTY: Text = Text {
+        of: Decision {
+            cluster: None,
+            policy: None,
+            scope: 0,
+            ecs: false,
+            located: None,
+            fail_open: false,
+        },
+        len: 0,
+        bytes: [0; EXTRA_MAX],
+    };
+
+    /// Where a decision's text is kept.
+    #[inline(always)]
+    fn slot(d: &Decision) -> usize {
+        let packed = u64::from(d.cluster.map_or(u16::MAX, |c| c))
+            | u64::from(d.policy.map_or(u8::MAX, |p| p)) << 16
+            | u64::from(d.located.map_or(u8::MAX, |l| l)) << 24
+            | u64::from(d.scope) << 32
+            | u64::from(d.ecs) << 40
+            | u64::from(d.fail_open) << 41;
+        (packed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as usize % TEXTS
+    }
 }
 
 impl Default for Buffer {
@@ -257,20 +287,19 @@ impl Buffer {
             used: 0,
             frames: 0,
             due: None,
-            times: Vec::new(),
-            text: [0; EXTRA_MAX],
+            times: proto::Times::default(),
+            texts: Box::new([Text::EMPTY; TEXTS]),
+            last: 0,
             scratch: proto::Scratch::serving(server),
-            text_of: Decision::default(),
-            text_len: 0,
         }
     }
 }
 
 impl Buffer {
-    /// Cluster indices now name other clusters (a new snapshot): the text kept for the
-    /// last decision is written again.
+    /// Cluster indices now name other clusters (a new snapshot): the texts kept are
+    /// written again.
     pub fn renamed(&mut self) {
-        self.text_of = Decision::default();
+        *self.texts = [Text::EMPTY; TEXTS];
     }
 }
 
@@ -342,34 +371,38 @@ impl Tap {
         Ok(tap)
     }
 
-    /// Encodes an event's frames, with `decision` in `extra`, into the worker's buffer;
-    /// `name` gives a cluster's name by its index (asked only when the text is written).
-    /// The buffer's caller tells it when cluster indices change (`Buffer::renamed`).
+    /// Encodes an event's frames, with `decision` in `extra` (none: nothing decided, a
+    /// static answer or an error), into the worker's buffer;
+    /// `words` names its numbers (asked only when the text is written). The buffer's
+    /// caller tells it when cluster indices change (`Buffer::renamed`).
     #[inline(always)]
     pub fn record<'a>(
         &self,
         buf: &mut Buffer,
         e: &Event<'_>,
-        decision: &Decision,
-        name: impl FnOnce(u16) -> Option<&'a str>,
+        decision: Option<&Decision>,
+        words: impl FnOnce(&Decision) -> Words<'a>,
     ) {
-        let len = if decision.is_empty() {
-            0
-        } else if buf.text_of.same(decision) {
-            // The text of the last decision is still in the buffer: a resolver's queries
-            // mostly repeat one.
-            buf.text_len
-        } else {
-            buf.text_len = decision.write(decision.cluster.and_then(name), &mut buf.text);
-            buf.text_of = *decision;
-            buf.text_len
+        let text = match decision {
+            None => None,
+            Some(d) if buf.texts[buf.last % TEXTS].of == *d => Some(&buf.texts[buf.last % TEXTS]),
+            Some(d) => {
+                buf.last = Text::slot(d);
+                let t = &mut buf.texts[buf.last];
+                if t.of != *d {
+                    t.len = d.write(&words(d), &mut t.bytes);
+                    t.of = *d;
+                }
+                Some(&*t)
+            }
         };
+        let extra = text.map_or((&Text::EMPTY.bytes, 0), |t| (&t.bytes, t.len));
         let n = proto::frames(
             &self.head,
             self.queries,
             self.responses,
             e,
-            (&buf.text, len),
+            extra,
             &mut buf.scratch,
             &mut buf.bytes,
             &mut buf.used,
@@ -386,10 +419,7 @@ impl Tap {
     /// `hand_over` when it goes idle.
     #[inline(always)]
     pub fn stamp(&self, buf: &mut Buffer, now: Stamp) {
-        for &placed in &buf.times {
-            proto::stamp(&mut buf.bytes, placed, &mut buf.scratch, now);
-        }
-        buf.times.clear();
+        proto::stamp(&mut buf.bytes, &mut buf.times, &mut buf.scratch, now);
         if buf.frames == 0 {
             return;
         }
@@ -600,48 +630,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_decision_is_the_same_only_when_its_text_is() {
+    fn a_decision_is_written_with_its_words() {
         let d = Decision {
             cluster: Some(3),
-            policy: Some("nearest"),
+            policy: Some(0),
             scope: 24,
             ecs: true,
-            located: Some("city"),
+            located: Some(1),
             fail_open: false,
         };
+        let words = Words {
+            cluster: Some("us-east"),
+            policy: Some("nearest"),
+            located: Some("city"),
+        };
         let mut text = [0; EXTRA_MAX];
-        let n = d.write(Some("us-east"), &mut text);
+        let n = d.write(&words, &mut text);
         assert_eq!(
             &text[..n],
             b"cluster=us-east policy=nearest located=city scope=24 fail_open=0"
         );
-        assert!(d.same(&{ d }));
-        for changed in [
-            Decision { scope: 16, ..d },
-            Decision { ecs: false, ..d },
-            Decision {
-                fail_open: true,
-                ..d
-            },
-            Decision {
-                located: Some("country"),
-                ..d
-            },
-            Decision { policy: None, ..d },
-            Decision { cluster: None, ..d },
-            Decision {
-                cluster: Some(4),
-                ..d
-            },
-        ] {
-            assert!(!d.same(&changed), "{changed:?}");
+        // Only what was decided is written, whatever the words.
+        let n = Decision {
+            ecs: true,
+            ..Decision::default()
         }
-        // Nothing decided has no text to share.
-        assert!(!Decision::default().same(&Decision::default()));
+        .write(&words, &mut text);
+        assert_eq!(&text[..n], b"scope=0");
+        assert_eq!(Decision::default().write(&words, &mut text), 0);
+        assert!(Decision::default().is_empty());
     }
 
     /// The text follows the cluster's name: kept while the decision repeats, written
-    /// again once the buffer is told the indices name other clusters.
+    /// again once the buffer is told the indices name other clusters; a few decisions
+    /// that alternate keep theirs.
     #[test]
     fn a_new_snapshot_writes_the_text_again() {
         let counter = |n: &str| IntCounter::new(n, n).unwrap();
@@ -671,15 +693,40 @@ mod tests {
         };
         let d = Decision {
             cluster: Some(0),
-            located: Some("city"),
+            located: Some(1),
             ..Decision::default()
         };
-        let text = |buf: &Buffer| String::from_utf8_lossy(&buf.text[..buf.text_len]).into_owned();
-        tap.record(&mut buf, &e, &d, |_| Some("eu-west"));
+        let words = |cluster| {
+            move |_: &Decision| Words {
+                cluster: Some(cluster),
+                located: Some("city"),
+                ..Words::default()
+            }
+        };
+        let text = |buf: &Buffer| {
+            let t = &buf.texts[buf.last];
+            String::from_utf8_lossy(&t.bytes[..t.len]).into_owned()
+        };
+        tap.record(&mut buf, &e, Some(&d), words("eu-west"));
         assert_eq!(text(&buf), "cluster=eu-west located=city fail_open=0");
-        tap.record(&mut buf, &e, &d, |_| panic!("the kept text is used"));
+        tap.record(&mut buf, &e, Some(&d), |_| panic!("the kept text is used"));
         buf.renamed();
-        tap.record(&mut buf, &e, &d, |_| Some("us-east"));
+        tap.record(&mut buf, &e, Some(&d), words("us-east"));
         assert_eq!(text(&buf), "cluster=us-east located=city fail_open=0");
+        // Decisions that alternate (a resolver asking several names) keep their texts.
+        let other = Decision {
+            cluster: Some(1),
+            ..d
+        };
+        tap.record(&mut buf, &e, Some(&other), words("ap-south"));
+        assert_eq!(text(&buf), "cluster=ap-south located=city fail_open=0");
+        for _ in 0..3 {
+            tap.record(&mut buf, &e, Some(&d), |_| panic!("d's text is kept"));
+            assert_eq!(text(&buf), "cluster=us-east located=city fail_open=0");
+            tap.record(&mut buf, &e, Some(&other), |_| {
+                panic!("other's text is kept")
+            });
+            assert_eq!(text(&buf), "cluster=ap-south located=city fail_open=0");
+        }
     }
 }

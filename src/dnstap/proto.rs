@@ -454,7 +454,7 @@ pub fn frames(
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
     used: &mut usize,
-    times: &mut Vec<Placed>,
+    times: &mut Times,
 ) -> u64 {
     let reply = e.reply.filter(|_| responses);
     let reply_len = reply.map_or(0, <[u8]>::len);
@@ -484,10 +484,9 @@ pub fn frames(
         let f = frame(&mut p, &scratch.prefix, Kind::AuthResponse, common);
         let at = p.at;
         time(&mut p, &mut scratch.seconds, 12, e.query_time);
-        times.push(Placed {
-            at: *used + at,
-            len: p.at - at,
-        });
+        if p.at - at == TIME_LEN {
+            times.push(*used + at);
+        }
         p.message(key(14, BYTES), reply);
         end(&mut p, f, &scratch.prefix, extra);
         n += 1;
@@ -496,35 +495,62 @@ pub fn frames(
     n
 }
 
-/// Where a response's time fields are in a worker's buffer, and how long they are.
-#[derive(Clone, Copy, Debug)]
-pub struct Placed {
-    at: usize,
-    len: usize,
+/// How long a time's two fields are when its seconds take five bytes (every second from
+/// 1978 to 3058): the seconds' key and varint, the nanoseconds' key and value.
+const TIME_LEN: usize = 1 + 5 + 1 + 4;
+
+/// Where the response times of a batch's replies are in a worker's buffer, to be written
+/// once the batch ends (`stamp`). A reply past the first `Times::MOST` of a batch (a UDP
+/// batch has 32 at most, a TCP one 1), or whose time takes other than `TIME_LEN` bytes,
+/// keeps its query's time.
+#[derive(Debug)]
+pub struct Times {
+    at: [usize; Times::MOST],
+    n: usize,
 }
 
-/// Writes `t` over the response time fields at `placed` in `bytes`, when it takes as
-/// many bytes as the time there (a second's varint grows a byte every 2^7 times as many
-/// seconds: in 3058 next); else they keep the query's time.
+impl Default for Times {
+    fn default() -> Self {
+        Times {
+            at: [0; Times::MOST],
+            n: 0,
+        }
+    }
+}
+
+impl Times {
+    const MOST: usize = 64;
+
+    #[inline(always)]
+    fn push(&mut self, at: usize) {
+        if let Some(slot) = self.at.get_mut(self.n) {
+            *slot = at;
+            self.n += 1;
+        }
+    }
+
+    /// Forgets them: their frames keep their query's time.
+    pub fn clear(&mut self) {
+        self.n = 0;
+    }
+}
+
+/// Writes `t` as the response time of the replies in `times`, and forgets them. A time
+/// whose seconds take other than five bytes is not written.
 #[inline(always)]
-pub fn stamp(bytes: &mut [u8], placed: Placed, scratch: &mut Scratch, t: Stamp) {
+pub fn stamp(bytes: &mut [u8], times: &mut Times, scratch: &mut Scratch, t: Stamp) {
     let (word, len) = scratch.seconds.of(t.sec);
-    // The seconds' key, their varint, the nanoseconds' key and value.
-    if len == 0 || 1 + len + 1 + 4 != placed.len {
+    let n = std::mem::take(&mut times.n);
+    if len != 5 {
         return;
     }
-    let Some(field) = bytes.get_mut(placed.at..placed.at + placed.len) else {
-        return;
-    };
-    match field.first_chunk_mut::<11>() {
-        // Every second from 1978 to 3058: five bytes, so stores of known sizes.
-        Some(f) if len == 5 => {
-            f[1..6].copy_from_slice(&word.to_le_bytes()[..5]);
-            f[7..].copy_from_slice(&t.nsec.to_le_bytes());
-        }
-        _ => {
-            field[1..1 + len].copy_from_slice(&word.to_le_bytes()[..len]);
-            field[2 + len..].copy_from_slice(&t.nsec.to_le_bytes());
+    for &at in &times.at[..n.min(Times::MOST)] {
+        if let Some(field) = bytes
+            .get_mut(at..)
+            .and_then(|b| b.first_chunk_mut::<TIME_LEN>())
+        {
+            field[1..6].copy_from_slice(&word.to_le_bytes()[..5]);
+            field[7..].copy_from_slice(&t.nsec.to_le_bytes());
         }
     }
 }
@@ -577,10 +603,19 @@ fn end(p: &mut Put<'_>, f: usize, prefix: &Prefix, extra: (&[u8; EXTRA_BLOCK], u
     p.store(message - MESSAGE_LEN, &len.to_le_bytes()[..MESSAGE_LEN]);
     if extra.1 > 0 {
         p.uint(key(3, BYTES), extra.1 as u64);
-        // Most texts fit the first third of the block: a third of the copy.
-        match extra.0.first_chunk::<64>() {
-            Some(short) if extra.1 <= 64 => p.block(short, extra.1),
-            _ => p.block(extra.0, extra.1),
+        // Most texts fit the first third of the block, nearly all two thirds (a cluster
+        // label of 63 bytes and every other field take 115): copies the compiler writes
+        // out, where the whole block's is a call.
+        if let Some(short) = extra.0.first_chunk::<64>()
+            && extra.1 <= 64
+        {
+            p.block(short, extra.1);
+        } else if let Some(most) = extra.0.first_chunk::<128>()
+            && extra.1 <= 128
+        {
+            p.block(most, extra.1);
+        } else {
+            p.block(extra.0, extra.1);
         }
     }
     let body = (p.at - f - 4) as u32;
@@ -674,7 +709,7 @@ mod tests {
         out: Vec<u8>,
         used: usize,
         scratch: Scratch,
-        times: Vec<Placed>,
+        times: Times,
     }
 
     impl Default for Sink {
@@ -683,7 +718,7 @@ mod tests {
                 out: Vec::new(),
                 used: 0,
                 scratch: Scratch::serving("127.0.0.1:53".parse().unwrap()),
-                times: Vec::new(),
+                times: Times::default(),
             }
         }
     }
@@ -726,9 +761,7 @@ mod tests {
         }
 
         fn stamp(&mut self, t: Stamp) {
-            for placed in self.times.drain(..) {
-                stamp(&mut self.out, placed, &mut self.scratch, t);
-            }
+            stamp(&mut self.out, &mut self.times, &mut self.scratch, t);
         }
     }
 

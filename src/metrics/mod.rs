@@ -3,7 +3,6 @@
 //! once. Every label has a bounded set of values: no per-client or per-name labels.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -328,10 +327,10 @@ impl Metrics {
         }
     }
 
-    /// Adds what one worker counted since its last flush to its shard, with `elapsed` as
+    /// Adds what one worker counted since its last flush to its shard, with `nanos` as
     /// the time each of those queries spent in fedns, from its arrival to its reply being
     /// ready to send (a worker handles a batch of queries at once). Called once per batch.
-    pub fn flush(&self, s: &mut LocalStats, elapsed: Duration) {
+    pub fn flush(&self, s: &mut LocalStats, nanos: u64) {
         if !s.pending {
             return;
         }
@@ -341,7 +340,6 @@ impl Metrics {
             let i = usize::from(i);
             shard.add_queries(i, u64::from(std::mem::take(&mut s.queries[i])));
         }
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         for (proto, n) in s.answered.iter_mut().enumerate() {
             if *n > 0 {
                 shard.add_durations(proto, u64::from(std::mem::take(n)), nanos);

@@ -710,6 +710,7 @@ mod tests {
         used: usize,
         scratch: Scratch,
         times: Times,
+        stamp_with: Option<Stamp>,
     }
 
     impl Default for Sink {
@@ -719,11 +720,13 @@ mod tests {
                 used: 0,
                 scratch: Scratch::serving("127.0.0.1:53".parse().unwrap()),
                 times: Times::default(),
+                stamp_with: Some(REPLY_TIME),
             }
         }
     }
 
     impl Sink {
+        /// The event's frames, and the end of their batch at `stamp_with`, if any.
         fn write(
             &mut self,
             head: &Head,
@@ -732,22 +735,8 @@ mod tests {
             e: &Event<'_>,
             extra: (&[u8; EXTRA_BLOCK], usize),
         ) -> u64 {
-            let n = self.frames(head, queries, responses, e, extra);
-            self.stamp(REPLY_TIME);
-            n
-        }
-
-        /// `write` without the reply's time.
-        fn frames(
-            &mut self,
-            head: &Head,
-            queries: bool,
-            responses: bool,
-            e: &Event<'_>,
-            extra: (&[u8; EXTRA_BLOCK], usize),
-        ) -> u64 {
             let (out, used, scratch) = (&mut self.out, &mut self.used, &mut self.scratch);
-            frames(
+            let n = frames(
                 head,
                 queries,
                 responses,
@@ -757,7 +746,11 @@ mod tests {
                 out,
                 used,
                 &mut self.times,
-            )
+            );
+            if let Some(t) = self.stamp_with {
+                self.stamp(t);
+            }
+            n
         }
 
         fn stamp(&mut self, t: Stamp) {
@@ -1015,9 +1008,12 @@ mod tests {
     fn a_reply_is_stamped_when_its_batch_ends() {
         let head = Head::new(b"h", b"v");
         let none = extra(b"");
-        let mut sink = Sink::default();
+        let mut sink = Sink {
+            stamp_with: None,
+            ..Sink::default()
+        };
         let e = event(b"Q", Some(b"R"), "192.0.2.1:1");
-        sink.frames(&head, false, true, &e, (&none.0, 0));
+        sink.write(&head, false, true, &e, (&none.0, 0));
         let reply_time = |sink: &Sink| {
             let m = fields(get(&fields(split(&sink.out[..sink.used])[0]), 14).unwrap());
             (number(&m, 12), get(&m, 13).unwrap().to_vec())
@@ -1034,7 +1030,7 @@ mod tests {
         sink.used = 0;
         sink.out.clear();
         sink.times.clear();
-        sink.frames(&head, false, true, &e, (&none.0, 0));
+        sink.write(&head, false, true, &e, (&none.0, 0));
         sink.stamp(REPLY_TIME);
         assert_eq!(
             reply_time(&sink),

@@ -394,10 +394,10 @@ struct Outcome<'a> {
     widened: bool,
 }
 
-/// What placed a client, as one word (dnstap's `located=`).
-/// What placed a client, in dnstap's `extra`, by `located_code`.
+/// What placed a client, as one word (dnstap's `located=`), by `located_code`.
 const LOCATED: [&str; 5] = ["override", "city", "country", "continent", "unknown"];
 
+/// What placed a client, as its word's index in `LOCATED`.
 fn located_code(l: &LocationSource) -> u8 {
     match l {
         LocationSource::Override(_) => 0,

@@ -5,9 +5,10 @@
 //! Each query worker encodes its queries' frames (`proto.rs`) in place into a buffer of
 //! its own; as a batch of queries ends it writes the replies' time into them
 //! (`Tap::stamp`), and hands the buffer to a bounded queue without waiting, taking a
-//! recycled one back: once its oldest frames have waited 50 ms, once it holds a quarter of the
-//! queue's byte budget (64 KiB at most), and whenever the worker goes idle (a UDP worker
-//! wakes every 100 ms without queries; a TCP connection hands over after each reply).
+//! recycled one back: once its oldest frames have waited 50 ms, once it holds a quarter
+//! of the queue's byte budget (64 KiB at most), and whenever the worker goes idle (a UDP
+//! worker wakes every 100 ms without queries; a TCP connection hands over after each
+//! reply).
 //! Handing over less often than per batch of queries keeps a lightly loaded server's cost
 //! per query low. When the queue is full (the collector is slow, stalled or gone) the
 //! buffer's frames are dropped and counted; the query path never waits. One writer
@@ -293,9 +294,7 @@ impl Buffer {
             scratch: proto::Scratch::serving(server),
         }
     }
-}
 
-impl Buffer {
     /// Cluster indices now name other clusters (a new snapshot): the texts kept are
     /// written again.
     pub fn renamed(&mut self) {
@@ -372,9 +371,9 @@ impl Tap {
     }
 
     /// Encodes an event's frames, with `decision` in `extra` (none: nothing decided, a
-    /// static answer or an error), into the worker's buffer;
-    /// `words` names its numbers (asked only when the text is written). The buffer's
-    /// caller tells it when cluster indices change (`Buffer::renamed`).
+    /// static answer or an error), into the worker's buffer; `words` names its numbers
+    /// (asked only when its text is written). The buffer's caller tells it when cluster
+    /// indices change (`Buffer::renamed`).
     #[inline(always)]
     pub fn record<'a>(
         &self,

@@ -97,9 +97,10 @@ impl<'a> Put<'a> {
             at + src.len() <= self.end.max(self.at),
             "dnstap: a store outside its room"
         );
-        // SAFETY: `at + src.len()` is at most the end of the last room `room` checked to be
-        // in the slice (its caller counts the stores), or at most the cursor, which never
-        // passes that end; `src` is another borrow, so they do not overlap.
+        // SAFETY: `at + src.len()` is at most the end of the last room, which `room`
+        // checked to be in the slice (its caller counts the stores), or at most the
+        // cursor, which stays in the slice (it moves within a room, or past a `slice`
+        // that checked itself); `src` is another borrow, so they do not overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.b.as_mut_ptr().add(at), src.len());
         }

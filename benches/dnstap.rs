@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fedns::dnstap::{
-    Buffer, Counters, Decision, Endpoint, Event, Settings, Stamp, Tap, Transport, Words,
+    Buffer, Counters, Decided, Decision, Endpoint, Event, Settings, Stamp, Tap, Transport, Words,
 };
 use prometheus::IntCounter;
 
@@ -36,18 +36,18 @@ fn record(c: &mut Criterion) {
     let query = [0x5au8; 66];
     let reply = [0xa5u8; 110];
     let mut buf = Buffer::serving("127.0.0.1:53".parse().unwrap());
-    let geo = Decision {
+    let geo = Decision::from(Decided {
         cluster: Some(0),
         policy: Some(0),
         scope: 24,
         ecs: true,
         located: Some(1),
         fail_open: false,
-    };
+    });
     let client = "198.51.100.7:40123".parse().unwrap();
     let now = Stamp::now();
     let mut group = c.benchmark_group("dnstap_record");
-    for (name, decision) in [("static", None), ("geo_ecs", Some(geo))] {
+    for (name, decision) in [("static", Decision::NONE), ("geo_ecs", geo)] {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let e = Event {
@@ -57,7 +57,7 @@ fn record(c: &mut Criterion) {
                     query: black_box(&query),
                     reply: Some(black_box(&reply)),
                 };
-                record_one(&tap, &mut buf, &e, decision.as_ref());
+                record_one(&tap, &mut buf, &e, decision);
             })
         });
     }
@@ -68,8 +68,8 @@ fn record(c: &mut Criterion) {
 /// function of its own (`Tap::record` is inlined into its callers), so that
 /// `benches/instructions.sh dnstap record_one dnstap_record/static` counts it.
 #[inline(never)]
-fn record_one(tap: &Tap, buf: &mut Buffer, e: &Event<'_>, decision: Option<&Decision>) {
-    let words = |_: &Decision| Words {
+fn record_one(tap: &Tap, buf: &mut Buffer, e: &Event<'_>, decision: Decision) {
+    let words = |_: Decided| Words {
         cluster: Some("us-east"),
         policy: Some("nearest"),
         located: Some("city"),

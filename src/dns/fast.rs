@@ -161,7 +161,7 @@ impl Handler {
     fn emit(
         &self,
         stats: &mut LocalStats,
-        tap: &mut Option<Decision>,
+        tap: &mut Decision,
         snap: &Snapshot,
         c: &Cached,
         q: &wire::Query<'_>,

@@ -34,7 +34,7 @@ impl Handler {
     pub(super) fn general(
         &self,
         stats: &mut LocalStats,
-        tap: &mut Option<Decision>,
+        tap: &mut Decision,
         sigs: &mut SigCache,
         snap: &Snapshot,
         packet: &[u8],

@@ -34,7 +34,7 @@ use self::wire::{MAX_NAME, QuestionKey};
 use crate::answer::Steered;
 use crate::config::PolicyKind;
 use crate::dnssec::SigCache;
-use crate::dnstap::{self, Decision, Event, Stamp, Tap};
+use crate::dnstap::{self, Decided, Decision, Event, Stamp, Tap};
 use crate::geo::Precision;
 use crate::metrics::{LocalStats, Metrics, Transport};
 use crate::snapshot::{ClusterId, LocationSource, Published, Snapshot};
@@ -68,7 +68,7 @@ pub struct Worker {
     /// The question key of the query at hand (`wire::parse_query` writes it).
     key: QuestionKey,
     /// What was decided for the query at hand, when dnstap is on and anything was.
-    tap: Option<Decision>,
+    tap: Decision,
     /// Its dnstap frames not yet handed to the writer (and the address queries arrive
     /// at, dnstap's response address).
     tap_buf: dnstap::Buffer,
@@ -87,7 +87,7 @@ impl Default for Worker {
             memo: LocationMemo::default(),
             stats: LocalStats::default(),
             key: [0; MAX_NAME + 3],
-            tap: None,
+            tap: Decision::NONE,
             tap_buf: dnstap::Buffer::default(),
             sigs: SigCache::default(),
             now: signed::unix_now(),
@@ -193,7 +193,7 @@ impl Handler {
         let Some(tap) = self.dnstap.as_deref() else {
             return self.answer(w, &snap, packet, src, proto, out);
         };
-        w.tap = None;
+        w.tap = Decision::NONE;
         let sent = self.answer(w, &snap, packet, src, proto, out);
         let event = Event {
             client: src,
@@ -205,7 +205,7 @@ impl Handler {
             query: packet,
             reply: sent.then_some(out.as_slice()),
         };
-        let words = |d: &Decision| dnstap::Words {
+        let words = |d: Decided| dnstap::Words {
             cluster: d
                 .cluster
                 .and_then(|i| snap.clusters.get(usize::from(i)))
@@ -216,7 +216,7 @@ impl Handler {
                 .map(|p| p.as_str()),
             located: d.located.and_then(|l| LOCATED.get(usize::from(l))).copied(),
         };
-        tap.record(&mut w.tap_buf, &event, w.tap.as_ref(), words);
+        tap.record(&mut w.tap_buf, &event, w.tap, words);
         sent
     }
 
@@ -330,7 +330,7 @@ impl Handler {
     fn account(
         &self,
         stats: &mut LocalStats,
-        tap: &mut Option<Decision>,
+        tap: &mut Decision,
         snap: &Snapshot,
         o: &Outcome<'_>,
         name: &dyn std::fmt::Display,
@@ -344,7 +344,7 @@ impl Handler {
         if self.dnstap.is_some()
             && (o.first_cluster.is_some() || o.located_by.is_some() || o.policy.is_some() || o.ecs)
         {
-            *tap = Some(Decision {
+            *tap = Decision::from(Decided {
                 cluster: o.first_cluster,
                 policy: o.policy.map(|p| p as u8),
                 scope: o.scope,

@@ -106,11 +106,11 @@ pub struct Event<'a> {
 
 /// What fedns decided for a query, for dnstap's `extra` field:
 /// `cluster=eu-west policy=nearest scope=24 located=city fail_open=0` (only what applies:
-/// a static answer has none of it and no `extra`). Plain small values, set per query
-/// without touching a shared count: the cluster, the policy and what placed the client
-/// are numbers the caller names (`Words`) when the text is written.
+/// a static answer has none of it and no `extra`). Small numbers the caller names
+/// (`Words`) when the text is written, packed in a word (`Decision`) so that the query
+/// path sets, copies and compares it as one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Decision {
+pub struct Decided {
     /// The chosen cluster, by its index in the snapshot the query was answered from.
     pub cluster: Option<u16>,
     pub policy: Option<u8>,
@@ -120,6 +120,27 @@ pub struct Decision {
     /// What placed the client (override, city, country, continent or unknown).
     pub located: Option<u8>,
     pub fail_open: bool,
+}
+
+/// A `Decided`, packed: the cluster plus one in bits 0 to 16 (0: none), the policy plus
+/// one in 17 to 25, the placement plus one in 26 to 34, the scope in 35 to 42, ECS in 43
+/// and fail-open in 44. Zero: nothing decided.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision(u64);
+
+impl From<Decided> for Decision {
+    #[inline(always)]
+    fn from(d: Decided) -> Decision {
+        let plus_one = |v: Option<u64>| v.map_or(0, |v| v + 1);
+        Decision(
+            plus_one(d.cluster.map(u64::from))
+                | plus_one(d.policy.map(u64::from)) << 17
+                | plus_one(d.located.map(u64::from)) << 26
+                | u64::from(d.scope) << 35
+                | u64::from(d.ecs) << 43
+                | u64::from(d.fail_open) << 44,
+        )
+    }
 }
 
 /// The names of a decision's numbers.
@@ -135,16 +156,38 @@ pub struct Words<'a> {
 const EXTRA_MAX: usize = proto::EXTRA_BLOCK;
 
 impl Decision {
+    /// Nothing was decided.
+    pub const NONE: Decision = Decision(0);
+
+    /// Its parts.
+    pub fn parts(self) -> Decided {
+        let minus_one = |bits: u64, width: u32| {
+            let v = bits & ((1 << width) - 1);
+            v.checked_sub(1)
+        };
+        let b = self.0;
+        Decided {
+            cluster: minus_one(b, 17).map(|v| v as u16),
+            policy: minus_one(b >> 17, 9).map(|v| v as u8),
+            located: minus_one(b >> 26, 9).map(|v| v as u8),
+            scope: (b >> 35) as u8,
+            ecs: b >> 43 & 1 == 1,
+            fail_open: b >> 44 & 1 == 1,
+        }
+    }
+
     /// Nothing was decided (a static answer, an error): no `extra`.
     #[inline(always)]
-    pub fn is_empty(&self) -> bool {
-        self.cluster.is_none() && self.policy.is_none() && self.located.is_none() && !self.ecs
+    pub fn is_empty(self) -> bool {
+        let d = self.parts();
+        d.cluster.is_none() && d.policy.is_none() && d.located.is_none() && !d.ecs
     }
 
     /// Writes the compact text at the start of `out`, its numbers named by `words`, and
     /// returns its length (0 when nothing was decided). Written by hand: the formatting
     /// machinery cost more than a frame.
-    pub fn write(&self, words: &Words<'_>, out: &mut [u8; EXTRA_MAX]) -> usize {
+    pub fn write(self, words: &Words<'_>, out: &mut [u8; EXTRA_MAX]) -> usize {
+        let d = self.parts();
         let mut at = 0;
         // A field: its key (after a space, but for the first) and its value.
         let mut field = |key: &[u8], value: &[u8]| {
@@ -155,18 +198,18 @@ impl Decision {
                 at += n;
             }
         };
-        if let Some(c) = words.cluster.filter(|_| self.cluster.is_some()) {
+        if let Some(c) = words.cluster.filter(|_| d.cluster.is_some()) {
             field(b" cluster=", c.as_bytes());
         }
-        if let Some(p) = words.policy.filter(|_| self.policy.is_some()) {
+        if let Some(p) = words.policy.filter(|_| d.policy.is_some()) {
             field(b" policy=", p.as_bytes());
         }
-        if let Some(l) = words.located.filter(|_| self.located.is_some()) {
+        if let Some(l) = words.located.filter(|_| d.located.is_some()) {
             field(b" located=", l.as_bytes());
         }
-        if self.ecs {
+        if d.ecs {
             let mut digits = [0u8; 3];
-            let (mut n, mut i) = (self.scope, digits.len());
+            let (mut n, mut i) = (d.scope, digits.len());
             loop {
                 i -= 1;
                 digits[i] = b'0' + n % 10;
@@ -177,8 +220,8 @@ impl Decision {
             }
             field(b" scope=", &digits[i..]);
         }
-        if self.cluster.is_some() || self.located.is_some() {
-            field(b" fail_open=", if self.fail_open { b"1" } else { b"0" });
+        if d.cluster.is_some() || d.located.is_some() {
+            field(b" fail_open=", if d.fail_open { b"1" } else { b"0" });
         }
         at
     }
@@ -243,33 +286,20 @@ struct Text {
     bytes: [u8; EXTRA_MAX],
 }
 
-/// Texts a worker keeps, by a hash of their decision.
-const TEXTS: usize = 8;
+/// Texts a worker keeps, by a hash of their decision (in pairs of slots).
+const TEXTS: usize = 16;
 
 impl Text {
     const EMPTY: Text = Text {
-        of: Decision {
-            cluster: None,
-            policy: None,
-            scope: 0,
-            ecs: false,
-            located: None,
-            fail_open: false,
-        },
+        of: Decision::NONE,
         len: 0,
         bytes: [0; EXTRA_MAX],
     };
 
     /// Where a decision's text is kept.
     #[inline(always)]
-    fn slot(d: &Decision) -> usize {
-        let packed = u64::from(d.cluster.map_or(u16::MAX, |c| c))
-            | u64::from(d.policy.map_or(u8::MAX, |p| p)) << 16
-            | u64::from(d.located.map_or(u8::MAX, |l| l)) << 24
-            | u64::from(d.scope) << 32
-            | u64::from(d.ecs) << 40
-            | u64::from(d.fail_open) << 41;
-        (packed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as usize % TEXTS
+    fn slot(d: Decision) -> usize {
+        (d.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % TEXTS
     }
 }
 
@@ -370,27 +400,36 @@ impl Tap {
         Ok(tap)
     }
 
-    /// Encodes an event's frames, with `decision` in `extra` (none: nothing decided, a
-    /// static answer or an error), into the worker's buffer; `words` names its numbers
-    /// (asked only when its text is written). The buffer's caller tells it when cluster
+    /// Encodes an event's frames, with the decision `d` in `extra` (`Decision::NONE`:
+    /// nothing decided, a static answer or an error), into the worker's buffer; `words`
+    /// names its numbers (asked only when its text is written). The buffer's caller tells it when cluster
     /// indices change (`Buffer::renamed`).
     #[inline(always)]
     pub fn record<'a>(
         &self,
         buf: &mut Buffer,
         e: &Event<'_>,
-        decision: Option<&Decision>,
-        words: impl FnOnce(&Decision) -> Words<'a>,
+        d: Decision,
+        words: impl FnOnce(Decided) -> Words<'a>,
     ) {
-        let text = match decision {
-            None => None,
-            Some(d) if buf.texts[buf.last % TEXTS].of == *d => Some(&buf.texts[buf.last % TEXTS]),
-            Some(d) => {
-                buf.last = Text::slot(d);
-                let t = &mut buf.texts[buf.last];
-                if t.of != *d {
-                    t.len = d.write(&words(d), &mut t.bytes);
-                    t.of = *d;
+        let text = match d {
+            Decision::NONE => None,
+            d if buf.texts[buf.last % TEXTS].of == d => Some(&buf.texts[buf.last % TEXTS]),
+            d => {
+                // Two slots per decision's hash: the one it was kept in, or else the one
+                // not used last (so two decisions of one hash do not evict each other).
+                let set = Text::slot(d) & !1;
+                buf.last = if buf.texts[set].of == d {
+                    set
+                } else if buf.texts[set + 1].of == d || buf.last == set {
+                    set + 1
+                } else {
+                    set
+                };
+                let t = &mut buf.texts[buf.last % TEXTS];
+                if t.of != d {
+                    t.len = d.write(&words(d.parts()), &mut t.bytes);
+                    t.of = d;
                 }
                 Some(&*t)
             }
@@ -630,7 +669,7 @@ mod tests {
 
     #[test]
     fn a_decision_is_written_with_its_words() {
-        let d = Decision {
+        let parts = Decided {
             cluster: Some(3),
             policy: Some(0),
             scope: 24,
@@ -638,6 +677,23 @@ mod tests {
             located: Some(1),
             fail_open: false,
         };
+        let d = Decision::from(parts);
+        assert_eq!(d.parts(), parts);
+        // Every part's largest value, and none, come back.
+        for parts in [
+            Decided {
+                cluster: Some(u16::MAX),
+                policy: Some(u8::MAX),
+                scope: u8::MAX,
+                ecs: true,
+                located: Some(u8::MAX),
+                fail_open: true,
+            },
+            Decided::default(),
+        ] {
+            assert_eq!(Decision::from(parts).parts(), parts);
+        }
+        assert_eq!(Decision::from(Decided::default()), Decision::NONE);
         let words = Words {
             cluster: Some("us-east"),
             policy: Some("nearest"),
@@ -650,10 +706,10 @@ mod tests {
             b"cluster=us-east policy=nearest located=city scope=24 fail_open=0"
         );
         // Only what was decided is written, whatever the words.
-        let n = Decision {
+        let n = Decision::from(Decided {
             ecs: true,
-            ..Decision::default()
-        }
+            ..Decided::default()
+        })
         .write(&words, &mut text);
         assert_eq!(&text[..n], b"scope=0");
         assert_eq!(Decision::default().write(&words, &mut text), 0);
@@ -690,13 +746,13 @@ mod tests {
             query: b"q",
             reply: Some(b"r"),
         };
-        let d = Decision {
+        let d = Decision::from(Decided {
             cluster: Some(0),
             located: Some(1),
-            ..Decision::default()
-        };
+            ..Decided::default()
+        });
         let words = |cluster| {
-            move |_: &Decision| Words {
+            move |_: Decided| Words {
                 cluster: Some(cluster),
                 located: Some("city"),
                 ..Words::default()
@@ -706,25 +762,23 @@ mod tests {
             let t = &buf.texts[buf.last];
             String::from_utf8_lossy(&t.bytes[..t.len]).into_owned()
         };
-        tap.record(&mut buf, &e, Some(&d), words("eu-west"));
+        tap.record(&mut buf, &e, d, words("eu-west"));
         assert_eq!(text(&buf), "cluster=eu-west located=city fail_open=0");
-        tap.record(&mut buf, &e, Some(&d), |_| panic!("the kept text is used"));
+        tap.record(&mut buf, &e, d, |_| panic!("the kept text is used"));
         buf.renamed();
-        tap.record(&mut buf, &e, Some(&d), words("us-east"));
+        tap.record(&mut buf, &e, d, words("us-east"));
         assert_eq!(text(&buf), "cluster=us-east located=city fail_open=0");
         // Decisions that alternate (a resolver asking several names) keep their texts.
-        let other = Decision {
+        let other = Decision::from(Decided {
             cluster: Some(1),
-            ..d
-        };
-        tap.record(&mut buf, &e, Some(&other), words("ap-south"));
+            ..d.parts()
+        });
+        tap.record(&mut buf, &e, other, words("ap-south"));
         assert_eq!(text(&buf), "cluster=ap-south located=city fail_open=0");
         for _ in 0..3 {
-            tap.record(&mut buf, &e, Some(&d), |_| panic!("d's text is kept"));
+            tap.record(&mut buf, &e, d, |_| panic!("d's text is kept"));
             assert_eq!(text(&buf), "cluster=us-east located=city fail_open=0");
-            tap.record(&mut buf, &e, Some(&other), |_| {
-                panic!("other's text is kept")
-            });
+            tap.record(&mut buf, &e, other, |_| panic!("other's text is kept"));
             assert_eq!(text(&buf), "cluster=ap-south located=city fail_open=0");
         }
     }

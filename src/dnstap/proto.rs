@@ -441,9 +441,9 @@ const FRAME_ROOM: usize = 4 + COMMON_BLOCK + 24 + 8 + 8 + EXTRA_BLOCK;
 /// Appends the data frames of `e` (an `AUTH_QUERY` when `queries`, an `AUTH_RESPONSE`
 /// when `responses` and there was a reply) at `out[*used..]`, each its length then its
 /// protobuf, growing `out` (whose bytes are all initialized; only `*used` of them count)
-/// when they would not fit; returns how many frames. `extra` is at most `EXTRA_BLOCK`
-/// bytes, in a block of that size. A response's time is the query's until `stamp` writes
-/// it: where it is goes in `times`.
+/// when they would not fit; returns how many frames. `extra` (the response's; a query
+/// carries none) is at most `EXTRA_BLOCK` bytes, in a block of that size. A response's
+/// time is the query's until `stamp` writes it: where it is goes in `times`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn frames(
@@ -478,7 +478,8 @@ pub fn frames(
     if queries {
         let f = frame(&mut p, &scratch.prefix, Kind::AuthQuery, common);
         p.message(key(10, BYTES), e.query);
-        end(&mut p, f, &scratch.prefix, extra);
+        // The decision is the response's: a query carries none.
+        end(&mut p, f, &scratch.prefix, (extra.0, 0));
         n += 1;
     }
     if let Some(reply) = reply {
@@ -808,7 +809,8 @@ mod tests {
             let top = fields(f);
             assert_eq!(get(&top, 1), Some(&b"id"[..]));
             assert_eq!(get(&top, 2), Some(&b"v1"[..]));
-            assert_eq!(get(&top, 3), Some(&b"policy=x"[..]));
+            let decision = if i == 1 { Some(&b"policy=x"[..]) } else { None };
+            assert_eq!(get(&top, 3), decision, "only the response has the decision");
             assert_eq!(get(&top, 15).map(|v| v[0]), Some(1));
             let m = fields(get(&top, 14).unwrap());
             assert_eq!(get(&m, 1).map(|v| v[0]), Some(i as u8 + 1));
@@ -956,7 +958,8 @@ mod tests {
                     let (top, m) = decode(f);
                     assert_eq!(get(&top, 1).unwrap_or_default(), id);
                     assert_eq!(get(&top, 2).unwrap_or_default(), version);
-                    assert_eq!(get(&top, 3).unwrap_or_default(), &text[..]);
+                    let decision = if kind == 2 { &text[..] } else { &[][..] };
+                    assert_eq!(get(&top, 3).unwrap_or_default(), decision);
                     assert_eq!(number(&top, 15), 1);
                     assert_eq!(number(&m, 1), u64::from(kind));
                     let ip = client.ip().to_canonical();

@@ -351,13 +351,18 @@ fn raw_query(server: SocketAddr, name: &str, flags: u16) -> RawReply {
     }
 }
 
-/// A port nothing listens on now, for a server that takes its port from its config.
+/// A port nothing listens on now over UDP or TCP, for a server that takes its port from
+/// its config and binds both (NSD, Unbound): a free UDP port can be a TCP connection's
+/// ephemeral port, and NSD then fails to start.
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free over both UDP and TCP on 127.0.0.1 in 50 tries");
 }
 
 /// Waits until a UDP server at `at` answers a query for `name`.

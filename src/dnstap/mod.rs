@@ -176,13 +176,6 @@ impl Decision {
         }
     }
 
-    /// Nothing was decided (a static answer, an error): no `extra`.
-    #[inline(always)]
-    pub fn is_empty(self) -> bool {
-        let d = self.parts();
-        d.cluster.is_none() && d.policy.is_none() && d.located.is_none() && !d.ecs
-    }
-
     /// Writes the compact text at the start of `out`, its numbers named by `words`, and
     /// returns its length (0 when nothing was decided). Written by hand: the formatting
     /// machinery cost more than a frame.
@@ -713,7 +706,6 @@ mod tests {
         .write(&words, &mut text);
         assert_eq!(&text[..n], b"scope=0");
         assert_eq!(Decision::default().write(&words, &mut text), 0);
-        assert!(Decision::default().is_empty());
     }
 
     /// The text follows the cluster's name: kept while the decision repeats, written

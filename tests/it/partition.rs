@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use fedns_testkit::fleet_lab::{APP, EU_LB, FleetLab, LB_PORT, NEW_YORK, Options, US_LB};
+use fedns_testkit::sys::run;
 use fedns_testkit::wait::until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fedns");
@@ -208,22 +209,13 @@ fn a_drain_reaches_every_replica_and_expires() {
     settled(&lab);
     // Drained for the whole fleet from the hub, by the CLI with a replica's config.
     let drain = |cluster: &str, for_: &str| {
-        let out = lab
+        run(lab
             .net
             .hub()
             .command(BIN)
             .args(["drain", "--config"])
             .arg(&lab.replicas[0].config)
-            .args([cluster, "--for", for_, "--reason", "partition test"])
-            .output()
-            .expect("run fedns drain");
-        assert!(
-            out.status.success(),
-            "fedns drain: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .args([cluster, "--for", for_, "--reason", "partition test"]));
     };
     drain("us-east", "12s");
     ok(lab.until_all_answer(EU_LB, POLL, PATIENCE));

@@ -123,15 +123,15 @@ impl LocalStats {
         self.pending = true;
     }
 
-    /// Counts the steering rules that decided an answer: a per-geography failover order,
-    /// a client sent on by spillover, an ECS scope wider than the locating network.
-    #[inline]
     /// RRSIGs made (`fedns_dnssec_signatures_total`).
     pub fn signed(&mut self, n: u32) {
         self.signatures = self.signatures.saturating_add(n);
         self.pending = true;
     }
 
+    /// Counts the steering rules that decided an answer: a per-geography failover order,
+    /// a client sent on by spillover, an ECS scope wider than the locating network.
+    #[inline]
     pub fn steered(&mut self, geo_order: bool, spilled: bool, widened: bool) {
         if geo_order | spilled | widened {
             self.steering[0] += u32::from(geo_order);

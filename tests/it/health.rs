@@ -545,7 +545,9 @@ async fn steering_annotations_end_to_end() {
     const US_V6: &str = "2001:db8:1::/48";
 
     // The order for North America: New York to eu-west; London keeps the default.
-    until_for(&client, &name("fo"), &["127.0.0.12"]).await;
+    // London first: only once us-east's annotated Service is known does London get
+    // us-east, whereas New York gets eu-west before that too (the only cluster), and
+    // without consulting any order.
     until_eq(
         PATIENCE,
         "fo from London",
@@ -553,6 +555,7 @@ async fn steering_annotations_end_to_end() {
         &["127.0.0.11"],
     )
     .await;
+    until_for(&client, &name("fo"), &["127.0.0.12"]).await;
     // eu-west's own bias of 99 for bi: its distances count 1 %.
     until_for(&client, &name("bi"), &["127.0.0.12"]).await;
     // Spillover: us-east keeps 40 % of its clients, by the hash of the network that

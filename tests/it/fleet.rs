@@ -437,8 +437,10 @@ async fn a_drain_moves_clients_never_takes_the_last_healthy_cluster_and_expires(
         &[
             "drain",
             "us-east",
+            // Long enough to outlast the steps below on a slow machine (it ends on a
+            // whole second: 9 to 10 s from now), short enough to wait for its end.
             "--for",
-            "3s",
+            "10s",
             "--reason",
             "kernel upgrade",
         ],

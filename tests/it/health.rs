@@ -295,7 +295,7 @@ async fn static_service_probe_port() {
 }
 
 /// A federation of fake member clusters (us-east-1, eu-west-1, ap-northeast-1 regions in
-/// that order) with TCP probes at the test's fast interval.
+/// that order) with TCP probes at the test's fast interval, once every cluster is synced.
 async fn kube_federation(clusters: &[&FakeCluster]) -> TestServer {
     kube_federation_with(clusters, "").await
 }
@@ -322,7 +322,9 @@ async fn kube_federation_with(clusters: &[&FakeCluster], health: &str) -> TestSe
     for f in ["fed.zone", "city.mmdb"] {
         std::fs::copy(path.parent().unwrap().join(f), dir.join(f)).unwrap();
     }
-    TestServer::start_at(dir.join("fedns.yaml")).await
+    let server = TestServer::start_at(dir.join("fedns.yaml")).await;
+    server.until_synced(PATIENCE).await;
+    server
 }
 
 /// A LoadBalancer Service on `ip`, serving `port`, with one ready endpoint and the given

@@ -89,13 +89,14 @@ async fn federation_built(
 }
 
 /// us-east and eu-west, each with `app` (192.0.2.10 and 198.51.100.10), and fedns
-/// watching both, once New York is answered from us-east.
+/// watching both, once both are synced and New York is answered from us-east.
 async fn two_clusters_with_app() -> (FakeCluster, FakeCluster, TestServer, DnsClient) {
     let us = FakeCluster::start("us-east").await;
     let eu = FakeCluster::start("eu-west").await;
     service(&us, "app", &["192.0.2.10"]);
     service(&eu, "app", &["198.51.100.10"]);
     let server = federation(&[&us, &eu]).await;
+    server.until_synced(PATIENCE).await;
     let client = server.client();
     until(&client, APP, NEW_YORK, &["192.0.2.10"]).await;
     (us, eu, server, client)
@@ -432,8 +433,15 @@ async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
         err.contains("401") || err.to_lowercase().contains("unauthorized"),
         "{err}"
     );
-    let (status, body) = fedns_testkit::http::get(server.admin, "/readyz").await;
-    assert_eq!(status, 200, "{body}");
+    // Ready once the snapshot that marks us-east stale is published (the store has it
+    // first).
+    until_eq(
+        PATIENCE,
+        "/readyz",
+        || async { fedns_testkit::http::get(server.admin, "/readyz").await.0 },
+        200,
+    )
+    .await;
     server.stop().await;
 }
 
@@ -455,6 +463,8 @@ async fn annotations_set_policy() {
         );
     }
     let server = federation(&[&us, &eu]).await;
+    // Both clusters known, or New York gets eu-west as the only one.
+    server.until_synced(PATIENCE).await;
     let client = server.client();
     // Failover order from the annotation beats distance: New York gets eu-west.
     until(

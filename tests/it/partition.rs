@@ -217,7 +217,8 @@ fn a_drain_reaches_every_replica_and_expires() {
             .arg(&lab.replicas[0].config)
             .args([cluster, "--for", for_, "--reason", "partition test"]));
     };
-    drain("us-east", "12s");
+    // Long enough for the steps below on a slow machine (it ends on a whole second).
+    drain("us-east", "20s");
     ok(lab.until_all_answer(EU_LB, POLL, PATIENCE));
     // eu-west's load balancer dies: the drained us-east is the last healthy cluster, so
     // the drain is held and every replica answers us-east.

@@ -122,6 +122,27 @@ impl TestServer {
         DnsClient { server: self.addr }
     }
 
+    /// Waits until every cluster's records are in the published snapshot (each watched
+    /// cluster has listed every kind once): until then an answer may come from the
+    /// clusters that listed first, and pass a check for the wrong reason.
+    pub async fn until_synced(&self, patience: Duration) {
+        crate::wait::eventually(patience, || async {
+            let snap = self.running.app.published.load();
+            let waiting: Vec<&str> = snap
+                .clusters
+                .iter()
+                .filter(|c| !c.synced)
+                .map(|c| c.name.as_str())
+                .collect();
+            if waiting.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not synced after {patience:?}: {waiting:?}"))
+            }
+        })
+        .await;
+    }
+
     /// Stops the server at once (no drain).
     pub async fn stop(self) {
         self.running.shutdown(Duration::ZERO).await;

@@ -455,18 +455,6 @@ impl Metrics {
 
     /// Geo answers so far by the first cluster chosen (`fedns_answers_total`).
     pub fn answers_by_cluster(&self) -> Vec<(String, u64)> {
-        prometheus::core::Collector::collect(&QueryCollector::new(self.counters.clone()))
-            .iter()
-            .filter(|f| f.name() == "fedns_answers_total")
-            .flat_map(|f| f.get_metric().iter())
-            .map(|m| {
-                let cluster = m
-                    .get_label()
-                    .iter()
-                    .find(|l| l.name() == "cluster")
-                    .map_or(String::new(), |l| l.value().to_owned());
-                (cluster, m.get_counter().get_value() as u64)
-            })
-            .collect()
+        self.counters.answers_by_cluster()
     }
 }

@@ -44,7 +44,8 @@
 #   PEERS_PIN       1: server on CPU 1, dnsperf on CPU 0 (needs 2+ CPUs) (default 1)
 #   PEERS_DO        1: every query sets DNSSEC OK (signed replies where the zone is
 #                   signed: give fedns a config with `dnssec:` in PEERS_FEDNS_ARGS)
-#   PEERS_WARMUP    seconds of load on each server before measuring     (default 2)
+#   PEERS_WARMUP    seconds of load on each server before measuring     (default 2;
+#                   under callgrind, of each mix at the callgrind rate before counting it)
 #   PEERS_NICE      nice value of the servers and dnsperf, as root (default -19; 0: none)
 #   PEERS_OUT       directory for configs, raw output and results (default: a new
 #                   /tmp/peers.XXXXXX, kept and printed at the end)
@@ -481,6 +482,12 @@ if [ "$CALLGRIND" = 1 ]; then
         mix_edns "$mix"
         for s in $SERVERS; do
             echo "callgrind: $mix, $s" >&2
+            # The mix once, uncounted: buffers and caches sized for its replies, as in a
+            # server that has served it a while.
+            if [ "$WARMUP" -gt 0 ]; then
+                "${client_pin[@]}" dnsperf -s 127.0.0.1 -p "${PORT[$s]}" -d "$(mix_file "$mix")" \
+                    -l "$WARMUP" -Q "$CG_RATE" -c "$CLIENTS" "${EDNS[@]}" >/dev/null 2>&1
+            fi
             callgrind_control -z "${PID[$s]}" >/dev/null 2>&1
             sleep "$CG_SECONDS"
             DUMPS[$s]=$((${DUMPS[$s]:-0} + 1))
@@ -524,7 +531,8 @@ if [ "$CALLGRIND" = 1 ]; then
         done
         echo
         echo "Instructions the server's process executed in user space per query answered (its"
-        echo "own code and its libraries; not the kernel's), less what it did idle for as long."
+        echo "own code and its libraries; not the kernel's), less what it did idle for as long,"
+        echo "after ${WARMUP} s of the same mix uncounted."
     } | tee "$OUT/callgrind.md"
     echo "peers.sh: callgrind dumps and callgrind.tsv in $OUT" >&2
     exit 0

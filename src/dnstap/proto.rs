@@ -880,6 +880,32 @@ mod tests {
         u64::from_le_bytes(get(f, field).expect("the field").try_into().unwrap())
     }
 
+    /// DNS messages of every length up to 200 bytes, and longer ones, each byte distinct
+    /// from its neighbours, arrive byte for byte, frame after frame.
+    #[test]
+    fn messages_of_every_length_are_copied_byte_for_byte() {
+        let head = Head::new(b"host", b"fedns 0.1.0");
+        let mut sink = Sink::default();
+        let pattern =
+            |n: usize, salt: usize| -> Vec<u8> { (0..n).map(|i| (i * 7 + salt) as u8).collect() };
+        let lengths: Vec<usize> = (0..=200).chain([1000, 4096]).collect();
+        let mut expected = Vec::new();
+        for &n in &lengths {
+            let (query, reply) = (pattern(n, 1), pattern(n + 3, 2));
+            let e = event(&query, Some(&reply), "192.0.2.1:5300");
+            let x = extra(b"");
+            assert_eq!(sink.write(&head, true, true, &e, (&x.0, x.1)), 2);
+            expected.push((10, query));
+            expected.push((14, reply));
+        }
+        let frames_ = split(&sink.out[..sink.used]);
+        assert_eq!(frames_.len(), expected.len());
+        for (f, (field, message)) in frames_.iter().zip(expected) {
+            let (_, m) = decode(f);
+            assert_eq!(get(&m, field).unwrap(), message, "{} bytes", message.len());
+        }
+    }
+
     /// Every shape a frame takes (heads short and past the block, both families on both
     /// sides, both transports, `extra` of every size class, messages whose lengths cross
     /// each varint width up to 64 KiB) decodes to exactly the event, frame after frame in

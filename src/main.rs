@@ -63,8 +63,8 @@ enum Command {
         /// (default: the CPUs fedns may run on).
         #[arg(long)]
         udp_workers: Option<std::num::NonZeroUsize>,
-        /// dnstap to this collector instead of the config's `dnstap`: `unix:/path/to.sock`
-        /// or `tcp:127.0.0.1:6000` (both message types).
+        /// dnstap to this collector instead of the config's `dnstap`, through reloads too:
+        /// `unix:/path/to.sock` or `tcp:127.0.0.1:6000` (both message types).
         #[arg(long, value_parser = parse_dnstap)]
         dnstap: Option<DnstapConfig>,
     },
@@ -357,8 +357,9 @@ fn main() -> ExitCode {
                 admin,
                 query_log,
                 udp_workers,
+                dnstap,
             };
-            serve(config, options, drain, dnstap)
+            serve(config, options, drain)
         }
         Command::Drain(a) => override_command(
             &a.config,
@@ -487,17 +488,13 @@ fn serve(
     config: Option<PathBuf>,
     options: app::Options,
     drain: Option<std::time::Duration>,
-    dnstap: Option<DnstapConfig>,
 ) -> ExitCode {
     let demo = config.is_none();
     // Load and check everything before binding any port.
-    let mut loaded = match load(config.as_ref()) {
+    let loaded = match load(config.as_ref()) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    if dnstap.is_some() {
-        loaded.config.dnstap = dnstap;
-    }
     let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
         Err(code) => return code,

@@ -37,6 +37,8 @@ pub enum LoadError {
     Kube(#[from] KubeError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("cannot start the dnstap writer thread: {0}")]
+    Dnstap(std::io::Error),
 }
 
 /// The hint on a file a config names that cannot be read.

@@ -16,15 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::HealthConfig;
+use crate::config::{DnstapConfig, HealthConfig};
 use crate::dns::Handler;
 use crate::dns::rrl::Limiter;
-use crate::dnstap;
+use crate::dnstap::{self, Tap};
 use crate::fleet::overrides::Overrides;
 use crate::fleet::{self, Fleet};
 use crate::health::HealthTable;
@@ -58,6 +58,8 @@ pub struct Options {
     pub query_log: bool,
     /// UDP workers per address instead of the config's `listen.udp_workers`.
     pub udp_workers: Option<NonZeroUsize>,
+    /// dnstap instead of the config's `dnstap`, through reloads too.
+    pub dnstap: Option<DnstapConfig>,
 }
 
 /// How long stopping waits for the fleet tasks to delete this replica's Leases.
@@ -87,6 +89,11 @@ pub struct App {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The sources' tasks, restarted by reloads when their settings change.
     sources: Mutex<Sources>,
+    /// The tap of the current config's `dnstap` (None: off), replaced by a reload that
+    /// changes its settings; the query workers follow it.
+    dnstap: Arc<ArcSwapOption<Tap>>,
+    /// `serve --dnstap`: wins over every config's `dnstap`.
+    dnstap_flag: Option<DnstapConfig>,
 }
 
 #[derive(Default)]
@@ -146,9 +153,30 @@ impl Running {
     }
 }
 
+/// Starts the writer of a tap with these settings (None: dnstap off), counting its
+/// frames in the shared metrics.
+fn start_tap(
+    metrics: &Metrics,
+    settings: Option<dnstap::Settings>,
+) -> std::io::Result<Option<Arc<Tap>>> {
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let m = &metrics.dnstap_frames;
+    let counters = dnstap::Counters {
+        sent: m.with_label_values(&["sent"]),
+        dropped: m.with_label_values(&["dropped"]),
+        lost: m.with_label_values(&["lost"]),
+    };
+    Tap::start(settings, counters).map(|t| Some(Arc::new(t)))
+}
+
 /// Fills the store, publishes the first snapshot, starts the sources, binds the DNS and
 /// admin listeners, and starts the reloader.
-pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, StartError> {
+pub async fn start(mut loaded: LoadedConfig, options: &Options) -> Result<Running, StartError> {
+    if let Some(d) = &options.dnstap {
+        loaded.config.dnstap = Some(d.clone());
+    }
     let store = Arc::new(Store::with_static(static_services::endpoints(
         &loaded.config,
     )));
@@ -186,6 +214,7 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         options.listen.clone()
     };
     let admin_addr = options.admin.or(loaded.config.listen.admin);
+    let dnstap = start_tap(&metrics, loaded.dnstap_settings()).map_err(StartError::Dnstap)?;
     let app = Arc::new(App {
         path: loaded.path.clone(),
         published: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -199,6 +228,8 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         draining: AtomicBool::new(false),
         stopping: tokio::sync::watch::Sender::new(false),
         sources: Mutex::default(),
+        dnstap: Arc::new(ArcSwapOption::new(dnstap)),
+        dnstap_flag: options.dnstap.clone(),
     });
     app.sync_sources(&app.loaded.load());
     // Gauges exist from the start, not from the first rebuild.
@@ -215,28 +246,13 @@ pub async fn start(loaded: LoadedConfig, options: &Options) -> Result<Running, S
         .rrl
         .as_ref()
         .map(|r| Arc::new(Limiter::new(r)));
-    let dnstap = app
-        .loaded
-        .load()
-        .dnstap_settings()
-        .map(|settings| {
-            let m = &app.metrics.dnstap_frames;
-            let counters = dnstap::Counters {
-                sent: m.with_label_values(&["sent"]),
-                dropped: m.with_label_values(&["dropped"]),
-                lost: m.with_label_values(&["lost"]),
-            };
-            dnstap::Tap::start(settings, counters).map(Arc::new)
-        })
-        .transpose()
-        .map_err(StartError::Dnstap)?;
     let handler = Handler::new(
         app.published.clone(),
         app.metrics.clone(),
         options.query_log,
     )
     .with_rrl(rrl)
-    .with_dnstap(dnstap);
+    .with_dnstap(app.dnstap.clone());
     let settings = {
         let loaded = app.loaded.load();
         let listen = &loaded.config.listen;

@@ -25,13 +25,29 @@ impl App {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let result = LoadedConfig::from_file(path).and_then(|new| {
+        let result = LoadedConfig::from_file(path).and_then(|mut new| {
+            if let Some(d) = &self.dnstap_flag {
+                new.config.dnstap = Some(d.clone());
+            }
             // Check that a snapshot builds before anything is switched.
             new.snapshot(&self.store, &self.health, self.fleet.as_deref())?;
-            Ok(new)
+            // A new tap, if dnstap's settings changed, started before anything is
+            // switched too.
+            let old = self.loaded.load().dnstap_settings();
+            let settings = new.dnstap_settings();
+            let tap = if settings == old {
+                None
+            } else {
+                let endpoint = settings.as_ref().map(|s| s.endpoint.to_string());
+                Some((
+                    endpoint,
+                    super::start_tap(&self.metrics, settings).map_err(LoadError::Dnstap)?,
+                ))
+            };
+            Ok((new, tap))
         });
         match result {
-            Ok(new) => {
+            Ok((new, tap)) => {
                 let old = self.loaded.load();
                 if old.config.listen.dns != new.config.listen.dns
                     || old.config.listen.admin != new.config.listen.admin
@@ -48,6 +64,16 @@ impl App {
                         &new.geoip_digest,
                         new.config.health.quorum(true),
                     );
+                }
+                if let Some((endpoint, tap)) = tap {
+                    match endpoint {
+                        Some(e) => info!(collector = %e, "dnstap: to this collector from now on"),
+                        None => info!("dnstap: off"),
+                    }
+                    // The workers take it as the snapshot this reload publishes reaches
+                    // them (or as they idle); the old tap's writer sends what it has, then
+                    // ends, once none holds it.
+                    self.dnstap.store(tap);
                 }
                 self.metrics.set_dnssec_keys(&new.dnssec_key_labels());
                 self.sync_sources(&new);

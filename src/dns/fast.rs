@@ -110,7 +110,7 @@ impl Handler {
             let reply = Reply { scope, widened };
             return Some(self.emit(
                 &mut w.stats,
-                &mut w.tap,
+                w.tap_to.as_ref().map(|_| &mut w.tap),
                 snap,
                 c,
                 &q,
@@ -128,7 +128,7 @@ impl Handler {
         let (cached, reply, store) = template_for(snap, name, q.qtype, src, ecs_net, sign)?;
         let sent = self.emit(
             &mut w.stats,
-            &mut w.tap,
+            w.tap_to.as_ref().map(|_| &mut w.tap),
             snap,
             &cached,
             &q,
@@ -161,7 +161,7 @@ impl Handler {
     fn emit(
         &self,
         stats: &mut LocalStats,
-        tap: &mut Decision,
+        tap: Option<&mut Decision>,
         snap: &Snapshot,
         c: &Cached,
         q: &wire::Query<'_>,

@@ -34,7 +34,7 @@ impl Handler {
     pub(super) fn general(
         &self,
         stats: &mut LocalStats,
-        tap: &mut Decision,
+        tap: Option<&mut Decision>,
         sigs: &mut SigCache,
         snap: &Snapshot,
         packet: &[u8],

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwapOption;
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::RecordType;
 use tracing::info;
@@ -53,8 +54,10 @@ pub struct Handler {
     rrl: Option<Arc<Limiter>>,
     /// Log every query at info (target `fedns::query`); off by default.
     query_log: bool,
-    /// dnstap of queries and replies; None when off.
-    dnstap: Option<Arc<Tap>>,
+    /// dnstap of queries and replies: the tap of the current config (None: off), which a
+    /// reload may replace. Each worker follows it when the snapshot changes (a reload
+    /// publishes one) or when it idles.
+    dnstap: Arc<ArcSwapOption<Tap>>,
 }
 
 /// The private state of one query worker (a UDP worker thread or a TCP connection): its
@@ -69,8 +72,9 @@ pub struct Worker {
     key: QuestionKey,
     /// What was decided for the query at hand, when dnstap is on and anything was.
     tap: Decision,
-    /// Its dnstap frames not yet handed to the writer (and the address queries arrive
-    /// at, dnstap's response address).
+    /// The tap it records to (None: dnstap is off), and its frames not yet handed to
+    /// that tap's writer (and the address queries arrive at, dnstap's response address).
+    tap_to: Option<Arc<Tap>>,
     tap_buf: dnstap::Buffer,
     /// The signatures it made, by RRset (a signed zone).
     sigs: SigCache,
@@ -88,6 +92,7 @@ impl Default for Worker {
             stats: LocalStats::default(),
             key: [0; MAX_NAME + 3],
             tap: Decision::NONE,
+            tap_to: None,
             tap_buf: dnstap::Buffer::default(),
             sigs: SigCache::default(),
             now: signed::unix_now(),
@@ -140,13 +145,13 @@ impl Handler {
             metrics,
             rrl: None,
             query_log,
-            dnstap: None,
+            dnstap: Arc::default(),
         }
     }
 
-    /// Turns on dnstap.
-    pub fn with_dnstap(mut self, tap: Option<Arc<Tap>>) -> Handler {
-        self.dnstap = tap;
+    /// dnstap to the tap `taps` holds, and to whichever one it holds later.
+    pub fn with_dnstap(mut self, taps: Arc<ArcSwapOption<Tap>>) -> Handler {
+        self.dnstap = taps;
         self
     }
 
@@ -159,7 +164,7 @@ impl Handler {
     /// Reads the clock as a batch of queries arrives, for `flush`: dnstap gives the
     /// batch's queries this time.
     pub fn arrival(&self, w: &mut Worker) -> Arrival {
-        if self.dnstap.is_some() {
+        if w.tap_to.is_some() {
             w.arrived = Stamp::now();
             Arrival::Wall(w.arrived)
         } else {
@@ -189,10 +194,11 @@ impl Handler {
         if w.cache.sync(&snap) {
             w.memo.clear();
             w.tap_buf.renamed();
+            self.follow_tap(w);
         }
-        let Some(tap) = self.dnstap.as_deref() else {
+        if w.tap_to.is_none() {
             return self.answer(w, &snap, packet, src, proto, out);
-        };
+        }
         w.tap = Decision::NONE;
         let sent = self.answer(w, &snap, packet, src, proto, out);
         let event = Event {
@@ -216,8 +222,31 @@ impl Handler {
                 .map(|p| p.as_str()),
             located: d.located.and_then(|l| LOCATED.get(usize::from(l))).copied(),
         };
-        tap.record(&mut w.tap_buf, &event, w.tap, words);
+        if let Some(tap) = &w.tap_to {
+            tap.record(&mut w.tap_buf, &event, w.tap, words);
+        }
         sent
+    }
+
+    /// Takes the tap of the current config, if a reload changed it (turned dnstap on or
+    /// off, or to another collector or other settings): the frames held go to the tap
+    /// they were made for, whose writer ends once no worker holds it.
+    fn follow_tap(&self, w: &mut Worker) {
+        let current = self.dnstap.load();
+        let same = match (&*current, &w.tap_to) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if let Some(old) = &w.tap_to {
+            old.hand_over(&mut w.tap_buf);
+        }
+        w.tap_to = Option::clone(&current);
+        // The batch at hand arrived before: its queries get this time.
+        w.arrived = Stamp::now();
     }
 
     /// The fast path, else the general one.
@@ -237,7 +266,7 @@ impl Handler {
         }
         self.general(
             &mut w.stats,
-            &mut w.tap,
+            w.tap_to.as_ref().map(|_| &mut w.tap),
             &mut w.sigs,
             snap,
             packet,
@@ -258,7 +287,7 @@ impl Handler {
         let elapsed = match arrival.into() {
             Arrival::Wall(then) => {
                 let now = Stamp::now();
-                if let Some(tap) = &self.dnstap {
+                if let Some(tap) = &w.tap_to {
                     tap.stamp(&mut w.tap_buf, now);
                 }
                 // Zero when the clock was set back in between.
@@ -266,7 +295,7 @@ impl Handler {
             }
             Arrival::Monotonic(then) => {
                 let elapsed = u64::try_from(then.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                if let Some(tap) = &self.dnstap {
+                if let Some(tap) = &w.tap_to {
                     tap.stamp(&mut w.tap_buf, Stamp::now());
                 }
                 elapsed
@@ -282,7 +311,8 @@ impl Handler {
     /// Hands over everything the worker holds back (its dnstap frames): called when it
     /// has no query to answer, and before it ends.
     pub fn idle(&self, w: &mut Worker) {
-        if let Some(tap) = &self.dnstap {
+        self.follow_tap(w);
+        if let Some(tap) = &w.tap_to {
             tap.hand_over(&mut w.tap_buf);
         }
     }
@@ -330,7 +360,7 @@ impl Handler {
     fn account(
         &self,
         stats: &mut LocalStats,
-        tap: &mut Decision,
+        tap: Option<&mut Decision>,
         snap: &Snapshot,
         o: &Outcome<'_>,
         name: &dyn std::fmt::Display,
@@ -341,7 +371,7 @@ impl Handler {
             stats.steered(o.steered.geo_order, o.steered.spilled, o.widened);
         }
         // A static answer without ECS decides nothing: no decision.
-        if self.dnstap.is_some()
+        if let Some(tap) = tap
             && (o.first_cluster.is_some() || o.located_by.is_some() || o.policy.is_some() || o.ecs)
         {
             *tap = Decision::from(Decided {

@@ -230,7 +230,7 @@ pub struct Counters {
 }
 
 /// The settings of a tap.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub endpoint: Endpoint,
     /// dnstap's `identity` (the host name by default) and `version` fields.

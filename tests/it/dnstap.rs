@@ -11,6 +11,7 @@ use fedns_testkit::dns::{Transport, answer_data, query};
 use fedns_testkit::process::Process;
 use fedns_testkit::server::{CONFIG, TestServer};
 use fedns_testkit::sys::tool;
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -18,13 +19,28 @@ const APP: &str = "app.default.myfed.svc.fed.example.com";
 
 /// fstrm_capture on a Unix socket, writing to `file`; waits for the socket.
 fn capture(socket: &Path, file: &Path) -> Process {
+    capture_logged(socket, file, None)
+}
+
+/// As `capture`, with fstrm_capture's debug messages (a connection accepted, a
+/// connection closing and the frames it carried) in `log`.
+fn capture_logged(socket: &Path, file: &Path, log: Option<&Path>) -> Process {
     let _ = std::fs::remove_file(socket);
     let mut cmd = Command::new(tool("fstrm_capture", "fstrm-bin"));
     cmd.args(["-t", "protobuf:dnstap.Dnstap", "-u"])
         .arg(socket)
         .arg("-w")
-        .arg(file)
-        .stderr(Stdio::null());
+        .arg(file);
+    match log {
+        Some(log) => {
+            // The connections' messages come at the third debug level.
+            cmd.args(["-d", "-d", "-d"])
+                .stderr(std::fs::File::create(log).expect("the capture's log"));
+        }
+        None => {
+            cmd.stderr(Stdio::null());
+        }
+    }
     let p = Process::spawn(&mut cmd).expect("start fstrm_capture");
     for _ in 0..100 {
         if socket.exists() {
@@ -314,4 +330,147 @@ async fn a_stalled_collector_costs_frames_not_answers() {
     )
     .await;
     server.stop().await;
+}
+
+/// Waits until fstrm_capture's `log` says the connection closed (fedns's writer sent a
+/// STOP and ended), and returns the frames it says the connection carried.
+async fn until_closed(log: &Path) -> u64 {
+    let mut frames = 0;
+    fedns_testkit::wait::eventually(PATIENCE, || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let closed = text.lines().find_map(|l| {
+            l.split_once("closing (read ")?
+                .1
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        });
+        if let Some(n) = closed {
+            frames = n;
+        }
+        async move {
+            match closed {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "no connection closed in {}:\n{text}",
+                    log.display()
+                )),
+            }
+        }
+    })
+    .await;
+    frames
+}
+
+/// Waits until a snapshot other than `before` is published (a reload publishes one; the
+/// query workers take the new tap as it reaches them).
+async fn until_published_after(
+    server: &TestServer,
+    before: &std::sync::Arc<fedns::snapshot::Snapshot>,
+) {
+    fedns_testkit::wait::eventually(PATIENCE, || {
+        let now = server.running.app.published.load_full();
+        async move {
+            if std::sync::Arc::ptr_eq(&now, before) {
+                Err("the reload published no snapshot".to_owned())
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await;
+}
+
+/// Reloads `server` with `config` written over its config file, and waits for the
+/// snapshot that reload publishes.
+async fn reload_with(server: &TestServer, config: &str) {
+    let before = server.running.app.published.load_full();
+    std::fs::write(&server.path, config).expect("write the config");
+    server.running.app.reload().expect("reload");
+    until_published_after(server, &before).await;
+}
+
+/// A reload moves dnstap to another collector, and turns it off: the first collector
+/// gets the frames from before the move and a STOP, the second those from after it, and
+/// once off no writer is left. No frame is lost or sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_dnstap_and_turns_it_off() {
+    let dir = work();
+    let (first_sock, second_sock) = (dir.join("first.sock"), dir.join("second.sock"));
+    let (first, second) = (dir.join("first.fstrm"), dir.join("second.fstrm"));
+    let (first_log, second_log) = (dir.join("first.log"), dir.join("second.log"));
+    let mut first_cap = capture_logged(&first_sock, &first, Some(&first_log));
+    let mut second_cap = capture_logged(&second_sock, &second, Some(&second_log));
+    let server = TestServer::start(&server_config(&first_sock, "")).await;
+    let client = server.client();
+    let sent = "fedns_dnstap_frames_total{outcome=\"sent\"} ";
+    client
+        .ask("before.fed.example.com", RecordType::A, None)
+        .await;
+    until_metric(&server, sent, 2.0).await;
+
+    // To the second collector: the first one's connection ends, with both frames.
+    reload_with(&server, &server_config(&second_sock, "")).await;
+    assert_eq!(until_closed(&first_log).await, 2);
+    client
+        .ask("moved.fed.example.com", RecordType::A, None)
+        .await;
+    until_metric(&server, sent, 4.0).await;
+
+    // Off: the second collector's connection ends too, with the two frames it got.
+    reload_with(&server, CONFIG).await;
+    assert_eq!(until_closed(&second_log).await, 2);
+    let off = client.ask("off.fed.example.com", RecordType::A, None).await;
+    assert_eq!(off.response_code, ResponseCode::NXDomain);
+    // Every frame went to a collector: none dropped or lost in the moves.
+    for (outcome, n) in [("sent", 4.0), ("dropped", 0.0), ("lost", 0.0)] {
+        let line = format!("fedns_dnstap_frames_total{{outcome=\"{outcome}\"}} ");
+        assert_eq!(metric(&server, &line).await, n, "{line}");
+    }
+    server.stop().await;
+    first_cap.terminate();
+    second_cap.terminate();
+    for (file, name) in [(&first, "before."), (&second, "moved.")] {
+        let text = dnstap_read(file, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines.iter().all(|l| l.contains(name)), "{text}");
+    }
+}
+
+/// `serve --dnstap` wins over the config's `dnstap` through reloads: a reload that
+/// changes the config's collector, or anything else, leaves the flag's in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_flag_outlasts_reloads() {
+    let dir = work();
+    let (flag_sock, config_sock) = (dir.join("flag.sock"), dir.join("config.sock"));
+    let (flag_file, flag_log) = (dir.join("flag.fstrm"), dir.join("flag.log"));
+    let mut cap = capture_logged(&flag_sock, &flag_file, Some(&flag_log));
+    let path = fedns_testkit::server::write_config("dnstap-flag", &server_config(&config_sock, ""));
+    let flag = fedns::config::DnstapConfig::to(Some(flag_sock.clone()), None);
+    let server = TestServer::start_with(path, |o| o.dnstap = Some(flag)).await;
+    let client = server.client();
+    let sent = "fedns_dnstap_frames_total{outcome=\"sent\"} ";
+    client
+        .ask("before.fed.example.com", RecordType::A, None)
+        .await;
+    until_metric(&server, sent, 2.0).await;
+    let other = dir.join("other.sock");
+    reload_with(&server, &server_config(&other, ", queue: 64")).await;
+    client
+        .ask("after.fed.example.com", RecordType::A, None)
+        .await;
+    until_metric(&server, sent, 4.0).await;
+    server.stop().await;
+    // The flag's collector had one connection throughout, closed as fedns stopped.
+    assert_eq!(until_closed(&flag_log).await, 4);
+    cap.terminate();
+    let log = std::fs::read_to_string(&flag_log).unwrap();
+    assert_eq!(log.matches("accepted new connection").count(), 1, "{log}");
+    let text = dnstap_read(&flag_file, false);
+    assert!(
+        text.contains("before.") && text.contains("after."),
+        "{text}"
+    );
 }

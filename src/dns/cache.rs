@@ -23,6 +23,7 @@ use hickory_proto::op::ResponseCode;
 use crate::answer::Steered;
 use crate::config::PolicyKind;
 use crate::dns::wire::Template;
+use crate::dnstap::Decision;
 use crate::snapshot::scope::ScopeMap;
 use crate::snapshot::{ClusterId, LocationKey, LocationSource, Locator, NetworkKey, Snapshot};
 
@@ -51,6 +52,9 @@ pub struct Cached {
     /// spillover): kept under the network's key, with a mark under the place's.
     pub per_network: bool,
     pub steered: Steered,
+    /// Its dnstap decision but for the scope and ECS of each reply (`with_reply`): made
+    /// once, rather than from the fields above for every reply.
+    pub decided: Decision,
     /// The scope map of each decision that depended on the client's location (None: the
     /// locating network's prefix), so that a hit gives each client its own scope.
     pub scope_maps: Box<[Option<Arc<ScopeMap>>]>,

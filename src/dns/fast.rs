@@ -212,6 +212,7 @@ impl Handler {
             scope,
             steered: c.steered,
             widened: reply.widened,
+            decided: Some(c.decided),
         };
         self.account(stats, tap, snap, &outcome, &wire::NameText(q.qname));
         true
@@ -277,7 +278,14 @@ fn template_for(
     } else {
         Keep::ForAll
     };
+    let decided = super::decided(
+        a.first_cluster,
+        a.first_policy,
+        a.located_by.as_ref(),
+        a.fail_open,
+    );
     let cached = Cached {
+        decided,
         template,
         rcode: a.rcode,
         client_dependent: a.client_dependent,

@@ -123,6 +123,7 @@ impl Handler {
             ecs: reply.ecs,
             scope: a.scope,
             steered: a.steered,
+            decided: None,
             widened: a.widened,
         };
         let name = request

@@ -370,18 +370,14 @@ impl Handler {
             stats.geo_answer(o.ecs, o.located_by, o.fail_open, o.first_cluster);
             stats.steered(o.steered.geo_order, o.steered.spilled, o.widened);
         }
-        // A static answer without ECS decides nothing: no decision.
-        if let Some(tap) = tap
-            && (o.first_cluster.is_some() || o.located_by.is_some() || o.policy.is_some() || o.ecs)
-        {
-            *tap = Decision::from(Decided {
-                cluster: o.first_cluster,
-                policy: o.policy.map(|p| p as u8),
-                scope: o.scope,
-                ecs: o.ecs,
-                located: o.located_by.map(located_code),
-                fail_open: o.fail_open,
-            });
+        if let Some(tap) = tap {
+            let base = o
+                .decided
+                .unwrap_or_else(|| decided(o.first_cluster, o.policy, o.located_by, o.fail_open));
+            // A static answer without ECS decides nothing: no decision.
+            if base != Decision::NONE || o.ecs {
+                *tap = base.with_reply(o.scope, o.ecs);
+            }
         }
         if self.query_log {
             let cluster = o
@@ -422,6 +418,27 @@ struct Outcome<'a> {
     steered: Steered,
     /// The ECS scope is wider than the network that placed the client.
     widened: bool,
+    /// The answer's dnstap decision but for the reply's scope and ECS, when it was kept
+    /// with the answer (None: made from the fields above).
+    decided: Option<Decision>,
+}
+
+/// An answer's dnstap decision, but for the scope and ECS of its reply
+/// (`Decision::with_reply`).
+fn decided(
+    cluster: Option<ClusterId>,
+    policy: Option<PolicyKind>,
+    located: Option<&LocationSource>,
+    fail_open: bool,
+) -> Decision {
+    Decision::from(Decided {
+        cluster,
+        policy: policy.map(|p| p as u8),
+        scope: 0,
+        ecs: false,
+        located: located.map(located_code),
+        fail_open,
+    })
 }
 
 /// What placed a client, as one word (dnstap's `located=`), by `located_code`.

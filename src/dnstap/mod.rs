@@ -159,6 +159,13 @@ impl Decision {
     /// Nothing was decided.
     pub const NONE: Decision = Decision(0);
 
+    /// This decision (whose scope is 0 and ECS off: an answer's, kept with it) as one
+    /// reply gave it: with its ECS scope, and whether an ECS option came.
+    #[inline(always)]
+    pub fn with_reply(self, scope: u8, ecs: bool) -> Decision {
+        Decision(self.0 | u64::from(scope) << 35 | u64::from(ecs) << 43)
+    }
+
     /// Its parts.
     pub fn parts(self) -> Decided {
         let minus_one = |bits: u64, width: u32| {

@@ -192,8 +192,11 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
     let server = TestServer::start(&server_config(&socket, "")).await;
     let client = server.client();
     let began = unix_ms();
-    let geo = client.ask(APP, RecordType::A, Some("198.18.0.0/24")).await;
-    assert_eq!(answer_data(&geo), ["192.0.2.10"]);
+    // Twice: the second reply comes from the worker's cache, with the decision kept there.
+    for _ in 0..2 {
+        let geo = client.ask(APP, RecordType::A, Some("198.18.0.0/24")).await;
+        assert_eq!(answer_data(&geo), ["192.0.2.10"]);
+    }
     let txt = client
         .exchange(
             &query("status.fed.example.com", RecordType::TXT, None),
@@ -205,12 +208,12 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
         .ask("nothing.fed.example.com", RecordType::A, None)
         .await;
     let ended = unix_ms();
-    until_metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ", 6.0).await;
+    until_metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ", 8.0).await;
     cap.terminate();
 
     let text = dnstap_read(&first, false);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 6, "{text}");
+    assert_eq!(lines.len(), 8, "{text}");
     // Each message's time (a query's arrival, a reply's sending) lies within the test's
     // queries, to dnstap-read's millisecond; a reply's is not before its query's.
     let times: Vec<i64> = lines.iter().map(|l| line_ms(l)).collect();
@@ -232,7 +235,7 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
     // so the file keeps each worker's order, not the queries'. The frames of `extra`
     // are in the file's order, as dnstap-read's lines are.
     let extras = extras(&first);
-    assert_eq!(extras.len(), 6, "{extras:?}");
+    assert_eq!(extras.len(), 8, "{extras:?}");
     for (kind, proto, name, extra) in [
         // A query carries no decision; its response does.
         (
@@ -259,6 +262,17 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
             .unwrap_or_else(|| panic!("no {kind} {proto} {name} in\n{text}"));
         assert_eq!(extras[at], extra, "{}", lines[at]);
     }
+    // Both geo replies, the cached one too, carry the decision.
+    let geo_replies: Vec<&String> = lines
+        .iter()
+        .zip(&extras)
+        .filter(|(l, _)| l.contains(" AR ") && l.contains(APP))
+        .map(|(_, x)| x)
+        .collect();
+    assert_eq!(
+        geo_replies, ["cluster=us-east policy=nearest located=city scope=24 fail_open=0"; 2],
+        "{text}"
+    );
     // One worker's frames keep its order: the UDP query before its response.
     let udp: Vec<&&str> = lines.iter().filter(|l| l.contains("UDP")).collect();
     assert!(udp[0].contains(" AQ ") && udp[1].contains(" AR "), "{text}");
@@ -278,7 +292,7 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
         async move {
             client.ask(APP, RecordType::A, Some("198.18.2.0/24")).await;
             let sent = metric(server, "fedns_dnstap_frames_total{outcome=\"sent\"} ").await;
-            if sent >= 8.0 {
+            if sent >= 10.0 {
                 Ok(())
             } else {
                 Err(format!("{sent} frames sent"))

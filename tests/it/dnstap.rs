@@ -16,6 +16,8 @@ use hickory_proto::rr::RecordType;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 const APP: &str = "app.default.myfed.svc.fed.example.com";
+/// The metric line of the frames sent to a collector.
+const SENT: &str = "fedns_dnstap_frames_total{outcome=\"sent\"} ";
 
 /// fstrm_capture on a Unix socket, writing to `file`; waits for the socket.
 fn capture(socket: &Path, file: &Path) -> Process {
@@ -208,7 +210,7 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
         .ask("nothing.fed.example.com", RecordType::A, None)
         .await;
     let ended = unix_ms();
-    until_metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ", 8.0).await;
+    until_metric(&server, SENT, 8.0).await;
     cap.terminate();
 
     let text = dnstap_read(&first, false);
@@ -291,7 +293,7 @@ async fn a_real_collector_gets_queries_replies_and_decisions() {
         let (client, server) = (&client, &server);
         async move {
             client.ask(APP, RecordType::A, Some("198.18.2.0/24")).await;
-            let sent = metric(server, "fedns_dnstap_frames_total{outcome=\"sent\"} ").await;
+            let sent = metric(server, SENT).await;
             if sent >= 10.0 {
                 Ok(())
             } else {
@@ -320,7 +322,7 @@ async fn a_stalled_collector_costs_frames_not_answers() {
     let server = TestServer::start(&server_config(&socket, ", queue: 16")).await;
     let client = server.client();
     client.ask(APP, RecordType::A, Some("198.18.0.0/24")).await;
-    until_metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ", 2.0).await;
+    until_metric(&server, SENT, 2.0).await;
     cap.signal("STOP");
     // Enough replies to fill the socket's buffer, then the queue.
     for i in 0..3000u32 {
@@ -335,14 +337,9 @@ async fn a_stalled_collector_costs_frames_not_answers() {
         "nothing dropped while the collector was stopped"
     );
     cap.signal("CONT");
-    let sent = metric(&server, "fedns_dnstap_frames_total{outcome=\"sent\"} ").await;
+    let sent = metric(&server, SENT).await;
     client.ask(APP, RecordType::A, Some("198.18.1.0/24")).await;
-    until_metric(
-        &server,
-        "fedns_dnstap_frames_total{outcome=\"sent\"} ",
-        sent + 2.0,
-    )
-    .await;
+    until_metric(&server, SENT, sent + 2.0).await;
     server.stop().await;
 }
 
@@ -418,11 +415,10 @@ async fn a_reload_moves_dnstap_and_turns_it_off() {
     let mut second_cap = capture_logged(&second_sock, &second, Some(&second_log));
     let server = TestServer::start(&server_config(&first_sock, "")).await;
     let client = server.client();
-    let sent = "fedns_dnstap_frames_total{outcome=\"sent\"} ";
     client
         .ask("before.fed.example.com", RecordType::A, None)
         .await;
-    until_metric(&server, sent, 2.0).await;
+    until_metric(&server, SENT, 2.0).await;
 
     // To the second collector: the first one's connection ends, with both frames.
     reload_with(&server, &server_config(&second_sock, "")).await;
@@ -430,7 +426,7 @@ async fn a_reload_moves_dnstap_and_turns_it_off() {
     client
         .ask("moved.fed.example.com", RecordType::A, None)
         .await;
-    until_metric(&server, sent, 4.0).await;
+    until_metric(&server, SENT, 4.0).await;
 
     // Off: the second collector's connection ends too, with the two frames it got.
     reload_with(&server, CONFIG).await;
@@ -465,17 +461,16 @@ async fn the_serve_flag_outlasts_reloads() {
     let flag = fedns::config::DnstapConfig::to(Some(flag_sock.clone()), None);
     let server = TestServer::start_with(path, |o| o.dnstap = Some(flag)).await;
     let client = server.client();
-    let sent = "fedns_dnstap_frames_total{outcome=\"sent\"} ";
     client
         .ask("before.fed.example.com", RecordType::A, None)
         .await;
-    until_metric(&server, sent, 2.0).await;
+    until_metric(&server, SENT, 2.0).await;
     let other = dir.join("other.sock");
     reload_with(&server, &server_config(&other, ", queue: 64")).await;
     client
         .ask("after.fed.example.com", RecordType::A, None)
         .await;
-    until_metric(&server, sent, 4.0).await;
+    until_metric(&server, SENT, 4.0).await;
     server.stop().await;
     // The flag's collector had one connection throughout, closed as fedns stopped.
     assert_eq!(until_closed(&flag_log).await, 4);

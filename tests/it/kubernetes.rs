@@ -88,6 +88,17 @@ async fn federation_built(
     TestServer::start_at(dir.join("fedns.yaml")).await
 }
 
+/// Polls `/readyz` until it answers 200.
+async fn until_ready(server: &TestServer) {
+    until_eq(
+        PATIENCE,
+        "/readyz",
+        || async { fedns_testkit::http::get(server.admin, "/readyz").await.0 },
+        200,
+    )
+    .await;
+}
+
 /// us-east and eu-west, each with `app` (192.0.2.10 and 198.51.100.10), and fedns
 /// watching both, once both are synced and New York is answered from us-east.
 async fn two_clusters_with_app() -> (FakeCluster, FakeCluster, TestServer, DnsClient) {
@@ -435,13 +446,7 @@ async fn readiness_waits_for_sync_and_bad_credentials_do_not_block_others() {
     );
     // Ready once the snapshot that marks us-east stale is published (the store has it
     // first).
-    until_eq(
-        PATIENCE,
-        "/readyz",
-        || async { fedns_testkit::http::get(server.admin, "/readyz").await.0 },
-        200,
-    )
-    .await;
+    until_ready(&server).await;
     server.stop().await;
 }
 
@@ -687,13 +692,7 @@ async fn gateway_api_routes_are_answered_by_geo_and_backend_readiness() {
     )
     .await;
     // Every cluster synced, the one without the CRDs too: ready.
-    until_eq(
-        PATIENCE,
-        "/readyz",
-        || async { fedns_testkit::http::get(server.admin, "/readyz").await.0 },
-        200,
-    )
-    .await;
+    until_ready(&server).await;
     // us-east's backend has no ready endpoint any more: New York goes to eu-west.
     us.apply(
         Resource::EndpointSlices,
@@ -1071,12 +1070,6 @@ async fn namespaces_that_cannot_be_listed_do_not_make_the_cluster_stale() {
             .any(|r| r.contains("/api/v1/namespaces?")),
         "the Namespaces were never asked for"
     );
-    until_eq(
-        PATIENCE,
-        "/readyz",
-        || async { fedns_testkit::http::get(server.admin, "/readyz").await.0 },
-        200,
-    )
-    .await;
+    until_ready(&server).await;
     server.stop().await;
 }

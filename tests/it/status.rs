@@ -171,6 +171,31 @@ async fn the_status_page_shows_where_the_world_goes_and_follows_a_failure() {
         bytes += body.len();
     }
     assert!(bytes < 500_000, "the page loads {bytes} bytes");
+    // Each probe row names its target: address, port and kind.
+    let want = [
+        format!("127.0.0.11:{port} (tcp)"),
+        format!("127.0.0.12:{port} (tcp)"),
+    ];
+    fedns_testkit::wait::until_eq(
+        PATIENCE,
+        "the probes' targets",
+        || async {
+            let (_, state) =
+                fedns_testkit::http::get(server.admin, &format!("/status/state.json?name={APP}"))
+                    .await;
+            let state: serde_json::Value = serde_json::from_str(&state).expect("JSON");
+            let mut targets: Vec<String> = state["probes"]
+                .as_array()
+                .expect("probes")
+                .iter()
+                .map(|p| p["target"].as_str().expect("a target").to_owned())
+                .collect();
+            targets.sort_unstable();
+            targets
+        },
+        &want,
+    )
+    .await;
 
     // Loaded in a browser: no console message at all, and three countries shaded as
     // explain decides for clients there (New York, London, Tokyo in the test database).
@@ -245,6 +270,72 @@ async fn the_status_page_shows_where_the_world_goes_and_follows_a_failure() {
     eprintln!(
         "status page: the map followed the failure {:.1} s after the load balancer stopped (probe interval 100 ms, fall 2, page poll 1 s, one browser start)",
         stopped.elapsed().as_secs_f64()
+    );
+    server.stop().await;
+}
+
+/// A federation of more names than the picker lists: the filter (in the page's address,
+/// as a typed filter leaves it) narrows the picker to the names that contain it and
+/// shows the first of them; `state.json` says how many match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filter_finds_any_name_of_a_large_federation() {
+    let services: String = (0..600)
+        .map(|i| {
+            format!("      - {{ namespace: default, name: svc-{i:03}, addresses: [192.0.2.10] }}\n")
+        })
+        .collect();
+    let server = TestServer::start(&format!(
+        "zone: fed.example.com\nfederation: myfed\nzone_file: fed.zone\n\
+         geoip: {{ database: city.mmdb }}\nhealth: {{ probe: none }}\n\
+         clusters:\n  - name: us-east\n    region: us-east-1\n    services:\n{services}"
+    ))
+    .await;
+    let name = |i: usize| format!("svc-{i:03}.default.myfed.svc.fed.example.com");
+    let state = |query: &'static str| {
+        let admin = server.admin;
+        async move {
+            let (status, body) =
+                fedns_testkit::http::get(admin, &format!("/status/state.json?{query}")).await;
+            assert_eq!(status, 200, "{query}: {body}");
+            serde_json::from_str::<serde_json::Value>(&body).expect("state.json is JSON")
+        }
+    };
+    let all = state("").await;
+    assert_eq!(all["names"].as_array().unwrap().len(), 500);
+    assert_eq!(
+        (&all["names_matched"], &all["names_total"]),
+        (&600.into(), &600.into())
+    );
+    let some = state("filter=SVC-59").await;
+    let want: Vec<String> = (590..600).map(name).collect();
+    assert_eq!(some["names"], serde_json::json!(want));
+    assert_eq!(some["names_matched"], 10);
+    assert_eq!(some["name"], name(590));
+    // A name asked for is shown whatever the filter.
+    let asked = state("filter=svc-59&name=svc-007.default.myfed.svc.fed.example.com").await;
+    assert_eq!(asked["name"], name(7));
+
+    let (dom, log) = browse(
+        &format!("http://{}/?filter=svc-59", server.admin),
+        &["--dump-dom"],
+    );
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let select = &dom[dom.find("<select id=\"name\"").expect("the name picker")..];
+    let select = &select[..select.find("</select>").expect("the picker's end")];
+    let options: Vec<&str> = select
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| &o[..o.find('"').unwrap()])
+        .collect();
+    assert_eq!(options, want, "{select}");
+    assert!(
+        dom.contains("10 of 600 names match"),
+        "no count of the matching names in {dom}"
+    );
+    assert!(
+        dom.contains(&format!("<title>{} · fedns status</title>", name(590))),
+        "the first match is not the name shown"
     );
     server.stop().await;
 }

@@ -116,7 +116,7 @@ pub fn route(shared: &View<'_>, path: &str, query: &str) -> Option<Reply> {
     Some(match path {
         "/" | "/status" | "/status/" => (200, "text/html; charset=utf-8", PAGE.to_owned()),
         "/status/world.json" => (200, "application/json", WORLD.to_owned()),
-        "/status/state.json" => match state(shared, get("name"), get("type")) {
+        "/status/state.json" => match state(shared, get("name"), get("type"), get("filter")) {
             Ok(v) => (200, "application/json", v.to_string()),
             Err(e) => (404, "text/plain; charset=utf-8", format!("{e}\n")),
         },
@@ -167,22 +167,52 @@ fn names(snap: &Snapshot) -> Vec<(String, &FedName)> {
 
 /// The name asked for (its domain name and its federated name), else the first in order.
 fn chosen(snap: &Snapshot, name: Option<&str>) -> Result<(String, FedName), String> {
-    let all = names(snap);
+    chosen_of(&names(snap), name)
+}
+
+/// The name asked for among `names`, else the first of them.
+fn chosen_of(
+    names: &[(String, &FedName)],
+    name: Option<&str>,
+) -> Result<(String, FedName), String> {
     let pick = match name.map(|n| n.trim_end_matches('.').to_ascii_lowercase()) {
-        Some(n) => all
+        Some(n) => names
             .iter()
             .find(|(d, _)| *d == n)
             .ok_or_else(|| format!("no federated name {n}"))?,
-        None => all.first().ok_or("no federated name yet")?,
+        None => names.first().ok_or("no federated name yet")?,
     };
     Ok((pick.0.clone(), pick.1.clone()))
 }
 
-/// `state.json`.
-fn state(shared: &View<'_>, name: Option<&str>, t: Option<&str>) -> Result<Value, String> {
+/// The names that contain `filter` (ignoring case; every name without one), in order.
+fn matching<'a, 'n>(
+    names: &'a [(String, &'n FedName)],
+    filter: Option<&str>,
+) -> Vec<&'a (String, &'n FedName)> {
+    let filter = filter.map(|f| f.trim().trim_end_matches('.').to_ascii_lowercase());
+    names
+        .iter()
+        .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
+        .collect()
+}
+
+/// `state.json`: the state of `name` (else the first name that contains `filter`, else
+/// the first name) for `t`, with the names that contain `filter` for the picker (at most
+/// `MAX_NAMES` of them, and how many there are).
+fn state(
+    shared: &View<'_>,
+    name: Option<&str>,
+    t: Option<&str>,
+    filter: Option<&str>,
+) -> Result<Value, String> {
     let snap = shared.published.load_full();
     let all = names(&snap);
-    let (fqdn, fed) = chosen(&snap, name)?;
+    let matched = matching(&all, filter);
+    let (fqdn, fed) = match (name, matched.first()) {
+        (None, Some((n, f))) => (n.clone(), (*f).clone()),
+        _ => chosen_of(&all, name)?,
+    };
     let qtype = qtype(t);
     let qname = Name::from_ascii(&fqdn).map_err(|e| e.to_string())?;
     let q = answer::Question {
@@ -290,7 +320,7 @@ fn state(shared: &View<'_>, name: Option<&str>, t: Option<&str>) -> Result<Value
                 .and_then(|c| snap.clusters.get(usize::from(*c)))
                 .map(|c| c.name.clone());
             json!({
-                "target": t.probe(),
+                "target": t.to_string(),
                 "cluster": cluster,
                 "state": if s.health == Health::Healthy { "healthy" } else { "unhealthy" },
                 "last": match &s.last_result {
@@ -304,7 +334,8 @@ fn state(shared: &View<'_>, name: Option<&str>, t: Option<&str>) -> Result<Value
         .collect();
     Ok(json!({
         "generated": rfc3339(SystemTime::now(), false),
-        "names": all.iter().take(MAX_NAMES).map(|(n, _)| n).collect::<Vec<_>>(),
+        "names": matched.iter().take(MAX_NAMES).map(|(n, _)| n).collect::<Vec<_>>(),
+        "names_matched": matched.len(),
         "names_total": all.len(),
         "name": fqdn,
         "type": qtype.to_string(),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -64,6 +64,8 @@ pub struct Options {
 
 /// How long stopping waits for the fleet tasks to delete this replica's Leases.
 const FLEET_STOP: Duration = Duration::from_secs(3);
+/// How long stopping waits for the dnstap writer to send what it holds.
+const DNSTAP_STOP: Duration = Duration::from_secs(2);
 
 /// The running app: the loaded config, the store, the health table, the published snapshot
 /// and the metrics, with the sources' lifecycle, publishing, reload and readiness.
@@ -91,9 +93,11 @@ pub struct App {
     sources: Mutex<Sources>,
     /// The tap of the current config's `dnstap` (None: off), replaced by a reload that
     /// changes its settings; the query workers follow it.
-    dnstap: Arc<ArcSwapOption<Tap>>,
+    dnstap: Arc<dnstap::Current>,
     /// `serve --dnstap`: wins over every config's `dnstap`.
     dnstap_flag: Option<DnstapConfig>,
+    /// Held through a reload: SIGHUP, a changed file and a caller of `reload` take turns.
+    reloading: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -131,6 +135,14 @@ impl Running {
         self.dns.shutdown().await;
         for t in &self.tasks {
             t.abort();
+        }
+        // The workers are gone: the dnstap writer sends what it holds and a STOP.
+        let dnstap = self.app.dnstap.clone();
+        let ended = tokio::task::spawn_blocking(move || dnstap.stop(DNSTAP_STOP)).await;
+        if !matches!(ended, Ok(true)) {
+            warn!(
+                "dnstap: the writer had not sent everything in {DNSTAP_STOP:?}; the rest is lost"
+            );
         }
         // The fleet tasks delete this replica's Leases (each within its own timeout), so
         // that its vote ends now; then they end.
@@ -228,8 +240,9 @@ pub async fn start(mut loaded: LoadedConfig, options: &Options) -> Result<Runnin
         draining: AtomicBool::new(false),
         stopping: tokio::sync::watch::Sender::new(false),
         sources: Mutex::default(),
-        dnstap: Arc::new(ArcSwapOption::new(dnstap)),
+        dnstap: Arc::new(dnstap::Current::new(dnstap)),
         dnstap_flag: options.dnstap.clone(),
+        reloading: Mutex::default(),
     });
     app.sync_sources(&app.loaded.load());
     // Gauges exist from the start, not from the first rebuild.

@@ -25,6 +25,7 @@ impl App {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        let _turn = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let result = LoadedConfig::from_file(path).and_then(|mut new| {
             if let Some(d) = &self.dnstap_flag {
                 new.config.dnstap = Some(d.clone());
@@ -73,7 +74,7 @@ impl App {
                     // The workers take it as the snapshot this reload publishes reaches
                     // them (or as they idle); the old tap's writer sends what it has, then
                     // ends, once none holds it.
-                    self.dnstap.store(tap);
+                    self.dnstap.set(tap);
                 }
                 self.metrics.set_dnssec_keys(&new.dnssec_key_labels());
                 self.sync_sources(&new);

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwapOption;
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::RecordType;
 use tracing::info;
@@ -55,9 +54,8 @@ pub struct Handler {
     /// Log every query at info (target `fedns::query`); off by default.
     query_log: bool,
     /// dnstap of queries and replies: the tap of the current config (None: off), which a
-    /// reload may replace. Each worker follows it when the snapshot changes (a reload
-    /// publishes one) or when it idles.
-    dnstap: Arc<ArcSwapOption<Tap>>,
+    /// reload may replace. Each worker follows it as a batch begins and as it idles.
+    dnstap: Arc<dnstap::Current>,
 }
 
 /// The private state of one query worker (a UDP worker thread or a TCP connection): its
@@ -75,6 +73,8 @@ pub struct Worker {
     /// The tap it records to (None: dnstap is off), and its frames not yet handed to
     /// that tap's writer (and the address queries arrive at, dnstap's response address).
     tap_to: Option<Arc<Tap>>,
+    /// The count of taps set (`dnstap::Current::generation`) when it took `tap_to`.
+    tap_generation: u64,
     tap_buf: dnstap::Buffer,
     /// The signatures it made, by RRset (a signed zone).
     sigs: SigCache,
@@ -93,6 +93,7 @@ impl Default for Worker {
             key: [0; MAX_NAME + 3],
             tap: Decision::NONE,
             tap_to: None,
+            tap_generation: u64::MAX,
             tap_buf: dnstap::Buffer::default(),
             sigs: SigCache::default(),
             now: signed::unix_now(),
@@ -149,9 +150,9 @@ impl Handler {
         }
     }
 
-    /// dnstap to the tap `taps` holds, and to whichever one it holds later.
-    pub fn with_dnstap(mut self, taps: Arc<ArcSwapOption<Tap>>) -> Handler {
-        self.dnstap = taps;
+    /// dnstap to the tap `current` holds, and to whichever one it holds later.
+    pub fn with_dnstap(mut self, current: Arc<dnstap::Current>) -> Handler {
+        self.dnstap = current;
         self
     }
 
@@ -164,6 +165,9 @@ impl Handler {
     /// Reads the clock as a batch of queries arrives, for `flush`: dnstap gives the
     /// batch's queries this time.
     pub fn arrival(&self, w: &mut Worker) -> Arrival {
+        if self.dnstap.generation() != w.tap_generation {
+            self.follow_tap(w);
+        }
         if w.tap_to.is_some() {
             w.arrived = Stamp::now();
             Arrival::Wall(w.arrived)
@@ -194,7 +198,6 @@ impl Handler {
         if w.cache.sync(&snap) {
             w.memo.clear();
             w.tap_buf.renamed();
-            self.follow_tap(w);
         }
         if w.tap_to.is_none() {
             return self.answer(w, &snap, packet, src, proto, out);
@@ -228,12 +231,15 @@ impl Handler {
         sent
     }
 
-    /// Takes the tap of the current config, if a reload changed it (turned dnstap on or
-    /// off, or to another collector or other settings): the frames held go to the tap
-    /// they were made for, whose writer ends once no worker holds it.
+    /// Takes the tap of the current config, set since the worker last looked (a reload
+    /// turned dnstap on or off, or to another collector or other settings). Called
+    /// between batches: the frames held, all stamped, go to the tap they were made for,
+    /// whose writer ends once no worker holds it.
+    #[cold]
     fn follow_tap(&self, w: &mut Worker) {
-        let current = self.dnstap.load();
-        let same = match (&*current, &w.tap_to) {
+        let (current, generation) = self.dnstap.load();
+        w.tap_generation = generation;
+        let same = match (&current, &w.tap_to) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
@@ -244,9 +250,7 @@ impl Handler {
         if let Some(old) = &w.tap_to {
             old.hand_over(&mut w.tap_buf);
         }
-        w.tap_to = Option::clone(&current);
-        // The batch at hand arrived before: its queries get this time.
-        w.arrived = Stamp::now();
+        w.tap_to = current;
     }
 
     /// The fast path, else the general one.
@@ -311,7 +315,9 @@ impl Handler {
     /// Hands over everything the worker holds back (its dnstap frames): called when it
     /// has no query to answer, and before it ends.
     pub fn idle(&self, w: &mut Worker) {
-        self.follow_tap(w);
+        if self.dnstap.generation() != w.tap_generation {
+            self.follow_tap(w);
+        }
         if let Some(tap) = &w.tap_to {
             tap.hand_over(&mut w.tap_buf);
         }

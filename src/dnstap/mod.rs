@@ -26,11 +26,13 @@ use std::io::{BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
@@ -348,6 +350,68 @@ const HAND_OVER_AFTER: Duration = Duration::from_millis(50);
 /// Buffers the writer keeps for the workers to take back.
 const POOL: usize = 16;
 
+/// The tap of the current config (None: dnstap off), which a reload may replace, and how
+/// many times it was set: a query worker compares that count as each batch begins and
+/// as it idles, and takes the tap only when the count moved, so a batch's frames all go
+/// to one tap.
+#[derive(Debug, Default)]
+pub struct Current {
+    tap: ArcSwapOption<Tap>,
+    generation: AtomicU64,
+}
+
+impl Current {
+    pub fn new(tap: Option<Arc<Tap>>) -> Current {
+        Current {
+            tap: ArcSwapOption::new(tap),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes `tap` the current one. The one before ends once no worker holds it.
+    pub fn set(&self, tap: Option<Arc<Tap>>) {
+        self.tap.store(tap);
+        // After the store: a worker that sees the count sees this tap or a later one.
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times a tap was set.
+    #[inline(always)]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current tap and the count it goes with.
+    pub fn load(&self) -> (Option<Arc<Tap>>, u64) {
+        let generation = self.generation();
+        (self.tap.load_full(), generation)
+    }
+
+    /// No tap from now on; waits up to `wait` for the last one's writer to send what it
+    /// holds and a STOP, once the workers have let the tap go (the caller stopped them).
+    /// False: it had not ended by then.
+    pub fn stop(&self, wait: Duration) -> bool {
+        let Some(tap) = self.tap.swap(None) else {
+            return true;
+        };
+        self.generation.fetch_add(1, Ordering::Release);
+        let writer = tap.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(tap);
+        let Some(writer) = writer else {
+            return true;
+        };
+        let deadline = Instant::now() + wait;
+        while !writer.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = writer.join();
+        true
+    }
+}
+
 /// The query path's end of a tap: recording an event never blocks.
 pub struct Tap {
     tx: SyncSender<Batch>,
@@ -363,6 +427,8 @@ pub struct Tap {
     queries: bool,
     responses: bool,
     dropped: IntCounter,
+    /// The writer thread, for `Current::stop` to wait on.
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Tap {
@@ -382,7 +448,7 @@ impl Tap {
         let dropped = counters.dropped.clone();
         let queued = Arc::new(AtomicUsize::new(0));
         let budget = settings.queue.max(1).saturating_mul(BYTES_PER_EVENT);
-        let tap = Tap {
+        let mut tap = Tap {
             tx,
             queued: queued.clone(),
             budget,
@@ -393,10 +459,12 @@ impl Tap {
             queries: settings.queries,
             responses: settings.responses,
             dropped,
+            writer: Mutex::default(),
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("fedns-dnstap".into())
             .spawn(move || writer(settings, counters, rx, pool_tx, queued))?;
+        tap.writer = Mutex::new(Some(writer));
         Ok(tap)
     }
 

@@ -483,3 +483,46 @@ async fn the_serve_flag_outlasts_reloads() {
         "{text}"
     );
 }
+
+/// `fedns serve` stopped by SIGTERM sends the frames it still holds and a STOP before it
+/// exits: the collector's connection closes with every frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_the_last_frames_and_a_stop() {
+    let dir = work();
+    let (socket, file, log) = (
+        dir.join("tap.sock"),
+        dir.join("out.fstrm"),
+        dir.join("out.log"),
+    );
+    let mut cap = capture_logged(&socket, &file, Some(&log));
+    let path = fedns_testkit::server::write_config("dnstap-sigterm", CONFIG);
+    let mut cmd = fedns_testkit::process::serve_command(env!("CARGO_BIN_EXE_fedns"));
+    cmd.args(["--drain", "0s", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .arg("--dnstap")
+        .arg(format!("unix:{}", socket.display()))
+        .stderr(Stdio::null());
+    let mut fedns = Process::spawn(&mut cmd).expect("start fedns");
+    let listening = fedns
+        .wait_listening(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("fedns did not listen: {e}"));
+    let client = fedns_testkit::dns::DnsClient {
+        server: listening.dns[0],
+    };
+    for i in 0..3 {
+        let m = client
+            .ask(&format!("q{i}.fed.example.com"), RecordType::A, None)
+            .await;
+        assert_eq!(m.response_code, ResponseCode::NXDomain);
+    }
+    // Straight away: the frames are still in the worker's buffer or the queue.
+    let status = fedns.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(until_closed(&log).await, 6);
+    cap.terminate();
+    let text = dnstap_read(&file, false);
+    for i in 0..3 {
+        let name = format!("q{i}.fed.example.com");
+        assert_eq!(text.matches(&name).count(), 2, "{name} in\n{text}");
+    }
+}

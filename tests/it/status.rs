@@ -337,5 +337,14 @@ async fn the_filter_finds_any_name_of_a_large_federation() {
         dom.contains(&format!("<title>{} · fedns status</title>", name(590))),
         "the first match is not the name shown"
     );
+    // A filter that matches nothing says so (the name shown stays the first).
+    let (dom, _) = browse(
+        &format!("http://{}/?filter=nothing-like-it", server.admin),
+        &["--dump-dom"],
+    );
+    assert!(
+        dom.contains("no name of 600 contains “nothing-like-it”"),
+        "no word of the empty match in {dom}"
+    );
     server.stop().await;
 }

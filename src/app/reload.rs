@@ -71,9 +71,8 @@ impl App {
                         Some(e) => info!(collector = %e, "dnstap: to this collector from now on"),
                         None => info!("dnstap: off"),
                     }
-                    // The workers take it as the snapshot this reload publishes reaches
-                    // them (or as they idle); the old tap's writer sends what it has, then
-                    // ends, once none holds it.
+                    // Each worker takes it as its next batch begins (or as it idles); the
+                    // old tap's writer sends what it has, then ends, once none holds it.
                     self.dnstap.set(tap);
                 }
                 self.metrics.set_dnssec_keys(&new.dnssec_key_labels());

@@ -21,7 +21,6 @@ use foldhash::fast::RandomState;
 use hickory_proto::op::ResponseCode;
 
 use crate::answer::Steered;
-use crate::config::PolicyKind;
 use crate::dns::wire::Template;
 use crate::dnstap::Decision;
 use crate::snapshot::scope::ScopeMap;
@@ -44,7 +43,6 @@ pub struct Cached {
     /// network's prefix (else 0).
     pub client_dependent: bool,
     pub first_cluster: Option<ClusterId>,
-    pub first_policy: Option<PolicyKind>,
     pub located_by: Option<LocationSource>,
     pub fail_open: bool,
     pub answers: u16,
@@ -53,7 +51,7 @@ pub struct Cached {
     pub per_network: bool,
     pub steered: Steered,
     /// Its dnstap decision but for the scope and ECS of each reply (`with_reply`): made
-    /// once, rather than from the fields above for every reply.
+    /// once, rather than for every reply.
     pub decided: Decision,
     /// The scope map of each decision that depended on the client's location (None: the
     /// locating network's prefix), so that a hit gives each client its own scope.

@@ -205,14 +205,13 @@ impl Handler {
             rcode: c.rcode,
             answers: usize::from(c.answers),
             first_cluster: c.first_cluster,
-            policy: c.first_policy,
             located_by: c.located_by.as_ref(),
             fail_open: c.fail_open,
             ecs,
             scope,
             steered: c.steered,
             widened: reply.widened,
-            decided: Some(c.decided),
+            decided: c.decided,
         };
         self.account(stats, tap, snap, &outcome, &wire::NameText(q.qname));
         true
@@ -255,6 +254,7 @@ fn template_for(
         return None;
     }
     let answers = a.answers.len() as u16;
+    let decided = super::decided(&a);
     let renew_at = match sign {
         Some((compact_ok, sigs)) => {
             signed::sign(snap, &mut a, compact_ok, signed::unix_now(), sigs)
@@ -278,19 +278,12 @@ fn template_for(
     } else {
         Keep::ForAll
     };
-    let decided = super::decided(
-        a.first_cluster,
-        a.first_policy,
-        a.located_by.as_ref(),
-        a.fail_open,
-    );
     let cached = Cached {
         decided,
         template,
         rcode: a.rcode,
         client_dependent: a.client_dependent,
         first_cluster: a.first_cluster,
-        first_policy: a.first_policy,
         located_by: a.located_by,
         fail_open: a.fail_open,
         answers,

@@ -117,13 +117,12 @@ impl Handler {
                 .filter(|r| r.record_type() != RecordType::RRSIG)
                 .count(),
             first_cluster: a.first_cluster,
-            policy: a.first_policy,
             located_by: a.located_by.as_ref(),
             fail_open: a.fail_open,
             ecs: reply.ecs,
             scope: a.scope,
             steered: a.steered,
-            decided: None,
+            decided: super::decided(a),
             widened: a.widened,
         };
         let name = request

@@ -31,7 +31,7 @@ pub mod wire;
 use self::cache::{AnswerCache, LocationMemo};
 use self::rrl::{Limiter, Verdict};
 use self::wire::{MAX_NAME, QuestionKey};
-use crate::answer::Steered;
+use crate::answer::{Answer, Steered};
 use crate::config::PolicyKind;
 use crate::dnssec::SigCache;
 use crate::dnstap::{self, Decided, Decision, Event, Stamp, Tap};
@@ -376,14 +376,11 @@ impl Handler {
             stats.geo_answer(o.ecs, o.located_by, o.fail_open, o.first_cluster);
             stats.steered(o.steered.geo_order, o.steered.spilled, o.widened);
         }
-        if let Some(tap) = tap {
-            let base = o
-                .decided
-                .unwrap_or_else(|| decided(o.first_cluster, o.policy, o.located_by, o.fail_open));
-            // A static answer without ECS decides nothing: no decision.
-            if base != Decision::NONE || o.ecs {
-                *tap = base.with_reply(o.scope, o.ecs);
-            }
+        // A static answer without ECS decides nothing: no decision.
+        if let Some(tap) = tap
+            && (o.decided != Decision::NONE || o.ecs)
+        {
+            *tap = o.decided.with_reply(o.scope, o.ecs);
         }
         if self.query_log {
             let cluster = o
@@ -415,7 +412,6 @@ struct Outcome<'a> {
     rcode: ResponseCode,
     answers: usize,
     first_cluster: Option<ClusterId>,
-    policy: Option<PolicyKind>,
     located_by: Option<&'a LocationSource>,
     fail_open: bool,
     /// An ECS option located the client.
@@ -424,26 +420,20 @@ struct Outcome<'a> {
     steered: Steered,
     /// The ECS scope is wider than the network that placed the client.
     widened: bool,
-    /// The answer's dnstap decision but for the reply's scope and ECS, when it was kept
-    /// with the answer (None: made from the fields above).
-    decided: Option<Decision>,
+    /// The answer's dnstap decision but for the reply's scope and ECS (`decided`).
+    decided: Decision,
 }
 
 /// An answer's dnstap decision, but for the scope and ECS of its reply
-/// (`Decision::with_reply`).
-fn decided(
-    cluster: Option<ClusterId>,
-    policy: Option<PolicyKind>,
-    located: Option<&LocationSource>,
-    fail_open: bool,
-) -> Decision {
+/// (`Decision::with_reply`): what it was sent to and why.
+fn decided(a: &Answer) -> Decision {
     Decision::from(Decided {
-        cluster,
-        policy: policy.map(|p| p as u8),
+        cluster: a.first_cluster,
+        policy: a.first_policy.map(|p| p as u8),
         scope: 0,
         ecs: false,
-        located: located.map(located_code),
-        fail_open,
+        located: a.located_by.as_ref().map(located_code),
+        fail_open: a.fail_open,
     })
 }
 

@@ -181,12 +181,18 @@ impl Totals {
             .signatures
             .wrapping_add(s.signatures.load(Ordering::Relaxed));
         add_all(&mut self.steering, &s.steering);
-        if self.answers.len() < s.answers.len() * 16 {
-            self.answers.resize(s.answers.len() * 16, 0);
-        }
-        for (t, Slots(a)) in self.answers.chunks_mut(16).zip(&s.answers) {
-            add_all(t, a);
-        }
+        add_answers(&mut self.answers, s);
+    }
+}
+
+/// Adds a shard's answer counts by cluster index to `into`, growing it to the shard's
+/// slots.
+fn add_answers(into: &mut Vec<u64>, s: &Shard) {
+    if into.len() < s.answers.len() * 16 {
+        into.resize(s.answers.len() * 16, 0);
+    }
+    for (t, Slots(a)) in into.chunks_mut(16).zip(&s.answers) {
+        add_all(t, a);
     }
 }
 
@@ -293,12 +299,7 @@ impl ShardSet {
         s.prune();
         let mut answers = s.retired.answers.clone();
         for shard in &s.live {
-            if answers.len() < shard.answers.len() * 16 {
-                answers.resize(shard.answers.len() * 16, 0);
-            }
-            for (t, Slots(a)) in answers.chunks_mut(16).zip(&shard.answers) {
-                add_all(t, a);
-            }
+            add_answers(&mut answers, shard);
         }
         s.names
             .iter()

@@ -105,16 +105,15 @@ impl TestServer {
 
     /// As `start_at`, with `serve`'s options (DNS and admin on ephemeral ports, no query
     /// log) changed by `options`.
-    pub async fn start_with(path: PathBuf, options: impl FnOnce(&mut app::Options)) -> TestServer {
+    pub async fn start_with(path: PathBuf, change: impl FnOnce(&mut app::Options)) -> TestServer {
         let loaded = LoadedConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
-        let mut o = app::Options {
+        let mut options = app::Options {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             admin: Some("127.0.0.1:0".parse().unwrap()),
             query_log: false,
             ..Default::default()
         };
-        options(&mut o);
-        let options = o;
+        change(&mut options);
         let running = app::start(loaded, &options).await.unwrap();
         let addr = running.dns_addrs()[0];
         let admin = running.admin_addr.unwrap();
